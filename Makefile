@@ -1,0 +1,167 @@
+# hicached: daemon, client library, CLI and tests.
+# make [all|run|serve|test|bench|install|clean|format] [SANITIZER=address|undefined] [V=1]
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DESTDIR ?=
+PKG_CONFIG ?= pkg-config
+CC ?= cc
+SANITIZER ?=
+
+ifeq ($(SANITIZER),)
+BUILD ?= build/default
+else
+BUILD ?= build/$(SANITIZER)
+endif
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+VERSION := 0.1.0
+SOVERSION := 0
+
+DEPS := libuv liburing libprotobuf-c jansson
+PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(DEPS) 2>/dev/null)
+PKG_LIBS = $(shell $(PKG_CONFIG) --libs $(DEPS) 2>/dev/null)
+CHECK_CFLAGS = $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
+CHECK_LIBS = $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
+
+CFLAGS ?= -O2 -g
+override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+	-fPIC -fvisibility=hidden -D_GNU_SOURCE -pthread -MMD -MP
+override CPPFLAGS += -I$(BUILD)/gen -Icommon -Idaemon -Iclient
+ifneq ($(SANITIZER),)
+override CFLAGS += -fsanitize=$(SANITIZER) -fno-sanitize-recover=all -fno-omit-frame-pointer
+override LDFLAGS += -fsanitize=$(SANITIZER)
+endif
+LDLIBS_D = $(PKG_LIBS) -pthread
+
+GEN_C := $(BUILD)/gen/hicache.pb-c.c
+GEN_H := $(BUILD)/gen/hicache.pb-c.h
+
+COMMON_SRC := $(wildcard common/*.c)
+ENGINE_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
+CLIENT_SRC := client/hicache.c
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+INTEG_SRC := $(wildcard tests/integration/test_*.c)
+HARNESS_SRC := $(wildcard tests/integration/harness*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+COMMON_OBJ := $(call obj,$(COMMON_SRC)) $(BUILD)/obj/gen/hicache.pb-c.o
+ENGINE_OBJ := $(call obj,$(ENGINE_SRC))
+CLIENT_OBJ := $(call obj,$(CLIENT_SRC))
+HARNESS_OBJ := $(call obj,$(HARNESS_SRC))
+
+DAEMON := $(BUILD)/hicached
+CTL := $(BUILD)/hicachectl
+LIBA := $(BUILD)/libhicache.a
+LIBSO := $(BUILD)/libhicache.so.$(VERSION)
+PC := $(BUILD)/hicache.pc
+UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+INTEG_BIN := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(INTEG_SRC))
+
+.PHONY: all deps run serve test test-c test-python bench install clean format check-format
+.DEFAULT_GOAL := all
+
+all: $(DAEMON) $(CTL) $(LIBA) $(LIBSO) $(PC)
+
+deps:
+	$(Q)bash scripts/install-deps.sh
+
+$(GEN_C) $(GEN_H): proto/hicache.proto
+	@mkdir -p $(BUILD)/gen
+	@echo "  PROTOC  $<"
+	$(Q)protoc-c --proto_path=proto --c_out=$(BUILD)/gen $<
+
+$(BUILD)/obj/gen/hicache.pb-c.o: $(GEN_C)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/%.o: %.c $(GEN_H)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
+
+$(BUILD)/libhcd.a: $(ENGINE_OBJ) $(COMMON_OBJ)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(DAEMON): $(BUILD)/obj/daemon/main.o $(BUILD)/libhcd.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_D)
+
+$(LIBA): $(CLIENT_OBJ) $(COMMON_OBJ)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(LIBSO): $(CLIENT_OBJ) $(COMMON_OBJ)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,libhicache.so.$(SOVERSION) -o $@ $^ \
+		$(shell $(PKG_CONFIG) --libs libprotobuf-c) -pthread
+	$(Q)ln -sf libhicache.so.$(VERSION) $(BUILD)/libhicache.so.$(SOVERSION)
+	$(Q)ln -sf libhicache.so.$(SOVERSION) $(BUILD)/libhicache.so
+
+$(PC): client/hicache.pc.in Makefile
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+$(CTL): $(BUILD)/obj/client/hicachectl.o $(LIBA)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libprotobuf-c jansson) -pthread
+
+# Unit suites: one binary per module, linked against the engine.
+$(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(BUILD)/libhcd.a
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS_D)
+
+# Integration suites: a real daemon, real sockets, through libhicache.
+$(INTEG_BIN): $(BUILD)/tests/%: $(BUILD)/obj/tests/integration/%.o $(HARNESS_OBJ) $(LIBA)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS_D)
+
+# `make run`: the daemon on a local directory under the checkout, a demo load
+# of several client processes, the stats, a clean stop.
+run: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)bash scripts/demo.sh $(BUILD)
+
+# `make serve`: the daemon in the foreground on the same default until Ctrl-C.
+serve: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)mkdir -p var/data var/run
+	$(Q)exec $(DAEMON) --mount-point var/data --socket var/run/hicached.sock --foreground
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory all $(UNIT_BIN) $(INTEG_BIN)
+	$(Q)bash scripts/run-tests.sh $(BUILD) $(UNIT_BIN) $(INTEG_BIN)
+
+install: all
+	install -D -m 0755 $(DAEMON) $(DESTDIR)$(BINDIR)/hicached
+	install -D -m 0755 $(CTL) $(DESTDIR)$(BINDIR)/hicachectl
+	install -D -m 0644 $(LIBA) $(DESTDIR)$(LIBDIR)/libhicache.a
+	install -D -m 0755 $(LIBSO) $(DESTDIR)$(LIBDIR)/libhicache.so.$(VERSION)
+	ln -sf libhicache.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libhicache.so.$(SOVERSION)
+	ln -sf libhicache.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libhicache.so
+	install -D -m 0644 client/hicache.h $(DESTDIR)$(INCLUDEDIR)/hicache.h
+	install -D -m 0644 $(PC) $(DESTDIR)$(PKGCONFIGDIR)/hicache.pc
+
+format:
+	$(Q)clang-format -i $(wildcard common/*.[ch] daemon/*.[ch] client/*.[ch] tests/*/*.[ch])
+
+check-format:
+	$(Q)clang-format --dry-run -Werror $(wildcard common/*.[ch] daemon/*.[ch] client/*.[ch] tests/*/*.[ch])
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,128 @@
+/* libhicache: client library of hicached.
+ *
+ * Every function returns 0 (or a count) on success and a negative errno on
+ * failure; hc_strerror() names it. A connection (hc_client) may be used from
+ * several threads: calls on one connection are serialized internally; open one
+ * connection per thread for parallel requests.
+ *
+ * Page bytes never cross the socket: they are copied between the caller's
+ * buffers and the shared region the daemon passed at connect time. */
+#ifndef HICACHE_H
+#define HICACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define HC_EXPORT __attribute__((visibility("default")))
+#else
+#define HC_EXPORT
+#endif
+
+#define HC_VERSION "0.1.0"
+#define HC_PROTOCOL_VERSION 1
+#define HC_MAX_BATCH 128
+#define HC_MAX_KEY 256
+
+/* XX(errno name, message): the codes this library and the daemon use. */
+#define HC_ERRNO_MAP(XX)                                                                   \
+    XX(ENOENT, "no such page (miss)")                                                      \
+    XX(EINVAL, "invalid argument")                                                         \
+    XX(ENOMEM, "out of memory")                                                            \
+    XX(ENOSPC, "no space: buffer smaller than the page, or storage full")                 \
+    XX(EMSGSIZE, "message or page too large")                                              \
+    XX(E2BIG, "too many keys in one batch")                                                \
+    XX(ERANGE, "slot outside the shared region")                                           \
+    XX(EPROTO, "protocol error")                                                           \
+    XX(EBADMSG, "stored record failed its checks")                                         \
+    XX(EIO, "storage I/O error")                                                           \
+    XX(ECONNREFUSED, "daemon not running (connection refused)")                            \
+    XX(ECONNRESET, "connection to the daemon lost")                                        \
+    XX(EPIPE, "connection to the daemon closed")                                           \
+    XX(ETIMEDOUT, "daemon did not answer in time")                                         \
+    XX(EACCES, "permission denied")                                                        \
+    XX(EPERM, "operation not permitted")                                                   \
+    XX(ESHUTDOWN, "daemon is shutting down")                                               \
+    XX(EBUSY, "daemon busy: too many clients or requests")                                 \
+    XX(ENOTSUP, "not supported")                                                           \
+    XX(EFBIG, "page larger than the store accepts")                                        \
+    XX(ENAMETOOLONG, "name too long")
+
+typedef struct hc_client hc_client;
+
+/* One buffer of a page: a page is the concatenation of its buffers (K and V,
+ * or one per layer). */
+typedef struct hc_buf {
+    void *base;
+    size_t len;
+} hc_buf;
+
+typedef struct hc_page {
+    const char *key; /* NUL-terminated, [A-Za-z0-9_.-]{1,256} */
+    const hc_buf *bufs;
+    unsigned nbufs;
+} hc_page;
+
+typedef struct hc_connect_opts {
+    const char *ns;          /* namespace; NULL = "default" */
+    uint32_t rank;           /* informational */
+    uint64_t page_size_hint; /* bytes; 0 = unknown */
+    int timeout_ms;          /* per request; <= 0 = 30000 */
+} hc_connect_opts;
+
+/* Connects to the daemon at socket_path (NULL = $HICACHED_SOCKET or
+ * /run/hicached/hicached.sock), says hello, maps the region. opts may be NULL.
+ * Returns 0 and sets *out, or -errno (-ECONNREFUSED / -ENOENT when no daemon
+ * listens, -EINVAL bad namespace). */
+HC_EXPORT int hc_connect(hc_client **out, const char *socket_path, const hc_connect_opts *opts);
+
+/* Closes the connection and unmaps the region. Accepts NULL. */
+HC_EXPORT void hc_close(hc_client *c);
+
+/* Stores n pages (any n: split into requests of at most 128 keys that fit
+ * the region). results[i] gets 0 (stored or already there) or -errno for page
+ * i. Returns the number of pages stored, or -errno if nothing could be sent
+ * (connection lost, bad arguments: then results are all set to that error). */
+HC_EXPORT int hc_batch_set(hc_client *c, const hc_page *pages, size_t n, int *results);
+
+/* Reads n pages into their buffers. results[i] gets 0 (hit: the buffers hold
+ * exactly the stored bytes), -ENOENT (miss: buffers untouched), -ENOSPC (page
+ * longer than the buffers), -EMSGSIZE (page shorter than the buffers: buffers
+ * untouched) or another -errno. Returns the number of hits, or -errno as for
+ * hc_batch_set. */
+HC_EXPORT int hc_batch_get(hc_client *c, const hc_page *pages, size_t n, int *results);
+
+/* Asks which of n keys exist. lengths (may be NULL) gets each page's length,
+ * 0 if absent. Returns how many leading keys exist (0..n), or -errno. */
+HC_EXPORT int hc_batch_exists(hc_client *c, const char *const *keys, size_t n, uint64_t *lengths);
+
+/* Daemon counters as a JSON object (NUL-terminated, free with hc_free).
+ * Returns 0 or -errno. */
+HC_EXPORT int hc_stats(hc_client *c, char **json);
+
+/* Drops every page of this connection's namespace on this node. */
+HC_EXPORT int hc_clear(hc_client *c);
+
+/* Round trip with no work. */
+HC_EXPORT int hc_ping(hc_client *c);
+
+/* Region size and the daemon's node id, as told at connect. */
+HC_EXPORT uint64_t hc_region_size(const hc_client *c);
+HC_EXPORT const char *hc_node_id(const hc_client *c);
+
+HC_EXPORT void hc_free(void *p);
+
+/* Message for a negative errno (or 0); never NULL. */
+HC_EXPORT const char *hc_strerror(int err);
+/* Name of a negative errno ("ENOENT"); "UNKNOWN" when not in HC_ERRNO_MAP. */
+HC_EXPORT const char *hc_err_name(int err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

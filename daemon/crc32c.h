@@ -1,0 +1,12 @@
+#ifndef HC_CRC32C_H
+#define HC_CRC32C_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* CRC32C (Castagnoli), hardware-accelerated where the CPU has SSE4.2.
+ * crc is the previous value (0 to start); returns the updated value.
+ * Thread-safe; callable from any thread. */
+uint32_t hc_crc32c(uint32_t crc, const void *buf, size_t len);
+
+#endif

@@ -1,0 +1,104 @@
+/* I/O pool: threads with one io_uring each. Part of the storage engine: knows
+ * nothing of libuv or protobuf.
+ *
+ * The loop thread submits requests; an I/O thread turns the requests it holds
+ * into SQEs, submits them with one io_uring_submit, resubmits short reads and
+ * writes until the whole length is done, and pushes finished requests onto one
+ * completion queue. The pool calls wake(wake_arg) only when that queue goes
+ * from empty to non-empty (the loop thread then calls hc_io_pool_drain, which
+ * runs each request's done callback on the loop thread).
+ *
+ * Bytes in flight are bounded by max_inflight_bytes: requests beyond it wait in
+ * the pool, HC_IO_PRIO_HIGH (prefetch reads) before HC_IO_PRIO_LOW (write-back,
+ * background), so reads never starve behind writes. A single request larger
+ * than the bound is still admitted when nothing else is in flight. */
+#ifndef HC_IO_H
+#define HC_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#define HC_IO_MAX_IOV 4
+
+enum hc_io_op {
+    HC_IO_READ = 1,  /* preadv of iov at offset, whole length or error */
+    HC_IO_WRITE = 2, /* pwritev of iov at offset, whole length or error */
+    HC_IO_TASK = 3,  /* no I/O: before() is the work, run on an I/O thread */
+};
+
+enum hc_io_prio {
+    HC_IO_PRIO_HIGH = 0,
+    HC_IO_PRIO_LOW = 1,
+};
+
+/* A request. The submitter owns it and fills the public fields; from
+ * hc_io_submit until its done callback runs, the pool owns it (->next and the
+ * private fields change on I/O threads) and the submitter must not touch it.
+ * The buffers in iov must stay valid for the same time. */
+struct hc_io_req {
+    /* set by the submitter */
+    enum hc_io_op op;
+    enum hc_io_prio prio;
+    int fd;
+    uint64_t offset;
+    struct iovec iov[HC_IO_MAX_IOV];
+    int iovcnt;
+    /* Called on an I/O thread before the I/O (may be NULL). For HC_IO_TASK it
+     * is the work itself. Returns 0, or -errno: the I/O is skipped and that
+     * becomes result. */
+    int (*before)(struct hc_io_req *req);
+    /* Called on an I/O thread after the whole length was transferred (may be
+     * NULL), e.g. to verify a checksum. Returns 0, or -errno, which becomes
+     * result. */
+    int (*after)(struct hc_io_req *req);
+    /* Called on the loop thread from hc_io_pool_drain; must not be NULL. The
+     * request belongs to the submitter again when it runs. */
+    void (*done)(struct hc_io_req *req);
+    void *data;
+
+    /* set by the pool before done runs: bytes transferred (the whole length)
+     * on success, 0 for a task that succeeded, or -errno. A read that meets
+     * end of file before the whole length gives -ENODATA. */
+    ssize_t result;
+
+    /* private to the pool */
+    struct hc_io_req *next;
+    size_t total;    /* sum of iov lengths */
+    size_t xferred;  /* bytes done so far */
+    struct iovec cur[HC_IO_MAX_IOV]; /* remaining iov after short I/O */
+    int curcnt;
+};
+
+struct hc_io_config {
+    unsigned threads;            /* >= 1 */
+    unsigned queue_depth;        /* SQ entries per ring, >= 4 */
+    uint64_t max_inflight_bytes; /* >= 1 */
+};
+
+struct hc_io_pool;
+
+/* Creates the pool and starts its threads. wake is called from I/O threads.
+ * Returns 0 and sets *out, or -errno (nothing left behind). */
+int hc_io_pool_create(struct hc_io_pool **out, const struct hc_io_config *cfg,
+                      void (*wake)(void *arg), void *wake_arg);
+
+/* Loop thread only. Queues req (see struct hc_io_req for ownership). Never
+ * runs done synchronously. */
+void hc_io_submit(struct hc_io_pool *pool, struct hc_io_req *req);
+
+/* Loop thread only. Runs the done callback of every finished request, and
+ * admits waiting requests as bytes in flight drop. Returns how many ran. */
+unsigned hc_io_pool_drain(struct hc_io_pool *pool);
+
+/* Loop thread only. Requests submitted whose done has not yet run, and the
+ * bytes they cover. */
+unsigned hc_io_pool_pending(const struct hc_io_pool *pool);
+uint64_t hc_io_pool_inflight_bytes(const struct hc_io_pool *pool);
+
+/* Loop thread only. Waits until every submitted request is finished, runs
+ * their done callbacks, stops the threads and frees the pool. Accepts NULL. */
+void hc_io_pool_destroy(struct hc_io_pool *pool);
+
+#endif

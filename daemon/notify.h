@@ -1,0 +1,15 @@
+/* sd_notify without libsystemd: a datagram to $NOTIFY_SOCKET. */
+#ifndef HC_NOTIFY_H
+#define HC_NOTIFY_H
+
+/* Sends state (e.g. "READY=1") to $NOTIFY_SOCKET (a path, or '@' for the
+ * abstract namespace). Returns 1 if sent, 0 if NOTIFY_SOCKET is unset, -errno
+ * on failure. */
+int hc_notify(const char *state);
+
+/* Takes sockets passed by systemd socket activation: if $LISTEN_PID is this
+ * process and $LISTEN_FDS >= 1, returns the first fd (3) and unsets the
+ * variables; returns -1 when none were passed. */
+int hc_listen_fds(void);
+
+#endif

@@ -1,0 +1,104 @@
+/* Segment store: pages on the mount as records in log-structured segment
+ * files, an in-memory index of this node's and other nodes' pages, write
+ * dedupe and read coalescing (DESIGN §4, §5). Part of the storage engine: no
+ * libuv or protobuf here; server.c translates requests into these calls.
+ *
+ * Threads: every function here is called on the loop thread. Storage I/O runs
+ * on the hc_io_pool given at open; callbacks run on the loop thread (from
+ * hc_io_pool_drain), never synchronously inside the call that registered them.
+ *
+ * On the mount: <mount_point>/<root_dir>/<node_id>/ holds this node's
+ * segments. A segment is <seq>.seg (16 hex digits); once sealed it has a
+ * <seq>.idx beside it, written as <seq>.idx.tmp and renamed. Records are
+ * aligned to HC_STORE_ALIGN: a header block (magic, version, flags, epoch,
+ * namespace, key, payload length, payload CRC32C, header CRC32C) then the
+ * payload, padded. Other nodes' directories are read, never written. */
+#ifndef HC_STORE_H
+#define HC_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "io.h"
+#include "stats.h"
+
+#define HC_STORE_ALIGN 4096u
+
+struct hc_store_config {
+    const char *mount_point;       /* existing directory */
+    const char *root_dir;          /* under mount_point, e.g. "hicache" */
+    const char *node_id;           /* [A-Za-z0-9_.-]{1,64} */
+    uint64_t segment_size;         /* bytes; a segment is sealed once full */
+    uint64_t capacity_bytes;       /* this node's segment bytes; 0 = no limit */
+    double min_free_ratio;         /* keep this fraction of the filesystem free (0..1) */
+    uint32_t seal_interval_ms;     /* seal a non-empty open segment this old */
+    uint32_t discovery_interval_ms;/* scan other nodes' directories this often */
+    bool use_direct_io;            /* O_DIRECT on segment files */
+    bool dedupe;                   /* sets of stored / in-flight keys cost nothing */
+    bool coalesce_reads;           /* concurrent gets of a key share one read */
+};
+
+struct hc_store;
+
+/* Opens the store: creates the node directory, removes leftover temporary
+ * files, loads sealed indexes of this node and others, scans this node's
+ * unsealed segments up to the first bad record and seals them, and opens a new
+ * segment. Blocking I/O; called once at start. Returns 0 and sets *out, or
+ * -errno with a readable reason in err (nothing left behind). */
+int hc_store_open(struct hc_store **out, const struct hc_store_config *cfg,
+                  struct hc_io_pool *io, struct hc_stats *stats, char *err, size_t errlen);
+
+/* Interns a namespace name (validated by the caller). Returns an id >= 0, or
+ * -ENOSPC when too many namespaces (65535) exist. */
+int hc_store_ns(struct hc_store *s, const char *ns, size_t len);
+
+/* Callback of set and get. status is 0 (stored / hit), -ENOENT (get: miss,
+ * including a record that failed its checksum), or another -errno. len is the
+ * page length placed in the buffer (get), or the length stored (set). */
+typedef void (*hc_store_cb)(void *data, int status, uint64_t len);
+
+/* Stores len bytes at buf under (ns, key). The bytes must stay valid and
+ * unchanged until cb runs. A key stored or being written is a dedupe hit: no
+ * second write, cb runs with 0 once the first write is whole. The page becomes
+ * visible to exists/get only when its record is whole on storage and so are
+ * all records before it in the segment (so a restart's scan keeps every
+ * acknowledged page). Returns 0 (cb will run), or -errno with nothing changed
+ * and cb never called (-EINVAL len 0, -EFBIG len > segment space,
+ * -ESHUTDOWN while stopping). */
+int hc_store_set(struct hc_store *s, int ns, const char *key, size_t klen, const void *buf,
+                 uint64_t len, hc_store_cb cb, void *data);
+
+/* Reads the page (ns, key) into buf (cap bytes). cb gets 0 and the length on a
+ * hit, -ENOENT on a miss or a record that fails its checks (counted in
+ * corrupt_records; the bytes in buf are then undefined and must not be used),
+ * -ENOSPC if the page is longer than cap (buf untouched). Concurrent gets of
+ * one key share one storage read. Returns 0 (cb will run) or -errno (cb never
+ * called). */
+int hc_store_get(struct hc_store *s, int ns, const char *key, size_t klen, void *buf, uint64_t cap,
+                 hc_store_cb cb, void *data);
+
+/* Answers from the index only. Returns the page length (> 0) if (ns, key) is
+ * visible, 0 if not. */
+uint64_t hc_store_exists(struct hc_store *s, int ns, const char *key, size_t klen);
+
+/* Drops every page of namespace ns from this node's view, persistently: a
+ * restart does not bring this node's records of ns back. Pages of other nodes
+ * seen later are picked up again. Returns the number of pages dropped. */
+uint64_t hc_store_clear(struct hc_store *s, int ns);
+
+/* Periodic work, called on the loop thread every few hundred ms with a
+ * monotonic clock in ms: seal the open segment by age, evict for capacity and
+ * free space, discover other nodes' sealed segments (I/O on the pool). */
+void hc_store_tick(struct hc_store *s, uint64_t now_ms);
+
+/* Stop taking sets (they fail with -ESHUTDOWN); gets and exists still work.
+ * Returns true once nothing the store submitted is in flight; the caller keeps
+ * draining the pool and calling this until it does. */
+bool hc_store_quiesce(struct hc_store *s);
+
+/* Seals the open segment (blocking I/O) and frees the store. Call after
+ * hc_store_quiesce returned true. Accepts NULL. */
+void hc_store_close(struct hc_store *s);
+
+#endif
