@@ -52,6 +52,8 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 INTEG_SRC := $(wildcard tests/integration/test_*.c)
 HARNESS_SRC := $(wildcard tests/integration/harness*.c)
 
+FORMAT_SRC = $(wildcard common/*.[ch] daemon/*.[ch] client/*.[ch] tools/*.[ch] tests/*/*.[ch])
+
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 COMMON_OBJ := $(call obj,$(COMMON_SRC)) $(BUILD)/obj/gen/hicache.pb-c.o
@@ -61,6 +63,7 @@ HARNESS_OBJ := $(call obj,$(HARNESS_SRC))
 
 DAEMON := $(BUILD)/hicached
 CTL := $(BUILD)/hicachectl
+LOAD := $(BUILD)/hicache-load
 LIBA := $(BUILD)/libhicache.a
 LIBSO := $(BUILD)/libhicache.so.$(VERSION)
 PC := $(BUILD)/hicache.pc
@@ -70,7 +73,7 @@ INTEG_BIN := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(INTEG_SRC))
 .PHONY: all deps run serve test test-c test-python bench install clean format check-format
 .DEFAULT_GOAL := all
 
-all: $(DAEMON) $(CTL) $(LIBA) $(LIBSO) $(PC)
+all: $(DAEMON) $(CTL) $(LOAD) $(LIBA) $(LIBSO) $(PC)
 
 deps:
 	$(Q)bash scripts/install-deps.sh
@@ -117,6 +120,10 @@ $(CTL): $(BUILD)/obj/client/hicachectl.o $(LIBA)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libprotobuf-c jansson) -pthread
 
+$(LOAD): $(BUILD)/obj/tools/hicache-load.o $(LIBA)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libprotobuf-c) -pthread
+
 # Unit suites: one binary per module, linked against the engine.
 $(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(BUILD)/libhcd.a
 	@mkdir -p $(dir $@)
@@ -156,10 +163,10 @@ install: all
 	install -D -m 0644 $(PC) $(DESTDIR)$(PKGCONFIGDIR)/hicache.pc
 
 format:
-	$(Q)clang-format -i $(wildcard common/*.[ch] daemon/*.[ch] client/*.[ch] tests/*/*.[ch])
+	$(Q)clang-format -i $(FORMAT_SRC)
 
 check-format:
-	$(Q)clang-format --dry-run -Werror $(wildcard common/*.[ch] daemon/*.[ch] client/*.[ch] tests/*/*.[ch])
+	$(Q)clang-format --dry-run -Werror $(FORMAT_SRC)
 
 clean:
 	rm -rf build

@@ -29,7 +29,7 @@ void hc_frame_decoder_free(struct hc_frame_decoder *d);
 /* Appends n bytes. Returns 0, or -ENOMEM. */
 int hc_frame_decoder_feed(struct hc_frame_decoder *d, const void *data, size_t n);
 
-/* Takes the next whole frame. Returns 1 and sets *body/*len (valid until the
+/* Takes the next whole frame. Returns 1 and sets *body and *len (valid until the
  * next feed or next call), 0 if no whole frame is held yet, or -EMSGSIZE when
  * the next frame announces a body larger than max_frame (the stream is then
  * unusable: the caller replies with an error and closes). */
