@@ -1,0 +1,1066 @@
+/* libhicache: the client side of the hicached wire protocol (docs/PROTOCOL.md).
+ *
+ * One hc_client is one Unix stream connection plus the shared region the
+ * daemon passed at hello. Every call takes the connection's mutex for its
+ * whole duration, so at most one call talks on a connection at a time; inside
+ * a call, a batch is streamed through the region as chunks, with up to two
+ * chunks in flight (the next one is filled while the previous one is served).
+ *
+ * The socket is non-blocking and every wait is a poll() bounded by the
+ * request's deadline (timeout_ms), so no call hangs. Any failure of the byte
+ * stream (send/recv error, EOF, timeout, undecodable frame, protocol
+ * violation) breaks the connection: the call that saw it returns the cause,
+ * and every later call returns -ECONNRESET (or -EPIPE) at once. The caller
+ * reconnects with a new hc_connect().
+ *
+ * Client-side key checks: in hc_batch_set/hc_batch_get an invalid key, a
+ * page with no bytes or a malformed buffer list gives that page -EINVAL
+ * without sending it (the other pages go on); in hc_batch_exists an invalid
+ * key fails the whole call with -EINVAL before anything is sent (exists has no
+ * per-key error slot). */
+#include "hicache.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "hicache.pb-c.h"
+#include "key.h"
+
+#define HC_DEFAULT_SOCKET "/run/hicached/hicached.sock"
+#define HC_DEFAULT_TIMEOUT_MS 30000
+#define HC_DEFAULT_MAX_FRAME (1u << 20)
+#define HC_DEFAULT_ALIGN 4096u
+/* Largest response frame this library accepts (responses are small: per-key
+ * results, or the stats JSON). */
+#define HC_CLIENT_MAX_RESPONSE (16u << 20)
+/* Conservative encoded sizes, used to keep request frames under max_frame. */
+#define HC_FRAME_BASE_EST 64u
+#define HC_SLOT_EST 40u
+#define HC_KEY_EST 8u
+#define HC_RECV_BUF 16384
+#define HC_MAX_FDS 4
+
+struct hc_client {
+    pthread_mutex_t lock; /* serializes every call on this connection */
+    int fd;               /* -1 once broken */
+    int broken;           /* 0, or what later calls return (-ECONNRESET/-EPIPE) */
+    int timeout_ms;
+    uint8_t *region;
+    uint64_t region_size;
+    uint64_t slot_align;
+    uint64_t head, tail; /* slot ring: byte counters, head - tail bytes in use */
+    uint32_t max_batch;
+    uint32_t max_frame;
+    uint64_t next_id;
+    char *node_id;
+    struct hc_frame_decoder dec;
+};
+
+/* ---- error names ---------------------------------------------------------- */
+
+HC_EXPORT const char *hc_strerror(int err)
+{
+    int e = err < 0 ? -err : err;
+
+    if (e == 0)
+        return "success";
+#define HC_STRERROR_CASE(name, msg)                                                                \
+    case name:                                                                                     \
+        return msg;
+    switch (e) {
+        HC_ERRNO_MAP(HC_STRERROR_CASE)
+    default:
+        break;
+    }
+#undef HC_STRERROR_CASE
+    return strerror(e);
+}
+
+HC_EXPORT const char *hc_err_name(int err)
+{
+#define HC_ERRNAME_CASE(name, msg)                                                                 \
+    case -name:                                                                                    \
+        return #name;
+    switch (err) {
+        HC_ERRNO_MAP(HC_ERRNAME_CASE)
+    default:
+        break;
+    }
+#undef HC_ERRNAME_CASE
+    return "UNKNOWN";
+}
+
+HC_EXPORT void hc_free(void *p)
+{
+    free(p);
+}
+
+/* ---- socket I/O ----------------------------------------------------------- */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits until fd is ready for events or the deadline passes. Returns 0 (ready,
+ * or hung up: the next send/recv tells), or -ETIMEDOUT. EINTR is retried. */
+static int wait_fd(int fd, short events, int64_t deadline)
+{
+    for (;;) {
+        int64_t left = deadline - now_ms();
+        struct pollfd p = {.fd = fd, .events = events};
+        int r;
+
+        if (left <= 0)
+            return -ETIMEDOUT;
+        r = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
+        if (r > 0)
+            return 0;
+        if (r < 0 && errno != EINTR)
+            return -errno;
+    }
+}
+
+/* Marks the connection unusable after a stream failure and returns err, so a
+ * caller can write `return conn_fail(c, r);`. Later calls return
+ * c->broken. Call with c->lock held. */
+static int conn_fail(struct hc_client *c, int err)
+{
+    if (c->fd >= 0) {
+        close(c->fd);
+        c->fd = -1;
+    }
+    if (!c->broken)
+        c->broken = err == -EPIPE ? -EPIPE : -ECONNRESET;
+    return err;
+}
+
+/* Sends len bytes, waiting as needed. Returns 0 or -errno (the stream is then
+ * in an unknown state). Never raises SIGPIPE. */
+static int send_all(struct hc_client *c, const uint8_t *p, size_t len, int64_t deadline)
+{
+    while (len > 0) {
+        ssize_t k = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        if (k < 0) {
+            int r;
+
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                return -errno;
+            r = wait_fd(c->fd, POLLOUT, deadline);
+            if (r < 0)
+                return r;
+            continue;
+        }
+        p += k;
+        len -= (size_t)k;
+    }
+    return 0;
+}
+
+/* Reads what is available (waiting up to the deadline) into the frame
+ * decoder. A descriptor passed with the bytes goes to *fd_out if fd_out is
+ * not NULL and still -1; any other passed descriptor is closed. Returns 0, or
+ * -ECONNRESET at end of stream, -ETIMEDOUT, or another -errno. */
+static int recv_some(struct hc_client *c, int64_t deadline, int *fd_out)
+{
+    uint8_t buf[HC_RECV_BUF];
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int) * HC_MAX_FDS)];
+    } cm;
+
+    for (;;) {
+        struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
+        struct msghdr m = {
+            .msg_iov = &iov,
+            .msg_iovlen = 1,
+            .msg_control = cm.buf,
+            .msg_controllen = sizeof(cm.buf),
+        };
+        struct cmsghdr *h;
+        ssize_t k;
+        int r;
+
+        r = wait_fd(c->fd, POLLIN, deadline);
+        if (r < 0)
+            return r;
+        k = recvmsg(c->fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        if (k < 0) {
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+                continue;
+            return -errno;
+        }
+        for (h = CMSG_FIRSTHDR(&m); h != NULL; h = CMSG_NXTHDR(&m, h)) {
+            size_t nfd, i;
+
+            if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+                continue;
+            nfd = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (i = 0; i < nfd; i++) {
+                int fd;
+
+                memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof(int));
+                if (fd_out != NULL && *fd_out < 0)
+                    *fd_out = fd;
+                else
+                    close(fd);
+            }
+        }
+        if (k == 0)
+            return -ECONNRESET;
+        return hc_frame_decoder_feed(&c->dec, buf, (size_t)k);
+    }
+}
+
+/* Encodes req as one frame and sends it. Returns 0, -EMSGSIZE if it would
+ * exceed the daemon's max_frame (nothing sent; the connection stays usable),
+ * -ENOMEM, or a stream error (the caller breaks the connection). */
+static int send_request(struct hc_client *c, const Hicache__Request *req, int64_t deadline)
+{
+    size_t len = hicache__request__get_packed_size(req);
+    uint8_t *frame;
+    int r;
+
+    if (len > c->max_frame)
+        return -EMSGSIZE;
+    frame = malloc(HC_FRAME_HDR + len);
+    if (frame == NULL)
+        return -ENOMEM;
+    hc_frame_put_len(frame, (uint32_t)len);
+    hicache__request__pack(req, frame + HC_FRAME_HDR);
+    r = send_all(c, frame, HC_FRAME_HDR + len, deadline);
+    free(frame);
+    return r;
+}
+
+/* Reads the next response frame. Returns 0 and sets *out (free with
+ * hicache__response__free_unpacked), or -errno: every error here is a stream
+ * error. fd_out as for recv_some. */
+static int recv_response(struct hc_client *c, int64_t deadline, int *fd_out,
+                         Hicache__Response **out)
+{
+    for (;;) {
+        const uint8_t *body;
+        uint32_t len;
+        int r = hc_frame_decoder_next(&c->dec, &body, &len);
+
+        if (r < 0)
+            return r;
+        if (r == 1) {
+            Hicache__Response *resp = hicache__response__unpack(NULL, len, body);
+
+            if (resp == NULL)
+                return -EPROTO;
+            *out = resp;
+            return 0;
+        }
+        r = recv_some(c, deadline, fd_out);
+        if (r < 0)
+            return r;
+    }
+}
+
+/* ---- one request, one response (hello, stats, clear, ping) -------------- */
+
+/* Sends req (its id is assigned here) and waits for the response with that
+ * id; responses with other ids are stale and dropped. Returns 0 and sets *out,
+ * or -errno; a stream error has already broken the connection. A frame-error
+ * response (id 0, status < 0) returns its status and breaks the connection.
+ * Call with c->lock held and the connection not broken. */
+static int call(struct hc_client *c, Hicache__Request *req, int *fd_out, Hicache__Response **out)
+{
+    int64_t deadline = now_ms() + c->timeout_ms;
+    int r;
+
+    req->id = c->next_id++;
+    r = send_request(c, req, deadline);
+    if (r == -EMSGSIZE || r == -ENOMEM)
+        return r;
+    if (r < 0)
+        return conn_fail(c, r);
+    for (;;) {
+        Hicache__Response *resp;
+
+        r = recv_response(c, deadline, fd_out, &resp);
+        if (r < 0)
+            return conn_fail(c, r);
+        if (resp->id == req->id) {
+            *out = resp;
+            return 0;
+        }
+        if (resp->id == 0 && resp->status < 0) {
+            r = resp->status;
+            hicache__response__free_unpacked(resp, NULL);
+            return conn_fail(c, r);
+        }
+        hicache__response__free_unpacked(resp, NULL);
+    }
+}
+
+/* ---- connect / close ------------------------------------------------------ */
+
+/* Connects a non-blocking stream socket to path before the deadline.
+ * Returns the fd or -errno (-ENOENT no socket file, -ECONNREFUSED nobody
+ * listening, -ETIMEDOUT backlog full for too long). */
+static int connect_unix(const char *path, int64_t deadline)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t len = strlen(path);
+    int fd, r;
+
+    if (len == 0)
+        return -EINVAL;
+    if (len >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    memcpy(sa.sun_path, path, len + 1);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    for (;;) {
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+            return fd;
+        r = -errno;
+        if (r == -EINTR)
+            continue;
+        if (r == -EAGAIN) {
+            /* The listen backlog is full: try again shortly. */
+            struct timespec ts = {.tv_nsec = 5 * 1000 * 1000};
+
+            if (now_ms() >= deadline) {
+                r = -ETIMEDOUT;
+                break;
+            }
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        if (r == -EINPROGRESS) {
+            int soerr = 0;
+            socklen_t sl = sizeof(soerr);
+
+            r = wait_fd(fd, POLLOUT, deadline);
+            if (r == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+                r = -errno;
+            else if (r == 0)
+                r = -soerr;
+            if (r == 0)
+                return fd;
+        }
+        break;
+    }
+    close(fd);
+    return r;
+}
+
+HC_EXPORT int hc_connect(hc_client **out, const char *socket_path, const hc_connect_opts *opts)
+{
+    Hicache__Request req = HICACHE__REQUEST__INIT;
+    Hicache__Hello hello = HICACHE__HELLO__INIT;
+    Hicache__Response *resp = NULL;
+    const char *ns = opts != NULL && opts->ns != NULL ? opts->ns : "default";
+    struct hc_client *c;
+    struct stat st;
+    int memfd = -1;
+    int r;
+
+    if (out == NULL)
+        return -EINVAL;
+    if (hc_name_invalid("namespace", ns, strnlen(ns, HC_NS_MAX + 1)) != NULL)
+        return -EINVAL;
+    if (socket_path == NULL) {
+        socket_path = getenv("HICACHED_SOCKET");
+        if (socket_path == NULL || socket_path[0] == '\0')
+            socket_path = HC_DEFAULT_SOCKET;
+    }
+
+    c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return -ENOMEM;
+    if (pthread_mutex_init(&c->lock, NULL) != 0) {
+        free(c);
+        return -ENOMEM;
+    }
+    c->fd = -1;
+    c->region = MAP_FAILED;
+    c->timeout_ms = opts != NULL && opts->timeout_ms > 0 ? opts->timeout_ms : HC_DEFAULT_TIMEOUT_MS;
+    c->max_frame = HC_DEFAULT_MAX_FRAME;
+    c->next_id = 1;
+    hc_frame_decoder_init(&c->dec, HC_CLIENT_MAX_RESPONSE);
+
+    r = connect_unix(socket_path, now_ms() + c->timeout_ms);
+    if (r < 0)
+        goto err;
+    c->fd = r;
+
+    hello.protocol_version = HC_PROTOCOL_VERSION;
+    hello.namespace_.data = (uint8_t *)ns;
+    hello.namespace_.len = strlen(ns);
+    hello.rank = opts != NULL ? opts->rank : 0;
+    hello.page_size_hint = opts != NULL ? opts->page_size_hint : 0;
+    hello.client_name = program_invocation_short_name;
+    req.body_case = HICACHE__REQUEST__BODY_HELLO;
+    req.hello = &hello;
+    r = call(c, &req, &memfd, &resp);
+    if (r < 0)
+        goto err;
+    if (resp->status < 0) {
+        r = resp->status;
+        goto err;
+    }
+    r = -EPROTO;
+    if (resp->hello == NULL || memfd < 0 || resp->hello->protocol_version != HC_PROTOCOL_VERSION ||
+        resp->hello->region_size == 0 || resp->hello->region_size > SIZE_MAX)
+        goto err;
+    /* A region shorter than announced would SIGBUS us on access. */
+    if (fstat(memfd, &st) < 0 || (uint64_t)st.st_size < resp->hello->region_size)
+        goto err;
+    c->region =
+        mmap(NULL, (size_t)resp->hello->region_size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+    if (c->region == MAP_FAILED) {
+        r = -errno;
+        goto err;
+    }
+    close(memfd);
+    memfd = -1;
+    c->region_size = resp->hello->region_size;
+    c->slot_align = resp->hello->slot_align;
+    if (c->slot_align == 0 || (c->slot_align & (c->slot_align - 1)) != 0 ||
+        c->slot_align > c->region_size)
+        c->slot_align = HC_DEFAULT_ALIGN;
+    c->max_batch = resp->hello->max_batch;
+    if (c->max_batch == 0 || c->max_batch > HC_MAX_BATCH)
+        c->max_batch = HC_MAX_BATCH;
+    if (resp->hello->max_frame != 0)
+        c->max_frame = resp->hello->max_frame;
+    c->node_id = strdup(resp->hello->node_id != NULL ? resp->hello->node_id : "");
+    if (c->node_id == NULL) {
+        r = -ENOMEM;
+        goto err;
+    }
+    hicache__response__free_unpacked(resp, NULL);
+    *out = c;
+    return 0;
+
+err:
+    if (resp != NULL)
+        hicache__response__free_unpacked(resp, NULL);
+    if (memfd >= 0)
+        close(memfd);
+    hc_close(c);
+    return r;
+}
+
+HC_EXPORT void hc_close(hc_client *c)
+{
+    if (c == NULL)
+        return;
+    if (c->fd >= 0)
+        close(c->fd);
+    if (c->region != MAP_FAILED && c->region != NULL)
+        munmap(c->region, (size_t)c->region_size);
+    hc_frame_decoder_free(&c->dec);
+    pthread_mutex_destroy(&c->lock);
+    free(c->node_id);
+    free(c);
+}
+
+HC_EXPORT uint64_t hc_region_size(const hc_client *c)
+{
+    return c != NULL ? c->region_size : 0;
+}
+
+HC_EXPORT const char *hc_node_id(const hc_client *c)
+{
+    return c != NULL && c->node_id != NULL ? c->node_id : "";
+}
+
+/* ---- slot ring ------------------------------------------------------------ */
+
+/* Takes a contiguous slot of len bytes (rounded up to slot_align) at the ring
+ * head, skipping the tail end of the region when the slot would not fit
+ * before it. Returns 0 and sets *off, or -ENOSPC while the ring is too full.
+ * An empty ring restarts at offset 0, so any len <= region_size fits then. */
+static int ring_alloc(struct hc_client *c, uint64_t len, uint64_t *off)
+{
+    uint64_t size = c->region_size;
+    uint64_t slot = (len + c->slot_align - 1) & ~(c->slot_align - 1);
+    uint64_t pos, waste;
+
+    if (c->head == c->tail)
+        c->head = c->tail = 0;
+    if (slot > size)
+        slot = len;
+    pos = c->head % size;
+    waste = pos + slot > size ? size - pos : 0;
+    if (c->head - c->tail + waste + slot > size)
+        return -ENOSPC;
+    c->head += waste;
+    *off = c->head % size;
+    c->head += slot;
+    return 0;
+}
+
+/* ---- batches -------------------------------------------------------------- */
+
+enum hc_op { HC_OP_SET, HC_OP_GET, HC_OP_EXISTS };
+
+/* One request of a batch: which pages it carries and where their slots are.
+ * resp is set when its response arrived (possibly while waiting for another
+ * chunk: the daemon may answer out of order). */
+struct hc_chunk {
+    uint64_t id;
+    int64_t deadline;
+    Hicache__Response *resp;
+    uint64_t ring_end; /* c->head after this chunk's slots */
+    unsigned count;
+    size_t idx[HC_MAX_BATCH]; /* page index in the caller's array */
+    uint64_t off[HC_MAX_BATCH];
+    uint64_t len[HC_MAX_BATCH];
+};
+
+struct hc_batch {
+    enum hc_op op;
+    const hc_page *pages;    /* set, get */
+    const char *const *keys; /* exists */
+    size_t n;
+    int *results;      /* set, get */
+    uint64_t *lengths; /* exists, may be NULL */
+    int done;          /* set: pages stored; get: hits */
+    size_t leading;    /* exists */
+    bool leading_open;
+    bool answered;        /* some chunk got a response */
+    int whole_err;        /* exists: a whole-request error */
+    struct hc_chunk q[2]; /* chunks in flight, FIFO */
+    unsigned qhead, nq;
+};
+
+static const char *batch_key(const struct hc_batch *b, size_t i)
+{
+    return b->op == HC_OP_EXISTS ? b->keys[i] : b->pages[i].key;
+}
+
+static int key_check(const char *key)
+{
+    if (key == NULL || hc_name_invalid("key", key, strnlen(key, HC_KEY_MAX + 1)) != NULL)
+        return -EINVAL;
+    return 0;
+}
+
+/* Checks page p and sums its buffers. Returns 0 and sets *total, -EINVAL
+ * (bad key, malformed buffer list, no bytes) or -EMSGSIZE (larger than the
+ * region). */
+static int page_check(const struct hc_client *c, const hc_page *p, uint64_t *total)
+{
+    uint64_t sum = 0;
+    unsigned i;
+
+    if (key_check(p->key) < 0 || (p->nbufs > 0 && p->bufs == NULL))
+        return -EINVAL;
+    for (i = 0; i < p->nbufs; i++) {
+        if (p->bufs[i].base == NULL && p->bufs[i].len > 0)
+            return -EINVAL;
+        if (p->bufs[i].len > UINT64_MAX - sum)
+            return -EINVAL;
+        sum += p->bufs[i].len;
+    }
+    if (sum == 0)
+        return -EINVAL;
+    if (sum > c->region_size)
+        return -EMSGSIZE;
+    *total = sum;
+    return 0;
+}
+
+static void copy_in(uint8_t *dst, const hc_page *p)
+{
+    unsigned i;
+
+    for (i = 0; i < p->nbufs; i++) {
+        if (p->bufs[i].len > 0)
+            memcpy(dst, p->bufs[i].base, p->bufs[i].len);
+        dst += p->bufs[i].len;
+    }
+}
+
+static void copy_out(const hc_page *p, const uint8_t *src)
+{
+    unsigned i;
+
+    for (i = 0; i < p->nbufs; i++) {
+        if (p->bufs[i].len > 0)
+            memcpy(p->bufs[i].base, src, p->bufs[i].len);
+        src += p->bufs[i].len;
+    }
+}
+
+/* Fills k with pages from *next on: as many as fit the batch limit, the frame
+ * limit, half the region and the free part of the ring. Pages refused here get their result at
+ * once and are skipped. Set pages are copied into their slots. */
+static void chunk_fill(struct hc_client *c, struct hc_batch *b, size_t *next, struct hc_chunk *k)
+{
+    uint64_t est = HC_FRAME_BASE_EST, bytes = 0;
+
+    k->count = 0;
+    k->resp = NULL;
+    while (*next < b->n && k->count < c->max_batch) {
+        size_t i = *next;
+        const char *key = batch_key(b, i);
+        uint64_t add, slot, total = 0, off = 0;
+
+        if (b->op == HC_OP_EXISTS) {
+            add = strlen(key) + HC_KEY_EST;
+            if (k->count > 0 && est + add > c->max_frame)
+                break;
+        } else {
+            int r = page_check(c, &b->pages[i], &total);
+
+            if (r < 0) {
+                b->results[i] = r;
+                (*next)++;
+                continue;
+            }
+            add = strlen(key) + HC_SLOT_EST;
+            if (k->count > 0 && est + add > c->max_frame)
+                break;
+            /* Half the region per chunk, so the next chunk can be filled
+             * while this one is served (a bigger page goes alone). */
+            slot = (total + c->slot_align - 1) & ~(c->slot_align - 1);
+            if (k->count > 0 && bytes + slot > c->region_size / 2)
+                break;
+            if (ring_alloc(c, total, &off) < 0)
+                break;
+            bytes += slot;
+            if (b->op == HC_OP_SET)
+                copy_in(c->region + off, &b->pages[i]);
+        }
+        est += add;
+        k->idx[k->count] = i;
+        k->off[k->count] = off;
+        k->len[k->count] = total;
+        k->count++;
+        (*next)++;
+    }
+    k->ring_end = c->head;
+}
+
+/* Encodes chunk k as a set, get or exists request and sends it. Returns 0 or
+ * -errno (see send_request). */
+static int chunk_send(struct hc_client *c, const struct hc_batch *b, struct hc_chunk *k)
+{
+    Hicache__Request req = HICACHE__REQUEST__INIT;
+    Hicache__SetRequest set = HICACHE__SET_REQUEST__INIT;
+    Hicache__GetRequest get = HICACHE__GET_REQUEST__INIT;
+    Hicache__ExistsRequest ex = HICACHE__EXISTS_REQUEST__INIT;
+    Hicache__Slot slots[HC_MAX_BATCH];
+    Hicache__Slot *slotp[HC_MAX_BATCH];
+    ProtobufCBinaryData keys[HC_MAX_BATCH];
+    unsigned j;
+
+    for (j = 0; j < k->count; j++) {
+        const char *key = batch_key(b, k->idx[j]);
+
+        keys[j].data = (uint8_t *)key;
+        keys[j].len = strlen(key);
+        hicache__slot__init(&slots[j]);
+        slots[j].key = keys[j];
+        slots[j].offset = k->off[j];
+        slots[j].length = k->len[j];
+        slotp[j] = &slots[j];
+    }
+    switch (b->op) {
+    case HC_OP_SET:
+        set.n_pages = k->count;
+        set.pages = slotp;
+        req.body_case = HICACHE__REQUEST__BODY_SET;
+        req.set = &set;
+        break;
+    case HC_OP_GET:
+        get.n_pages = k->count;
+        get.pages = slotp;
+        req.body_case = HICACHE__REQUEST__BODY_GET;
+        req.get = &get;
+        break;
+    case HC_OP_EXISTS:
+        ex.n_keys = k->count;
+        ex.keys = keys;
+        req.body_case = HICACHE__REQUEST__BODY_EXISTS;
+        req.exists = &ex;
+        break;
+    }
+    k->id = req.id = c->next_id++;
+    k->deadline = now_ms() + c->timeout_ms;
+    return send_request(c, &req, k->deadline);
+}
+
+/* Waits until the oldest chunk in flight has its response, stashing the
+ * responses of the other chunk. Returns 0 or a stream error (not yet
+ * recorded in c). */
+static int chunk_wait(struct hc_client *c, struct hc_batch *b)
+{
+    struct hc_chunk *k = &b->q[b->qhead];
+
+    while (k->resp == NULL) {
+        Hicache__Response *resp;
+        unsigned j;
+        int r = recv_response(c, k->deadline, NULL, &resp);
+
+        if (r < 0)
+            return r;
+        if (resp->id == 0 && resp->status < 0) {
+            r = resp->status;
+            hicache__response__free_unpacked(resp, NULL);
+            return r;
+        }
+        for (j = 0; j < b->nq; j++) {
+            struct hc_chunk *o = &b->q[(b->qhead + j) % 2];
+
+            if (o->id == resp->id && o->resp == NULL) {
+                o->resp = resp;
+                resp = NULL;
+                break;
+            }
+        }
+        if (resp != NULL) /* stale (a request this call did not send) */
+            hicache__response__free_unpacked(resp, NULL);
+    }
+    return 0;
+}
+
+/* Hands the oldest chunk's answer to the caller: results, copies out of the
+ * slots for get hits, lengths and leading count for exists. Returns 0, or
+ * -EPROTO when the response does not match the request. */
+static int chunk_finish(struct hc_client *c, struct hc_batch *b, struct hc_chunk *k)
+{
+    Hicache__Response *resp = k->resp;
+    unsigned j;
+
+    if (resp->status < 0) {
+        for (j = 0; j < k->count; j++) {
+            if (b->op == HC_OP_EXISTS) {
+                if (b->lengths != NULL)
+                    b->lengths[k->idx[j]] = 0;
+            } else {
+                b->results[k->idx[j]] = resp->status;
+            }
+        }
+        if (b->op == HC_OP_EXISTS && b->whole_err == 0)
+            b->whole_err = resp->status;
+        b->leading_open = false;
+        return 0;
+    }
+    if (resp->n_results != k->count || (b->op != HC_OP_SET && resp->n_lengths != k->count))
+        return -EPROTO;
+    for (j = 0; j < k->count; j++) {
+        size_t i = k->idx[j];
+        int r = resp->results[j];
+
+        switch (b->op) {
+        case HC_OP_SET:
+            b->results[i] = r > 0 ? -EPROTO : r;
+            if (r == 0)
+                b->done++;
+            break;
+        case HC_OP_GET:
+            if (r == 0 && resp->lengths[j] < k->len[j]) {
+                r = -EMSGSIZE;
+            } else if (r == 0 && resp->lengths[j] > k->len[j]) {
+                r = -ENOSPC;
+            } else if (r == 0) {
+                copy_out(&b->pages[i], c->region + k->off[j]);
+                b->done++;
+            } else if (r > 0) {
+                r = -EPROTO;
+            }
+            b->results[i] = r;
+            break;
+        case HC_OP_EXISTS:
+            if (b->lengths != NULL)
+                b->lengths[i] = r == 0 ? resp->lengths[j] : 0;
+            if (r != 0)
+                b->leading_open = false;
+            else if (b->leading_open)
+                b->leading++;
+            break;
+        }
+    }
+    return 0;
+}
+
+static void chunk_abandon(struct hc_batch *b, struct hc_chunk *k, int err)
+{
+    unsigned j;
+
+    if (b->op != HC_OP_EXISTS)
+        for (j = 0; j < k->count; j++)
+            b->results[k->idx[j]] = err;
+    if (k->resp != NULL)
+        hicache__response__free_unpacked(k->resp, NULL);
+    k->resp = NULL;
+}
+
+/* Runs a whole batch: chunks filled, sent and finished in order, up to two in
+ * flight. Returns pages stored (set), hits (get), leading keys (exists), or
+ * -errno as documented in hicache.h. Takes c->lock. */
+static int batch_run(struct hc_client *c, struct hc_batch *b)
+{
+    size_t next = 0, i;
+    int fatal = 0, r;
+
+    pthread_mutex_lock(&c->lock);
+    if (c->broken) {
+        fatal = c->broken;
+        goto out;
+    }
+    b->leading_open = true;
+    for (;;) {
+        if (fatal == 0 && next < b->n && b->nq < 2) {
+            struct hc_chunk *k = &b->q[(b->qhead + b->nq) % 2];
+            size_t before = next;
+
+            chunk_fill(c, b, &next, k);
+            if (k->count > 0) {
+                r = chunk_send(c, b, k);
+                if (r < 0) {
+                    /* Nothing of it left: release its slots again. */
+                    c->head = b->nq > 0 ? b->q[(b->qhead + b->nq - 1) % 2].ring_end : c->tail;
+                    chunk_abandon(b, k, r);
+                    if (r != -EMSGSIZE && r != -ENOMEM) {
+                        fatal = conn_fail(c, r);
+                        next = b->n;
+                    }
+                } else {
+                    b->nq++;
+                }
+                continue;
+            }
+            if (next != before)
+                continue; /* only refused pages: look again */
+        }
+        if (b->nq == 0) {
+            /* Cannot happen (a page no larger than the region always fits
+             * the empty ring), but never leave a result unset. */
+            for (i = next; fatal == 0 && i < b->n && b->op != HC_OP_EXISTS; i++)
+                b->results[i] = -ENOSPC;
+            break;
+        }
+        r = chunk_wait(c, b);
+        if (r == 0) {
+            struct hc_chunk *k = &b->q[b->qhead];
+
+            r = chunk_finish(c, b, k);
+            b->answered = b->answered || r == 0;
+            hicache__response__free_unpacked(k->resp, NULL);
+            k->resp = NULL;
+            if (b->op != HC_OP_EXISTS)
+                c->tail = k->ring_end;
+        }
+        if (r < 0) {
+            unsigned j;
+
+            fatal = conn_fail(c, r);
+            for (j = 0; j < b->nq; j++)
+                chunk_abandon(b, &b->q[(b->qhead + j) % 2], fatal);
+            b->nq = 0;
+            c->head = c->tail = 0;
+            break;
+        }
+        b->qhead = (b->qhead + 1) % 2;
+        b->nq--;
+    }
+
+out:
+    pthread_mutex_unlock(&c->lock);
+    if (fatal != 0) {
+        if (b->op != HC_OP_EXISTS)
+            for (i = next; i < b->n; i++)
+                b->results[i] = fatal;
+        if (b->op == HC_OP_EXISTS || !b->answered) {
+            if (b->op != HC_OP_EXISTS)
+                for (i = 0; i < b->n; i++)
+                    b->results[i] = fatal;
+            return fatal;
+        }
+    }
+    if (b->op == HC_OP_EXISTS)
+        return b->whole_err != 0 ? b->whole_err : (int)b->leading;
+    return b->done;
+}
+
+static int pages_args(hc_client *c, const hc_page *pages, size_t n, int *results)
+{
+    size_t i;
+
+    if (results == NULL)
+        return -EINVAL;
+    if (c == NULL || (pages == NULL && n > 0) || n > INT_MAX) {
+        for (i = 0; i < n && n <= INT_MAX; i++)
+            results[i] = -EINVAL;
+        return -EINVAL;
+    }
+    return 0;
+}
+
+HC_EXPORT int hc_batch_set(hc_client *c, const hc_page *pages, size_t n, int *results)
+{
+    struct hc_batch *b;
+    int r = pages_args(c, pages, n, results);
+
+    if (r < 0 || n == 0)
+        return r;
+    b = calloc(1, sizeof(*b));
+    if (b == NULL)
+        return -ENOMEM;
+    b->op = HC_OP_SET;
+    b->pages = pages;
+    b->n = n;
+    b->results = results;
+    r = batch_run(c, b);
+    free(b);
+    return r;
+}
+
+HC_EXPORT int hc_batch_get(hc_client *c, const hc_page *pages, size_t n, int *results)
+{
+    struct hc_batch *b;
+    int r = pages_args(c, pages, n, results);
+
+    if (r < 0 || n == 0)
+        return r;
+    b = calloc(1, sizeof(*b));
+    if (b == NULL)
+        return -ENOMEM;
+    b->op = HC_OP_GET;
+    b->pages = pages;
+    b->n = n;
+    b->results = results;
+    r = batch_run(c, b);
+    free(b);
+    return r;
+}
+
+HC_EXPORT int hc_batch_exists(hc_client *c, const char *const *keys, size_t n, uint64_t *lengths)
+{
+    struct hc_batch *b;
+    size_t i;
+    int r;
+
+    if (c == NULL || (keys == NULL && n > 0) || n > INT_MAX)
+        return -EINVAL;
+    for (i = 0; i < n; i++)
+        if (key_check(keys[i]) < 0)
+            return -EINVAL;
+    if (n == 0)
+        return 0;
+    b = calloc(1, sizeof(*b));
+    if (b == NULL)
+        return -ENOMEM;
+    b->op = HC_OP_EXISTS;
+    b->keys = keys;
+    b->n = n;
+    b->lengths = lengths;
+    r = batch_run(c, b);
+    free(b);
+    return r;
+}
+
+/* ---- control calls -------------------------------------------------------- */
+
+/* Runs one control request under the lock. Returns 0 and sets *out, or
+ * -errno: the connection's break state, a stream error, or the response's
+ * whole-request status. */
+static int control(hc_client *c, Hicache__Request *req, Hicache__Response **out)
+{
+    int r;
+
+    pthread_mutex_lock(&c->lock);
+    r = c->broken;
+    if (r == 0)
+        r = call(c, req, NULL, out);
+    pthread_mutex_unlock(&c->lock);
+    if (r == 0 && (*out)->status < 0) {
+        r = (*out)->status;
+        hicache__response__free_unpacked(*out, NULL);
+    }
+    return r;
+}
+
+HC_EXPORT int hc_stats(hc_client *c, char **json)
+{
+    Hicache__Request req = HICACHE__REQUEST__INIT;
+    Hicache__StatsRequest st = HICACHE__STATS_REQUEST__INIT;
+    Hicache__Response *resp;
+    char *s;
+    int r;
+
+    if (c == NULL || json == NULL)
+        return -EINVAL;
+    req.body_case = HICACHE__REQUEST__BODY_STATS;
+    req.stats = &st;
+    r = control(c, &req, &resp);
+    if (r < 0)
+        return r;
+    s = strdup(resp->stats_json != NULL ? resp->stats_json : "");
+    hicache__response__free_unpacked(resp, NULL);
+    if (s == NULL)
+        return -ENOMEM;
+    *json = s;
+    return 0;
+}
+
+/* Returns the number of pages dropped (capped at INT_MAX), or -errno. */
+HC_EXPORT int hc_clear(hc_client *c)
+{
+    Hicache__Request req = HICACHE__REQUEST__INIT;
+    Hicache__ClearRequest cl = HICACHE__CLEAR_REQUEST__INIT;
+    Hicache__Response *resp;
+    uint64_t dropped;
+    int r;
+
+    if (c == NULL)
+        return -EINVAL;
+    req.body_case = HICACHE__REQUEST__BODY_CLEAR;
+    req.clear = &cl;
+    r = control(c, &req, &resp);
+    if (r < 0)
+        return r;
+    dropped = resp->n_lengths > 0 ? resp->lengths[0] : 0;
+    hicache__response__free_unpacked(resp, NULL);
+    return dropped > INT_MAX ? INT_MAX : (int)dropped;
+}
+
+HC_EXPORT int hc_ping(hc_client *c)
+{
+    Hicache__Request req = HICACHE__REQUEST__INIT;
+    Hicache__PingRequest ping = HICACHE__PING_REQUEST__INIT;
+    Hicache__Response *resp;
+    int r;
+
+    if (c == NULL)
+        return -EINVAL;
+    ping.nonce = ((uint64_t)now_ms() << 20) ^ (uint64_t)(uintptr_t)c;
+    req.body_case = HICACHE__REQUEST__BODY_PING;
+    req.ping = &ping;
+    r = control(c, &req, &resp);
+    if (r < 0)
+        return r;
+    r = resp->nonce == ping.nonce ? 0 : -EPROTO;
+    hicache__response__free_unpacked(resp, NULL);
+    return r;
+}
