@@ -1,0 +1,620 @@
+/* I/O pool: threads with one io_uring each (see io.h for the contract).
+ *
+ * Flow of a request:
+ *   loop thread   hc_io_submit -> wait queue (HIGH or LOW) -> admit -> a
+ *                 thread's submission queue (mutex) + eventfd write
+ *   I/O thread    take the queue, run before(), prep one SQE per request,
+ *                 one submit, wait for one CQE, drain the rest with peek;
+ *                 short transfers go back on the thread's ready list;
+ *                 finished requests go onto the pool's completion list
+ *                 (mutex), wake(wake_arg) when it was empty
+ *   loop thread   hc_io_pool_drain: swap the completion list out, update the
+ *                 accounting, run done(), admit waiting requests.
+ *
+ * Accounting (pending, inflight_*, wait queues) is touched by the loop thread
+ * only; the per-thread load counter is the one thing I/O threads change, so it
+ * is atomic. */
+#include "io.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <liburing.h>
+
+struct req_list {
+    struct hc_io_req *head;
+    struct hc_io_req *tail;
+};
+
+struct io_thread {
+    struct hc_io_pool *pool;
+    pthread_t tid;
+    struct io_uring ring;
+    int efd; /* eventfd: written when the submission queue becomes non-empty */
+
+    pthread_mutex_t lock; /* guards queue and stop */
+    struct req_list queue;
+    bool stop;
+
+    unsigned load; /* requests given to this thread and not finished (atomic) */
+
+    bool ring_ok;
+    bool lock_ok;
+    bool started;
+};
+
+struct hc_io_pool {
+    struct hc_io_config cfg;
+    void (*wake)(void *arg);
+    void *wake_arg;
+    struct io_thread *threads;
+    unsigned nthreads;
+
+    /* completion list: filled by I/O threads, emptied by the loop thread */
+    pthread_mutex_t done_lock;
+    pthread_cond_t done_cond; /* signalled with each push, for destroy */
+    struct req_list done;
+
+    /* loop thread only */
+    struct req_list wait[2]; /* indexed by enum hc_io_prio */
+    unsigned pending;        /* submitted, done not yet run */
+    unsigned inflight;       /* admitted to a thread, done not yet run */
+    uint64_t inflight_bytes; /* sum of total over the admitted requests */
+    unsigned next_thread;    /* round-robin start for the least-loaded pick */
+};
+
+static void list_push(struct req_list *l, struct hc_io_req *req)
+{
+    req->next = NULL;
+    if (l->tail)
+        l->tail->next = req;
+    else
+        l->head = req;
+    l->tail = req;
+}
+
+static void list_push_front(struct req_list *l, struct hc_io_req *req)
+{
+    req->next = l->head;
+    l->head = req;
+    if (!l->tail)
+        l->tail = req;
+}
+
+static struct hc_io_req *list_pop(struct req_list *l)
+{
+    struct hc_io_req *req = l->head;
+    if (req) {
+        l->head = req->next;
+        if (!l->head)
+            l->tail = NULL;
+        req->next = NULL;
+    }
+    return req;
+}
+
+/* Appends all of src to dst and empties src. */
+static void list_splice(struct req_list *dst, struct req_list *src)
+{
+    if (!src->head)
+        return;
+    if (dst->tail)
+        dst->tail->next = src->head;
+    else
+        dst->head = src->head;
+    dst->tail = src->tail;
+    src->head = src->tail = NULL;
+}
+
+static void efd_signal(int efd)
+{
+    uint64_t one = 1;
+    ssize_t n;
+    do {
+        n = write(efd, &one, sizeof(one));
+    } while (n < 0 && errno == EINTR);
+    /* EAGAIN only if the counter is near 2^64: the thread is awake anyway. */
+}
+
+static void efd_clear(int efd)
+{
+    uint64_t v;
+    ssize_t n;
+    do {
+        n = read(efd, &v, sizeof(v));
+    } while (n < 0 && errno == EINTR);
+}
+
+/* ---- I/O thread side ---------------------------------------------------- */
+
+/* Called on an I/O thread. Pushes the finished requests in fin onto the pool's
+ * completion list with one lock, and wakes the loop thread if that list was
+ * empty. */
+static void finish_flush(struct io_thread *t, struct req_list *fin, unsigned nfin)
+{
+    struct hc_io_pool *pool = t->pool;
+    bool was_empty;
+
+    if (!fin->head)
+        return;
+    __atomic_sub_fetch(&t->load, nfin, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&pool->done_lock);
+    was_empty = pool->done.head == NULL;
+    list_splice(&pool->done, fin);
+    pthread_cond_broadcast(&pool->done_cond);
+    pthread_mutex_unlock(&pool->done_lock);
+    if (was_empty && pool->wake)
+        pool->wake(pool->wake_arg);
+}
+
+/* Called on an I/O thread once the whole length is done: runs after() and
+ * sets result. */
+static void complete_whole(struct hc_io_req *req)
+{
+    int rc = req->after ? req->after(req) : 0;
+    req->result = rc < 0 ? (ssize_t)rc : (ssize_t)req->total;
+}
+
+/* Called on an I/O thread for a request just taken from the queue. Returns
+ * true if it is finished already (before() failed, a task, nothing to
+ * transfer, or bad arguments), with result set. */
+static bool start_req(struct hc_io_req *req)
+{
+    int rc;
+
+    if (req->op != HC_IO_READ && req->op != HC_IO_WRITE && req->op != HC_IO_TASK) {
+        req->result = -EINVAL;
+        return true;
+    }
+    if (req->op != HC_IO_TASK && (req->curcnt < 0 || req->offset > (uint64_t)INT64_MAX)) {
+        /* curcnt < 0 marks bad iov arguments found at submit */
+        req->result = -EINVAL;
+        return true;
+    }
+    rc = req->before ? req->before(req) : 0;
+    if (rc < 0) {
+        req->result = rc;
+        return true;
+    }
+    if (req->op == HC_IO_TASK) {
+        rc = req->after ? req->after(req) : 0;
+        req->result = rc < 0 ? rc : 0;
+        return true;
+    }
+    if (req->total == 0) {
+        complete_whole(req);
+        return true;
+    }
+    return false;
+}
+
+/* Pipes and sockets have no file position: the kernel refuses any offset but
+ * the one the submitter gave (0), so a resubmission must not advance it. */
+static bool is_stream(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
+}
+
+/* Called on an I/O thread: one SQE for what is left of req. The fstat only
+ * runs for resubmissions, which are rare on regular files. */
+static void prep_req(struct io_uring_sqe *sqe, struct hc_io_req *req)
+{
+    uint64_t off = req->offset;
+    if (req->xferred > 0 && !is_stream(req->fd))
+        off += req->xferred;
+    if (req->op == HC_IO_READ)
+        io_uring_prep_readv(sqe, req->fd, req->cur, (unsigned)req->curcnt, off);
+    else
+        io_uring_prep_writev(sqe, req->fd, req->cur, (unsigned)req->curcnt, off);
+    io_uring_sqe_set_data(sqe, req);
+}
+
+/* Advances cur[]/curcnt/xferred past n transferred bytes (n <= remaining). */
+static void advance(struct hc_io_req *req, size_t n)
+{
+    int i = 0;
+
+    req->xferred += n;
+    while (n > 0 && i < req->curcnt) {
+        if (n >= req->cur[i].iov_len) {
+            n -= req->cur[i].iov_len;
+            i++;
+        } else {
+            req->cur[i].iov_base = (char *)req->cur[i].iov_base + n;
+            req->cur[i].iov_len -= n;
+            n = 0;
+        }
+    }
+    if (i > 0) {
+        memmove(req->cur, req->cur + i, (size_t)(req->curcnt - i) * sizeof(req->cur[0]));
+        req->curcnt -= i;
+    }
+}
+
+/* Called on an I/O thread for the CQE of req. Returns true if req is finished
+ * (result set), false if it must be queued again. */
+static bool handle_cqe(struct hc_io_req *req, int res)
+{
+    size_t left = req->total - req->xferred;
+
+    if (res == -EAGAIN || res == -EINTR)
+        return false;
+    if (res < 0) {
+        /* -ECANCELED included: the ring cancelled it, report it as such */
+        req->result = res;
+        return true;
+    }
+    if (res == 0) {
+        /* A read at end of file. A write of nothing would loop forever. */
+        req->result = req->op == HC_IO_READ ? -ENODATA : -EIO;
+        return true;
+    }
+    if ((size_t)res > left) {
+        req->result = -EIO; /* the kernel never does this */
+        return true;
+    }
+    advance(req, (size_t)res);
+    if (req->xferred < req->total)
+        return false;
+    complete_whole(req);
+    return true;
+}
+
+static void *io_thread_main(void *arg)
+{
+    struct io_thread *t = arg;
+    struct io_uring *ring = &t->ring;
+    struct req_list ready = {0}, fin = {0}, taken;
+    unsigned nfin = 0;
+    unsigned depth = t->pool->cfg.queue_depth;
+    unsigned inring = 0; /* request SQEs submitted whose CQE has not come back */
+    bool poll_armed = false, stop;
+
+    for (;;) {
+        struct hc_io_req *req;
+        struct io_uring_cqe *cqe;
+        unsigned prepped = 0;
+        int ret;
+
+        pthread_mutex_lock(&t->lock);
+        taken = t->queue;
+        t->queue.head = t->queue.tail = NULL;
+        stop = t->stop;
+        pthread_mutex_unlock(&t->lock);
+
+        while ((req = list_pop(&taken))) {
+            if (start_req(req)) {
+                list_push(&fin, req);
+                nfin++;
+            } else {
+                list_push(&ready, req);
+            }
+        }
+
+        if (stop && inring == 0 && !ready.head) {
+            finish_flush(t, &fin, nfin);
+            break;
+        }
+
+        /* The poll on the eventfd comes first so new work always wakes us;
+         * the ring holds at most depth operations so the CQ never overflows. */
+        if (!poll_armed) {
+            struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+            if (sqe) {
+                io_uring_prep_poll_add(sqe, t->efd, POLLIN);
+                io_uring_sqe_set_data(sqe, NULL);
+                poll_armed = true;
+                prepped++;
+            }
+        }
+        while (ready.head && inring + 1 < depth) {
+            struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+            if (!sqe)
+                break; /* SQ full: the rest waits for the next round */
+            prep_req(sqe, list_pop(&ready));
+            inring++;
+            prepped++;
+        }
+
+        /* Finished requests must not sit here while we sleep. */
+        finish_flush(t, &fin, nfin);
+        nfin = 0;
+
+        ret = io_uring_submit_and_wait(ring, 1);
+        if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+            /* Unexpected: the SQEs stay in the SQ and go with the next
+             * submit; do not spin on a persistent error. */
+            usleep(1000);
+        }
+
+        while (io_uring_peek_cqe(ring, &cqe) == 0) {
+            req = io_uring_cqe_get_data(cqe);
+            int res = cqe->res;
+            io_uring_cqe_seen(ring, cqe);
+            if (!req) {
+                /* the eventfd poll fired (or failed): clear it before the
+                 * next queue take, then re-arm */
+                if (res > 0)
+                    efd_clear(t->efd);
+                poll_armed = false;
+                continue;
+            }
+            inring--;
+            if (handle_cqe(req, res)) {
+                list_push(&fin, req);
+                nfin++;
+            } else {
+                /* short transfer or retry: first in line next round */
+                list_push_front(&ready, req);
+            }
+        }
+    }
+    return NULL;
+}
+
+/* ---- loop thread side --------------------------------------------------- */
+
+/* Loop thread. Picks the least-loaded thread, starting the scan after the
+ * last pick so equal loads rotate. */
+static struct io_thread *pick_thread(struct hc_io_pool *pool)
+{
+    unsigned best = pool->next_thread % pool->nthreads, best_load = UINT_MAX;
+
+    for (unsigned k = 0; k < pool->nthreads; k++) {
+        unsigned i = (pool->next_thread + k) % pool->nthreads;
+        unsigned load = __atomic_load_n(&pool->threads[i].load, __ATOMIC_RELAXED);
+        if (load < best_load) {
+            best = i;
+            best_load = load;
+        }
+    }
+    pool->next_thread = best + 1;
+    return &pool->threads[best];
+}
+
+/* Loop thread. Hands req to an I/O thread. */
+static void dispatch(struct hc_io_pool *pool, struct hc_io_req *req)
+{
+    struct io_thread *t = pick_thread(pool);
+    bool was_empty;
+
+    pool->inflight++;
+    pool->inflight_bytes += req->total;
+    __atomic_add_fetch(&t->load, 1, __ATOMIC_RELAXED);
+
+    pthread_mutex_lock(&t->lock);
+    was_empty = t->queue.head == NULL;
+    list_push(&t->queue, req);
+    pthread_mutex_unlock(&t->lock);
+    if (was_empty)
+        efd_signal(t->efd);
+}
+
+/* Loop thread. Admits waiting requests, HIGH before LOW, while the bytes in
+ * flight stay within the bound (one request is always admitted when nothing
+ * is in flight). Stops at the first that does not fit, so a LOW request never
+ * overtakes a waiting HIGH one. */
+static void admit(struct hc_io_pool *pool)
+{
+    for (;;) {
+        struct req_list *q = pool->wait[HC_IO_PRIO_HIGH].head ? &pool->wait[HC_IO_PRIO_HIGH]
+                                                              : &pool->wait[HC_IO_PRIO_LOW];
+        struct hc_io_req *req = q->head;
+        if (!req)
+            return;
+        if (pool->inflight > 0 &&
+            (req->total > pool->cfg.max_inflight_bytes ||
+             pool->inflight_bytes > pool->cfg.max_inflight_bytes - req->total))
+            return;
+        dispatch(pool, list_pop(q));
+    }
+}
+
+void hc_io_submit(struct hc_io_pool *pool, struct hc_io_req *req)
+{
+    size_t total = 0;
+    bool bad = req->iovcnt < 0 || req->iovcnt > HC_IO_MAX_IOV;
+
+    assert(req->done != NULL);
+    if (!bad && req->op != HC_IO_TASK) {
+        for (int i = 0; i < req->iovcnt; i++) {
+            if (req->iov[i].iov_len > (size_t)SSIZE_MAX - total) {
+                bad = true;
+                break;
+            }
+            total += req->iov[i].iov_len;
+        }
+    }
+    req->result = 0;
+    req->next = NULL;
+    req->xferred = 0;
+    if (bad || req->op == HC_IO_TASK) {
+        req->total = 0;
+        req->curcnt = bad ? -1 : 0; /* -1: start_req answers -EINVAL */
+    } else {
+        req->total = total;
+        req->curcnt = 0;
+        for (int i = 0; i < req->iovcnt; i++)
+            if (req->iov[i].iov_len > 0)
+                req->cur[req->curcnt++] = req->iov[i];
+    }
+
+    pool->pending++;
+    list_push(&pool->wait[req->prio == HC_IO_PRIO_HIGH ? HC_IO_PRIO_HIGH : HC_IO_PRIO_LOW], req);
+    admit(pool);
+}
+
+unsigned hc_io_pool_drain(struct hc_io_pool *pool)
+{
+    struct req_list list;
+    struct hc_io_req *req;
+    unsigned n = 0;
+
+    pthread_mutex_lock(&pool->done_lock);
+    list = pool->done;
+    pool->done.head = pool->done.tail = NULL;
+    pthread_mutex_unlock(&pool->done_lock);
+
+    /* The I/O of the whole batch is over: free its room and admit waiting
+     * requests before the done callbacks run (they may submit more). */
+    for (req = list.head; req; req = req->next) {
+        pool->inflight--;
+        pool->inflight_bytes -= req->total;
+    }
+    admit(pool);
+    while ((req = list_pop(&list))) {
+        pool->pending--;
+        req->done(req); /* req belongs to the submitter now */
+        n++;
+    }
+    return n;
+}
+
+unsigned hc_io_pool_pending(const struct hc_io_pool *pool)
+{
+    return pool->pending;
+}
+
+uint64_t hc_io_pool_inflight_bytes(const struct hc_io_pool *pool)
+{
+    return pool->inflight_bytes;
+}
+
+/* Stops and joins the started threads, then releases every per-thread
+ * resource that was set up. */
+static void threads_teardown(struct hc_io_pool *pool)
+{
+    for (unsigned i = 0; i < pool->nthreads; i++) {
+        struct io_thread *t = &pool->threads[i];
+        if (t->started) {
+            pthread_mutex_lock(&t->lock);
+            t->stop = true;
+            pthread_mutex_unlock(&t->lock);
+            efd_signal(t->efd);
+        }
+    }
+    for (unsigned i = 0; i < pool->nthreads; i++) {
+        struct io_thread *t = &pool->threads[i];
+        if (t->started)
+            pthread_join(t->tid, NULL);
+        if (t->ring_ok)
+            io_uring_queue_exit(&t->ring);
+        if (t->efd >= 0)
+            close(t->efd);
+        if (t->lock_ok)
+            pthread_mutex_destroy(&t->lock);
+    }
+}
+
+int hc_io_pool_create(struct hc_io_pool **out, const struct hc_io_config *cfg,
+                      void (*wake)(void *arg), void *wake_arg)
+{
+    struct hc_io_pool *pool;
+    sigset_t all, old;
+    int rc;
+
+    if (!out || !cfg || cfg->threads < 1 || cfg->queue_depth < 4 || cfg->max_inflight_bytes < 1)
+        return -EINVAL;
+    pool = calloc(1, sizeof(*pool));
+    if (!pool)
+        return -ENOMEM;
+    pool->cfg = *cfg;
+    pool->wake = wake;
+    pool->wake_arg = wake_arg;
+    rc = -pthread_mutex_init(&pool->done_lock, NULL);
+    if (rc < 0) {
+        free(pool);
+        return rc;
+    }
+    rc = -pthread_cond_init(&pool->done_cond, NULL);
+    if (rc < 0) {
+        pthread_mutex_destroy(&pool->done_lock);
+        free(pool);
+        return rc;
+    }
+    pool->threads = calloc(cfg->threads, sizeof(*pool->threads));
+    if (!pool->threads) {
+        rc = -ENOMEM;
+        goto err;
+    }
+    pool->nthreads = cfg->threads;
+    for (unsigned i = 0; i < pool->nthreads; i++)
+        pool->threads[i].efd = -1;
+
+    for (unsigned i = 0; i < pool->nthreads; i++) {
+        struct io_thread *t = &pool->threads[i];
+        t->pool = pool;
+        rc = -pthread_mutex_init(&t->lock, NULL);
+        if (rc < 0)
+            goto err;
+        t->lock_ok = true;
+        t->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (t->efd < 0) {
+            rc = -errno;
+            goto err;
+        }
+        rc = io_uring_queue_init(cfg->queue_depth, &t->ring, 0);
+        if (rc < 0)
+            goto err;
+        t->ring_ok = true;
+    }
+
+    /* Threads inherit the signal mask: block everything so SIGTERM and
+     * friends are delivered to the main thread. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    for (unsigned i = 0; i < pool->nthreads; i++) {
+        struct io_thread *t = &pool->threads[i];
+        rc = -pthread_create(&t->tid, NULL, io_thread_main, t);
+        if (rc < 0)
+            break;
+        t->started = true;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc < 0)
+        goto err;
+
+    *out = pool;
+    return 0;
+
+err:
+    if (pool->threads) {
+        threads_teardown(pool);
+        free(pool->threads);
+    }
+    pthread_cond_destroy(&pool->done_cond);
+    pthread_mutex_destroy(&pool->done_lock);
+    free(pool);
+    return rc;
+}
+
+void hc_io_pool_destroy(struct hc_io_pool *pool)
+{
+    if (!pool)
+        return;
+    for (;;) {
+        hc_io_pool_drain(pool);
+        if (pool->pending == 0)
+            break;
+        pthread_mutex_lock(&pool->done_lock);
+        while (!pool->done.head)
+            pthread_cond_wait(&pool->done_cond, &pool->done_lock);
+        pthread_mutex_unlock(&pool->done_lock);
+    }
+    threads_teardown(pool);
+    free(pool->threads);
+    pthread_cond_destroy(&pool->done_cond);
+    pthread_mutex_destroy(&pool->done_lock);
+    free(pool);
+}
