@@ -1,0 +1,950 @@
+/* Segment store against the real I/O pool and a real temporary directory:
+ * round trips, dedupe, coalescing, visibility, restart and recovery, corrupt
+ * records, capacity eviction, two nodes on one volume, clear. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "io.h"
+#include "stats.h"
+#include "store.h"
+
+#define KiB 1024ull
+#define MiB (1024ull * 1024)
+
+static int efd = -1;
+static struct hc_io_pool *io;
+static char tmpdir[256];
+
+static void wake(void *arg)
+{
+    uint64_t one = 1;
+    (void)arg;
+    if (write(efd, &one, sizeof(one)) < 0)
+        abort();
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void setup(void)
+{
+    struct hc_io_config c = {.threads = 2, .queue_depth = 64, .max_inflight_bytes = 64 * MiB};
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/hc_test_store.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    ck_assert_int_ge(efd, 0);
+    ck_assert_int_eq(hc_io_pool_create(&io, &c, wake, NULL), 0);
+}
+
+static void teardown(void)
+{
+    hc_io_pool_destroy(io);
+    io = NULL;
+    close(efd);
+    nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Runs the loop until nothing is pending in the pool. */
+static void drain_all(void)
+{
+    int rounds = 0;
+    while (hc_io_pool_pending(io) > 0) {
+        struct pollfd p = {.fd = efd, .events = POLLIN};
+        uint64_t v;
+        ck_assert_int_lt(rounds++, 100000);
+        poll(&p, 1, 1000);
+        if (read(efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+            ck_abort_msg("eventfd read");
+        hc_io_pool_drain(io);
+    }
+}
+
+static struct hc_store_config base_cfg(const char *node)
+{
+    return (struct hc_store_config){.mount_point = tmpdir,
+                                    .root_dir = "hicache",
+                                    .node_id = node,
+                                    .segment_size = 4 * MiB,
+                                    .capacity_bytes = 0,
+                                    .min_free_ratio = 0,
+                                    .seal_interval_ms = 1000000,
+                                    .discovery_interval_ms = 1000000,
+                                    .use_direct_io = false,
+                                    .dedupe = true,
+                                    .coalesce_reads = true};
+}
+
+static struct hc_store *open_store(const struct hc_store_config *cfg, struct hc_stats *st)
+{
+    struct hc_store *s = NULL;
+    char err[256] = "";
+    memset(st, 0, sizeof(*st));
+    int rc = hc_store_open(&s, cfg, io, st, err, sizeof(err));
+    ck_assert_msg(rc == 0, "open: %d %s", rc, err);
+    return s;
+}
+
+static void close_store(struct hc_store *s)
+{
+    int rounds = 0;
+    while (!hc_store_quiesce(s)) {
+        ck_assert_int_lt(rounds++, 1000);
+        drain_all();
+    }
+    hc_store_close(s);
+}
+
+struct res {
+    bool done;
+    int status;
+    uint64_t len;
+};
+
+static void cb(void *data, int status, uint64_t len)
+{
+    struct res *r = data;
+    ck_assert(!r->done);
+    r->done = true;
+    r->status = status;
+    r->len = len;
+}
+
+static void fill(unsigned char *p, size_t len, uint64_t seed)
+{
+    uint64_t x = seed * 0x9E3779B97F4A7C15ULL + 1;
+    for (size_t i = 0; i < len; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p[i] = (unsigned char)x;
+    }
+}
+
+static bool same(const unsigned char *p, size_t len, uint64_t seed)
+{
+    unsigned char *q = malloc(len);
+    fill(q, len, seed);
+    bool eq = memcmp(p, q, len) == 0;
+    free(q);
+    return eq;
+}
+
+static const char *key_of(int i, char *buf)
+{
+    snprintf(buf, 128, "%064x_%d", (unsigned)i * 2654435761u, i);
+    return buf;
+}
+
+/* Sets page i (len bytes, content from seed i) and waits for it. */
+static void put_page(struct hc_store *s, int ns, int i, size_t len)
+{
+    char key[128];
+    unsigned char *buf = malloc(len);
+    struct res r = {0};
+    fill(buf, len, (uint64_t)i);
+    key_of(i, key);
+    ck_assert_int_eq(hc_store_set(s, ns, key, strlen(key), buf, len, cb, &r), 0);
+    drain_all();
+    ck_assert(r.done);
+    ck_assert_int_eq(r.status, 0);
+    free(buf);
+}
+
+/* Gets page i; returns the status; checks the bytes on a hit. */
+static int get_page(struct hc_store *s, int ns, int i, size_t len)
+{
+    char key[128];
+    unsigned char *buf = malloc(len + 1);
+    struct res r = {0};
+    key_of(i, key);
+    ck_assert_int_eq(hc_store_get(s, ns, key, strlen(key), buf + 1, len, cb, &r), 0);
+    ck_assert(!r.done); /* never synchronous */
+    drain_all();
+    ck_assert(r.done);
+    if (r.status == 0) {
+        ck_assert_uint_eq(r.len, len);
+        ck_assert_msg(same(buf + 1, len, (uint64_t)i), "wrong bytes for page %d", i);
+    }
+    free(buf);
+    return r.status;
+}
+
+static bool page_exists(struct hc_store *s, int ns, int i)
+{
+    char key[128];
+    key_of(i, key);
+    return hc_store_exists(s, ns, key, strlen(key)) > 0;
+}
+
+static void node_file(char *out, const char *node, uint64_t seq, const char *ext)
+{
+    snprintf(out, PATH_MAX, "%s/hicache/%s/%016" PRIx64 ".%s", tmpdir, node, seq, ext);
+}
+
+static bool file_exists(const char *path)
+{
+    return access(path, F_OK) == 0;
+}
+
+/* Bytes of the node's segment files (what du would count, by size). */
+static uint64_t node_bytes(const char *node)
+{
+    uint64_t total = 0;
+    for (uint64_t seq = 1; seq < 1000; seq++) {
+        char p[PATH_MAX];
+        struct stat sb;
+        node_file(p, node, seq, "seg");
+        if (stat(p, &sb) == 0)
+            total += (uint64_t)sb.st_size;
+    }
+    return total;
+}
+
+static void flip_byte(const char *path, off_t off)
+{
+    int fd = open(path, O_RDWR);
+    unsigned char c;
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(pread(fd, &c, 1, off), 1);
+    c ^= 0x40;
+    ck_assert_int_eq(pwrite(fd, &c, 1, off), 1);
+    close(fd);
+}
+
+/* ---- tests ---------------------------------------------------------------- */
+
+static void round_trip(bool direct)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = base_cfg("n1");
+    cfg.use_direct_io = direct;
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "model-a", 7);
+    ck_assert_int_ge(ns, 0);
+    ck_assert_int_eq(hc_store_ns(s, "model-a", 7), ns);
+
+    enum { N = 120 };
+    size_t lens[N];
+    unsigned char *bufs[N];
+    struct res rs[N];
+    char key[128];
+    uint64_t total = 0;
+    srand(7);
+    for (int i = 0; i < N; i++) {
+        lens[i] = i % 3 == 0 ? 64 * KiB : 1 + (size_t)rand() % (200 * KiB);
+        bufs[i] = malloc(lens[i] + 8);
+        fill(bufs[i] + (i & 7), lens[i], (uint64_t)i);
+        memset(&rs[i], 0, sizeof(rs[i]));
+        key_of(i, key);
+        ck_assert_int_eq(
+            hc_store_set(s, ns, key, strlen(key), bufs[i] + (i & 7), lens[i], cb, &rs[i]), 0);
+        total += lens[i];
+    }
+    drain_all();
+    for (int i = 0; i < N; i++) {
+        ck_assert(rs[i].done);
+        ck_assert_int_eq(rs[i].status, 0);
+        ck_assert_uint_eq(rs[i].len, lens[i]);
+        key_of(i, key);
+        ck_assert_uint_eq(hc_store_exists(s, ns, key, strlen(key)), lens[i]);
+        free(bufs[i]);
+    }
+    ck_assert_uint_eq(st.sets, N);
+    ck_assert_uint_eq(st.pages, N);
+    ck_assert_uint_eq(st.local_pages, N);
+    ck_assert_uint_eq(st.bytes_written, total);
+    ck_assert_uint_eq(st.bytes_stored, total);
+    ck_assert_uint_gt(st.segments, 1); /* 4 MiB segments rolled */
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(get_page(s, ns, i, lens[i]), 0);
+    ck_assert_uint_eq(st.hits, N);
+    ck_assert_uint_eq(st.bytes_served, total);
+    ck_assert_uint_eq(st.bytes_read_storage, total);
+
+    /* Another namespace, same key: a different page. */
+    int ns2 = hc_store_ns(s, "model-b", 7);
+    ck_assert_int_eq(get_page(s, ns2, 0, lens[0]), -ENOENT);
+    put_page(s, ns2, 1000, 5000);
+    char k1000[128];
+    key_of(1000, k1000);
+    ck_assert_uint_eq(hc_store_exists(s, ns, k1000, strlen(k1000)), 0);
+    ck_assert_int_eq(get_page(s, ns2, 1000, 5000), 0);
+    ck_assert_uint_eq(st.misses, 1);
+    close_store(s);
+}
+
+START_TEST(test_round_trip)
+{
+    round_trip(false);
+}
+END_TEST
+
+START_TEST(test_round_trip_direct)
+{
+    round_trip(true);
+}
+END_TEST
+
+START_TEST(test_refusals)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = base_cfg("n1");
+    cfg.segment_size = 1 * MiB;
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "ns", 2);
+    unsigned char buf[16] = {0};
+    struct res r = {0};
+    char longkey[300];
+    memset(longkey, 'a', sizeof(longkey));
+
+    ck_assert_int_eq(hc_store_set(s, ns, "k", 1, buf, 0, cb, &r), -EINVAL);
+    ck_assert_int_eq(hc_store_set(s, ns, "k", 1, buf, 1 * MiB, cb, &r), -EFBIG);
+    ck_assert_int_eq(hc_store_set(s, ns, longkey, 257, buf, 16, cb, &r), -EINVAL);
+    ck_assert_int_eq(hc_store_set(s, ns + 5, "k", 1, buf, 16, cb, &r), -EINVAL);
+    ck_assert_int_eq(hc_store_get(s, ns, longkey, 257, buf, 16, cb, &r), -EINVAL);
+    ck_assert_int_eq(hc_store_ns(s, longkey, 257), -EINVAL);
+    ck_assert_int_eq(hc_store_ns(s, "", 0), -EINVAL);
+    /* The largest page that fits an empty segment is accepted. */
+    unsigned char *big = calloc(1, 1 * MiB - 4096);
+    ck_assert_int_eq(hc_store_set(s, ns, longkey, 256, big, 1 * MiB - 4096, cb, &r), 0);
+    drain_all();
+    ck_assert_int_eq(r.status, 0);
+    free(big);
+    ck_assert(!r.done || r.status == 0);
+    ck_assert(hc_store_quiesce(s));
+    memset(&r, 0, sizeof(r));
+    ck_assert_int_eq(hc_store_set(s, ns, "k", 1, buf, 16, cb, &r), -ESHUTDOWN);
+    ck_assert(!r.done);
+    ck_assert_uint_eq(st.set_errors, 5);
+    hc_store_close(s);
+}
+END_TEST
+
+START_TEST(test_dedupe)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = base_cfg("n1");
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "ns", 2);
+    size_t len = 100 * KiB;
+    unsigned char *a = malloc(len), *b = malloc(len);
+    fill(a, len, 1);
+    fill(b, len, 1);
+    struct res r1 = {0}, r2 = {0}, r3 = {0};
+
+    ck_assert_int_eq(hc_store_set(s, ns, "page", 4, a, len, cb, &r1), 0);
+    ck_assert_int_eq(hc_store_set(s, ns, "page", 4, b, len, cb, &r2), 0);
+    ck_assert(!r1.done && !r2.done);
+    drain_all();
+    ck_assert(r1.done && r2.done);
+    ck_assert_int_eq(r1.status, 0);
+    ck_assert_int_eq(r2.status, 0);
+    ck_assert_uint_eq(r2.len, len);
+    ck_assert_uint_eq(st.bytes_written, len);
+    ck_assert_uint_eq(st.dedup_hits, 1);
+    ck_assert_uint_eq(st.dedup_bytes, len);
+
+    /* Stored already: acknowledged later, no write. */
+    ck_assert_int_eq(hc_store_set(s, ns, "page", 4, b, len, cb, &r3), 0);
+    ck_assert(!r3.done);
+    drain_all();
+    ck_assert(r3.done);
+    ck_assert_int_eq(r3.status, 0);
+    ck_assert_uint_eq(st.bytes_written, len);
+    ck_assert_uint_eq(st.dedup_hits, 2);
+    ck_assert_uint_eq(st.sets, 3);
+    ck_assert_uint_eq(st.pages, 1);
+    free(a);
+    free(b);
+    close_store(s);
+}
+END_TEST
+
+START_TEST(test_coalescing)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = base_cfg("n1");
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "ns", 2);
+    size_t len = 256 * KiB;
+    put_page(s, ns, 5, len);
+
+    enum { G = 6 };
+    unsigned char *bufs[G];
+    struct res rs[G];
+    char key[128];
+    key_of(5, key);
+    for (int i = 0; i < G; i++) {
+        bufs[i] = malloc(len);
+        memset(bufs[i], 0xAA, len);
+        memset(&rs[i], 0, sizeof(rs[i]));
+        ck_assert_int_eq(hc_store_get(s, ns, key, strlen(key), bufs[i], len, cb, &rs[i]), 0);
+    }
+    drain_all();
+    for (int i = 0; i < G; i++) {
+        ck_assert(rs[i].done);
+        ck_assert_int_eq(rs[i].status, 0);
+        ck_assert_uint_eq(rs[i].len, len);
+        ck_assert(same(bufs[i], len, 5));
+        free(bufs[i]);
+    }
+    ck_assert_uint_eq(st.bytes_read_storage, len);
+    ck_assert_uint_eq(st.coalesced_reads, G - 1);
+    ck_assert_uint_eq(st.hits, G);
+    ck_assert_uint_eq(st.bytes_served, G * len);
+    close_store(s);
+}
+END_TEST
+
+START_TEST(test_no_coalescing_when_off)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = base_cfg("n1");
+    cfg.coalesce_reads = false;
+    cfg.dedupe = false;
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "ns", 2);
+    size_t len = 8 * KiB;
+    put_page(s, ns, 5, len);
+    put_page(s, ns, 5, len); /* no dedupe: written twice */
+    ck_assert_uint_eq(st.bytes_written, 2 * len);
+    ck_assert_uint_eq(st.dedup_hits, 0);
+    ck_assert_uint_eq(st.pages, 1);
+    unsigned char *b1 = malloc(len), *b2 = malloc(len);
+    struct res r1 = {0}, r2 = {0};
+    char key[128];
+    key_of(5, key);
+    ck_assert_int_eq(hc_store_get(s, ns, key, strlen(key), b1, len, cb, &r1), 0);
+    ck_assert_int_eq(hc_store_get(s, ns, key, strlen(key), b2, len, cb, &r2), 0);
+    drain_all();
+    ck_assert(r1.status == 0 && r2.status == 0);
+    ck_assert(same(b1, len, 5) && same(b2, len, 5));
+    ck_assert_uint_eq(st.bytes_read_storage, 2 * len);
+    ck_assert_uint_eq(st.coalesced_reads, 0);
+    free(b1);
+    free(b2);
+    close_store(s);
+}
+END_TEST
+
+START_TEST(test_enospc_and_visibility)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = base_cfg("n1");
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "ns", 2);
+    size_t len = 50000;
+    unsigned char *buf = malloc(len);
+    struct res r = {0};
+    fill(buf, len, 9);
+
+    ck_assert_int_eq(hc_store_set(s, ns, "vis", 3, buf, len, cb, &r), 0);
+    ck_assert_uint_eq(hc_store_exists(s, ns, "vis", 3), 0); /* not whole yet */
+    ck_assert(!r.done);
+    drain_all();
+    ck_assert(r.done);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_uint_eq(hc_store_exists(s, ns, "vis", 3), len);
+
+    unsigned char *small = malloc(len);
+    memset(small, 0x5C, len);
+    memset(&r, 0, sizeof(r));
+    ck_assert_int_eq(hc_store_get(s, ns, "vis", 3, small, len - 1, cb, &r), 0);
+    ck_assert(!r.done);
+    drain_all();
+    ck_assert_int_eq(r.status, -ENOSPC);
+    for (size_t i = 0; i < len; i++)
+        ck_assert_uint_eq(small[i], 0x5C);
+    ck_assert_uint_eq(st.bytes_read_storage, 0);
+
+    memset(&r, 0, sizeof(r));
+    ck_assert_int_eq(hc_store_get(s, ns, "nope", 4, small, len, cb, &r), 0);
+    ck_assert(!r.done);
+    drain_all();
+    ck_assert_int_eq(r.status, -ENOENT);
+    ck_assert_uint_eq(st.misses, 1);
+    free(buf);
+    free(small);
+    close_store(s);
+}
+END_TEST
+
+START_TEST(test_reopen)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = base_cfg("n1");
+    cfg.segment_size = 1 * MiB;
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "ns", 2);
+    for (int i = 0; i < 40; i++)
+        put_page(s, ns, i, 30000 + (size_t)i * 1000);
+    close_store(s);
+
+    /* Every segment is sealed: an .idx beside each .seg, no temp files. */
+    for (uint64_t seq = 1; seq <= 3; seq++) {
+        char p[PATH_MAX];
+        node_file(p, "n1", seq, "seg");
+        ck_assert(file_exists(p));
+        node_file(p, "n1", seq, "idx");
+        ck_assert_msg(file_exists(p), "%s missing", p);
+    }
+    s = open_store(&cfg, &st);
+    ns = hc_store_ns(s, "ns", 2);
+    ck_assert_uint_eq(st.pages, 40);
+    for (int i = 0; i < 40; i++)
+        ck_assert_int_eq(get_page(s, ns, i, 30000 + (size_t)i * 1000), 0);
+    /* New writes go to a new segment. */
+    put_page(s, ns, 100, 1000);
+    close_store(s);
+    s = open_store(&cfg, &st);
+    ns = hc_store_ns(s, "ns", 2);
+    ck_assert_uint_eq(st.pages, 41);
+    ck_assert_int_eq(get_page(s, ns, 100, 1000), 0);
+    close_store(s);
+}
+END_TEST
+
+START_TEST(test_torn_segment)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = base_cfg("n1");
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "ns", 2);
+    size_t len = 20000; /* record: 4096 + 20480 */
+    for (int i = 0; i < 10; i++)
+        put_page(s, ns, i, len);
+    close_store(s);
+
+    char seg[PATH_MAX], idx[PATH_MAX], tmp[PATH_MAX];
+    node_file(seg, "n1", 1, "seg");
+    node_file(idx, "n1", 1, "idx");
+    ck_assert_int_eq(unlink(idx), 0); /* as if the daemon died before sealing */
+    /* Cut the last record in the middle of its payload. */
+    ck_assert_int_eq(truncate(seg, 9 * 24576 + 4096 + 10000), 0);
+    /* A leftover temporary file is cleaned at open. */
+    snprintf(tmp, sizeof(tmp), "%s/hicache/n1/0000000000000001.idx.tmp", tmpdir);
+    FILE *f = fopen(tmp, "w");
+    fputs("junk", f);
+    fclose(f);
+
+    s = open_store(&cfg, &st);
+    ns = hc_store_ns(s, "ns", 2);
+    ck_assert(!file_exists(tmp));
+    ck_assert(file_exists(idx)); /* scanned and sealed */
+    ck_assert_uint_eq(st.pages, 9);
+    for (int i = 0; i < 9; i++)
+        ck_assert_int_eq(get_page(s, ns, i, len), 0);
+    ck_assert(!page_exists(s, ns, 9));
+    ck_assert_int_eq(get_page(s, ns, 9, len), -ENOENT);
+    /* The page can be stored again, in a new segment. */
+    put_page(s, ns, 9, len);
+    ck_assert_int_eq(get_page(s, ns, 9, len), 0);
+    close_store(s);
+}
+END_TEST
+
+START_TEST(test_corrupt_payload)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = base_cfg("n1");
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "ns", 2);
+    size_t len = 8192; /* record: 12288 bytes */
+    for (int i = 0; i < 10; i++)
+        put_page(s, ns, i, len);
+
+    /* While running: a flipped byte in a live record is refused. */
+    char seg[PATH_MAX], idx[PATH_MAX];
+    node_file(seg, "n1", 1, "seg");
+    node_file(idx, "n1", 1, "idx");
+    flip_byte(seg, 2 * 12288 + 4096 + 100);
+    ck_assert_int_eq(get_page(s, ns, 2, len), -ENOENT);
+    ck_assert_uint_eq(st.corrupt_records, 1);
+    ck_assert(!page_exists(s, ns, 2)); /* dropped: a new set may rewrite it */
+    ck_assert_int_eq(get_page(s, ns, 3, len), 0);
+    close_store(s);
+
+    /* Sealed segment: a flipped byte in record 5 -> that page is a miss. */
+    ck_assert(file_exists(idx));
+    flip_byte(seg, 5 * 12288 + 4096 + 7);
+    s = open_store(&cfg, &st);
+    ns = hc_store_ns(s, "ns", 2);
+    ck_assert(page_exists(s, ns, 5));
+    ck_assert_int_eq(get_page(s, ns, 5, len), -ENOENT);
+    ck_assert_uint_eq(st.corrupt_records, 1);
+    for (int i = 0; i < 10; i++)
+        if (i != 2 && i != 5)
+            ck_assert_int_eq(get_page(s, ns, i, len), 0);
+    close_store(s);
+
+    /* Unsealed segment: the scan stops at the first bad record (2). */
+    ck_assert_int_eq(unlink(idx), 0);
+    s = open_store(&cfg, &st);
+    ns = hc_store_ns(s, "ns", 2);
+    ck_assert_uint_ge(st.corrupt_records, 1);
+    ck_assert_int_eq(get_page(s, ns, 0, len), 0);
+    ck_assert_int_eq(get_page(s, ns, 1, len), 0);
+    for (int i = 2; i < 10; i++)
+        ck_assert_int_eq(get_page(s, ns, i, len), -ENOENT);
+    close_store(s);
+}
+END_TEST
+
+START_TEST(test_capacity)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = base_cfg("n1");
+    cfg.segment_size = 1 * MiB;
+    cfg.capacity_bytes = 4 * MiB;
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "ns", 2);
+    size_t len = 64 * KiB;
+    int n = (int)(20 * MiB / len);
+    uint64_t now = 1000;
+    for (int i = 0; i < n; i += 4) {
+        unsigned char *bufs[4];
+        struct res rs[4];
+        char key[128];
+        for (int j = 0; j < 4; j++) {
+            bufs[j] = malloc(len);
+            fill(bufs[j], len, (uint64_t)(i + j));
+            memset(&rs[j], 0, sizeof(rs[j]));
+            key_of(i + j, key);
+            ck_assert_int_eq(hc_store_set(s, ns, key, strlen(key), bufs[j], len, cb, &rs[j]), 0);
+        }
+        drain_all();
+        hc_store_tick(s, now += 300);
+        drain_all();
+        for (int j = 0; j < 4; j++) {
+            ck_assert_int_eq(rs[j].status, 0);
+            free(bufs[j]);
+        }
+        uint64_t du = node_bytes("n1");
+        ck_assert_msg(du <= cfg.capacity_bytes + cfg.segment_size,
+                      "%" PRIu64 " bytes on disk after %d pages", du, i + 4);
+        ck_assert_uint_eq(st.disk_bytes, du);
+    }
+    ck_assert_uint_gt(st.evicted_pages, 0);
+    ck_assert_uint_gt(st.evicted_segments, 0);
+    ck_assert_uint_eq(st.pages + st.evicted_pages, (uint64_t)n);
+    ck_assert_int_eq(get_page(s, ns, 0, len), -ENOENT);
+    ck_assert_int_eq(get_page(s, ns, 1, len), -ENOENT);
+    ck_assert_int_eq(get_page(s, ns, n - 1, len), 0);
+    ck_assert_int_eq(get_page(s, ns, n - 20, len), 0);
+    char p[PATH_MAX];
+    node_file(p, "n1", 1, "seg");
+    ck_assert(!file_exists(p));
+    node_file(p, "n1", 1, "idx");
+    ck_assert(!file_exists(p));
+    close_store(s);
+}
+END_TEST
+
+/* 64 KiB pages: 15 records (68 KiB each) fill a 1 MiB segment. With 3 MiB of
+ * capacity, 45 pages fill segments 1-3; the 46th rolls and evicts segment 1
+ * while a read of page 0 is in flight. */
+static void read_during_eviction(bool reopen)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = base_cfg("n1");
+    cfg.segment_size = 1 * MiB;
+    cfg.capacity_bytes = 3 * MiB;
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "ns", 2);
+    size_t len = 64 * KiB;
+    for (int i = 0; i < 45; i++)
+        put_page(s, ns, i, len);
+    ck_assert_uint_eq(st.evicted_pages, 0);
+    if (reopen) { /* no fd open: the read starts with an open task */
+        close_store(s);
+        s = open_store(&cfg, &st);
+        ns = hc_store_ns(s, "ns", 2);
+    }
+
+    char key[128], seg1[PATH_MAX];
+    unsigned char *out = malloc(len), *in = malloc(len);
+    struct res rg = {0}, rs = {0};
+    node_file(seg1, "n1", 1, "seg");
+    key_of(0, key);
+    ck_assert_int_eq(hc_store_get(s, ns, key, strlen(key), out, len, cb, &rg), 0);
+    fill(in, len, 45);
+    key_of(45, key);
+    ck_assert_int_eq(hc_store_set(s, ns, key, strlen(key), in, len, cb, &rs), 0);
+    ck_assert_uint_eq(st.evicted_segments, 1); /* evicted with the read in flight */
+    ck_assert(!page_exists(s, ns, 0));
+    drain_all();
+    ck_assert(rg.done && rs.done);
+    ck_assert_int_eq(rg.status, 0);
+    ck_assert(same(out, len, 0));
+    ck_assert_int_eq(rs.status, 0);
+    ck_assert(!file_exists(seg1));
+    ck_assert_int_eq(get_page(s, ns, 0, len), -ENOENT);
+    ck_assert_int_eq(get_page(s, ns, 20, len), 0);
+    free(out);
+    free(in);
+    close_store(s);
+}
+
+START_TEST(test_read_during_eviction)
+{
+    read_during_eviction(false);
+}
+END_TEST
+
+START_TEST(test_read_during_eviction_reopened)
+{
+    read_during_eviction(true);
+}
+END_TEST
+
+START_TEST(test_two_nodes)
+{
+    struct hc_stats sa, sb;
+    struct hc_store_config ca = base_cfg("node-a"), cb_ = base_cfg("node-b");
+    ca.segment_size = 1 * MiB;
+    ca.capacity_bytes = 2 * MiB;
+    ca.seal_interval_ms = 1000;
+    cb_.discovery_interval_ms = 500;
+    struct hc_store *a = open_store(&ca, &sa);
+    struct hc_store *b = open_store(&cb_, &sb);
+    int nsa = hc_store_ns(a, "shared", 6), nsb = hc_store_ns(b, "shared", 6);
+    size_t len = 64 * KiB;
+    uint64_t now = 10000;
+    hc_store_tick(a, now);
+    hc_store_tick(b, now);
+
+    for (int i = 0; i < 5; i++)
+        put_page(a, nsa, i, len);
+    hc_store_tick(b, now += 600);
+    drain_all();
+    ck_assert(!page_exists(b, nsb, 0)); /* not sealed yet: not visible */
+
+    hc_store_tick(a, now += 1000); /* seal by age */
+    drain_all();
+    char idx1[PATH_MAX];
+    node_file(idx1, "node-a", 1, "idx");
+    ck_assert(file_exists(idx1));
+    hc_store_tick(b, now += 600);
+    drain_all();
+    for (int i = 0; i < 5; i++) {
+        ck_assert(page_exists(b, nsb, i));
+        ck_assert_int_eq(get_page(b, nsb, i, len), 0);
+    }
+    ck_assert_uint_eq(sb.remote_pages, 5);
+    ck_assert_uint_eq(sb.local_pages, 0);
+    /* A page B has is a dedupe hit there. */
+    put_page(b, nsb, 0, len);
+    ck_assert_uint_eq(sb.dedup_hits, 1);
+    ck_assert_uint_eq(sb.bytes_written, 0);
+
+    /* A writes on; its capacity evicts segment 1. */
+    for (int i = 5; i < 60; i++)
+        put_page(a, nsa, i, len);
+    hc_store_tick(a, now += 1000);
+    drain_all();
+    ck_assert_uint_gt(sa.evicted_segments, 0);
+    ck_assert(!file_exists(idx1));
+    /* Before B notices: a hit with the right bytes (fd still open) or a
+     * miss, never wrong bytes. */
+    int rc = get_page(b, nsb, 1, len);
+    ck_assert(rc == 0 || rc == -ENOENT);
+    hc_store_tick(b, now += 600);
+    drain_all();
+    for (int i = 0; i < 5; i++) {
+        ck_assert(!page_exists(b, nsb, i));
+        ck_assert_int_eq(get_page(b, nsb, i, len), -ENOENT);
+    }
+    /* Pages of A's later sealed segments are there, byte for byte. */
+    ck_assert(page_exists(b, nsb, 40));
+    ck_assert_int_eq(get_page(b, nsb, 40, len), 0);
+    ck_assert_uint_eq(sb.corrupt_records, 0);
+
+    /* A restart of B finds A's segments at open. */
+    close_store(b);
+    b = open_store(&cb_, &sb);
+    nsb = hc_store_ns(b, "shared", 6);
+    ck_assert_uint_gt(sb.remote_pages, 0);
+    ck_assert_int_eq(get_page(b, nsb, 40, len), 0);
+    close_store(b);
+    close_store(a);
+}
+END_TEST
+
+START_TEST(test_clear)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = base_cfg("n1");
+    struct hc_store *s = open_store(&cfg, &st);
+    int n1 = hc_store_ns(s, "one", 3), n2 = hc_store_ns(s, "two", 3);
+    for (int i = 0; i < 10; i++) {
+        put_page(s, n1, i, 5000);
+        put_page(s, n2, i, 6000);
+    }
+    ck_assert_uint_eq(hc_store_clear(s, n1), 10);
+    ck_assert_uint_eq(st.pages, 10);
+    ck_assert(!page_exists(s, n1, 3));
+    ck_assert_int_eq(get_page(s, n1, 3, 5000), -ENOENT);
+    ck_assert(page_exists(s, n2, 3));
+    put_page(s, n1, 100, 5000); /* written after the clear: kept */
+    close_store(s);
+
+    s = open_store(&cfg, &st);
+    n1 = hc_store_ns(s, "one", 3);
+    n2 = hc_store_ns(s, "two", 3);
+    ck_assert_uint_eq(st.pages, 11);
+    for (int i = 0; i < 10; i++) {
+        ck_assert(!page_exists(s, n1, i));
+        ck_assert_int_eq(get_page(s, n2, i, 6000), 0);
+    }
+    ck_assert_int_eq(get_page(s, n1, 100, 5000), 0);
+    close_store(s);
+
+    /* Also without the .idx (a scan) the tombstone holds. */
+    char idx[PATH_MAX];
+    node_file(idx, "n1", 1, "idx");
+    ck_assert_int_eq(unlink(idx), 0);
+    s = open_store(&cfg, &st);
+    n1 = hc_store_ns(s, "one", 3);
+    ck_assert(!page_exists(s, n1, 0));
+    ck_assert(page_exists(s, n1, 100));
+    close_store(s);
+}
+END_TEST
+
+/* Acks come in record order: when a set's callback runs, every set before it
+ * in the segment is visible, even though small writes finish before big
+ * ones. */
+static struct hc_store *ord_store;
+static int ord_ns, ord_log[64], ord_n;
+
+static void ord_cb(void *data, int status, uint64_t len)
+{
+    int i = *(int *)data;
+    ck_assert_int_eq(status, 0);
+    for (int j = 0; j <= i; j++)
+        ck_assert_msg(page_exists(ord_store, ord_ns, j), "page %d acked before %d", i, j);
+    ord_log[ord_n++] = i;
+}
+
+START_TEST(test_ack_order)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = base_cfg("n1");
+    cfg.segment_size = 256 * MiB;
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "ns", 2);
+    enum { N = 40 };
+    unsigned char *bufs[N];
+    int ids[N];
+    char key[128];
+    ord_store = s;
+    ord_ns = ns;
+    ord_n = 0;
+    for (int i = 0; i < N; i++) {
+        size_t len = i % 2 ? 1000 : 4 * MiB;
+        bufs[i] = malloc(len);
+        fill(bufs[i], len, (uint64_t)i);
+        ids[i] = i;
+        key_of(i, key);
+        ck_assert_int_eq(hc_store_set(s, ns, key, strlen(key), bufs[i], len, ord_cb, &ids[i]), 0);
+    }
+    drain_all();
+    ck_assert_int_eq(ord_n, N);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(ord_log[i], i);
+        free(bufs[i]);
+    }
+    close_store(s);
+}
+END_TEST
+
+START_TEST(test_free_space_eviction)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = base_cfg("n1");
+    struct statvfs sv;
+    cfg.segment_size = 1 * MiB;
+    cfg.min_free_ratio = 0.999999;
+    ck_assert_int_eq(statvfs(tmpdir, &sv), 0);
+    if ((double)sv.f_bavail / (double)sv.f_blocks >= cfg.min_free_ratio)
+        return; /* an empty filesystem: nothing to test */
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "ns", 2);
+    for (int i = 0; i < 40; i++) /* segments 1 and 2 sealed, 3 open */
+        put_page(s, ns, i, 64 * KiB);
+    hc_store_tick(s, 5000);
+    drain_all();
+    ck_assert_uint_eq(st.evicted_segments, 1); /* one per statvfs */
+    hc_store_tick(s, 5500);
+    drain_all();
+    ck_assert_uint_eq(st.evicted_segments, 1); /* at most once a second */
+    hc_store_tick(s, 6100);
+    drain_all();
+    hc_store_tick(s, 7200);
+    drain_all();
+    ck_assert_uint_eq(st.evicted_segments, 2); /* never the open segment */
+    ck_assert_int_eq(get_page(s, ns, 0, 64 * KiB), -ENOENT);
+    ck_assert_int_eq(get_page(s, ns, 39, 64 * KiB), 0);
+    close_store(s);
+}
+END_TEST
+
+int main(void)
+{
+    /* io_uring missing (old kernel, seccomp): skip. */
+    struct hc_io_config c = {.threads = 1, .queue_depth = 4, .max_inflight_bytes = MiB};
+    struct hc_io_pool *probe;
+    int rc = hc_io_pool_create(&probe, &c, NULL, NULL);
+    if (rc == -ENOSYS || rc == -EPERM || rc == -EOPNOTSUPP) {
+        fprintf(stderr, "io_uring unavailable (%s): skipped\n", strerror(-rc));
+        return 77;
+    }
+    if (rc == 0)
+        hc_io_pool_destroy(probe);
+
+    Suite *su = suite_create("store");
+    TCase *tc = tcase_create("core");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_round_trip);
+    tcase_add_test(tc, test_round_trip_direct);
+    tcase_add_test(tc, test_refusals);
+    tcase_add_test(tc, test_dedupe);
+    tcase_add_test(tc, test_coalescing);
+    tcase_add_test(tc, test_no_coalescing_when_off);
+    tcase_add_test(tc, test_enospc_and_visibility);
+    tcase_add_test(tc, test_reopen);
+    tcase_add_test(tc, test_torn_segment);
+    tcase_add_test(tc, test_corrupt_payload);
+    tcase_add_test(tc, test_capacity);
+    tcase_add_test(tc, test_read_during_eviction);
+    tcase_add_test(tc, test_read_during_eviction_reopened);
+    tcase_add_test(tc, test_two_nodes);
+    tcase_add_test(tc, test_clear);
+    tcase_add_test(tc, test_ack_order);
+    tcase_add_test(tc, test_free_space_eviction);
+    suite_add_tcase(su, tc);
+    SRunner *sr = srunner_create(su);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
