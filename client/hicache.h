@@ -29,27 +29,27 @@ extern "C" {
 #define HC_MAX_KEY 256
 
 /* XX(errno name, message): the codes this library and the daemon use. */
-#define HC_ERRNO_MAP(XX)                                                                   \
-    XX(ENOENT, "no such page (miss)")                                                      \
-    XX(EINVAL, "invalid argument")                                                         \
-    XX(ENOMEM, "out of memory")                                                            \
-    XX(ENOSPC, "no space: buffer smaller than the page, or storage full")                 \
-    XX(EMSGSIZE, "message or page too large")                                              \
-    XX(E2BIG, "too many keys in one batch")                                                \
-    XX(ERANGE, "slot outside the shared region")                                           \
-    XX(EPROTO, "protocol error")                                                           \
-    XX(EBADMSG, "stored record failed its checks")                                         \
-    XX(EIO, "storage I/O error")                                                           \
-    XX(ECONNREFUSED, "daemon not running (connection refused)")                            \
-    XX(ECONNRESET, "connection to the daemon lost")                                        \
-    XX(EPIPE, "connection to the daemon closed")                                           \
-    XX(ETIMEDOUT, "daemon did not answer in time")                                         \
-    XX(EACCES, "permission denied")                                                        \
-    XX(EPERM, "operation not permitted")                                                   \
-    XX(ESHUTDOWN, "daemon is shutting down")                                               \
-    XX(EBUSY, "daemon busy: too many clients or requests")                                 \
-    XX(ENOTSUP, "not supported")                                                           \
-    XX(EFBIG, "page larger than the store accepts")                                        \
+#define HC_ERRNO_MAP(XX)                                                                           \
+    XX(ENOENT, "no such page (miss)")                                                              \
+    XX(EINVAL, "invalid argument")                                                                 \
+    XX(ENOMEM, "out of memory")                                                                    \
+    XX(ENOSPC, "no space: buffer smaller than the page, or storage full")                          \
+    XX(EMSGSIZE, "message or page too large")                                                      \
+    XX(E2BIG, "too many keys in one batch")                                                        \
+    XX(ERANGE, "slot outside the shared region")                                                   \
+    XX(EPROTO, "protocol error")                                                                   \
+    XX(EBADMSG, "stored record failed its checks")                                                 \
+    XX(EIO, "storage I/O error")                                                                   \
+    XX(ECONNREFUSED, "daemon not running (connection refused)")                                    \
+    XX(ECONNRESET, "connection to the daemon lost")                                                \
+    XX(EPIPE, "connection to the daemon closed")                                                   \
+    XX(ETIMEDOUT, "daemon did not answer in time")                                                 \
+    XX(EACCES, "permission denied")                                                                \
+    XX(EPERM, "operation not permitted")                                                           \
+    XX(ESHUTDOWN, "daemon is shutting down")                                                       \
+    XX(EBUSY, "daemon busy: too many clients or requests")                                         \
+    XX(ENOTSUP, "not supported")                                                                   \
+    XX(EFBIG, "page larger than the store accepts")                                                \
     XX(ENAMETOOLONG, "name too long")
 
 typedef struct hc_client hc_client;

@@ -11,31 +11,31 @@
 #include <stdio.h>
 
 struct hc_config {
-    char *mount_point;   /* directory holding <root_dir>; default /mnt/jfs */
-    char *root_dir;      /* default "hicache"; [A-Za-z0-9_.-]{1,64} */
-    char *socket_path;   /* default /run/hicached/hicached.sock */
-    char *node_id;       /* default: host name (sanitized); [A-Za-z0-9_.-]{1,64} */
-    uint64_t region_size;         /* per client, default 64 MiB, 1 MiB .. 4 GiB */
-    uint64_t segment_size;        /* default 256 MiB, 1 MiB .. 64 GiB */
-    uint64_t capacity_bytes;      /* default 0 = no limit */
-    double min_free_ratio;        /* default 0.05, 0 .. 0.9 */
-    uint32_t io_threads;          /* default 2, 1 .. 64 */
-    uint32_t queue_depth;         /* default 64, 4 .. 4096 */
-    uint64_t max_inflight_bytes;  /* default 256 MiB, >= 1 MiB */
-    uint32_t max_frame_bytes;     /* default 1 MiB, 4 KiB .. 64 MiB */
-    uint32_t max_clients;         /* default 1024, 1 .. 65536 */
-    uint32_t max_batch;           /* default 128, 1 .. 128 */
-    uint32_t seal_interval_ms;    /* default 30000, 10 .. 86400000 */
+    char *mount_point;              /* directory holding <root_dir>; default /mnt/jfs */
+    char *root_dir;                 /* default "hicache"; [A-Za-z0-9_.-]{1,64} */
+    char *socket_path;              /* default /run/hicached/hicached.sock */
+    char *node_id;                  /* default: host name (sanitized); [A-Za-z0-9_.-]{1,64} */
+    uint64_t region_size;           /* per client, default 64 MiB, 1 MiB .. 4 GiB */
+    uint64_t segment_size;          /* default 256 MiB, 1 MiB .. 64 GiB */
+    uint64_t capacity_bytes;        /* default 0 = no limit */
+    double min_free_ratio;          /* default 0.05, 0 .. 0.9 */
+    uint32_t io_threads;            /* default 2, 1 .. 64 */
+    uint32_t queue_depth;           /* default 64, 4 .. 4096 */
+    uint64_t max_inflight_bytes;    /* default 256 MiB, >= 1 MiB */
+    uint32_t max_frame_bytes;       /* default 1 MiB, 4 KiB .. 64 MiB */
+    uint32_t max_clients;           /* default 1024, 1 .. 65536 */
+    uint32_t max_batch;             /* default 128, 1 .. 128 */
+    uint32_t seal_interval_ms;      /* default 30000, 10 .. 86400000 */
     uint32_t discovery_interval_ms; /* default 5000, 10 .. 86400000 */
-    uint32_t socket_mode;         /* default 0660 (JSON: "0660" string or integer) */
-    bool use_direct_io;           /* default false */
-    bool enable_compression;      /* default false */
-    bool dedupe;                  /* default true */
-    bool coalesce_reads;          /* default true */
-    bool foreground;              /* default false: log to stderr either way */
-    char *allowed_uids;           /* comma-separated uids/user names; NULL = anyone */
-    char *allowed_gids;           /* comma-separated gids/group names; NULL = anyone */
-    char *config_path;            /* the --config file, if any (for reload) */
+    uint32_t socket_mode;           /* default 0660 (JSON: "0660" string or integer) */
+    bool use_direct_io;             /* default false */
+    bool enable_compression;        /* default false */
+    bool dedupe;                    /* default true */
+    bool coalesce_reads;            /* default true */
+    bool foreground;                /* default false: log to stderr either way */
+    char *allowed_uids;             /* comma-separated uids/user names; NULL = anyone */
+    char *allowed_gids;             /* comma-separated gids/group names; NULL = anyone */
+    char *config_path;              /* the --config file, if any (for reload) */
 };
 
 /* Fills defaults. Returns 0 or -ENOMEM. */

@@ -65,8 +65,8 @@ struct hc_io_req {
 
     /* private to the pool */
     struct hc_io_req *next;
-    size_t total;    /* sum of iov lengths */
-    size_t xferred;  /* bytes done so far */
+    size_t total;                    /* sum of iov lengths */
+    size_t xferred;                  /* bytes done so far */
     struct iovec cur[HC_IO_MAX_IOV]; /* remaining iov after short I/O */
     int curcnt;
 };

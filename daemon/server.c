@@ -347,25 +347,6 @@ static void batch_cb(void *data, int status, uint64_t len)
         batch_finish(b);
 }
 
-/* Checks every key of a request. Returns NULL or the reason for the first
- * bad one (written to buf). */
-static const char *check_keys(const ProtobufCBinaryData *keys, size_t n, size_t stride, char *buf,
-                              size_t len)
-{
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        const ProtobufCBinaryData *k =
-            (const ProtobufCBinaryData *)((const char *)keys + i * stride);
-        const char *why = hc_name_invalid("key", (const char *)k->data, k->len);
-        if (why) {
-            snprintf(buf, len, "key %zu: %s", i, why);
-            return buf;
-        }
-    }
-    return NULL;
-}
-
 static void handle_batch(struct conn *c, const Hicache__Request *req, bool is_get)
 {
     struct server *srv = c->srv;
@@ -452,7 +433,6 @@ static void handle_exists(struct conn *c, const Hicache__Request *req)
     Hicache__Response resp = HICACHE__RESPONSE__INIT;
     int32_t results[HC_MAX_BATCH];
     uint64_t lengths[HC_MAX_BATCH];
-    char why[512];
     bool leading = true;
     size_t i;
 
@@ -461,13 +441,16 @@ static void handle_exists(struct conn *c, const Hicache__Request *req)
                    srv->cfg->max_batch);
         return;
     }
-    if (check_keys(ex->keys, ex->n_keys, sizeof(ex->keys[0]), why, sizeof(why))) {
-        send_error(c, req->id, -EINVAL, "%s", why);
-        return;
+    for (i = 0; i < ex->n_keys; i++) {
+        const char *bad = hc_name_invalid("key", (const char *)ex->keys[i].data, ex->keys[i].len);
+        if (bad) {
+            send_error(c, req->id, -EINVAL, "key %zu: %s", i, bad);
+            return;
+        }
     }
     for (i = 0; i < ex->n_keys; i++) {
-        lengths[i] = hc_store_exists(srv->store, c->ns, (const char *)ex->keys[i].data,
-                                     ex->keys[i].len);
+        lengths[i] =
+            hc_store_exists(srv->store, c->ns, (const char *)ex->keys[i].data, ex->keys[i].len);
         results[i] = lengths[i] ? 0 : -ENOENT;
         if (!lengths[i])
             leading = false;
@@ -646,8 +629,8 @@ static void handle_hello(struct conn *c, const Hicache__Request *req)
     snprintf(name, sizeof(name), "hicache-client-%" PRIu64, c->num);
     rc = hc_region_create(&c->region, size, name);
     if (rc < 0) {
-        send_error(c, req->id, rc, "cannot create the shared region of %" PRIu64 " bytes: %s",
-                   size, strerror(-rc));
+        send_error(c, req->id, rc, "cannot create the shared region of %" PRIu64 " bytes: %s", size,
+                   strerror(-rc));
         goto close;
     }
     hr.protocol_version = HC_PROTOCOL_VERSION;
@@ -1005,12 +988,11 @@ int hc_server_run(struct hc_config *cfg)
         free(srv);
         return 1;
     }
-    srv->restrict_peers = (cfg->allowed_uids && *cfg->allowed_uids) ||
-                          (cfg->allowed_gids && *cfg->allowed_gids);
-    if (parse_ids(cfg->allowed_uids, false, srv->allowed_uids, &srv->n_uids, err,
-                  sizeof(err)) < 0 ||
-        parse_ids(cfg->allowed_gids, true, srv->allowed_gids, &srv->n_gids, err,
-                  sizeof(err)) < 0) {
+    srv->restrict_peers =
+        (cfg->allowed_uids && *cfg->allowed_uids) || (cfg->allowed_gids && *cfg->allowed_gids);
+    if (parse_ids(cfg->allowed_uids, false, srv->allowed_uids, &srv->n_uids, err, sizeof(err)) <
+            0 ||
+        parse_ids(cfg->allowed_gids, true, srv->allowed_gids, &srv->n_gids, err, sizeof(err)) < 0) {
         hc_log(HC_LOG_ERR, "%s", err);
         goto out_loop;
     }
@@ -1055,7 +1037,7 @@ int hc_server_run(struct hc_config *cfg)
     uv_timer_init(&srv->loop, &srv->stop_check);
     srv->tick.data = srv->stop_check.data = srv;
     tick_ms = cfg->seal_interval_ms < cfg->discovery_interval_ms ? cfg->seal_interval_ms
-                                                                  : cfg->discovery_interval_ms;
+                                                                 : cfg->discovery_interval_ms;
     tick_ms /= 2;
     tick_ms = tick_ms < 10 ? 10 : tick_ms > 200 ? 200 : tick_ms;
     uv_timer_start(&srv->tick, on_tick, tick_ms, tick_ms);

@@ -26,17 +26,17 @@
 #define HC_STORE_ALIGN 4096u
 
 struct hc_store_config {
-    const char *mount_point;       /* existing directory */
-    const char *root_dir;          /* under mount_point, e.g. "hicache" */
-    const char *node_id;           /* [A-Za-z0-9_.-]{1,64} */
-    uint64_t segment_size;         /* bytes; a segment is sealed once full */
-    uint64_t capacity_bytes;       /* this node's segment bytes; 0 = no limit */
-    double min_free_ratio;         /* keep this fraction of the filesystem free (0..1) */
-    uint32_t seal_interval_ms;     /* seal a non-empty open segment this old */
-    uint32_t discovery_interval_ms;/* scan other nodes' directories this often */
-    bool use_direct_io;            /* O_DIRECT on segment files */
-    bool dedupe;                   /* sets of stored / in-flight keys cost nothing */
-    bool coalesce_reads;           /* concurrent gets of a key share one read */
+    const char *mount_point;        /* existing directory */
+    const char *root_dir;           /* under mount_point, e.g. "hicache" */
+    const char *node_id;            /* [A-Za-z0-9_.-]{1,64} */
+    uint64_t segment_size;          /* bytes; a segment is sealed once full */
+    uint64_t capacity_bytes;        /* this node's segment bytes; 0 = no limit */
+    double min_free_ratio;          /* keep this fraction of the filesystem free (0..1) */
+    uint32_t seal_interval_ms;      /* seal a non-empty open segment this old */
+    uint32_t discovery_interval_ms; /* scan other nodes' directories this often */
+    bool use_direct_io;             /* O_DIRECT on segment files */
+    bool dedupe;                    /* sets of stored / in-flight keys cost nothing */
+    bool coalesce_reads;            /* concurrent gets of a key share one read */
 };
 
 struct hc_store;
@@ -46,8 +46,8 @@ struct hc_store;
  * unsealed segments up to the first bad record and seals them, and opens a new
  * segment. Blocking I/O; called once at start. Returns 0 and sets *out, or
  * -errno with a readable reason in err (nothing left behind). */
-int hc_store_open(struct hc_store **out, const struct hc_store_config *cfg,
-                  struct hc_io_pool *io, struct hc_stats *stats, char *err, size_t errlen);
+int hc_store_open(struct hc_store **out, const struct hc_store_config *cfg, struct hc_io_pool *io,
+                  struct hc_stats *stats, char *err, size_t errlen);
 
 /* Interns a namespace name (validated by the caller). Returns an id >= 0, or
  * -ENOSPC when too many namespaces (65535) exist. */

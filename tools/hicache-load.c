@@ -79,7 +79,7 @@ static int run_client(const struct opts *o, unsigned id, struct result *res)
     uint8_t *src = malloc(b * o->page_size), *dst = malloc(b * o->page_size);
     hc_page *pages = calloc(b, sizeof(*pages));
     hc_buf *bufs = calloc(b, sizeof(*bufs));
-    char (*keys)[64] = calloc(b, 64);
+    char(*keys)[64] = calloc(b, 64);
     int *results = calloc(b, sizeof(int));
     int rc;
 
@@ -159,10 +159,20 @@ static size_t parse_size(const char *s)
     double v = strtod(s, &end);
 
     switch (*end) {
-    case 'k': case 'K': v *= 1024; break;
-    case 'm': case 'M': v *= 1024 * 1024; break;
-    case 'g': case 'G': v *= 1024.0 * 1024 * 1024; break;
-    default: break;
+    case 'k':
+    case 'K':
+        v *= 1024;
+        break;
+    case 'm':
+    case 'M':
+        v *= 1024 * 1024;
+        break;
+    case 'g':
+    case 'G':
+        v *= 1024.0 * 1024 * 1024;
+        break;
+    default:
+        break;
     }
     return v > 0 ? (size_t)v : 0;
 }
@@ -178,8 +188,14 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    struct opts o = {.socket = NULL, .ns = "demo", .clients = 4, .pages = 64, .shared = 16,
-                     .page_size = 64 * 1024, .batch = 32, .rounds = 1};
+    struct opts o = {.socket = NULL,
+                     .ns = "demo",
+                     .clients = 4,
+                     .pages = 64,
+                     .shared = 16,
+                     .page_size = 64 * 1024,
+                     .batch = 32,
+                     .rounds = 1};
     static const struct option longopts[] = {
         {"socket", required_argument, 0, 's'},  {"namespace", required_argument, 0, 'n'},
         {"clients", required_argument, 0, 'c'}, {"pages", required_argument, 0, 'p'},
@@ -194,16 +210,36 @@ int main(int argc, char **argv)
 
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (opt) {
-        case 's': o.socket = optarg; break;
-        case 'n': o.ns = optarg; break;
-        case 'c': o.clients = (unsigned)atoi(optarg); break;
-        case 'p': o.pages = (unsigned)atoi(optarg); break;
-        case 'S': o.shared = (unsigned)atoi(optarg); break;
-        case 'z': o.page_size = parse_size(optarg); break;
-        case 'b': o.batch = (unsigned)atoi(optarg); break;
-        case 'r': o.rounds = (unsigned)atoi(optarg); break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 's':
+            o.socket = optarg;
+            break;
+        case 'n':
+            o.ns = optarg;
+            break;
+        case 'c':
+            o.clients = (unsigned)atoi(optarg);
+            break;
+        case 'p':
+            o.pages = (unsigned)atoi(optarg);
+            break;
+        case 'S':
+            o.shared = (unsigned)atoi(optarg);
+            break;
+        case 'z':
+            o.page_size = parse_size(optarg);
+            break;
+        case 'b':
+            o.batch = (unsigned)atoi(optarg);
+            break;
+        case 'r':
+            o.rounds = (unsigned)atoi(optarg);
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (o.clients < 1 || o.clients > 256 || o.pages < 1 || o.page_size < 1 || o.batch < 1 ||
@@ -244,7 +280,9 @@ int main(int argc, char **argv)
         printf("%-7u %8u %8u %10u %10.1f %10.1f %10s\n", i, r->stored, r->hits, r->bad,
                r->set_s > 0 ? (double)r->set_bytes / r->set_s / 1e6 : 0.0,
                r->get_s > 0 ? (double)r->get_bytes / r->get_s / 1e6 : 0.0,
-               r->error ? hc_err_name(r->error) : r->bad ? "WRONG" : "ok");
+               r->error ? hc_err_name(r->error)
+               : r->bad ? "WRONG"
+                        : "ok");
         set_s += r->set_s;
         get_s += r->get_s;
         set_bytes += r->set_bytes;
