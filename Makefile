@@ -160,7 +160,10 @@ install: all
 	ln -sf libhicache.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libhicache.so.$(SOVERSION)
 	ln -sf libhicache.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libhicache.so
 	install -D -m 0644 client/hicache.h $(DESTDIR)$(INCLUDEDIR)/hicache.h
-	install -D -m 0644 $(PC) $(DESTDIR)$(PKGCONFIGDIR)/hicache.pc
+	@mkdir -p $(DESTDIR)$(PKGCONFIGDIR)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+		client/hicache.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/hicache.pc
 
 format:
 	$(Q)clang-format -i $(FORMAT_SRC)

@@ -177,7 +177,9 @@ static int print_stats_table(json_t *root)
             json_int_t i = json_integer_value(v);
             uint64_t u = i < 0 ? 0 : (uint64_t)i;
 
-            if (strstr(name, "bytes") != NULL)
+            if (strcmp(name, "capacity_bytes") == 0 && u == 0)
+                snprintf(buf, sizeof(buf), "unlimited");
+            else if (strstr(name, "bytes") != NULL)
                 human_bytes(buf, sizeof(buf), u);
             else if (strcmp(name, "uptime_s") == 0)
                 human_duration(buf, sizeof(buf), u);
