@@ -50,6 +50,7 @@ ENGINE_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
 CLIENT_SRC := client/hicache.c
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 INTEG_SRC := $(wildcard tests/integration/test_*.c)
+SHELL_TESTS := $(wildcard tests/juicefs/test_*.sh)
 HARNESS_SRC := $(wildcard tests/integration/harness*.c)
 
 FORMAT_SRC = $(wildcard common/*.[ch] daemon/*.[ch] client/*.[ch] tools/*.[ch] tests/*/*.[ch])
@@ -150,7 +151,7 @@ serve: deps
 
 test: deps
 	$(Q)$(MAKE) --no-print-directory all $(UNIT_BIN) $(INTEG_BIN)
-	$(Q)bash scripts/run-tests.sh $(BUILD) $(UNIT_BIN) $(INTEG_BIN)
+	$(Q)bash scripts/run-tests.sh $(BUILD) $(UNIT_BIN) $(INTEG_BIN) $(SHELL_TESTS)
 
 install: all
 	install -D -m 0755 $(DAEMON) $(DESTDIR)$(BINDIR)/hicached

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs every test binary given (Check suites), then the Python tests when
-# present, and prints one summary line. Exit status 0 only if all passed.
-# usage: run-tests.sh BUILD_DIR TEST_BIN...
+# Runs every test given: Check suite binaries, and shell tests (*.sh, called
+# with the build directory as their argument). Exit status 77 from a test
+# means "skipped": it is reported loudly with the test's own reason. Prints
+# one summary line; exits 0 only if nothing failed.
+# usage: run-tests.sh BUILD_DIR TEST...
 set -uo pipefail
 build=$1; shift
 export HICACHED_BIN="$PWD/$build/hicached"
@@ -9,20 +11,27 @@ export HICACHECTL_BIN="$PWD/$build/hicachectl"
 export HICACHE_LIB="$PWD/$build/libhicache.so"
 export CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-120}
 
-passed=0; failed=0; failed_names=()
+passed=0; failed=0; skipped=0; failed_names=(); skipped_names=()
 for t in "$@"; do
     name=$(basename "$t")
     echo "=== $name"
-    if "$t"; then
-        passed=$((passed + 1))
-    else
-        failed=$((failed + 1)); failed_names+=("$name")
-    fi
+    case "$t" in
+        *.sh) bash "$t" "$build"; rc=$? ;;
+        *) "$t"; rc=$? ;;
+    esac
+    case $rc in
+        0) passed=$((passed + 1)) ;;
+        77) skipped=$((skipped + 1)); skipped_names+=("$name") ;;
+        *) failed=$((failed + 1)); failed_names+=("$name") ;;
+    esac
 done
 
 echo
+if [ $skipped -gt 0 ]; then
+    echo "SKIPPED (see their output above for the cause): ${skipped_names[*]}"
+fi
 if [ $failed -gt 0 ]; then
     echo "failed suites: ${failed_names[*]}"
 fi
-echo "suites: $passed passed, $failed failed"
+echo "suites: $passed passed, $failed failed, $skipped skipped"
 [ $failed -eq 0 ]
