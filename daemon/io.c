@@ -1,7 +1,8 @@
 /* I/O pool: threads with one io_uring each (see io.h for the contract).
  *
  * Flow of a request:
- *   loop thread   hc_io_submit -> wait queue (HIGH or LOW) -> admit -> a
+ *   loop thread   hc_io_submit -> wait queue (HIGH or LOW) -> admit (HIGH
+ *                 first, a waiting LOW after HIGH_BURST HIGH in a row) -> a
  *                 thread's submission queue (mutex) + eventfd write
  *   I/O thread    take the queue, run before(), prep one SQE per request,
  *                 one submit, wait for one CQE, drain the rest with peek;
@@ -30,6 +31,11 @@
 #include <unistd.h>
 
 #include <liburing.h>
+
+/* Waiting HIGH requests go first, but after this many HIGH admissions in a row
+ * while LOW requests wait, the oldest LOW request goes next: a steady read load
+ * slows writes down, it cannot stop them. */
+#define HIGH_BURST 4
 
 struct req_list {
     struct hc_io_req *head;
@@ -71,6 +77,7 @@ struct hc_io_pool {
     unsigned inflight;       /* admitted to a thread, done not yet run */
     uint64_t inflight_bytes; /* sum of total over the admitted requests */
     unsigned next_thread;    /* round-robin start for the least-loaded pick */
+    unsigned high_streak;    /* HIGH admissions in a row while LOW waited */
 };
 
 static void list_push(struct req_list *l, struct hc_io_req *req)
@@ -401,15 +408,17 @@ static void dispatch(struct hc_io_pool *pool, struct hc_io_req *req)
         efd_signal(t->efd);
 }
 
-/* Loop thread. Admits waiting requests, HIGH before LOW, while the bytes in
- * flight stay within the bound (one request is always admitted when nothing
- * is in flight). Stops at the first that does not fit, so a LOW request never
- * overtakes a waiting HIGH one. */
+/* Loop thread. Admits waiting requests while the bytes in flight stay within
+ * the bound (one request is always admitted when nothing is in flight): HIGH
+ * before LOW, except that after HIGH_BURST HIGH admissions in a row while LOW
+ * requests wait, the next one is LOW. Stops at the first that does not fit, so
+ * the one chosen is never overtaken. */
 static void admit(struct hc_io_pool *pool)
 {
     for (;;) {
-        struct req_list *q = pool->wait[HC_IO_PRIO_HIGH].head ? &pool->wait[HC_IO_PRIO_HIGH]
-                                                              : &pool->wait[HC_IO_PRIO_LOW];
+        struct req_list *high = &pool->wait[HC_IO_PRIO_HIGH], *low = &pool->wait[HC_IO_PRIO_LOW];
+        bool take_high = high->head && (!low->head || pool->high_streak < HIGH_BURST);
+        struct req_list *q = take_high ? high : low;
         struct hc_io_req *req = q->head;
         if (!req)
             return;
@@ -417,6 +426,10 @@ static void admit(struct hc_io_pool *pool)
             (req->total > pool->cfg.max_inflight_bytes ||
              pool->inflight_bytes > pool->cfg.max_inflight_bytes - req->total))
             return;
+        if (take_high && low->head)
+            pool->high_streak++;
+        else
+            pool->high_streak = 0;
         dispatch(pool, list_pop(q));
     }
 }

@@ -10,8 +10,10 @@
  *
  * Bytes in flight are bounded by max_inflight_bytes: requests beyond it wait in
  * the pool, HC_IO_PRIO_HIGH (prefetch reads) before HC_IO_PRIO_LOW (write-back,
- * background), so reads never starve behind writes. A single request larger
- * than the bound is still admitted when nothing else is in flight. */
+ * background), so reads never starve behind writes; after 4 HIGH admissions in
+ * a row while LOW requests wait, the oldest LOW goes next, so writes never
+ * starve either. A single request larger than the bound is still admitted when
+ * nothing else is in flight. */
 #ifndef HC_IO_H
 #define HC_IO_H
 

@@ -2,11 +2,24 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "config.h"
 #include "log.h"
 #include "server.h"
+
+/* Each client costs a socket, each open segment a file: take the hard limit
+ * of open files rather than the soft default of 1024. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
 
 int main(int argc, char **argv)
 {
@@ -39,6 +52,7 @@ int main(int argc, char **argv)
         hc_config_free(&cfg);
         return 1;
     }
+    raise_nofile();
     status = hc_server_run(&cfg);
     hc_config_free(&cfg);
     return status;

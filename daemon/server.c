@@ -33,7 +33,16 @@
 /* Connections beyond max_clients are refused at hello; this many more may
  * wait in the handshake before new ones are closed at accept. */
 #define CONN_HANDSHAKE_SLACK 16
-#define REGION_MAX (4ull << 30)
+/* A connection stops being read while this many reply bytes wait for it to
+ * read them: a client that never reads cannot make the daemon queue more. */
+#define CONN_MAX_QUEUED (4u << 20)
+/* Before hello a peer may send only small frames, and must say hello soon. */
+#define HELLO_MAX_FRAME 4096u
+#define HELLO_TIMEOUT_MS 10000u
+/* A connection closed after an error reply waits this long for the peer to
+ * read it, then is closed regardless. */
+#define FLUSH_TIMEOUT_MS 5000u
+#define REGION_MAX (1ull << 30)
 #define READ_BUF_SIZE (64u * 1024u)
 #define MAX_IDS 64
 
@@ -45,7 +54,10 @@ struct conn {
     struct conn *prev, *next;
     struct hc_frame_decoder dec;
     struct hc_region *region; /* after hello */
-    int ns;
+    int ns;                   /* store namespace id; -1 until the store knows the name */
+    char ns_name[HC_NS_MAX + 1];
+    size_t ns_len;
+    uint64_t deadline_ms; /* hello deadline, then the flush deadline once closing */
     uint64_t num;
     pid_t pid;
     uid_t uid;
@@ -56,6 +68,7 @@ struct conn {
     bool denied;
     bool closing;
     bool reading;
+    bool processing; /* conn_process is on the stack: do not re-enter it */
 };
 
 /* One set or get request in flight. Owned by the server; each store callback
@@ -136,12 +149,14 @@ static void on_conn_closed(uv_handle_t *h)
     conn_unref(c);
 }
 
+/* Closes now, whatever is queued (also a connection waiting in
+ * conn_close_after_flush). */
 static void conn_close(struct conn *c)
 {
-    if (c->closing)
-        return;
     c->closing = true;
     c->reading = false;
+    if (uv_is_closing((uv_handle_t *)&c->pipe))
+        return;
     uv_read_stop((uv_stream_t *)&c->pipe);
     uv_close((uv_handle_t *)&c->pipe, on_conn_closed);
 }
@@ -149,9 +164,10 @@ static void conn_close(struct conn *c)
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     struct conn *c = req->data;
+
     free(req);
-    c->closing = false; /* let conn_close do the work */
     conn_close(c);
+    conn_unref(c);
 }
 
 /* Closes after the replies already queued reach the client (an error reply
@@ -169,11 +185,13 @@ static void conn_close_after_flush(struct conn *c)
     }
     c->closing = true;
     c->reading = false;
+    c->deadline_ms = uv_now(&c->srv->loop) + FLUSH_TIMEOUT_MS;
     uv_read_stop((uv_stream_t *)&c->pipe);
     req->data = c;
+    c->refs++;
     if (uv_shutdown(req, (uv_stream_t *)&c->pipe, on_shutdown) != 0) {
         free(req);
-        c->closing = false;
+        c->refs--;
         conn_close(c);
     }
 }
@@ -186,6 +204,8 @@ static void on_write(uv_write_t *req, int status)
     free(w);
     if (status < 0 && status != UV_ECANCELED)
         conn_close(c);
+    else if (!c->closing && !c->reading)
+        conn_process(c); /* the write queue shrank: maybe read again */
     conn_unref(c);
 }
 
@@ -347,6 +367,21 @@ static void batch_cb(void *data, int status, uint64_t len)
         batch_finish(b);
 }
 
+/* The connection's namespace id, interning the name when create (a set) and
+ * looking it up otherwise. Returns the id, -ENOENT for a namespace the store
+ * has never seen (every key is then a miss), or -ENOSPC. */
+static int conn_ns(struct conn *c, bool create)
+{
+    if (c->ns < 0) {
+        int rc = create ? hc_store_ns(c->srv->store, c->ns_name, c->ns_len)
+                        : hc_store_ns_lookup(c->srv->store, c->ns_name, c->ns_len);
+        if (rc < 0)
+            return rc;
+        c->ns = rc;
+    }
+    return c->ns;
+}
+
 static void handle_batch(struct conn *c, const Hicache__Request *req, bool is_get)
 {
     struct server *srv = c->srv;
@@ -354,6 +389,7 @@ static void handle_batch(struct conn *c, const Hicache__Request *req, bool is_ge
     size_t n = is_get ? req->get->n_pages : req->set->n_pages;
     struct batch *b;
     size_t i;
+    int ns;
 
     if (n > srv->cfg->max_batch) {
         send_error(c, req->id, -E2BIG, "batch of %zu keys exceeds the limit of %u", n,
@@ -375,11 +411,11 @@ static void handle_batch(struct conn *c, const Hicache__Request *req, bool is_ge
             return;
         }
     }
-    if (!is_get && srv->stopping) {
-        send_error(c, req->id, -ESHUTDOWN, "daemon is shutting down");
+    ns = conn_ns(c, !is_get);
+    if (ns == -ENOSPC) {
+        send_error(c, req->id, -ENOSPC, "too many namespaces in the store");
         return;
     }
-
     b = calloc(1, sizeof(*b) + n * sizeof(b->items[0]));
     if (!b)
         goto nomem;
@@ -407,12 +443,16 @@ static void handle_batch(struct conn *c, const Hicache__Request *req, bool is_ge
 
         b->items[i].b = b;
         b->items[i].i = (unsigned)i;
-        if (is_get)
-            rc = hc_store_get(srv->store, c->ns, (const char *)s->key.data, s->key.len, buf,
-                              s->length, batch_cb, &b->items[i]);
+        if (ns < 0) {
+            rc = -ENOENT; /* a namespace nobody ever stored into */
+            srv->stats.gets++;
+            srv->stats.misses++;
+        } else if (is_get)
+            rc = hc_store_get(srv->store, ns, (const char *)s->key.data, s->key.len, buf, s->length,
+                              batch_cb, &b->items[i]);
         else
-            rc = hc_store_set(srv->store, c->ns, (const char *)s->key.data, s->key.len, buf,
-                              s->length, batch_cb, &b->items[i]);
+            rc = hc_store_set(srv->store, ns, (const char *)s->key.data, s->key.len, buf, s->length,
+                              batch_cb, &b->items[i]);
         if (rc < 0) {
             b->results[i] = rc;
             b->remaining--;
@@ -435,6 +475,7 @@ static void handle_exists(struct conn *c, const Hicache__Request *req)
     uint64_t lengths[HC_MAX_BATCH];
     bool leading = true;
     size_t i;
+    int ns;
 
     if (ex->n_keys > srv->cfg->max_batch || ex->n_keys > HC_MAX_BATCH) {
         send_error(c, req->id, -E2BIG, "batch of %zu keys exceeds the limit of %u", ex->n_keys,
@@ -448,9 +489,11 @@ static void handle_exists(struct conn *c, const Hicache__Request *req)
             return;
         }
     }
+    ns = conn_ns(c, false);
     for (i = 0; i < ex->n_keys; i++) {
-        lengths[i] =
-            hc_store_exists(srv->store, c->ns, (const char *)ex->keys[i].data, ex->keys[i].len);
+        lengths[i] = ns < 0 ? 0
+                            : hc_store_exists(srv->store, ns, (const char *)ex->keys[i].data,
+                                              ex->keys[i].len);
         results[i] = lengths[i] ? 0 : -ENOENT;
         if (!lengths[i])
             leading = false;
@@ -488,7 +531,8 @@ static void handle_stats(struct conn *c, const Hicache__Request *req)
 static void handle_clear(struct conn *c, const Hicache__Request *req)
 {
     Hicache__Response resp = HICACHE__RESPONSE__INIT;
-    uint64_t dropped = hc_store_clear(c->srv->store, c->ns);
+    int ns = conn_ns(c, false);
+    uint64_t dropped = ns < 0 ? 0 : hc_store_clear(c->srv->store, ns);
 
     hc_log(HC_LOG_INFO, "client %" PRIu64 " (pid %d) cleared its namespace: %" PRIu64 " pages",
            c->num, (int)c->pid, dropped);
@@ -595,7 +639,12 @@ static void handle_hello(struct conn *c, const Hicache__Request *req)
         send_error(c, req->id, -EPROTO, "hello was already received on this connection");
         return;
     }
+    /* A refused peer is told at its hello (which it sends right after
+     * connecting), so its library reads the reason instead of a reset; until
+     * then it can hold only a 4 KiB frame buffer, for 10 s at most. */
     if (c->denied) {
+        hc_log(HC_LOG_WARN, "refused pid %d uid %u: not in allowed_uids / allowed_gids",
+               (int)c->pid, (unsigned)c->uid);
         send_error(c, req->id, -EACCES, "uid %u is not allowed to use this daemon",
                    (unsigned)c->uid);
         goto close;
@@ -619,12 +668,11 @@ static void handle_hello(struct conn *c, const Hicache__Request *req)
                    srv->cfg->max_clients);
         goto close;
     }
-    rc = hc_store_ns(srv->store, ns, ns_len);
-    if (rc < 0) {
-        send_error(c, req->id, rc, "too many namespaces");
-        goto close;
-    }
-    c->ns = rc;
+    /* The store learns a namespace at its first set (conn_ns): hellos alone,
+     * whatever names they carry, cost the store nothing. */
+    memcpy(c->ns_name, ns, ns_len);
+    c->ns_len = ns_len;
+    c->ns = hc_store_ns_lookup(srv->store, ns, ns_len);
     size = region_size_for(srv->cfg, h->page_size_hint);
     snprintf(name, sizeof(name), "hicache-client-%" PRIu64, c->num);
     rc = hc_region_create(&c->region, size, name);
@@ -648,7 +696,12 @@ static void handle_hello(struct conn *c, const Hicache__Request *req)
         conn_close(c);
         return;
     }
+    /* The client holds the region now (its mapping stays ours): one fd per
+     * client instead of two. */
+    close(c->region->fd);
+    c->region->fd = -1;
     c->hello = true;
+    c->dec.max_frame = srv->cfg->max_frame_bytes;
     hc_log(HC_LOG_DEBUG,
            "client %" PRIu64 " (pid %d uid %u) namespace %.*s rank %u region %" PRIu64 " bytes",
            c->num, (int)c->pid, (unsigned)c->uid, (int)ns_len, ns, h->rank, c->region->size);
@@ -722,9 +775,23 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
 /* Handles the whole frames held, as far as backpressure allows, and starts or
  * stops reading accordingly. */
+static bool conn_can_take(const struct conn *c)
+{
+    return !c->closing && !c->srv->stopping && c->inflight < CONN_MAX_INFLIGHT &&
+           uv_stream_get_write_queue_size((const uv_stream_t *)&c->pipe) < CONN_MAX_QUEUED;
+}
+
+/* Handles the whole frames held, as far as backpressure allows, and starts or
+ * stops reading accordingly. Never re-entered: a batch that finishes while its
+ * request is being handled leaves the next frame to the loop already running
+ * (a stream of requests that finish at once must not grow the stack). */
 static void conn_process(struct conn *c)
 {
-    while (!c->closing && c->inflight < CONN_MAX_INFLIGHT && !c->srv->stopping) {
+    if (c->processing)
+        return;
+    c->processing = true;
+    c->refs++; /* a handler may close the connection */
+    while (conn_can_take(c)) {
         const uint8_t *body;
         uint32_t len;
         Hicache__Request *req;
@@ -733,35 +800,35 @@ static void conn_process(struct conn *c)
         if (rc == 0)
             break;
         if (rc < 0) {
-            send_error(c, 0, -EMSGSIZE, "frame exceeds the limit of %u bytes",
-                       c->srv->cfg->max_frame_bytes);
+            send_error(c, 0, -EMSGSIZE, "frame exceeds the limit of %u bytes%s", c->dec.max_frame,
+                       c->hello ? "" : " before hello");
             conn_close_after_flush(c);
-            return;
+            break;
         }
         req = hicache__request__unpack(NULL, len, body);
         if (!req) {
             send_error(c, 0, -EPROTO, "request does not decode (%u bytes)", len);
             conn_close_after_flush(c);
-            return;
+            break;
         }
-        c->refs++; /* a handler may close the connection */
         handle_request(c, req);
         hicache__request__free_unpacked(req, NULL);
-        conn_unref(c);
     }
-    if (c->closing)
-        return;
-    if (c->inflight >= CONN_MAX_INFLIGHT || c->srv->stopping) {
-        if (c->reading) {
-            uv_read_stop((uv_stream_t *)&c->pipe);
-            c->reading = false;
+    c->processing = false;
+    if (!c->closing) {
+        if (!conn_can_take(c)) {
+            if (c->reading) {
+                uv_read_stop((uv_stream_t *)&c->pipe);
+                c->reading = false;
+            }
+        } else if (!c->reading) {
+            if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) == 0)
+                c->reading = true;
+            else
+                conn_close(c);
         }
-    } else if (!c->reading) {
-        if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) == 0)
-            c->reading = true;
-        else
-            conn_close(c);
     }
+    conn_unref(c);
 }
 
 static void on_connection(uv_stream_t *listener, int status)
@@ -783,7 +850,8 @@ static void on_connection(uv_stream_t *listener, int status)
     c->refs = 1;
     c->ns = -1;
     c->num = ++srv->next_conn;
-    hc_frame_decoder_init(&c->dec, srv->cfg->max_frame_bytes);
+    c->deadline_ms = uv_now(&srv->loop) + HELLO_TIMEOUT_MS;
+    hc_frame_decoder_init(&c->dec, HELLO_MAX_FRAME);
     uv_pipe_init(&srv->loop, &c->pipe, 0);
     if (uv_accept(listener, (uv_stream_t *)&c->pipe) < 0) {
         uv_close((uv_handle_t *)&c->pipe, (uv_close_cb)free);
@@ -825,10 +893,30 @@ static void on_io_wake(uv_async_t *h)
     hc_io_pool_drain(srv->io);
 }
 
+/* Closes connections that did not say hello in time, and connections whose
+ * peer did not read its error reply in time. */
+static void sweep_conns(struct server *srv, uint64_t now)
+{
+    struct conn *c;
+
+    for (c = srv->conns; c; c = c->next) {
+        if (c->closing) {
+            if (c->deadline_ms && now >= c->deadline_ms)
+                conn_close(c);
+        } else if (!c->hello && now >= c->deadline_ms) {
+            send_error(c, 0, -ETIMEDOUT, "no hello within %u ms", HELLO_TIMEOUT_MS);
+            conn_close_after_flush(c);
+        }
+    }
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct server *srv = t->data;
-    hc_store_tick(srv->store, uv_now(&srv->loop));
+    uint64_t now = uv_now(&srv->loop);
+
+    sweep_conns(srv, now);
+    hc_store_tick(srv->store, now);
 }
 
 static void close_handle(uv_handle_t *h)

@@ -60,7 +60,8 @@ void hc_region_unref(struct hc_region *r)
     if (!r || --r->refs > 0)
         return;
     munmap(r->base, (size_t)r->size);
-    close(r->fd);
+    if (r->fd >= 0)
+        close(r->fd);
     free(r);
 }
 

@@ -6,7 +6,8 @@
 #include <stdint.h>
 
 struct hc_region {
-    int fd;        /* memfd, MFD_CLOEXEC|MFD_ALLOW_SEALING, sealed against shrink and grow */
+    int fd;        /* memfd, MFD_CLOEXEC|MFD_ALLOW_SEALING, sealed against shrink and grow;
+                      the owner may close it (and set -1) once it was passed on */
     uint8_t *base; /* MAP_SHARED mapping of the whole region */
     uint64_t size;
     unsigned refs; /* the connection holds one; each request in flight one more */

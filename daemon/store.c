@@ -19,10 +19,12 @@
  *
  * Write ordering: a segment's pending writes sit on its list in offset order;
  * a record is committed (put in the index, its callbacks run) only when it and
- * every earlier record of the segment are finished, so a restart's scan, which
- * stops at the first bad record, keeps every acknowledged page. A failed write
- * closes the segment for appends and fails the records behind it too (they
- * could not survive a scan). */
+ * every earlier record of the segment are finished, so a restart's scan keeps
+ * every acknowledged page: it steps over a record whose payload fails its CRC
+ * (the header gives the size) and stops only at the first bad header or torn
+ * tail, which an acknowledged record never follows. A failed write closes the
+ * segment for appends and fails the records behind it too (they could not
+ * survive a scan). */
 #include "store.h"
 
 #include <dirent.h>
@@ -1828,6 +1830,14 @@ int hc_store_ns(struct hc_store *s, const char *ns, size_t len)
     return ns_intern(s, ns, len);
 }
 
+int hc_store_ns_lookup(struct hc_store *s, const char *ns, size_t len)
+{
+    if (!s || !ns || len == 0 || len > HC_NS_MAX)
+        return -EINVAL;
+    int id = ns_find(s, ns, len);
+    return id >= 0 ? id : -ENOENT;
+}
+
 /* ---- clear and tombstones ------------------------------------------------ */
 
 /* Writes cleared.json (tmp + fsync + rename). Blocking. Returns 0 or -errno. */
@@ -1908,6 +1918,28 @@ out:
     return rc;
 }
 
+/* Takes the in-flight writes of namespace ns out of the dedupe table: they
+ * land before the clear point and stay out of the index, so a set after the
+ * clear must not join them. They still finish and run their callbacks. */
+static void writing_detach_ns(struct hc_store *s, int ns)
+{
+    struct ptab *t = &s->writing;
+    for (size_t i = 0; i <= t->mask; i++) {
+        struct pnode **pp = &t->b[i];
+        while (*pp) {
+            struct wrec *w = container_of(*pp, struct wrec, pn);
+            if (w->ns == ns) {
+                *pp = w->pn.next;
+                w->pn.next = NULL;
+                w->in_tab = false;
+                t->n--;
+            } else {
+                pp = &(*pp)->next;
+            }
+        }
+    }
+}
+
 uint64_t hc_store_clear(struct hc_store *s, int ns)
 {
     if (!s || !ns_valid(s, ns))
@@ -1915,6 +1947,8 @@ uint64_t hc_store_clear(struct hc_store *s, int ns)
     struct drop_ctx c = {.s = s, .ns = ns};
     size_t n = hc_index_remove_if(&s->ix, drop_ns_pred, &c);
     struct nsent *e = &s->ns[ns];
+
+    writing_detach_ns(s, ns);
 
     /* Everything this node allocated so far lies before this position; writes
      * still in flight are kept out of the index by the same test. */
@@ -2282,8 +2316,13 @@ bool hc_store_quiesce(struct hc_store *s)
 
 /* ---- open and close ------------------------------------------------------ */
 
-/* Reads this node's unsealed segment fd record by record from offset 0 and
- * stops at the first bad one. Fills seg->recs. Returns 0 or -errno (I/O). */
+/* Reads this node's unsealed segment fd record by record from offset 0.
+ * A record whose header is good but whose payload fails its CRC (e.g. a client
+ * changed its slot while the set was written) is counted in corrupt_records,
+ * left out and stepped over: its header gives its size. The scan stops at the
+ * first bad header (magic, version, lengths, header CRC), a record running
+ * past the end of the file, or a short read; nothing after that point can be
+ * located. Fills seg->recs. Returns 0 or -errno (I/O). */
 static int scan_segment(struct hc_store *s, struct seg *seg, int fd, uint64_t size)
 {
     unsigned char *hdr = malloc(HC_STORE_ALIGN);
@@ -2315,11 +2354,17 @@ static int scan_segment(struct hc_store *s, struct seg *seg, int fd, uint64_t si
             break;
         if (hc_crc32c(0, buf, v.len) != v.payload_crc) {
             s->st->corrupt_records++;
-            break;
+            hc_log(HC_LOG_WARN,
+                   "store: segment %016" PRIx64 ": bad payload at byte %" PRIu64 ", skipped",
+                   seg->seq, off);
+            off += rec_size(v.len);
+            continue;
         }
         int ns = ns_intern(s, v.ns, v.nslen);
-        if (ns < 0)
-            break;
+        if (ns < 0) { /* too many namespaces: the record cannot be indexed */
+            off += rec_size(v.len);
+            continue;
+        }
         if (seg->nrecs == seg->caprecs) {
             size_t ncap = seg->caprecs ? seg->caprecs * 2 : 64;
             struct seg_rec *n = realloc(seg->recs, ncap * sizeof(*n));
@@ -2341,7 +2386,7 @@ static int scan_segment(struct hc_store *s, struct seg *seg, int fd, uint64_t si
     if (rc == 0 && off < size)
         hc_log(HC_LOG_WARN,
                "store: segment %016" PRIx64 ": %zu good records, stopped at byte %" PRIu64
-               " of %" PRIu64,
+               " of %" PRIu64 " (bad header or torn tail)",
                seg->seq, seg->nrecs, off, size);
     seg->size = off;
     free(hdr);
@@ -2398,7 +2443,19 @@ static int load_local(struct hc_store *s, char *err, size_t errlen)
         if (seq > max)
             max = seq;
     }
-    s->next_seq = max + 1;
+    /* Never reuse a seq, even when every segment is gone (evicted, removed):
+     * other nodes that knew (node, seq) would never load the new .idx. So
+     * start past the wall clock in microseconds too (the scale of seconds <<
+     * 20, without its same-second restarts): a past run would have had to
+     * create more than one segment per microsecond of its life to get there.
+     * The highest seq found and the tombstones (whose clear point must stay
+     * behind every new record) cover a clock that went back. 16 hex digits
+     * last for 500,000 years. */
+    uint64_t clock_seq = realtime_ns() / 1000;
+    s->next_seq = max + 1 > clock_seq ? max + 1 : clock_seq;
+    for (uint32_t i = 0; i < s->nns; i++)
+        if (s->ns[i].tomb && s->ns[i].tomb_seq >= s->next_seq)
+            s->next_seq = s->ns[i].tomb_seq + 1;
     if (nseg)
         qsort(segs, nseg, sizeof(*segs), seq_cmp);
     if (nidx)
@@ -2448,7 +2505,7 @@ static int load_local(struct hc_store *s, char *err, size_t errlen)
             unlink(ipath);
         }
 
-        /* Unsealed: scan, index the good prefix, seal. */
+        /* Unsealed: scan, index the good records, seal. */
         struct seg *seg = seg_new(s, 0, segs[i], true, SEG_CLOSING);
         int fd = open(spath, O_RDONLY | O_CLOEXEC);
         if (!seg || fd < 0) {

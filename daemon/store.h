@@ -9,10 +9,13 @@
  *
  * On the mount: <mount_point>/<root_dir>/<node_id>/ holds this node's
  * segments. A segment is <seq>.seg (16 hex digits); once sealed it has a
- * <seq>.idx beside it, written as <seq>.idx.tmp and renamed. Records are
- * aligned to HC_STORE_ALIGN: a header block (magic, version, flags, epoch,
- * namespace, key, payload length, payload CRC32C, header CRC32C) then the
- * payload, padded. Other nodes' directories are read, never written. */
+ * <seq>.idx beside it, written as <seq>.idx.tmp and renamed. A node never
+ * reuses a seq, even after all its segments were removed: a restart starts
+ * past both the highest seq found and the wall clock in microseconds, so
+ * other nodes always see a new segment as new. Records are aligned to
+ * HC_STORE_ALIGN: a header block (magic, version, flags, epoch, namespace,
+ * key, payload length, payload CRC32C, header CRC32C) then the payload,
+ * padded. Other nodes' directories are read, never written. */
 #ifndef HC_STORE_H
 #define HC_STORE_H
 
@@ -43,8 +46,10 @@ struct hc_store;
 
 /* Opens the store: creates the node directory, removes leftover temporary
  * files, loads sealed indexes of this node and others, scans this node's
- * unsealed segments up to the first bad record and seals them, and opens a new
- * segment. Blocking I/O; called once at start. Returns 0 and sets *out, or
+ * unsealed segments and seals them (a record with a good header but a bad
+ * payload is counted in corrupt_records and skipped; the scan of a segment
+ * stops at its first bad header or torn tail). Blocking I/O; called once at
+ * start. Returns 0 and sets *out, or
  * -errno with a readable reason in err (nothing left behind). */
 int hc_store_open(struct hc_store **out, const struct hc_store_config *cfg, struct hc_io_pool *io,
                   struct hc_stats *stats, char *err, size_t errlen);
@@ -52,6 +57,13 @@ int hc_store_open(struct hc_store **out, const struct hc_store_config *cfg, stru
 /* Interns a namespace name (validated by the caller). Returns an id >= 0, or
  * -ENOSPC when too many namespaces (65535) exist. */
 int hc_store_ns(struct hc_store *s, const char *ns, size_t len);
+
+/* Looks a namespace name up without interning it (no side effects). Every
+ * namespace of a page in the index is interned (hc_store_ns, or loading this
+ * node's or other nodes' segments), so a name not found has no pages. Returns
+ * the id (valid for get, exists and clear), -ENOENT if the name is not known,
+ * or -EINVAL (len 0 or over HC_NS_MAX). */
+int hc_store_ns_lookup(struct hc_store *s, const char *ns, size_t len);
 
 /* Callback of set and get. status is 0 (stored / hit), -ENOENT (get: miss,
  * including a record that failed its checksum), or another -errno. len is the
@@ -84,7 +96,10 @@ uint64_t hc_store_exists(struct hc_store *s, int ns, const char *key, size_t kle
 
 /* Drops every page of namespace ns from this node's view, persistently: a
  * restart does not bring this node's records of ns back. Pages of other nodes
- * seen later are picked up again. Returns the number of pages dropped. */
+ * seen later are picked up again. Sets of ns in flight at the clear still
+ * finish and run their callbacks, but their pages stay out of the view and
+ * are no dedupe target: a set of the same key after the clear writes again.
+ * Returns the number of pages dropped. */
 uint64_t hc_store_clear(struct hc_store *s, int ns);
 
 /* Periodic work, called on the loop thread every few hundred ms with a

@@ -639,6 +639,80 @@ START_TEST(t_high_before_low)
 }
 END_TEST
 
+/* A steady stream of HIGH requests (each finished one brings a new one) does
+ * not keep LOW requests waiting: with room for one request at a time, a
+ * waiting LOW request goes after at most 4 HIGH admissions in a row. */
+#define STREAM_HIGH 40
+static struct hc_io_pool *stream_pool;
+static struct rec stream_high[STREAM_HIGH];
+static uint8_t stream_buf[4096];
+static int stream_fd, stream_next;
+
+static void stream_done(struct hc_io_req *req);
+
+static void stream_submit_high(void)
+{
+    struct hc_io_req *q = &stream_high[stream_next++].req;
+    q->op = HC_IO_WRITE;
+    q->prio = HC_IO_PRIO_HIGH;
+    q->fd = stream_fd;
+    q->offset = 0;
+    q->iov[0] = (struct iovec){stream_buf, sizeof(stream_buf)};
+    q->iovcnt = 1;
+    q->done = stream_done;
+    hc_io_submit(stream_pool, q);
+}
+
+static void stream_done(struct hc_io_req *req)
+{
+    rec_done(req);
+    if (stream_next < STREAM_HIGH)
+        stream_submit_high();
+}
+
+START_TEST(t_low_not_starved)
+{
+    struct rec low[2];
+    stream_pool = make_pool(2, 4, 4096);
+    stream_fd = open_tmp("stream", O_RDWR | O_CREAT | O_TRUNC);
+    stream_next = 0;
+    done_seq = 0;
+    memset(stream_high, 0, sizeof(stream_high));
+    memset(low, 0, sizeof(low));
+
+    stream_submit_high(); /* H0 goes at once */
+    for (int i = 0; i < 2; i++) {
+        low[i].req.op = HC_IO_WRITE;
+        low[i].req.prio = HC_IO_PRIO_LOW;
+        low[i].req.fd = stream_fd;
+        low[i].req.offset = 4096 * (uint64_t)(i + 1);
+        low[i].req.iov[0] = (struct iovec){stream_buf, sizeof(stream_buf)};
+        low[i].req.iovcnt = 1;
+        low[i].req.done = rec_done;
+        hc_io_submit(stream_pool, &low[i].req);
+    }
+    for (int i = 0; i < 8; i++) /* a queue of HIGH that never runs dry */
+        stream_submit_high();
+    ck_assert_uint_eq(hc_io_pool_inflight_bytes(stream_pool), 4096);
+    run_pool(stream_pool);
+
+    ck_assert_int_eq(stream_next, STREAM_HIGH);
+    for (int i = 0; i < STREAM_HIGH; i++)
+        ck_assert_int_eq(stream_high[i].req.result, 4096);
+    ck_assert_int_eq(low[0].req.result, 4096);
+    ck_assert_int_eq(low[1].req.result, 4096);
+    /* H0, then H1-H4 ahead of the waiting LOW, then L0; H5-H8, then L1. */
+    ck_assert_int_eq(stream_high[0].order, 0);
+    ck_assert_int_eq(stream_high[4].order, 4);
+    ck_assert_int_eq(low[0].order, 5);
+    ck_assert_int_eq(stream_high[8].order, 9);
+    ck_assert_int_eq(low[1].order, 10);
+    ck_assert_int_eq(stream_high[9].order, 11);
+    hc_io_pool_destroy(stream_pool);
+    close(stream_fd);
+}
+END_TEST
+
 /* ---- teardown and errors ------------------------------------------------ */
 
 static int before_slow(struct hc_io_req *req)
@@ -761,6 +835,7 @@ static Suite *io_suite(void)
     tcase_add_test(tc, t_task);
     tcase_add_test(tc, t_inflight_bound);
     tcase_add_test(tc, t_high_before_low);
+    tcase_add_test(tc, t_low_not_starved);
     tcase_add_test(tc, t_destroy_runs_every_done);
     tcase_add_test(tc, t_bad_fd);
     tcase_add_test(tc, t_bad_args);

@@ -2,6 +2,7 @@
  * round trips, dedupe, coalescing, visibility, restart and recovery, corrupt
  * records, capacity eviction, two nodes on one volume, clear. */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -204,14 +205,58 @@ static bool file_exists(const char *path)
     return access(path, F_OK) == 0;
 }
 
+static int seq_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The sequence numbers of the node's .seg files, ascending; returns how many
+ * there are (only meaningful when that is at most max). */
+static size_t node_seqs(const char *node, uint64_t *out, size_t max)
+{
+    char dir[PATH_MAX];
+    struct dirent *de;
+    size_t n = 0;
+    snprintf(dir, sizeof(dir), "%s/hicache/%s", tmpdir, node);
+    DIR *dh = opendir(dir);
+    if (!dh)
+        return 0;
+    while ((de = readdir(dh))) {
+        uint64_t seq;
+        char ext[8];
+        if (strlen(de->d_name) != 20 || sscanf(de->d_name, "%16" SCNx64 ".%3s", &seq, ext) != 2 ||
+            strcmp(ext, "seg") != 0)
+            continue;
+        if (n < max)
+            out[n] = seq;
+        n++;
+    }
+    closedir(dh);
+    qsort(out, n < max ? n : max, sizeof(*out), seq_cmp);
+    return n;
+}
+
+/* The node's oldest segment (there must be one). */
+static uint64_t first_seq(const char *node)
+{
+    uint64_t all[256];
+    size_t n = node_seqs(node, all, 256);
+    ck_assert_uint_ge(n, 1);
+    ck_assert_uint_le(n, 256);
+    return all[0];
+}
+
 /* Bytes of the node's segment files (what du would count, by size). */
 static uint64_t node_bytes(const char *node)
 {
-    uint64_t total = 0;
-    for (uint64_t seq = 1; seq < 1000; seq++) {
+    uint64_t seqs[1024], total = 0;
+    size_t n = node_seqs(node, seqs, 1024);
+    ck_assert_uint_le(n, 1024);
+    for (size_t i = 0; i < n; i++) {
         char p[PATH_MAX];
         struct stat sb;
-        node_file(p, node, seq, "seg");
+        node_file(p, node, seqs[i], "seg");
         if (stat(p, &sb) == 0)
             total += (uint64_t)sb.st_size;
     }
@@ -499,11 +544,13 @@ START_TEST(test_reopen)
     close_store(s);
 
     /* Every segment is sealed: an .idx beside each .seg, no temp files. */
-    for (uint64_t seq = 1; seq <= 3; seq++) {
+    uint64_t seqs[8];
+    ck_assert_uint_eq(node_seqs("n1", seqs, 8), 3);
+    for (int i = 0; i < 3; i++) {
         char p[PATH_MAX];
-        node_file(p, "n1", seq, "seg");
+        node_file(p, "n1", seqs[i], "seg");
         ck_assert(file_exists(p));
-        node_file(p, "n1", seq, "idx");
+        node_file(p, "n1", seqs[i], "idx");
         ck_assert_msg(file_exists(p), "%s missing", p);
     }
     s = open_store(&cfg, &st);
@@ -534,13 +581,14 @@ START_TEST(test_torn_segment)
     close_store(s);
 
     char seg[PATH_MAX], idx[PATH_MAX], tmp[PATH_MAX];
-    node_file(seg, "n1", 1, "seg");
-    node_file(idx, "n1", 1, "idx");
+    uint64_t seq = first_seq("n1");
+    node_file(seg, "n1", seq, "seg");
+    node_file(idx, "n1", seq, "idx");
     ck_assert_int_eq(unlink(idx), 0); /* as if the daemon died before sealing */
     /* Cut the last record in the middle of its payload. */
     ck_assert_int_eq(truncate(seg, 9 * 24576 + 4096 + 10000), 0);
     /* A leftover temporary file is cleaned at open. */
-    snprintf(tmp, sizeof(tmp), "%s/hicache/n1/0000000000000001.idx.tmp", tmpdir);
+    node_file(tmp, "n1", seq, "idx.tmp");
     FILE *f = fopen(tmp, "w");
     fputs("junk", f);
     fclose(f);
@@ -573,8 +621,8 @@ START_TEST(test_corrupt_payload)
 
     /* While running: a flipped byte in a live record is refused. */
     char seg[PATH_MAX], idx[PATH_MAX];
-    node_file(seg, "n1", 1, "seg");
-    node_file(idx, "n1", 1, "idx");
+    node_file(seg, "n1", first_seq("n1"), "seg");
+    node_file(idx, "n1", first_seq("n1"), "idx");
     flip_byte(seg, 2 * 12288 + 4096 + 100);
     ck_assert_int_eq(get_page(s, ns, 2, len), -ENOENT);
     ck_assert_uint_eq(st.corrupt_records, 1);
@@ -595,15 +643,15 @@ START_TEST(test_corrupt_payload)
             ck_assert_int_eq(get_page(s, ns, i, len), 0);
     close_store(s);
 
-    /* Unsealed segment: the scan stops at the first bad record (2). */
+    /* Unsealed segment: the scan skips the records with bad payloads (2, 5)
+     * and keeps the rest. */
     ck_assert_int_eq(unlink(idx), 0);
     s = open_store(&cfg, &st);
     ns = hc_store_ns(s, "ns", 2);
-    ck_assert_uint_ge(st.corrupt_records, 1);
-    ck_assert_int_eq(get_page(s, ns, 0, len), 0);
-    ck_assert_int_eq(get_page(s, ns, 1, len), 0);
-    for (int i = 2; i < 10; i++)
-        ck_assert_int_eq(get_page(s, ns, i, len), -ENOENT);
+    ck_assert_uint_eq(st.corrupt_records, 2);
+    ck_assert_uint_eq(st.pages, 8);
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(get_page(s, ns, i, len), i == 2 || i == 5 ? -ENOENT : 0);
     close_store(s);
 }
 END_TEST
@@ -618,7 +666,7 @@ START_TEST(test_capacity)
     int ns = hc_store_ns(s, "ns", 2);
     size_t len = 64 * KiB;
     int n = (int)(20 * MiB / len);
-    uint64_t now = 1000;
+    uint64_t now = 1000, seq1 = 0;
     for (int i = 0; i < n; i += 4) {
         unsigned char *bufs[4];
         struct res rs[4];
@@ -631,6 +679,8 @@ START_TEST(test_capacity)
             ck_assert_int_eq(hc_store_set(s, ns, key, strlen(key), bufs[j], len, cb, &rs[j]), 0);
         }
         drain_all();
+        if (i == 0)
+            seq1 = first_seq("n1");
         hc_store_tick(s, now += 300);
         drain_all();
         for (int j = 0; j < 4; j++) {
@@ -650,9 +700,9 @@ START_TEST(test_capacity)
     ck_assert_int_eq(get_page(s, ns, n - 1, len), 0);
     ck_assert_int_eq(get_page(s, ns, n - 20, len), 0);
     char p[PATH_MAX];
-    node_file(p, "n1", 1, "seg");
+    node_file(p, "n1", seq1, "seg");
     ck_assert(!file_exists(p));
-    node_file(p, "n1", 1, "idx");
+    node_file(p, "n1", seq1, "idx");
     ck_assert(!file_exists(p));
     close_store(s);
 }
@@ -682,7 +732,7 @@ static void read_during_eviction(bool reopen)
     char key[128], seg1[PATH_MAX];
     unsigned char *out = malloc(len), *in = malloc(len);
     struct res rg = {0}, rs = {0};
-    node_file(seg1, "n1", 1, "seg");
+    node_file(seg1, "n1", first_seq("n1"), "seg");
     key_of(0, key);
     ck_assert_int_eq(hc_store_get(s, ns, key, strlen(key), out, len, cb, &rg), 0);
     fill(in, len, 45);
@@ -740,7 +790,7 @@ START_TEST(test_two_nodes)
     hc_store_tick(a, now += 1000); /* seal by age */
     drain_all();
     char idx1[PATH_MAX];
-    node_file(idx1, "node-a", 1, "idx");
+    node_file(idx1, "node-a", first_seq("node-a"), "idx");
     ck_assert(file_exists(idx1));
     hc_store_tick(b, now += 600);
     drain_all();
@@ -819,7 +869,7 @@ START_TEST(test_clear)
 
     /* Also without the .idx (a scan) the tombstone holds. */
     char idx[PATH_MAX];
-    node_file(idx, "n1", 1, "idx");
+    node_file(idx, "n1", first_seq("n1"), "idx");
     ck_assert_int_eq(unlink(idx), 0);
     s = open_store(&cfg, &st);
     n1 = hc_store_ns(s, "one", 3);
@@ -907,6 +957,203 @@ START_TEST(test_free_space_eviction)
 }
 END_TEST
 
+/* A record whose header is good but whose payload is not (a client changed its
+ * slot while the set was written) is skipped by the recovery scan: the records
+ * after it survive, even when it is the first of the segment. A bad header
+ * still ends the scan. */
+START_TEST(test_scan_skips_bad_payload)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = base_cfg("n1");
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "ns", 2);
+    size_t len = 8192; /* record: 12288 bytes */
+    for (int i = 0; i < 12; i++)
+        put_page(s, ns, i, len);
+    close_store(s);
+
+    char seg[PATH_MAX], idx[PATH_MAX];
+    uint64_t seq = first_seq("n1");
+    node_file(seg, "n1", seq, "seg");
+    node_file(idx, "n1", seq, "idx");
+    ck_assert_int_eq(unlink(idx), 0);           /* unsealed, as after a crash */
+    flip_byte(seg, 0 * 12288 + 4096 + 3);       /* payload of record 0 */
+    flip_byte(seg, 4 * 12288 + 4096 + len - 1); /* payload of record 4 */
+    flip_byte(seg, 9 * 12288 + 40);             /* header of record 9 (namespace) */
+
+    for (int round = 0; round < 2; round++) { /* the scan, then the .idx it wrote */
+        s = open_store(&cfg, &st);
+        ns = hc_store_ns(s, "ns", 2);
+        ck_assert(file_exists(seg));
+        ck_assert(file_exists(idx));
+        ck_assert_uint_eq(st.corrupt_records, round == 0 ? 2 : 0);
+        ck_assert_uint_eq(st.pages, 7);
+        for (int i = 0; i < 12; i++) {
+            bool good = i != 0 && i != 4 && i < 9;
+            ck_assert_msg(page_exists(s, ns, i) == good, "page %d", i);
+            ck_assert_int_eq(get_page(s, ns, i, len), good ? 0 : -ENOENT);
+        }
+        close_store(s);
+    }
+}
+END_TEST
+
+/* A clear while a set of the namespace is in flight: that write still lands
+ * before the clear point (and stays out of the index), so a set of the same
+ * key after the clear must write again rather than join it. */
+START_TEST(test_clear_inflight_write)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = base_cfg("n1");
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "ns", 2);
+    size_t len = 2 * MiB;
+    unsigned char *a = malloc(len), *b = malloc(len);
+    struct res r1 = {0}, r2 = {0};
+    char key[128];
+    fill(a, len, 7);
+    fill(b, len, 7);
+    key_of(7, key);
+
+    ck_assert_int_eq(hc_store_set(s, ns, key, strlen(key), a, len, cb, &r1), 0);
+    ck_assert_uint_eq(hc_store_clear(s, ns), 0); /* nothing visible yet */
+    ck_assert_int_eq(hc_store_set(s, ns, key, strlen(key), b, len, cb, &r2), 0);
+    ck_assert(!r1.done && !r2.done);
+    drain_all();
+    ck_assert(r1.done && r2.done);
+    ck_assert_int_eq(r1.status, 0);
+    ck_assert_int_eq(r2.status, 0);
+    ck_assert_uint_eq(st.bytes_written, 2 * len);
+    ck_assert_uint_eq(st.dedup_hits, 0);
+    ck_assert_uint_eq(hc_store_exists(s, ns, key, strlen(key)), len);
+    ck_assert_int_eq(get_page(s, ns, 7, len), 0);
+    /* Now it is stored: a third set is a dedupe hit. */
+    put_page(s, ns, 7, len);
+    ck_assert_uint_eq(st.dedup_hits, 1);
+    close_store(s);
+
+    s = open_store(&cfg, &st);
+    ns = hc_store_ns(s, "ns", 2);
+    ck_assert_uint_eq(st.pages, 1);
+    ck_assert_uint_eq(hc_store_exists(s, ns, key, strlen(key)), len);
+    ck_assert_int_eq(get_page(s, ns, 7, len), 0);
+    close_store(s);
+    free(a);
+    free(b);
+}
+END_TEST
+
+/* Segment numbers never repeat, even once every segment of the node is gone:
+ * another node that knew the old (node, seq) must load the new segment. */
+START_TEST(test_seq_monotonic)
+{
+    struct hc_stats sa, sb;
+    struct hc_store_config ca = base_cfg("node-a"), cb_ = base_cfg("node-b");
+    cb_.discovery_interval_ms = 500;
+    struct hc_store *a = open_store(&ca, &sa);
+    int nsa = hc_store_ns(a, "shared", 6);
+    for (int i = 0; i < 5; i++)
+        put_page(a, nsa, i, 20000);
+    close_store(a);
+    uint64_t old[64], seqs[64];
+    size_t nold = node_seqs("node-a", old, 64);
+    ck_assert_uint_ge(nold, 1);
+
+    struct hc_store *b = open_store(&cb_, &sb);
+    int nsb = hc_store_ns(b, "shared", 6);
+    uint64_t now = 10000;
+    hc_store_tick(b, now);
+    ck_assert(page_exists(b, nsb, 0));
+
+    /* Every segment of A goes (as by eviction); A restarts and writes. */
+    for (size_t i = 0; i < nold; i++) {
+        char p[PATH_MAX];
+        node_file(p, "node-a", old[i], "seg");
+        ck_assert_int_eq(unlink(p), 0);
+        node_file(p, "node-a", old[i], "idx");
+        ck_assert_int_eq(unlink(p), 0);
+    }
+    a = open_store(&ca, &sa);
+    nsa = hc_store_ns(a, "shared", 6);
+    ck_assert_uint_eq(sa.pages, 0);
+    for (int i = 10; i < 15; i++)
+        put_page(a, nsa, i, 20000);
+    close_store(a);
+    size_t n = node_seqs("node-a", seqs, 64);
+    ck_assert_uint_ge(n, 1);
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < nold; j++)
+            ck_assert_msg(seqs[i] > old[j], "segment %016" PRIx64 " reused", seqs[i]);
+    char p[PATH_MAX];
+    node_file(p, "node-a", seqs[0], "seg");
+    ck_assert_uint_eq(strlen(strrchr(p, '/') + 1), 20); /* still 16 hex digits */
+
+    hc_store_tick(b, now += 600);
+    drain_all();
+    for (int i = 10; i < 15; i++)
+        ck_assert_int_eq(get_page(b, nsb, i, 20000), 0);
+    ck_assert(!page_exists(b, nsb, 0));
+    close_store(b);
+}
+END_TEST
+
+/* Lookup without interning: -ENOENT for a namespace never seen, the id for
+ * one interned or found in loaded segments (this node's after a restart,
+ * another node's), and get/exists/clear take that id. */
+START_TEST(test_ns_lookup)
+{
+    struct hc_stats sa, sb;
+    struct hc_store_config ca = base_cfg("node-a"), cb_ = base_cfg("node-b");
+    struct hc_store *a = open_store(&ca, &sa);
+    ck_assert_int_eq(hc_store_ns_lookup(a, "alpha", 5), -ENOENT);
+    ck_assert_int_eq(hc_store_ns_lookup(a, "alpha", 5), -ENOENT); /* not added */
+    ck_assert_int_eq(hc_store_ns_lookup(a, "", 0), -EINVAL);
+    int id = hc_store_ns(a, "alpha", 5);
+    ck_assert_int_ge(id, 0);
+    ck_assert_int_eq(hc_store_ns_lookup(a, "alpha", 5), id);
+    ck_assert_int_eq(hc_store_ns_lookup(a, "alph", 4), -ENOENT);
+    for (int i = 0; i < 5; i++)
+        put_page(a, id, i, 9000);
+    put_page(a, hc_store_ns(a, "beta", 4), 50, 9000);
+    close_store(a);
+
+    /* Restarted: the namespaces come from the node's own segments. */
+    a = open_store(&ca, &sa);
+    int la = hc_store_ns_lookup(a, "alpha", 5);
+    ck_assert_int_ge(la, 0);
+    ck_assert_int_ge(hc_store_ns_lookup(a, "beta", 4), 0);
+    ck_assert_int_eq(hc_store_ns_lookup(a, "gamma", 5), -ENOENT);
+    for (int i = 0; i < 5; i++) {
+        ck_assert(page_exists(a, la, i));
+        ck_assert_int_eq(get_page(a, la, i, 9000), 0);
+    }
+
+    /* Another node: from node-a's .idx only. */
+    struct hc_store *b = open_store(&cb_, &sb);
+    int lb = hc_store_ns_lookup(b, "alpha", 5);
+    ck_assert_int_ge(lb, 0);
+    ck_assert_int_eq(get_page(b, lb, 3, 9000), 0);
+    int lbeta = hc_store_ns_lookup(b, "beta", 4);
+    ck_assert_int_ge(lbeta, 0);
+    ck_assert_int_eq(get_page(b, lbeta, 50, 9000), 0);
+    ck_assert_int_eq(hc_store_ns_lookup(b, "gamma", 5), -ENOENT);
+    close_store(b);
+
+    ck_assert_uint_eq(hc_store_clear(a, la), 5);
+    ck_assert(!page_exists(a, la, 0));
+    ck_assert_int_eq(get_page(a, la, 0, 9000), -ENOENT);
+    close_store(a);
+
+    /* The tombstone holds, and the name is still known. */
+    a = open_store(&ca, &sa);
+    la = hc_store_ns_lookup(a, "alpha", 5);
+    ck_assert_int_ge(la, 0);
+    ck_assert(!page_exists(a, la, 0));
+    ck_assert_int_eq(get_page(a, hc_store_ns_lookup(a, "beta", 4), 50, 9000), 0);
+    close_store(a);
+}
+END_TEST
+
 int main(void)
 {
     /* io_uring missing (old kernel, seccomp): skip. */
@@ -941,6 +1188,10 @@ int main(void)
     tcase_add_test(tc, test_clear);
     tcase_add_test(tc, test_ack_order);
     tcase_add_test(tc, test_free_space_eviction);
+    tcase_add_test(tc, test_scan_skips_bad_payload);
+    tcase_add_test(tc, test_clear_inflight_write);
+    tcase_add_test(tc, test_seq_monotonic);
+    tcase_add_test(tc, test_ns_lookup);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);
