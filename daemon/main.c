@@ -53,7 +53,7 @@ int main(int argc, char **argv)
         return 1;
     }
     raise_nofile();
-    status = hc_server_run(&cfg);
+    status = hc_server_run(&cfg, argc, argv);
     hc_config_free(&cfg);
     return status;
 }

@@ -10,8 +10,10 @@
 /* Runs the daemon until SIGTERM/SIGINT: opens the store, listens on
  * cfg->socket_path (or on a socket passed by systemd through LISTEN_FDS),
  * sends READY=1, serves, and on a signal stops accepting, finishes the I/O in
- * flight, seals the open segment, unlinks the socket and returns 0. Returns a
- * process exit status: 0 clean stop, 1 start-up failure (reason logged). */
-int hc_server_run(struct hc_config *cfg);
+ * flight, seals the open segment, unlinks the socket and returns 0. SIGHUP
+ * re-reads the configuration from argv (the config file, then the flags) and
+ * applies what can change while running. Returns a process exit status: 0
+ * clean stop, 1 start-up failure (reason logged). */
+int hc_server_run(struct hc_config *cfg, int argc, char **argv);
 
 #endif

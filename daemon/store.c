@@ -2308,6 +2308,16 @@ void hc_store_tick(struct hc_store *s, uint64_t now_ms)
     }
 }
 
+void hc_store_reconfigure(struct hc_store *s, const struct hc_store_config *cfg)
+{
+    s->cfg.capacity_bytes = cfg->capacity_bytes;
+    s->cfg.min_free_ratio = cfg->min_free_ratio;
+    s->cfg.seal_interval_ms = cfg->seal_interval_ms;
+    s->cfg.discovery_interval_ms = cfg->discovery_interval_ms;
+    s->cfg.dedupe = cfg->dedupe;
+    s->cfg.coalesce_reads = cfg->coalesce_reads;
+}
+
 bool hc_store_quiesce(struct hc_store *s)
 {
     s->stopping = true;

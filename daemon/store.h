@@ -107,6 +107,12 @@ uint64_t hc_store_clear(struct hc_store *s, int ns);
  * free space, discover other nodes' sealed segments (I/O on the pool). */
 void hc_store_tick(struct hc_store *s, uint64_t now_ms);
 
+/* Applies the limits of cfg that can change while running: capacity_bytes,
+ * min_free_ratio, seal_interval_ms, discovery_interval_ms, dedupe and
+ * coalesce_reads (the next tick and the next requests use them). Every other
+ * field is ignored: it takes a restart. */
+void hc_store_reconfigure(struct hc_store *s, const struct hc_store_config *cfg);
+
 /* Stop taking sets (they fail with -ESHUTDOWN); gets and exists still work.
  * Returns true once nothing the store submitted is in flight; the caller keeps
  * draining the pool and calling this until it does. */
