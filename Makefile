@@ -149,9 +149,18 @@ serve: deps
 	$(Q)mkdir -p var/data var/run
 	$(Q)exec $(DAEMON) --mount-point var/data --socket var/run/hicached.sock --foreground
 
+# The Python tests load libhicache into the interpreter: a sanitizer build of
+# it cannot be loaded there, so they use the plain library with this build's
+# daemon.
+PY_LIB_BUILD := $(if $(SANITIZER),build/default,$(BUILD))
+
 test: deps
 	$(Q)$(MAKE) --no-print-directory all $(UNIT_BIN) $(INTEG_BIN)
-	$(Q)bash scripts/run-tests.sh $(BUILD) $(UNIT_BIN) $(INTEG_BIN) $(SHELL_TESTS)
+	$(Q)$(if $(SANITIZER),$(MAKE) --no-print-directory SANITIZER= BUILD=build/default \
+		build/default/libhicache.so.$(VERSION),true)
+	$(Q)bash scripts/install-python-deps.sh >/dev/null
+	$(Q)HICACHE_PY_LIB=$(PY_LIB_BUILD)/libhicache.so bash scripts/run-tests.sh $(BUILD) \
+		$(UNIT_BIN) $(INTEG_BIN) $(SHELL_TESTS) tests/python
 
 install: all
 	install -D -m 0755 $(DAEMON) $(DESTDIR)$(BINDIR)/hicached

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test given: Check suite binaries, and shell tests (*.sh, called
-# with the build directory as their argument). Exit status 77 from a test
+# Runs every test given: Check suite binaries, shell tests (*.sh, called
+# with the build directory as their argument) and tests/python (pytest in the
+# project venv). Exit status 77 from a test
 # means "skipped": it is reported loudly with the test's own reason. Prints
 # one summary line; exits 0 only if nothing failed.
 # usage: run-tests.sh BUILD_DIR TEST...
@@ -17,6 +18,12 @@ for t in "$@"; do
     echo "=== $name"
     case "$t" in
         *.sh) bash "$t" "$build"; rc=$? ;;
+        tests/python)
+            # pytest in the project venv (scripts/install-python-deps.sh),
+            # with this build's daemon and a library the interpreter can load
+            HICACHE_LIB="$PWD/${HICACHE_PY_LIB:-$build/libhicache.so}" \
+                .venv/bin/python -m pytest -q tests/python; rc=$?
+            ;;
         *) "$t"; rc=$? ;;
     esac
     case $rc in

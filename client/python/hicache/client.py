@@ -1,0 +1,421 @@
+"""hicache.Client: batch set/get/exists against hicached through libhicache.
+
+Page bytes never go through Python: the caller's buffers are described as
+(address, length) lists (hc_buf) and libhicache copies them to and from the
+shared region in C, with the GIL released.
+
+Threads: every thread gets its own connection (threading.local), so calls
+from several threads run in parallel; close() closes them all and must not
+race with calls in flight.
+
+Daemon away: a call whose connection fails is retried once on a fresh
+connection (this covers a daemon restart); if that fails too the client is
+"down": calls raise DaemonUnavailable at once, without touching the socket,
+until a backoff (0.05 s doubling to 5 s) has passed, then one call tries to
+reconnect. The outage is logged once, the recovery once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import logging
+import os
+import threading
+import time
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import _lib
+from ._lib import BUF_DTYPE, PAGE_DTYPE
+
+logger = logging.getLogger("hicache")
+
+DEFAULT_SOCKET = "/run/hicached/hicached.sock"
+
+# Errors that mean "the connection (or the daemon) is gone", as opposed to an
+# answer about one page or a bad argument.
+CONNECTION_ERRORS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.EPIPE,
+        errno.ENOTCONN,
+        errno.ETIMEDOUT,
+        errno.ESHUTDOWN,
+        errno.EPROTO,
+    }
+)
+# Of those, the ones a restarted daemon shows on an old connection: worth one
+# immediate retry on a new connection. (A timeout is not retried: a hung
+# daemon must cost one timeout, not several.)
+RETRY_ERRORS = frozenset(
+    {errno.ECONNRESET, errno.EPIPE, errno.ESHUTDOWN, errno.ECONNABORTED, errno.ENOTCONN}
+)
+
+
+class HicacheError(OSError):
+    """A libhicache call failed as a whole; .errno is the positive errno."""
+
+    def __init__(self, err: int, what: str = "", msg: Optional[str] = None):
+        code = -err if err < 0 else err
+        msg = msg or _lib.strerror(-code)
+        super().__init__(code, f"{what}: {msg} ({_lib.err_name(-code)})" if what else msg)
+
+
+class DaemonUnavailable(HicacheError, ConnectionError):
+    """hicached cannot be reached now (down, restarting, or in backoff)."""
+
+
+def _is_pair(obj) -> bool:
+    return (
+        isinstance(obj, tuple)
+        and len(obj) == 2
+        and all(isinstance(x, (int, np.integer)) for x in obj)
+    )
+
+
+def _addr_len(obj, writable: bool) -> Tuple[int, int, object]:
+    """(address, byte length, keepalive) of one buffer: an (addr, len) pair,
+    a CPU torch tensor, or any C-contiguous buffer-protocol object."""
+    if _is_pair(obj):
+        return int(obj[0]), int(obj[1]), None
+    if hasattr(obj, "data_ptr") and hasattr(obj, "element_size"):  # torch.Tensor
+        if getattr(obj, "device", None) is not None and obj.device.type != "cpu":
+            raise ValueError("hicache: tensors must be in host (CPU) memory")
+        if not obj.is_contiguous():
+            raise ValueError("hicache: tensors must be contiguous")
+        return obj.data_ptr(), obj.numel() * obj.element_size(), obj
+    if isinstance(obj, np.ndarray):
+        if not obj.flags.c_contiguous:
+            raise ValueError("hicache: arrays must be C-contiguous")
+        if writable and not obj.flags.writeable:
+            raise ValueError("hicache: a get needs writable buffers")
+        return obj.ctypes.data, obj.nbytes, obj
+    mv = memoryview(obj)
+    if not mv.c_contiguous:
+        raise ValueError("hicache: buffers must be C-contiguous")
+    if writable and mv.readonly:
+        raise ValueError("hicache: a get needs writable buffers")
+    arr = np.frombuffer(mv.cast("B"), dtype=np.uint8) if mv.nbytes else np.empty(0, np.uint8)
+    return arr.ctypes.data, mv.nbytes, (arr, mv)
+
+
+def _keys_blob(keys: Sequence[str]):
+    """One NUL-separated byte blob and the address of each key in it."""
+    enc = []
+    for k in keys:
+        b = k.encode() if isinstance(k, str) else bytes(k)
+        if b"\0" in b:
+            raise ValueError(f"hicache: key {k!r} contains a NUL byte")
+        enc.append(b)
+    blob = np.frombuffer(b"\0".join(enc) + b"\0", dtype=np.uint8).copy()
+    lens = np.fromiter((len(b) + 1 for b in enc), dtype=np.uintp, count=len(enc))
+    offs = np.zeros(len(enc), dtype=np.uintp)
+    if len(enc) > 1:
+        np.cumsum(lens[:-1], out=offs[1:])
+    return blob, blob.ctypes.data + offs
+
+
+class Client:
+    """A connection set (one per thread) to hicached.
+
+    socket_path: the daemon's socket (None: $HICACHED_SOCKET or
+    /run/hicached/hicached.sock). namespace: [A-Za-z0-9_.-]{1,256}.
+    timeout_ms bounds every call (a hung daemon costs at most that)."""
+
+    def __init__(
+        self,
+        socket_path: Optional[str] = None,
+        namespace: str = "default",
+        rank: int = 0,
+        page_size_hint: int = 0,
+        timeout_ms: int = 5000,
+        backoff_min: float = 0.05,
+        backoff_max: float = 5.0,
+        connect: bool = True,
+    ):
+        self.socket_path = socket_path or os.environ.get("HICACHED_SOCKET") or DEFAULT_SOCKET
+        self.namespace = namespace
+        self.rank = int(rank)
+        self.page_size_hint = int(page_size_hint)
+        self.timeout_ms = int(timeout_ms)
+        self.backoff_min = backoff_min
+        self.backoff_max = backoff_max
+        self._tls = threading.local()
+        self._lock = threading.Lock()
+        self._handles: List[ctypes.c_void_p] = []
+        self._closed = False
+        self._down = False  # an outage is ongoing (logged once)
+        self._down_until = 0.0
+        self._backoff = backoff_min
+        self._connects = 0
+        self._lib = _lib.lib()
+        if connect:
+            self._handle()  # fail early (DaemonUnavailable) if nothing listens
+
+    # ---- connection management ------------------------------------------
+
+    def _connect(self) -> ctypes.c_void_p:
+        opts = _lib.HcConnectOpts(
+            self.namespace.encode(), self.rank, self.page_size_hint, self.timeout_ms
+        )
+        h = ctypes.c_void_p()
+        rc = self._lib.hc_connect(ctypes.byref(h), self.socket_path.encode(), ctypes.byref(opts))
+        if rc < 0:
+            if -rc in (errno.EINVAL, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG):
+                raise HicacheError(rc, f"connect to {self.socket_path}")
+            msg = "no socket there (daemon not running?)" if rc == -errno.ENOENT else None
+            raise DaemonUnavailable(rc, f"connect to {self.socket_path}", msg)
+        with self._lock:
+            if self._closed:
+                self._lib.hc_close(h)
+                raise HicacheError(-errno.EBADF, "client closed")
+            self._handles.append(h)
+            self._connects += 1
+        return h
+
+    def _drop(self, h) -> None:
+        with self._lock:
+            try:
+                self._handles.remove(h)
+            except ValueError:
+                return
+        self._lib.hc_close(h)
+        if getattr(self._tls, "h", None) is h:
+            self._tls.h = None
+
+    def _mark_down(self, err: DaemonUnavailable) -> None:
+        with self._lock:
+            self._down_until = time.monotonic() + self._backoff
+            self._backoff = min(self._backoff * 2, self.backoff_max)
+            first = not self._down
+            self._down = True
+        if first:
+            logger.warning(
+                "hicache: daemon unreachable at %s (%s); answering misses, reconnecting with backoff",
+                self.socket_path,
+                err.strerror,
+            )
+
+    def _mark_up(self) -> None:
+        with self._lock:
+            was_down = self._down
+            self._down = False
+            self._backoff = self.backoff_min
+            self._down_until = 0.0
+        if was_down:
+            logger.warning("hicache: reconnected to the daemon at %s", self.socket_path)
+
+    def _handle(self, force: bool = False) -> ctypes.c_void_p:
+        if self._closed:
+            raise HicacheError(-errno.EBADF, "client closed")
+        h = getattr(self._tls, "h", None)
+        if h is not None:
+            return h
+        if not force and self._down and time.monotonic() < self._down_until:
+            raise DaemonUnavailable(-errno.ECONNREFUSED, "daemon down (in backoff)")
+        try:
+            h = self._connect()
+        except DaemonUnavailable as e:
+            self._mark_down(e)
+            raise
+        self._tls.h = h
+        self._mark_up()
+        return h
+
+    def _run(self, what: str, fn):
+        """Runs fn(handle) -> rc. A connection error on a working connection
+        is retried once on a new one; a second one marks the daemon down."""
+        h = self._handle()
+        rc = fn(h)
+        if rc >= 0 or -rc not in CONNECTION_ERRORS:
+            return rc
+        self._drop(h)
+        if -rc in RETRY_ERRORS:
+            h = self._handle(force=True)
+            rc = fn(h)
+            if rc >= 0 or -rc not in CONNECTION_ERRORS:
+                return rc
+            self._drop(h)
+        err = DaemonUnavailable(rc, what)
+        self._mark_down(err)
+        raise err
+
+    @property
+    def is_down(self) -> bool:
+        return self._down
+
+    @property
+    def connects(self) -> int:
+        """How many connections this client has opened (tests, diagnostics)."""
+        return self._connects
+
+    def close(self) -> None:
+        """Closes every thread's connection. No call may be running."""
+        with self._lock:
+            self._closed = True
+            handles, self._handles = self._handles, []
+        for h in handles:
+            self._lib.hc_close(h)
+        self._tls = threading.local()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            if not self._closed:
+                self.close()
+        except Exception:
+            pass
+
+    # ---- page batches -----------------------------------------------------
+
+    def _pages(self, keys, ptrs, lens, counts):
+        n = len(keys)
+        ptrs = np.ascontiguousarray(ptrs, dtype=np.uintp).reshape(-1)
+        lens = np.ascontiguousarray(lens, dtype=np.uintp).reshape(-1)
+        if ptrs.shape != lens.shape:
+            raise ValueError("hicache: as many lengths as addresses are needed")
+        if np.isscalar(counts) or isinstance(counts, int):
+            counts = np.full(n, int(counts), dtype=np.uintc)
+        else:
+            counts = np.ascontiguousarray(counts, dtype=np.uintc)
+        if counts.shape != (n,) or int(counts.sum()) != ptrs.size:
+            raise ValueError("hicache: buffer counts do not match the buffers given")
+        bufs = np.empty(ptrs.size, dtype=BUF_DTYPE)
+        bufs["base"] = ptrs
+        bufs["len"] = lens
+        blob, key_addrs = _keys_blob(keys)
+        pages = np.zeros(n, dtype=PAGE_DTYPE)
+        pages["key"] = key_addrs
+        pages["nbufs"] = counts
+        starts = np.zeros(n, dtype=np.uintp)
+        if n > 1:
+            np.cumsum(counts[:-1], out=starts[1:])
+        pages["bufs"] = bufs.ctypes.data + starts * BUF_DTYPE.itemsize
+        return pages, (bufs, blob)
+
+    def _batch(self, op: str, keys, ptrs, lens, counts) -> List[int]:
+        n = len(keys)
+        if n == 0:
+            return []
+        pages, keep = self._pages(keys, ptrs, lens, counts)
+        results = np.zeros(n, dtype=np.intc)
+        fn = self._lib.hc_batch_set if op == "set" else self._lib.hc_batch_get
+        self._run(
+            f"batch {op}",
+            lambda h: fn(h, pages.ctypes.data, n, results.ctypes.data),
+        )
+        del keep
+        return results.tolist()
+
+    def batch_set_raw(self, keys: Sequence[str], ptrs, lens, counts=1) -> List[int]:
+        """Stores len(keys) pages; page i is the concatenation of its counts[i]
+        buffers (ptrs/lens, in page order; counts may be one int for all).
+        Returns per page 0 (stored) or -errno. Raises DaemonUnavailable."""
+        return self._batch("set", keys, ptrs, lens, counts)
+
+    def batch_get_raw(self, keys: Sequence[str], ptrs, lens, counts=1) -> List[int]:
+        """Reads pages into their buffers. Per page: 0 hit (buffers hold the
+        page), -ENOENT miss (buffers untouched), -ENOSPC / -EMSGSIZE the page
+        is longer / shorter than the buffers, other -errno."""
+        return self._batch("get", keys, ptrs, lens, counts)
+
+    def _describe(self, values, writable: bool):
+        ptrs, lens, counts, keep = [], [], [], []
+        for v in values:
+            parts = v if isinstance(v, list) or (isinstance(v, tuple) and not _is_pair(v)) else [v]
+            for part in parts:
+                a, ln, k = _addr_len(part, writable)
+                ptrs.append(a)
+                lens.append(ln)
+                keep.append(k)
+            counts.append(len(parts))
+        return ptrs, lens, counts, keep
+
+    def batch_set(self, keys: Sequence[str], values: Sequence) -> List[int]:
+        """values[i]: a buffer (numpy array, CPU tensor, bytes-like, or an
+        (address, length) pair) or a list of them. Per-page codes as
+        batch_set_raw."""
+        if len(values) != len(keys):
+            raise ValueError("hicache: one value per key")
+        ptrs, lens, counts, keep = self._describe(values, writable=False)
+        r = self.batch_set_raw(keys, ptrs, lens, counts)
+        del keep
+        return r
+
+    def batch_get(self, keys: Sequence[str], buffers: Sequence) -> List[int]:
+        """Reads each page into buffers[i] (same forms as batch_set, writable).
+        Per-page codes as batch_get_raw."""
+        if len(buffers) != len(keys):
+            raise ValueError("hicache: one buffer per key")
+        ptrs, lens, counts, keep = self._describe(buffers, writable=True)
+        r = self.batch_get_raw(keys, ptrs, lens, counts)
+        del keep
+        return r
+
+    def batch_exists(self, keys: Sequence[str], with_lengths: bool = False):
+        """How many leading keys exist; with_lengths: (leading, [length or 0])."""
+        n = len(keys)
+        lengths = np.zeros(max(n, 1), dtype=np.uint64)
+        if n == 0:
+            return (0, []) if with_lengths else 0
+        blob, addrs = _keys_blob(keys)
+        addrs = np.ascontiguousarray(addrs, dtype=np.uintp)
+        rc = self._run(
+            "batch exists",
+            lambda h: self._lib.hc_batch_exists(h, addrs.ctypes.data, n, lengths.ctypes.data),
+        )
+        del blob
+        if rc < 0:
+            raise HicacheError(rc, "batch exists")
+        return (rc, lengths[:n].tolist()) if with_lengths else rc
+
+    def exists(self, key: str) -> bool:
+        return self.batch_exists([key]) == 1
+
+    # ---- control ----------------------------------------------------------
+
+    def stats(self) -> dict:
+        """The daemon's counters (DESIGN §7) as a dict."""
+        out = ctypes.c_void_p()
+        rc = self._run("stats", lambda h: self._lib.hc_stats(h, ctypes.byref(out)))
+        if rc < 0:
+            raise HicacheError(rc, "stats")
+        try:
+            return json.loads(ctypes.string_at(out.value).decode())
+        finally:
+            self._lib.hc_free(out)
+
+    def clear(self) -> int:
+        """Drops every page of this namespace on this node; returns how many."""
+        rc = self._run("clear", lambda h: self._lib.hc_clear(h))
+        if rc < 0:
+            raise HicacheError(rc, "clear")
+        return rc
+
+    def ping(self) -> None:
+        rc = self._run("ping", lambda h: self._lib.hc_ping(h))
+        if rc < 0:
+            raise HicacheError(rc, "ping")
+
+    @property
+    def region_size(self) -> int:
+        return int(self._lib.hc_region_size(self._handle()))
+
+    @property
+    def node_id(self) -> str:
+        return self._lib.hc_node_id(self._handle()).decode()
+
+
+def ok(codes: Iterable[int]) -> List[bool]:
+    """Per-page codes to booleans (True where 0)."""
+    return [c == 0 for c in codes]
