@@ -6,6 +6,10 @@ BINDIR ?= $(PREFIX)/bin
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+SYSCONFDIR ?= /etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+DOCDIR ?= $(PREFIX)/share/doc/hicached
+PYTHON ?= python3
 DESTDIR ?=
 PKG_CONFIG ?= pkg-config
 CC ?= cc
@@ -162,6 +166,11 @@ test: deps
 	$(Q)HICACHE_PY_LIB=$(PY_LIB_BUILD)/libhicache.so bash scripts/run-tests.sh $(BUILD) \
 		$(UNIT_BIN) $(INTEG_BIN) $(SHELL_TESTS) tests/python
 
+# `make install [PREFIX=/usr/local] [DESTDIR=...]`: binaries, library (static,
+# shared with its symlinks), header, pkg-config file, systemd units (ExecStart
+# and the config path rewritten to BINDIR and SYSCONFDIR), a default config
+# (an existing one is kept), the example mount unit as documentation, and the
+# Python package when pip is there.
 install: all
 	install -D -m 0755 $(DAEMON) $(DESTDIR)$(BINDIR)/hicached
 	install -D -m 0755 $(CTL) $(DESTDIR)$(BINDIR)/hicachectl
@@ -174,6 +183,33 @@ install: all
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
 		client/hicache.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/hicache.pc
+	@mkdir -p $(DESTDIR)$(SYSTEMDUNITDIR)
+	sed -e 's|^ExecStart=[^ ]*/hicached|ExecStart=$(BINDIR)/hicached|' \
+		-e 's|/etc/hicached/config.json|$(SYSCONFDIR)/hicached/config.json|g' \
+		systemd/hicached.service > $(DESTDIR)$(SYSTEMDUNITDIR)/hicached.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/hicached.service
+	install -m 0644 systemd/hicached.socket $(DESTDIR)$(SYSTEMDUNITDIR)/hicached.socket
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/hicached/config.json ]; then \
+		echo "keeping the existing $(DESTDIR)$(SYSCONFDIR)/hicached/config.json"; \
+	else \
+		echo "install -D -m 0644 systemd/config.json $(DESTDIR)$(SYSCONFDIR)/hicached/config.json"; \
+		install -D -m 0644 systemd/config.json $(DESTDIR)$(SYSCONFDIR)/hicached/config.json; \
+	fi
+	install -D -m 0644 systemd/mnt-jfs.mount $(DESTDIR)$(DOCDIR)/mnt-jfs.mount
+	@if [ ! -d client/python ]; then \
+		echo "no client/python: Python package not installed"; \
+	elif ! $(PYTHON) -m pip --version >/dev/null 2>&1; then \
+		echo "NOTE: no pip for $(PYTHON): the Python package (client/python) was NOT installed"; \
+	else \
+		tmp=$$(mktemp -d) && cp -r client/python/. "$$tmp/" && \
+		rm -rf "$$tmp/build" "$$tmp"/*.egg-info && \
+		echo "$(PYTHON) -m pip install --no-deps --prefix=$(PREFIX) $(if $(DESTDIR),--root=$(DESTDIR)) client/python"; \
+		iso=; $(PYTHON) -c 'import setuptools, sys; sys.exit(int(setuptools.__version__.split(".")[0]) < 61)' \
+			2>/dev/null && iso=--no-build-isolation; \
+		PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install -q --disable-pip-version-check \
+			--no-deps --no-warn-script-location $$iso --prefix=$(PREFIX) \
+			$(if $(DESTDIR),--root=$(DESTDIR)) "$$tmp"; rc=$$?; rm -rf "$$tmp"; exit $$rc; \
+	fi
 
 format:
 	$(Q)clang-format -i $(FORMAT_SRC)

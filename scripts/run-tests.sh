@@ -9,7 +9,8 @@ set -uo pipefail
 build=$1; shift
 export HICACHED_BIN="$PWD/$build/hicached"
 export HICACHECTL_BIN="$PWD/$build/hicachectl"
-export HICACHE_LIB="$PWD/$build/libhicache.so"
+# the library Python loads: never a sanitizer build (see the Makefile)
+export HICACHE_LIB="$PWD/${HICACHE_PY_LIB:-$build/libhicache.so}"
 export CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-120}
 
 passed=0; failed=0; skipped=0; failed_names=(); skipped_names=()
@@ -21,8 +22,7 @@ for t in "$@"; do
         tests/python)
             # pytest in the project venv (scripts/install-python-deps.sh),
             # with this build's daemon and a library the interpreter can load
-            HICACHE_LIB="$PWD/${HICACHE_PY_LIB:-$build/libhicache.so}" \
-                .venv/bin/python -m pytest -q tests/python; rc=$?
+            .venv/bin/python -m pytest -q tests/python; rc=$?
             ;;
         *) "$t"; rc=$? ;;
     esac

@@ -31,7 +31,7 @@
 struct h_shared {
     struct hd insts[H_MAX_INST];
     int ninst;
-    char tmpdirs[H_MAX_INST][64];
+    char tmpdirs[2 * H_MAX_INST][H_PATH]; /* local dirs, and data dirs under the data root */
     int ntmpdirs;
     pid_t tracked[H_MAX_TRACKED]; /* client children, for cleanup */
     int ntracked;
@@ -290,14 +290,53 @@ static struct hd *hd_alloc(const char *node_id, va_list ap)
     return d;
 }
 
+/* $name when set and not empty, else NULL. */
+static const char *env_root(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+/* mkdir -p of path (which must fit in H_PATH). Returns 0 or -errno. */
+static int mkdir_p(const char *path)
+{
+    char buf[H_PATH];
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    return mkdir(buf, 0755) < 0 && errno != EEXIST ? -errno : 0;
+}
+
 struct hd *hd_new(const char *node_id, ...)
 {
     va_list ap;
     va_start(ap, node_id);
     struct hd *d = hd_alloc(node_id, ap);
     va_end(ap);
-    snprintf(d->mount, sizeof(d->mount), "%s/data", d->dir);
-    ck_assert_msg(mkdir(d->mount, 0755) == 0, "mkdir %s: %s", d->mount, strerror(errno));
+    const char *root = env_root("HICACHE_TEST_DATA_ROOT");
+    if (!root) {
+        snprintf(d->mount, sizeof(d->mount), "%s/data", d->dir);
+        ck_assert_msg(mkdir(d->mount, 0755) == 0, "mkdir %s: %s", d->mount, strerror(errno));
+        return d;
+    }
+    /* The data dir on the file system under test (e.g. a JuiceFS mount); the
+     * socket and the log stay in the local dir (Unix sockets need a local
+     * file system). */
+    int rc = mkdir_p(root);
+    ck_assert_msg(rc == 0, "HICACHE_TEST_DATA_ROOT: mkdir %s: %s", root, strerror(-rc));
+    int n = snprintf(d->mount, sizeof(d->mount), "%s/hcdata.XXXXXX", root);
+    ck_assert_msg(n > 0 && (size_t)n < sizeof(d->mount), "HICACHE_TEST_DATA_ROOT too long: %s",
+                  root);
+    ck_assert_msg(mkdtemp(d->mount) != NULL, "mkdtemp %s: %s", d->mount, strerror(errno));
+    ck_assert_msg(sh->ntmpdirs < (int)(sizeof(sh->tmpdirs) / sizeof(sh->tmpdirs[0])),
+                  "too many directories");
+    memcpy(sh->tmpdirs[sh->ntmpdirs++], d->mount, sizeof(d->mount));
     return d;
 }
 
@@ -308,6 +347,23 @@ struct hd *hd_new_peer(const struct hd *peer, const char *node_id, ...)
     struct hd *d = hd_alloc(node_id, ap);
     va_end(ap);
     snprintf(d->mount, sizeof(d->mount), "%s", peer->mount);
+    const char *root = env_root("HICACHE_TEST_DATA_ROOT");
+    const char *proot = env_root("HICACHE_TEST_PEER_ROOT");
+    size_t rl = root ? strlen(root) : 0;
+    if (!root || !proot || strncmp(peer->mount, root, rl) != 0 || peer->mount[rl] != '/')
+        return d;
+    /* The same directory seen through the second mount of the volume: the
+     * peer is another node. Wait until that mount sees the directory. */
+    int n = snprintf(d->mount, sizeof(d->mount), "%s%s", proot, peer->mount + rl);
+    ck_assert_msg(n > 0 && (size_t)n < sizeof(d->mount), "HICACHE_TEST_PEER_ROOT too long: %s",
+                  proot);
+    struct stat sb;
+    uint64_t end = h_now_ms() + 10000;
+    while (stat(d->mount, &sb) < 0 && h_now_ms() < end)
+        h_sleep_ms(20);
+    ck_assert_msg(stat(d->mount, &sb) == 0 && S_ISDIR(sb.st_mode),
+                  "peer data dir %s (HICACHE_TEST_PEER_ROOT) not visible after 10 s: %s", d->mount,
+                  strerror(errno));
     return d;
 }
 

@@ -31,8 +31,9 @@
 #define H_MAX_ARGS 48
 #define H_MAX_PROCS 64
 
-/* One hicached instance. dir holds the socket, the log and any config file;
- * mount is dir/data, or the mount of the peer it shares (hd_new_peer). */
+/* One hicached instance. dir (always a local temporary dir) holds the socket,
+ * the log and any config file; mount is dir/data, or a fresh directory under
+ * $HICACHE_TEST_DATA_ROOT when that is set, or the peer's (hd_new_peer). */
 struct hd {
     char dir[64];
     char mount[H_PATH];
@@ -60,10 +61,19 @@ int h_run_suite(Suite *s);
 
 /* Creates an instance (not started) in a fresh directory, with node id
  * node_id and extra flags (a NULL-terminated list of strings, e.g.
- * "--segment-size", "1048576", NULL). Asserts on failure. */
+ * "--segment-size", "1048576", NULL). Asserts on failure.
+ *
+ * Env HICACHE_TEST_DATA_ROOT (optional, e.g. a directory on a JuiceFS mount):
+ * the data dir (the daemon's --mount-point) is made there (mkdtemp), created
+ * with its parents if missing, and removed at teardown; the socket and the
+ * log stay in the local temporary dir. */
 struct hd *hd_new(const char *node_id, ...) __attribute__((sentinel));
 
-/* Same, but on the mount point of peer (own socket and log). */
+/* Same, but on the mount point of peer (own socket and log). With both
+ * HICACHE_TEST_DATA_ROOT and HICACHE_TEST_PEER_ROOT set (the latter a second
+ * mount of the same volume), the peer gets the same directory seen through
+ * the second mount: <peer root>/<peer's path below the data root>, waited
+ * for up to 10 s. Two daemons on two mounts of one volume are two nodes. */
 struct hd *hd_new_peer(const struct hd *peer, const char *node_id, ...) __attribute__((sentinel));
 
 /* Starts the daemon ($HICACHED_BIN) and waits until the socket answers a ping

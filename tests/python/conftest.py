@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -20,7 +21,14 @@ class Daemon:
 
     def __init__(self, base, node_id="pytest", extra_args=()):
         self.base = str(base)
-        self.data = os.path.join(self.base, "data")
+        # HICACHE_TEST_DATA_ROOT (set by tests/juicefs/test_suites_on_juicefs.sh)
+        # puts the data directory on that mount; socket and log stay local.
+        root = os.environ.get("HICACHE_TEST_DATA_ROOT")
+        if root:
+            os.makedirs(root, exist_ok=True)
+            self.data = tempfile.mkdtemp(prefix="pytest-data.", dir=root)
+        else:
+            self.data = os.path.join(self.base, "data")
         self.socket = os.path.join(self.base, "hicached.sock")
         self.log = os.path.join(self.base, "hicached.log")
         self.node_id = node_id
