@@ -30,7 +30,7 @@ endif
 VERSION := 0.1.0
 SOVERSION := 0
 
-DEPS := libuv liburing libprotobuf-c jansson
+DEPS := libuv liburing libprotobuf-c jansson libzstd
 PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(DEPS) 2>/dev/null)
 PKG_LIBS = $(shell $(PKG_CONFIG) --libs $(DEPS) 2>/dev/null)
 CHECK_CFLAGS = $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)

@@ -384,6 +384,8 @@ HC_EXPORT int hc_connect(hc_client **out, const char *socket_path, const hc_conn
         return -EINVAL;
     if (hc_name_invalid("namespace", ns, strnlen(ns, HC_NS_MAX + 1)) != NULL)
         return -EINVAL;
+    if (opts != NULL && (opts->compression > HC_COMPRESSION_ZSTD || opts->readers_per_page > 1024))
+        return -EINVAL;
     if (socket_path == NULL) {
         socket_path = getenv("HICACHED_SOCKET");
         if (socket_path == NULL || socket_path[0] == '\0')
@@ -414,6 +416,8 @@ HC_EXPORT int hc_connect(hc_client **out, const char *socket_path, const hc_conn
     hello.namespace_.len = strlen(ns);
     hello.rank = opts != NULL ? opts->rank : 0;
     hello.page_size_hint = opts != NULL ? opts->page_size_hint : 0;
+    hello.readers_per_page = opts != NULL ? opts->readers_per_page : 0;
+    hello.compression = opts != NULL ? opts->compression : HC_COMPRESSION_DEFAULT;
     hello.client_name = program_invocation_short_name;
     req.body_case = HICACHE__REQUEST__BODY_HELLO;
     req.hello = &hello;

@@ -67,11 +67,22 @@ typedef struct hc_page {
     unsigned nbufs;
 } hc_page;
 
+/* hc_connect_opts.compression */
+#define HC_COMPRESSION_DEFAULT 0 /* the daemon's enable_compression */
+#define HC_COMPRESSION_OFF 1     /* pages this client sets are stored raw */
+#define HC_COMPRESSION_ZSTD 2    /* compressed with zstd in the daemon (raw if < ~3% saved) */
+
 typedef struct hc_connect_opts {
     const char *ns;          /* namespace; NULL = "default" */
     uint32_t rank;           /* informational */
     uint64_t page_size_hint; /* bytes; 0 = unknown */
     int timeout_ms;          /* per request; <= 0 = 30000 */
+    /* How many clients read each page this one reads (every TP rank of an
+     * MLA model reads the same pages, not at the same instant): the daemon
+     * keeps a page it read for the others, so each is read from storage
+     * once. 0 or 1: none. At most 1024. */
+    uint32_t readers_per_page;
+    uint32_t compression; /* HC_COMPRESSION_*; anything else: -EINVAL */
 } hc_connect_opts;
 
 /* Connects to the daemon at socket_path (NULL = $HICACHED_SOCKET or

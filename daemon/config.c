@@ -97,7 +97,10 @@ static const struct opt opts[] = {
     U32_OPT(seal_interval_ms, 10, 86400000, "MS", "seal an open segment after this long"),
     U32_OPT(discovery_interval_ms, 10, 86400000, "MS", "look for other nodes' segments this often"),
     BOOL_OPT(use_direct_io, 0, "read and write segments with O_DIRECT"),
-    BOOL_OPT(enable_compression, 0, "compress stored pages"),
+    BOOL_OPT(enable_compression, 0, "compress stored pages (zstd) unless a client says"),
+    U32_OPT(read_linger_ms, 0, 600000, "MS",
+            "keep a read page this long for its other readers (MLA ranks)"),
+    SIZE_OPT(read_linger_bytes, 0, 64 * GiB, "memory for pages kept for their other readers"),
     BOOL_OPT(dedupe, 0, "store a page once however many clients set it"),
     BOOL_OPT(coalesce_reads, 0, "serve concurrent gets of one page with one read"),
     BOOL_OPT(foreground, OPTF_NOVALUE, "stay in the foreground (flag takes no value)"),
@@ -625,6 +628,8 @@ int hc_config_init(struct hc_config *cfg)
     cfg->socket_mode = 0660;
     cfg->use_direct_io = false;
     cfg->enable_compression = false;
+    cfg->read_linger_ms = 2000;
+    cfg->read_linger_bytes = 256 * MiB;
     cfg->dedupe = true;
     cfg->coalesce_reads = true;
     cfg->foreground = false;

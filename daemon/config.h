@@ -29,7 +29,10 @@ struct hc_config {
     uint32_t discovery_interval_ms; /* default 5000, 10 .. 86400000 */
     uint32_t socket_mode;           /* default 0660 (JSON: "0660" string or integer) */
     bool use_direct_io;             /* default false */
-    bool enable_compression;        /* default false */
+    bool enable_compression;        /* default false: compress the pages of clients that
+                                       do not choose at hello (zstd) */
+    uint32_t read_linger_ms;        /* default 2000, 0 .. 600000 (0: no linger) */
+    uint64_t read_linger_bytes;     /* default 256 MiB, 0 .. 64 GiB (0: no linger) */
     bool dedupe;                    /* default true */
     bool coalesce_reads;            /* default true */
     bool foreground;                /* default false: log to stderr either way */

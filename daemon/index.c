@@ -184,7 +184,7 @@ int hc_index_insert(struct hc_index *ix, const struct hc_index_ent *e)
             return rc;
     }
     struct hc_index_ent c = *e;
-    c.flags = 0;
+    c.flags &= HC_INDEX_FLAGS_USER;
     place(ix->slots, ix->cap - 1, &c);
     ix->count++;
     return 0;

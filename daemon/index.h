@@ -27,8 +27,12 @@ struct hc_index_ent {
     uint32_t off;   /* record offset in HC_STORE_ALIGN units */
     uint32_t len;   /* payload length in bytes */
     uint16_t ns;    /* namespace id (per process) */
-    uint16_t flags; /* private to the index */
+    uint16_t flags; /* bit 15 (0x8000) private to the index; bits 0-14 are the
+                       caller's, kept as inserted (the store puts a compressed
+                       record's size in 4 KiB blocks there) */
 };
+
+#define HC_INDEX_FLAGS_USER 0x7fffu
 
 struct hc_index {
     struct hc_index_ent *slots;
@@ -46,7 +50,7 @@ int hc_index_init(struct hc_index *ix);
 /* Frees the table. Accepts an index that init left untouched on error. */
 void hc_index_free(struct hc_index *ix);
 
-/* Inserts e (e->flags is ignored). An entry already there for e->h is kept:
+/* Inserts e (bit 15 of e->flags is ignored). An entry already there for e->h is kept:
  * returns -EEXIST and changes nothing. Returns 0, or -ENOMEM (nothing
  * changed) when the table had to grow and could not. */
 int hc_index_insert(struct hc_index *ix, const struct hc_index_ent *e);

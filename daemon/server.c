@@ -39,6 +39,8 @@
 /* Before hello a peer may send only small frames, and must say hello soon. */
 #define HELLO_MAX_FRAME 4096u
 #define HELLO_TIMEOUT_MS 10000u
+/* readers_per_page a hello may declare (TP ranks of one server, with room). */
+#define HELLO_MAX_READERS 1024u
 /* A connection closed after an error reply waits this long for the peer to
  * read it, then is closed regardless. */
 #define FLUSH_TIMEOUT_MS 5000u
@@ -57,7 +59,8 @@ struct conn {
     int ns;                   /* store namespace id; -1 until the store knows the name */
     char ns_name[HC_NS_MAX + 1];
     size_t ns_len;
-    uint64_t deadline_ms; /* hello deadline, then the flush deadline once closing */
+    struct hc_store_opts sopts; /* from the hello: readers per page, compression */
+    uint64_t deadline_ms;       /* hello deadline, then the flush deadline once closing */
     uint64_t num;
     pid_t pid;
     uid_t uid;
@@ -450,11 +453,11 @@ static void handle_batch(struct conn *c, const Hicache__Request *req, bool is_ge
             srv->stats.gets++;
             srv->stats.misses++;
         } else if (is_get)
-            rc = hc_store_get(srv->store, ns, (const char *)s->key.data, s->key.len, buf, s->length,
-                              batch_cb, &b->items[i]);
+            rc = hc_store_get_ex(srv->store, ns, (const char *)s->key.data, s->key.len, buf,
+                                 s->length, &c->sopts, batch_cb, &b->items[i]);
         else
-            rc = hc_store_set(srv->store, ns, (const char *)s->key.data, s->key.len, buf, s->length,
-                              batch_cb, &b->items[i]);
+            rc = hc_store_set_ex(srv->store, ns, (const char *)s->key.data, s->key.len, buf,
+                                 s->length, &c->sopts, batch_cb, &b->items[i]);
         if (rc < 0) {
             b->results[i] = rc;
             b->remaining--;
@@ -665,6 +668,16 @@ static void handle_hello(struct conn *c, const Hicache__Request *req)
         send_error(c, req->id, -EINVAL, "%s", bad);
         goto close;
     }
+    if (h->compression > HC_COMPRESS_ZSTD) {
+        send_error(c, req->id, -EINVAL,
+                   "compression %u is not known (0 daemon default, 1 off, 2 zstd)", h->compression);
+        goto close;
+    }
+    if (h->readers_per_page > HELLO_MAX_READERS) {
+        send_error(c, req->id, -EINVAL, "readers_per_page %u exceeds %u", h->readers_per_page,
+                   HELLO_MAX_READERS);
+        goto close;
+    }
     if (srv->stats.clients > srv->cfg->max_clients) {
         send_error(c, req->id, -EBUSY, "too many clients (max_clients is %u)",
                    srv->cfg->max_clients);
@@ -675,6 +688,8 @@ static void handle_hello(struct conn *c, const Hicache__Request *req)
     memcpy(c->ns_name, ns, ns_len);
     c->ns_len = ns_len;
     c->ns = hc_store_ns_lookup(srv->store, ns, ns_len);
+    c->sopts.readers = h->readers_per_page;
+    c->sopts.compression = h->compression;
     size = region_size_for(srv->cfg, h->page_size_hint);
     snprintf(name, sizeof(name), "hicache-client-%" PRIu64, c->num);
     rc = hc_region_create(&c->region, size, name);
@@ -705,8 +720,10 @@ static void handle_hello(struct conn *c, const Hicache__Request *req)
     c->hello = true;
     c->dec.max_frame = srv->cfg->max_frame_bytes;
     hc_log(HC_LOG_DEBUG,
-           "client %" PRIu64 " (pid %d uid %u) namespace %.*s rank %u region %" PRIu64 " bytes",
-           c->num, (int)c->pid, (unsigned)c->uid, (int)ns_len, ns, h->rank, c->region->size);
+           "client %" PRIu64 " (pid %d uid %u) namespace %.*s rank %u region %" PRIu64
+           " bytes, readers_per_page %u, compression %u",
+           c->num, (int)c->pid, (unsigned)c->uid, (int)ns_len, ns, h->rank, c->region->size,
+           h->readers_per_page, h->compression);
     return;
 close:
     conn_close_after_flush(c);
@@ -1025,7 +1042,6 @@ static void reload(struct server *srv)
     RESTART_NUM(max_batch)
     RESTART_NUM(socket_mode)
     RESTART_NUM(use_direct_io)
-    RESTART_NUM(enable_compression)
 #undef RESTART_STR
 #undef RESTART_NUM
     cfg->capacity_bytes = nc.capacity_bytes;
@@ -1034,6 +1050,9 @@ static void reload(struct server *srv)
     cfg->discovery_interval_ms = nc.discovery_interval_ms;
     cfg->dedupe = nc.dedupe;
     cfg->coalesce_reads = nc.coalesce_reads;
+    cfg->enable_compression = nc.enable_compression;
+    cfg->read_linger_ms = nc.read_linger_ms;
+    cfg->read_linger_bytes = nc.read_linger_bytes;
     cfg->max_clients = nc.max_clients;
     tmp = cfg->allowed_uids;
     cfg->allowed_uids = nc.allowed_uids;
@@ -1054,6 +1073,9 @@ static void reload(struct server *srv)
             .discovery_interval_ms = cfg->discovery_interval_ms,
             .dedupe = cfg->dedupe,
             .coalesce_reads = cfg->coalesce_reads,
+            .enable_compression = cfg->enable_compression,
+            .read_linger_ms = cfg->read_linger_ms,
+            .read_linger_bytes = cfg->read_linger_bytes,
         };
         hc_store_reconfigure(srv->store, &sc);
     }
@@ -1150,6 +1172,9 @@ int hc_server_run(struct hc_config *cfg, int argc, char **argv)
         .use_direct_io = cfg->use_direct_io,
         .dedupe = cfg->dedupe,
         .coalesce_reads = cfg->coalesce_reads,
+        .enable_compression = cfg->enable_compression,
+        .read_linger_ms = cfg->read_linger_ms,
+        .read_linger_bytes = cfg->read_linger_bytes,
     };
     struct hc_io_config ioc = {
         .threads = cfg->io_threads,

@@ -25,6 +25,9 @@
     X(bytes_read_storage, "payload bytes read from storage")                                       \
     X(bytes_served, "payload bytes placed in client slots by gets")                                \
     X(coalesced_reads, "gets served by another get's storage read")                                \
+    X(linger_bytes, "bytes of read pages kept for their other readers now")                        \
+    X(compressed_pages, "pages written compressed")                                                \
+    X(bytes_saved_compression, "bytes compression kept from being written")                        \
     X(clients, "clients connected now")                                                            \
     X(connections, "connections accepted since start")                                             \
     X(corrupt_records, "records refused for a bad header or checksum")                             \

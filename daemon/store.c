@@ -38,8 +38,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include "crc32c.h"
 #include "index.h"
@@ -56,8 +58,10 @@
 #define IDX_MAX_BYTES (1ull << 30)
 #define NS_LIMIT 65535u
 #define NODE_MAX 64
-#define MAX_FDS 256u    /* idle segment fds kept open; more are closed LRU */
-#define SEQ_NAME_LEN 20 /* 16 hex digits + ".seg" */
+#define MAX_FDS 256u                    /* idle segment fds kept open; more are closed LRU */
+#define SEQ_NAME_LEN 20                 /* 16 hex digits + ".seg" */
+#define REC_F_ZSTD 1u                   /* header flag: the payload is a zstd frame */
+#define ZBLOCKS_MAX HC_INDEX_FLAGS_USER /* stored blocks of a compressed record */
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
@@ -72,6 +76,20 @@ static inline uint64_t round_up(uint64_t n)
 static inline uint64_t rec_size(uint64_t len)
 {
     return HC_STORE_ALIGN + round_up(len);
+}
+
+/* Bytes a record takes: sblocks is the stored payload of a compressed record
+ * in HC_STORE_ALIGN blocks, 0 for a raw one of len bytes. */
+static inline uint64_t ent_rec_size(uint64_t len, uint32_t sblocks)
+{
+    return sblocks ? HC_STORE_ALIGN + (uint64_t)sblocks * HC_STORE_ALIGN : rec_size(len);
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 static inline void put16(unsigned char *p, uint16_t v)
@@ -130,8 +148,9 @@ struct nsent {
 struct seg_rec {
     struct hc_hash h;
     uint64_t off;
-    uint32_t len;
+    uint32_t len; /* original length */
     uint16_t ns;
+    uint16_t sblocks; /* compressed: stored blocks; 0 raw */
 };
 
 enum seg_state {
@@ -201,6 +220,14 @@ struct wrec {
     bool done;
     int status;
     struct waiter *waiters, *wtail; /* the setter, then dedupe joiners */
+    /* compression: the set asked for it; zbuf (aligned, zero-padded to the
+     * block) holds zlen bytes of zstd frame once the task kept it */
+    bool compress;
+    bool cleared; /* its namespace was cleared while it was compressed */
+    int level;
+    void *zbuf;
+    uint64_t zlen;
+    struct wrec *zprev, *znext; /* s->compressing while the task runs */
 };
 
 struct join;
@@ -214,9 +241,13 @@ struct rd {
     struct rd *wnext; /* the segment's waiters for an open */
     struct seg *seg;
     uint64_t off;
-    uint32_t len;
+    uint32_t len;     /* original length */
+    uint32_t sblocks; /* compressed record: stored blocks, read into bounce */
+    uint32_t stored;  /* payload bytes on storage, set by rd_after */
+    uint32_t readers; /* the getter's readers per page (linger) */
     void *buf;
-    void *bounce;
+    void *bounce; /* daemon-owned: O_DIRECT, linger, or the compressed bytes */
+    void *plain;  /* compressed record: the decompressed page */
     unsigned char *hdr;
     hc_store_cb cb;
     void *data;
@@ -227,11 +258,31 @@ struct rd {
     char names[HC_NS_MAX + HC_KEY_MAX]; /* namespace then key, for the check */
 };
 
-/* A get that joined a leader's read: its copy task. */
+/* A page kept in memory after its storage read for the other readers of an
+ * MLA page (struct hc_store_opts). Alive while in the table or while a copy
+ * from it is in flight. */
+struct linger {
+    struct pnode pn;
+    struct linger *prev, *next; /* age order, oldest first, while in_tab */
+    void *buf;                  /* the verified page, daemon-owned */
+    uint32_t len;
+    uint32_t seg; /* the record it came from */
+    uint64_t off;
+    uint16_t ns;
+    uint32_t remaining; /* gets still expected */
+    uint64_t expires_ms;
+    unsigned refs; /* copies in flight */
+    bool in_tab;
+};
+
+/* A get served by a copy: it joined a leader's read (lead), or a lingering
+ * page (lin). */
 struct join {
     struct hc_io_req req;
+    struct hc_store *s;
     struct join *next;
     struct rd *lead;
+    struct linger *lin;
     void *buf;
     uint64_t cap;
     hc_store_cb cb;
@@ -264,7 +315,9 @@ struct hc_store {
     uint64_t next_seq;
     uint64_t local_bytes;
 
-    struct ptab writing, reading;
+    struct ptab writing, reading, lingering;
+    struct linger *lhead, *ltail; /* lingering pages, oldest first */
+    struct wrec *compressing;     /* sets whose compression task runs */
 
     struct deferred *dhead, *dtail;
     struct hc_io_req dreq;
@@ -616,12 +669,17 @@ static void local_bytes_set(struct hc_store *s, uint64_t v)
     s->st->disk_bytes = v;
 }
 
-/* Puts a page in the index; an existing entry for h is kept. */
+/* Puts a page in the index; an existing entry for h is kept. len is the
+ * original length, sblocks the stored blocks of a compressed record (0 raw). */
 static void index_put(struct hc_store *s, struct seg *seg, struct hc_hash h, uint64_t off,
-                      uint32_t len, uint16_t ns)
+                      uint32_t len, uint16_t ns, uint16_t sblocks)
 {
-    struct hc_index_ent e = {
-        .h = h, .seg = seg->id, .off = (uint32_t)(off / HC_STORE_ALIGN), .len = len, .ns = ns};
+    struct hc_index_ent e = {.h = h,
+                             .seg = seg->id,
+                             .off = (uint32_t)(off / HC_STORE_ALIGN),
+                             .len = len,
+                             .ns = ns,
+                             .flags = sblocks};
     int rc = hc_index_insert(&s->ix, &e);
     if (rc == 0)
         acct_add(s, seg, len);
@@ -699,7 +757,8 @@ static int defer_cb(struct hc_store *s, hc_store_cb cb, void *data, int status, 
 
 /* ---- records ------------------------------------------------------------- */
 
-/* Fills a header block (loop thread); hdr_finish adds the CRCs later. */
+/* Fills a header block of a raw record (loop thread); hdr_set_zstd turns it
+ * into a compressed one, hdr_finish adds the CRCs later. */
 static void hdr_fill(const struct hc_store *s, unsigned char *h, int ns, const char *key,
                      size_t klen, uint64_t len)
 {
@@ -717,6 +776,17 @@ static void hdr_fill(const struct hc_store *s, unsigned char *h, int ns, const c
     memcpy(h + REC_FIXED + n->len, key, klen);
 }
 
+/* Marks a filled header as a compressed record: stored is the payload length
+ * on storage, the original length follows the key (inside the header CRC). */
+static void hdr_set_zstd(unsigned char *h, uint64_t stored)
+{
+    uint32_t hlen = get32(h + 8);
+    put64(h + hlen, get64(h + 24));
+    put32(h + 8, hlen + 8);
+    put16(h + 6, REC_F_ZSTD);
+    put64(h + 24, stored);
+}
+
 static uint32_t hdr_crc(const unsigned char *h, uint32_t hlen)
 {
     static const unsigned char zero4[4];
@@ -732,7 +802,9 @@ static void hdr_finish(unsigned char *h, uint32_t payload_crc)
 }
 
 struct hdr_view {
-    uint64_t len;
+    uint64_t len;  /* payload bytes on storage */
+    uint64_t orig; /* page length (== len unless compressed) */
+    bool zstd;
     uint32_t payload_crc;
     const char *ns, *key;
     uint16_t nslen, klen;
@@ -745,13 +817,19 @@ static int hdr_check(const unsigned char *h, struct hdr_view *v)
     if (memcmp(h, REC_MAGIC, 4) != 0 || get16(h + 4) != REC_VERSION)
         return -EBADMSG;
     uint32_t hlen = get32(h + 8);
-    uint16_t nl = get16(h + 36), kl = get16(h + 38);
-    if (nl == 0 || nl > HC_NS_MAX || kl == 0 || kl > HC_KEY_MAX ||
-        hlen != (uint32_t)REC_FIXED + nl + kl)
+    uint16_t flags = get16(h + 6), nl = get16(h + 36), kl = get16(h + 38);
+    bool zstd = flags == REC_F_ZSTD;
+    if ((flags & ~REC_F_ZSTD) || nl == 0 || nl > HC_NS_MAX || kl == 0 || kl > HC_KEY_MAX ||
+        hlen != (uint32_t)REC_FIXED + nl + kl + (zstd ? 8 : 0))
         return -EBADMSG;
     if (hdr_crc(h, hlen) != get32(h + 12))
         return -EBADMSG;
     v->len = get64(h + 24);
+    v->zstd = zstd;
+    v->orig = zstd ? get64(h + REC_FIXED + nl + kl) : v->len;
+    if (zstd && (v->orig == 0 || v->orig > UINT32_MAX || round_up(v->len) >= round_up(v->orig) ||
+                 round_up(v->len) / HC_STORE_ALIGN > ZBLOCKS_MAX))
+        return -EBADMSG;
     v->payload_crc = get32(h + 32);
     v->nslen = nl;
     v->klen = kl;
@@ -819,8 +897,11 @@ static int idx_parse(unsigned char *buf, size_t len, uint64_t seq, struct idx_da
         const unsigned char *e = d->ents + (size_t)i * IDX_ENT;
         uint64_t off = get64(e + 16);
         uint32_t elen = get32(e + 24);
+        uint16_t sblocks = get16(e + 30);
         if (get16(e + 28) >= d->nns || elen == 0 || off % HC_STORE_ALIGN ||
-            off / HC_STORE_ALIGN > UINT32_MAX || off + rec_size(elen) > d->seg_bytes)
+            off / HC_STORE_ALIGN > UINT32_MAX || sblocks > ZBLOCKS_MAX ||
+            (sblocks && (uint64_t)sblocks * HC_STORE_ALIGN >= round_up(elen)) ||
+            off + ent_rec_size(elen, sblocks) > d->seg_bytes)
             goto bad;
     }
     return 0;
@@ -915,6 +996,7 @@ static int idx_encode(const struct hc_store *s, const struct seg *seg, unsigned 
         put64(e + 16, r->off);
         put32(e + 24, r->len);
         put16(e + 28, (uint16_t)(map[r->ns] - 1));
+        put16(e + 30, r->sblocks);
     }
     put32(buf + len - 4, hc_crc32c(0, buf, len - 4));
     free(map);
@@ -946,7 +1028,7 @@ static void idx_merge(struct hc_store *s, struct seg *seg, const struct idx_data
         uint64_t off = get64(e + 16);
         if (ns < 0 || (seg->local && tombstoned(s, (uint16_t)ns, seg->seq, off)))
             continue;
-        index_put(s, seg, idx_ent_hash(e), off, get32(e + 24), (uint16_t)ns);
+        index_put(s, seg, idx_ent_hash(e), off, get32(e + 24), (uint16_t)ns, get16(e + 30));
     }
     free(ids);
 }
@@ -1070,11 +1152,14 @@ static void unlink_submit(struct hc_store *s, struct seg *seg)
 /* Drops a sealed segment from the view: its index entries go at once (new
  * gets miss); reads in flight keep the fd until they finish. evict: this
  * node's segment dropped for space, its files are removed. */
+static void linger_drop(struct hc_store *s, int64_t seg, int ns);
+
 static void seg_drop(struct hc_store *s, struct seg *seg, bool evict)
 {
     struct drop_ctx c = {.s = s, .seg = seg->id};
     size_t n = hc_index_remove_if(&s->ix, drop_seg_pred, &c);
 
+    linger_drop(s, seg->id, -1);
     seg->state = SEG_DEAD;
     s->st->segments--;
     if (seg->local)
@@ -1246,6 +1331,7 @@ static void wrec_free(struct wrec *w)
     }
     free(w->hdr);
     free(w->bounce);
+    free(w->zbuf);
     free(w);
 }
 
@@ -1254,6 +1340,10 @@ static void wrec_free(struct wrec *w)
 static int wrec_before(struct hc_io_req *req)
 {
     struct wrec *w = container_of(req, struct wrec, req);
+    if (w->zbuf) {
+        hdr_finish(w->hdr, hc_crc32c(0, w->zbuf, w->zlen));
+        return 0;
+    }
     const void *p = w->buf;
     if (w->bounce) {
         memcpy(w->bounce, w->buf, w->len);
@@ -1261,6 +1351,102 @@ static int wrec_before(struct hc_io_req *req)
     }
     hdr_finish(w->hdr, hc_crc32c(0, p, w->len));
     return 0;
+}
+
+/* ---- zstd contexts: one of each kind per I/O thread ---------------------- */
+
+static pthread_key_t cctx_key, dctx_key;
+static pthread_once_t zkeys_once = PTHREAD_ONCE_INIT;
+static int zkeys_rc;
+
+static void cctx_free(void *p)
+{
+    ZSTD_freeCCtx(p);
+}
+
+static void dctx_free(void *p)
+{
+    ZSTD_freeDCtx(p);
+}
+
+static void zkeys_init(void)
+{
+    zkeys_rc = pthread_key_create(&cctx_key, cctx_free);
+    if (zkeys_rc == 0 && (zkeys_rc = pthread_key_create(&dctx_key, dctx_free)) != 0)
+        pthread_key_delete(cctx_key);
+}
+
+/* The calling thread's compression context, made on first use and freed when
+ * the thread exits. NULL when out of memory. Any thread. */
+static ZSTD_CCtx *thread_cctx(void)
+{
+    ZSTD_CCtx *c;
+    if (pthread_once(&zkeys_once, zkeys_init) != 0 || zkeys_rc != 0)
+        return NULL;
+    c = pthread_getspecific(cctx_key);
+    if (!c && (c = ZSTD_createCCtx()) && pthread_setspecific(cctx_key, c) != 0) {
+        ZSTD_freeCCtx(c);
+        c = NULL;
+    }
+    return c;
+}
+
+/* Same for decompression. */
+static ZSTD_DCtx *thread_dctx(void)
+{
+    ZSTD_DCtx *d;
+    if (pthread_once(&zkeys_once, zkeys_init) != 0 || zkeys_rc != 0)
+        return NULL;
+    d = pthread_getspecific(dctx_key);
+    if (!d && (d = ZSTD_createDCtx()) && pthread_setspecific(dctx_key, d) != 0) {
+        ZSTD_freeDCtx(d);
+        d = NULL;
+    }
+    return d;
+}
+
+/* Largest stored size worth keeping for a page of len bytes: ~3% smaller and
+ * at least one block less on storage (records are block-aligned); 0 when no
+ * size is. */
+static uint64_t zlimit(uint64_t len)
+{
+    uint64_t lim = len - len / 32;
+    if (round_up(len) < 2 * HC_STORE_ALIGN)
+        return 0;
+    if (lim > round_up(len) - HC_STORE_ALIGN)
+        lim = round_up(len) - HC_STORE_ALIGN;
+    if (lim > (uint64_t)ZBLOCKS_MAX * HC_STORE_ALIGN)
+        lim = (uint64_t)ZBLOCKS_MAX * HC_STORE_ALIGN;
+    return lim;
+}
+
+/* Called on an I/O thread: compresses the page into zbuf. A page that does
+ * not shrink enough (or no memory) is stored raw: zbuf stays NULL. */
+static int wrec_compress(struct hc_io_req *req)
+{
+    struct wrec *w = container_of(req, struct wrec, req);
+    uint64_t lim = zlimit(w->len);
+    ZSTD_CCtx *cctx = thread_cctx();
+    void *z;
+
+    if (!lim || !cctx || posix_memalign(&z, HC_STORE_ALIGN, round_up(lim)) != 0)
+        return 0;
+    /* Output that would not fit under the limit fails early: stored raw. */
+    size_t n = ZSTD_compressCCtx(cctx, z, lim, w->buf, w->len, w->level);
+    if (ZSTD_isError(n) || n == 0 || n > lim) {
+        free(z);
+        return 0;
+    }
+    memset((char *)z + n, 0, round_up(n) - n);
+    w->zbuf = z;
+    w->zlen = n;
+    return 0;
+}
+
+/* Stored blocks of a compressed record, 0 for a raw one. */
+static uint16_t wrec_sblocks(const struct wrec *w)
+{
+    return w->zbuf ? (uint16_t)(round_up(w->zlen) / HC_STORE_ALIGN) : 0;
 }
 
 static int seg_rec_push(struct seg *seg, const struct wrec *w)
@@ -1273,8 +1459,11 @@ static int seg_rec_push(struct seg *seg, const struct wrec *w)
         seg->recs = n;
         seg->caprecs = ncap;
     }
-    seg->recs[seg->nrecs++] =
-        (struct seg_rec){.h = w->pn.h, .off = w->off, .len = (uint32_t)w->len, .ns = w->ns};
+    seg->recs[seg->nrecs++] = (struct seg_rec){.h = w->pn.h,
+                                               .off = w->off,
+                                               .len = (uint32_t)w->len,
+                                               .ns = w->ns,
+                                               .sblocks = wrec_sblocks(w)};
     return 0;
 }
 
@@ -1300,7 +1489,7 @@ static void seg_commit(struct hc_store *s, struct seg *seg)
             st = -ENOMEM;
         if (st == 0) {
             if (!tombstoned(s, w->ns, seg->seq, w->off))
-                index_put(s, seg, w->pn.h, w->off, (uint32_t)w->len, w->ns);
+                index_put(s, seg, w->pn.h, w->off, (uint32_t)w->len, w->ns, wrec_sblocks(w));
         } else {
             s->st->set_errors++;
         }
@@ -1327,6 +1516,10 @@ static void wrec_done(struct hc_io_req *req)
                w->off, strerror(-w->status));
         if (seg->state == SEG_OPEN)
             seg_close_appends(s, seg);
+    } else if (w->zbuf) {
+        s->st->bytes_written += w->zlen;
+        s->st->compressed_pages++;
+        s->st->bytes_saved_compression += w->len - w->zlen;
     } else {
         s->st->bytes_written += w->len;
     }
@@ -1347,16 +1540,121 @@ static int waiter_add(struct wrec *w, hc_store_cb cb, void *data)
     return 0;
 }
 
+/* Takes w's place at the tail of the open segment (a new one if it has no
+ * room) and submits its write. w is filled except for the placement. Returns
+ * 0, or -errno with nothing submitted (w still the caller's). */
+static int wrec_place(struct hc_store *s, struct wrec *w)
+{
+    uint64_t plen = w->zbuf ? w->zlen : w->len, size = ent_rec_size(w->len, wrec_sblocks(w));
+    struct seg *seg = s->open;
+    int rc;
+
+    if (seg && seg->size + size > s->cfg.segment_size) {
+        seg_close_appends(s, seg);
+        seg = NULL;
+    }
+    if (!seg) {
+        rc = seg_create(s);
+        if (rc < 0)
+            return rc;
+        seg = s->open;
+    }
+    bool aligned = ((uintptr_t)w->buf % HC_STORE_ALIGN) == 0 && w->len % HC_STORE_ALIGN == 0;
+    if (!w->zbuf && seg->fd_direct && !aligned) {
+        if (posix_memalign(&w->bounce, HC_STORE_ALIGN, round_up(w->len)) != 0) {
+            w->bounce = NULL;
+            return -ENOMEM;
+        }
+        memset((char *)w->bounce + w->len, 0, round_up(w->len) - w->len);
+    }
+    if (w->zbuf)
+        hdr_set_zstd(w->hdr, w->zlen);
+    w->seg = seg;
+    w->off = seg->size;
+
+    memset(&w->req, 0, sizeof(w->req));
+    w->req.op = HC_IO_WRITE;
+    w->req.prio = HC_IO_PRIO_LOW;
+    w->req.fd = seg->fd;
+    w->req.offset = w->off;
+    w->req.iov[0] = (struct iovec){w->hdr, HC_STORE_ALIGN};
+    w->req.iovcnt = 2;
+    if (w->zbuf) {
+        w->req.iov[1] = (struct iovec){w->zbuf, round_up(plen)};
+    } else if (w->bounce) {
+        w->req.iov[1] = (struct iovec){w->bounce, round_up(plen)};
+    } else {
+        w->req.iov[1] = (struct iovec){(void *)w->buf, plen};
+        if (round_up(plen) > plen)
+            w->req.iov[w->req.iovcnt++] = (struct iovec){(void *)zero_block, round_up(plen) - plen};
+    }
+    w->req.before = wrec_before;
+    w->req.done = wrec_done;
+    w->req.data = w;
+
+    seg->size += size;
+    local_bytes_set(s, s->local_bytes + size);
+    if (seg->pend_tail)
+        seg->pend_tail->next = w;
+    else
+        seg->pend_head = w;
+    seg->pend_tail = w;
+    s->inflight++;
+    hc_io_submit(s->io, &w->req);
+    evict_capacity(s);
+    return 0;
+}
+
+static void zlist_del(struct hc_store *s, struct wrec *w)
+{
+    if (w->zprev)
+        w->zprev->znext = w->znext;
+    else
+        s->compressing = w->znext;
+    if (w->znext)
+        w->znext->zprev = w->zprev;
+    w->zprev = w->znext = NULL;
+}
+
+/* A set's compression task is over: the record takes its place now that its
+ * size is known. A set whose namespace was cleared meanwhile is not written
+ * (it would land after the clear point); its callbacks run with 0 as for a
+ * write in flight at the clear. */
+static void wrec_compressed(struct hc_io_req *req)
+{
+    struct wrec *w = container_of(req, struct wrec, req);
+    struct hc_store *s = w->s;
+    int rc = 0;
+
+    s->inflight--;
+    zlist_del(s, w);
+    if (!w->cleared && (rc = wrec_place(s, w)) == 0)
+        return;
+    if (w->in_tab)
+        ptab_del(&s->writing, &w->pn);
+    if (rc < 0)
+        s->st->set_errors++;
+    for (struct waiter *x = w->waiters; x; x = x->next)
+        x->cb(x->data, rc, rc == 0 ? w->len : 0);
+    wrec_free(w);
+}
+
 int hc_store_set(struct hc_store *s, int ns, const char *key, size_t klen, const void *buf,
                  uint64_t len, hc_store_cb cb, void *data)
 {
+    return hc_store_set_ex(s, ns, key, klen, buf, len, NULL, cb, data);
+}
+
+int hc_store_set_ex(struct hc_store *s, int ns, const char *key, size_t klen, const void *buf,
+                    uint64_t len, const struct hc_store_opts *opts, hc_store_cb cb, void *data)
+{
+    struct hc_store_opts o = opts ? *opts : HC_STORE_OPTS_DEFAULT;
     struct wrec *w = NULL;
-    struct seg *seg;
     struct hc_hash h;
     int rc;
 
     if (!s || !cb || !key || !buf || !ns_valid(s, ns) || klen == 0 || klen > HC_KEY_MAX ||
-        len == 0) {
+        len == 0 || o.compression > HC_COMPRESS_ZSTD) {
         rc = -EINVAL;
         goto refused;
     }
@@ -1387,75 +1685,48 @@ int hc_store_set(struct hc_store *s, int ns, const char *key, size_t klen, const
         }
     }
 
-    /* A segment with room for the record. */
-    seg = s->open;
-    if (seg && seg->size + rec_size(len) > s->cfg.segment_size) {
-        seg_close_appends(s, seg);
-        seg = NULL;
-    }
-    if (!seg) {
-        rc = seg_create(s);
-        if (rc < 0)
-            goto refused;
-        seg = s->open;
-    }
-
     rc = -ENOMEM;
     w = calloc(1, sizeof(*w));
     if (!w || posix_memalign((void **)&w->hdr, HC_STORE_ALIGN, HC_STORE_ALIGN) != 0)
         goto err;
     if (waiter_add(w, cb, data) < 0)
         goto err;
-    bool aligned = ((uintptr_t)buf % HC_STORE_ALIGN) == 0 && len % HC_STORE_ALIGN == 0;
-    if (seg->fd_direct && !aligned) {
-        if (posix_memalign(&w->bounce, HC_STORE_ALIGN, round_up(len)) != 0) {
-            w->bounce = NULL;
-            goto err;
-        }
-        memset((char *)w->bounce + len, 0, round_up(len) - len);
-    }
     w->s = s;
-    w->seg = seg;
     w->ns = (uint16_t)ns;
     w->buf = buf;
     w->len = len;
     w->pn.h = h;
-    w->off = seg->size;
+    w->compress = o.compression == HC_COMPRESS_ZSTD ||
+                  (o.compression == HC_COMPRESS_DEFAULT && s->cfg.enable_compression);
+    w->compress = w->compress && zlimit(len) > 0;
+    w->level = s->cfg.compression_level ? s->cfg.compression_level : 1;
     hdr_fill(s, w->hdr, ns, key, klen, len);
 
-    w->req.op = HC_IO_WRITE;
-    w->req.prio = HC_IO_PRIO_LOW;
-    w->req.fd = seg->fd;
-    w->req.offset = w->off;
-    w->req.iov[0] = (struct iovec){w->hdr, HC_STORE_ALIGN};
-    if (w->bounce) {
-        w->req.iov[1] = (struct iovec){w->bounce, round_up(len)};
-        w->req.iovcnt = 2;
+    if (w->compress) {
+        /* The record's size is known after the compression: it takes its
+         * place in the segment then (wrec_compressed). */
+        w->req.op = HC_IO_TASK;
+        w->req.prio = HC_IO_PRIO_LOW;
+        w->req.fd = -1;
+        w->req.before = wrec_compress;
+        w->req.done = wrec_compressed;
+        w->req.data = w;
+        w->znext = s->compressing;
+        if (s->compressing)
+            s->compressing->zprev = w;
+        s->compressing = w;
+        s->inflight++;
+        hc_io_submit(s->io, &w->req);
     } else {
-        w->req.iov[1] = (struct iovec){(void *)buf, len};
-        w->req.iovcnt = 2;
-        if (round_up(len) > len)
-            w->req.iov[w->req.iovcnt++] = (struct iovec){(void *)zero_block, round_up(len) - len};
+        rc = wrec_place(s, w);
+        if (rc < 0)
+            goto err;
     }
-    w->req.before = wrec_before;
-    w->req.done = wrec_done;
-    w->req.data = w;
-
-    seg->size += rec_size(len);
-    local_bytes_set(s, s->local_bytes + rec_size(len));
-    if (seg->pend_tail)
-        seg->pend_tail->next = w;
-    else
-        seg->pend_head = w;
-    seg->pend_tail = w;
     if (s->cfg.dedupe) {
         ptab_add(&s->writing, &w->pn);
         w->in_tab = true;
     }
     s->st->sets++;
-    s->inflight++;
-    hc_io_submit(s->io, &w->req);
-    evict_capacity(s);
     return 0;
 
 dedup:
@@ -1485,31 +1756,59 @@ static void rd_free(struct rd *r)
 {
     free(r->hdr);
     free(r->bounce);
+    free(r->plain);
     free(r);
 }
 
+/* The verified page a copy for a joiner takes from: a daemon-owned buffer
+ * when the read has one (*owned), else the leader's slot, which its client
+ * may change (the copy is then checked against the record's CRC). */
+static const void *rd_src(const struct rd *r, bool *owned)
+{
+    *owned = r->plain || r->bounce;
+    return r->plain ? r->plain : r->bounce ? r->bounce : r->buf;
+}
+
 /* Called on an I/O thread once the header block and payload are in: checks
- * everything before a byte is handed out. */
+ * everything before a byte is handed out, and decompresses a compressed
+ * record (its CRC covers the stored bytes, its header the original length). */
 static int rd_after(struct hc_io_req *req)
 {
     struct rd *r = container_of(req, struct rd, req);
     struct hdr_view v;
-    const void *p = r->bounce ? r->bounce : r->buf;
 
-    if (hdr_check(r->hdr, &v) < 0 || v.len != r->len || v.nslen != r->nslen || v.klen != r->klen ||
-        memcmp(v.ns, r->names, r->nslen) != 0 || memcmp(v.key, r->names + r->nslen, r->klen) != 0)
+    if (hdr_check(r->hdr, &v) < 0 || v.orig != r->len || v.zstd != (r->sblocks != 0) ||
+        v.nslen != r->nslen || v.klen != r->klen || memcmp(v.ns, r->names, r->nslen) != 0 ||
+        memcmp(v.key, r->names + r->nslen, r->klen) != 0)
         return -EBADMSG;
+    if (r->sblocks) {
+        ZSTD_DCtx *d;
+        size_t n;
+        if (round_up(v.len) != (uint64_t)r->sblocks * HC_STORE_ALIGN ||
+            hc_crc32c(0, r->bounce, v.len) != v.payload_crc)
+            return -EBADMSG;
+        if (!(d = thread_dctx()))
+            return -ENOMEM;
+        n = ZSTD_decompressDCtx(d, r->plain, r->len, r->bounce, v.len);
+        if (ZSTD_isError(n) || n != r->len)
+            return -EBADMSG;
+        memcpy(r->buf, r->plain, r->len);
+        r->stored = (uint32_t)v.len;
+        return 0;
+    }
+    const void *p = r->bounce ? r->bounce : r->buf;
     r->crc = hc_crc32c(0, p, r->len);
     if (r->crc != v.payload_crc)
         return -EBADMSG;
     if (r->bounce)
         memcpy(r->buf, r->bounce, r->len);
+    r->stored = r->len;
     return 0;
 }
 
 static void rd_finish(struct hc_store *s, struct rd *r, ssize_t result);
 static int get_start(struct hc_store *s, int ns, const char *key, size_t klen, void *buf,
-                     uint64_t cap, hc_store_cb cb, void *data, bool joinable);
+                     uint64_t cap, uint32_t readers, hc_store_cb cb, void *data, bool joinable);
 
 static void rd_done(struct hc_io_req *req)
 {
@@ -1611,7 +1910,9 @@ static void rd_submit(struct hc_store *s, struct rd *r)
     r->req.fd = seg->fd;
     r->req.offset = r->off;
     r->req.iov[0] = (struct iovec){r->hdr, HC_STORE_ALIGN};
-    if (r->bounce)
+    if (r->sblocks)
+        r->req.iov[1] = (struct iovec){r->bounce, (size_t)r->sblocks * HC_STORE_ALIGN};
+    else if (r->bounce)
         r->req.iov[1] = (struct iovec){r->bounce, round_up(r->len)};
     else
         r->req.iov[1] = (struct iovec){r->buf, r->len};
@@ -1623,30 +1924,154 @@ static void rd_submit(struct hc_store *s, struct rd *r)
     hc_io_submit(s->io, &r->req);
 }
 
-/* Called on an I/O thread: a joiner's copy of the leader's verified page,
- * checked again so that whatever a client does to its own slot never reaches
- * another client. */
+/* ---- read linger ---------------------------------------------------------- */
+
+/* Frees a lingering page once it is out of the table and no copy reads it. */
+static void linger_release(struct hc_store *s, struct linger *l)
+{
+    if (l->in_tab || l->refs)
+        return;
+    s->st->linger_bytes -= l->len;
+    free(l->buf);
+    free(l);
+}
+
+/* Takes l out of the table (later gets read storage again). */
+static void linger_unlink(struct hc_store *s, struct linger *l)
+{
+    if (!l->in_tab)
+        return;
+    ptab_del(&s->lingering, &l->pn);
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        s->lhead = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+    else
+        s->ltail = l->prev;
+    l->prev = l->next = NULL;
+    l->in_tab = false;
+    linger_release(s, l);
+}
+
+/* Drops the pages that lingered past their time (oldest first: every entry
+ * got the same linger time when it was made, except across a reload). */
+static void linger_expire(struct hc_store *s, uint64_t now)
+{
+    struct linger *l = s->lhead, *next;
+    for (; l; l = next) {
+        next = l->next;
+        if (l->expires_ms <= now)
+            linger_unlink(s, l);
+    }
+}
+
+/* Drops the lingering pages of segment seg (>= 0) or of namespace ns (>= 0):
+ * the page left the index (eviction, a vanished remote segment, clear); both
+ * -1: every one. */
+static void linger_drop(struct hc_store *s, int64_t seg, int ns)
+{
+    struct linger *l = s->lhead, *next;
+    bool all = seg < 0 && ns < 0;
+    for (; l; l = next) {
+        next = l->next;
+        if (all || (seg >= 0 && l->seg == (uint64_t)seg) || (ns >= 0 && l->ns == ns))
+            linger_unlink(s, l);
+    }
+}
+
+/* Moves the verified page of a finished read r into a lingering entry that
+ * serves `remaining` more gets. Makes room under read_linger_bytes by
+ * dropping the oldest entries. Returns NULL (r unchanged) when r has no
+ * daemon-owned copy of the page, the page left the index meanwhile, it does
+ * not fit, or memory is short. */
+static struct linger *linger_new(struct hc_store *s, struct rd *r, uint32_t remaining)
+{
+    const struct hc_index_ent *e = hc_index_lookup(&s->ix, r->pn.h);
+    void **bufp = r->plain ? &r->plain : &r->bounce;
+    struct pnode *old;
+    struct linger *l;
+
+    if (!*bufp || !e || e->seg != r->seg->id || (uint64_t)e->off * HC_STORE_ALIGN != r->off ||
+        r->seg->state == SEG_DEAD || r->len > s->cfg.read_linger_bytes)
+        return NULL;
+    if ((old = ptab_find(&s->lingering, r->pn.h)))
+        linger_unlink(s, container_of(old, struct linger, pn));
+    while (s->lhead && s->st->linger_bytes + r->len > s->cfg.read_linger_bytes)
+        linger_unlink(s, s->lhead);
+    if (s->st->linger_bytes + r->len > s->cfg.read_linger_bytes)
+        return NULL; /* the rest is held by copies in flight */
+    if (!(l = calloc(1, sizeof(*l))))
+        return NULL;
+    l->pn.h = r->pn.h;
+    l->buf = *bufp;
+    *bufp = NULL;
+    l->len = r->len;
+    l->seg = r->seg->id;
+    l->off = r->off;
+    l->ns = e->ns;
+    l->remaining = remaining;
+    l->expires_ms = mono_ms() + s->cfg.read_linger_ms;
+    l->in_tab = true;
+    l->prev = s->ltail;
+    if (s->ltail)
+        s->ltail->next = l;
+    else
+        s->lhead = l;
+    s->ltail = l;
+    ptab_add(&s->lingering, &l->pn);
+    s->st->linger_bytes += l->len;
+    return l;
+}
+
+/* ---- joiners and copies --------------------------------------------------- */
+
+/* Called on an I/O thread: a copy of a verified page into a getter's slot,
+ * from a lingering page or the leader's read. A copy from the leader's slot
+ * is checked again, so that whatever a client does to its own slot never
+ * reaches another client; daemon-owned sources need no second check. */
 static int join_before(struct hc_io_req *req)
 {
     struct join *j = container_of(req, struct join, req);
-    const struct rd *lead = j->lead;
-    const void *src = lead->bounce ? lead->bounce : lead->buf;
-    memcpy(j->buf, src, lead->len);
-    return hc_crc32c(0, j->buf, lead->len) == lead->crc ? 0 : -EBADMSG;
+    const void *src;
+    uint32_t len;
+    bool owned = true;
+
+    if (j->lin) {
+        src = j->lin->buf;
+        len = j->lin->len;
+    } else {
+        src = rd_src(j->lead, &owned);
+        len = j->lead->len;
+    }
+    memcpy(j->buf, src, len);
+    if (owned)
+        return 0;
+    return hc_crc32c(0, j->buf, len) == j->lead->crc ? 0 : -EBADMSG;
 }
 
 static void join_done(struct hc_io_req *req)
 {
     struct join *j = container_of(req, struct join, req);
     struct rd *lead = j->lead;
-    struct hc_store *s = lead->s;
+    struct linger *l = j->lin;
+    struct hc_store *s = j->s;
 
     s->inflight--;
+    if (l) {
+        uint32_t len = l->len;
+        l->refs--;
+        linger_release(s, l);
+        client_hit(s, j->cb, j->data, len);
+        free(j);
+        return;
+    }
     if (req->result == 0) {
         client_hit(s, j->cb, j->data, lead->len);
     } else {
         /* The leader's slot changed under the copy: read again, alone. */
-        int rc = get_start(s, j->ns, j->key, j->klen, j->buf, j->cap, j->cb, j->data, false);
+        int rc = get_start(s, j->ns, j->key, j->klen, j->buf, j->cap, 1, j->cb, j->data, false);
         if (rc < 0)
             j->cb(j->data, rc, 0);
     }
@@ -1657,8 +2082,21 @@ static void join_done(struct hc_io_req *req)
     }
 }
 
+static void join_submit(struct hc_store *s, struct join *j)
+{
+    memset(&j->req, 0, sizeof(j->req));
+    j->req.op = HC_IO_TASK;
+    j->req.prio = HC_IO_PRIO_HIGH;
+    j->req.fd = -1;
+    j->req.before = join_before;
+    j->req.done = join_done;
+    s->inflight++;
+    hc_io_submit(s->io, &j->req);
+}
+
 /* Ends a storage read (or its open) with result: fans a good page out to the
- * joiners, maps failures to misses or errors. */
+ * joiners, keeps it lingering for the getter's other readers, maps failures
+ * to misses or errors. */
 static void rd_finish(struct hc_store *s, struct rd *r, ssize_t result)
 {
     struct seg *seg = r->seg;
@@ -1671,27 +2109,34 @@ static void rd_finish(struct hc_store *s, struct rd *r, ssize_t result)
     }
     seg->refs--;
     if (result >= 0) {
-        s->st->bytes_read_storage += r->len;
+        struct linger *l = NULL;
+        uint32_t njoins = 0;
+        s->st->bytes_read_storage += r->stored;
+        for (j = r->joins; j; j = j->next)
+            njoins++;
+        if (r->readers > njoins + 1 && s->cfg.coalesce_reads && s->cfg.read_linger_ms)
+            l = linger_new(s, r, r->readers - 1 - njoins);
         seg_maybe_free(s, seg);
-        if (!r->joins) {
+        if (l || !r->joins) {
+            /* The joiners copy from the lingering page, not from the
+             * leader's slot: the leader answers now. */
+            for (j = r->joins, r->joins = NULL; j; j = next) {
+                next = j->next;
+                j->lin = l;
+                l->refs++;
+                join_submit(s, j);
+            }
             client_hit(s, r->cb, r->data, r->len);
             rd_free(r);
             return;
         }
-        /* The leader answers after its joiners' copies, which read its buf. */
-        for (j = r->joins; j; j = next) {
-            next = j->next;
-            j->req.op = HC_IO_TASK;
-            j->req.prio = HC_IO_PRIO_HIGH;
-            j->req.fd = -1;
-            j->req.before = join_before;
-            j->req.done = join_done;
+        /* The leader answers after its joiners' copies, which may read its
+         * slot. */
+        for (j = r->joins; j; j = j->next)
             r->copies++;
-            s->inflight++;
-        }
         for (j = r->joins, r->joins = NULL; j; j = next) {
             next = j->next;
-            hc_io_submit(s->io, &j->req);
+            join_submit(s, j);
         }
         return;
     }
@@ -1728,13 +2173,32 @@ static void rd_finish(struct hc_store *s, struct rd *r, ssize_t result)
     rd_free(r);
 }
 
-/* Starts a get. joinable: may lead or join a coalesced read. Returns 0 (cb
+static struct join *join_new(struct hc_store *s, int ns, const char *key, size_t klen, void *buf,
+                             uint64_t cap, hc_store_cb cb, void *data)
+{
+    struct join *j = calloc(1, sizeof(*j));
+    if (!j)
+        return NULL;
+    j->s = s;
+    j->buf = buf;
+    j->cap = cap;
+    j->cb = cb;
+    j->data = data;
+    j->ns = ns;
+    j->klen = (uint16_t)klen;
+    memcpy(j->key, key, klen);
+    return j;
+}
+
+/* Starts a get. joinable: may be served by a lingering page, or lead or join
+ * a coalesced read. readers: the getter's readers per page. Returns 0 (cb
  * will run) or -errno (cb will not). */
 static int get_start(struct hc_store *s, int ns, const char *key, size_t klen, void *buf,
-                     uint64_t cap, hc_store_cb cb, void *data, bool joinable)
+                     uint64_t cap, uint32_t readers, hc_store_cb cb, void *data, bool joinable)
 {
     struct hc_hash h = page_hash(s, ns, key, klen);
     const struct hc_index_ent *e = hc_index_lookup(&s->ix, h);
+    uint32_t sblocks;
     struct rd *r;
 
     if (!e) {
@@ -1745,23 +2209,37 @@ static int get_start(struct hc_store *s, int ns, const char *key, size_t klen, v
     }
     if (e->len > cap)
         return defer_cb(s, cb, data, -ENOSPC, e->len);
+    sblocks = e->flags & HC_INDEX_FLAGS_USER;
     joinable = joinable && s->cfg.coalesce_reads;
+    if (joinable && s->lhead) {
+        struct pnode *p = ptab_find(&s->lingering, h);
+        if (p) {
+            struct linger *l = container_of(p, struct linger, pn);
+            if (l->seg == e->seg && l->off == (uint64_t)e->off * HC_STORE_ALIGN &&
+                l->len == e->len && mono_ms() < l->expires_ms) {
+                struct join *j = join_new(s, ns, key, klen, buf, cap, cb, data);
+                if (!j)
+                    return -ENOMEM;
+                j->lin = l;
+                l->refs++;
+                s->st->coalesced_reads++;
+                if (--l->remaining == 0)
+                    linger_unlink(s, l); /* freed once the copy is done */
+                join_submit(s, j);
+                return 0;
+            }
+            linger_unlink(s, l); /* stale: read again */
+        }
+    }
     if (joinable) {
         struct pnode *p = ptab_find(&s->reading, h);
         if (p) {
             struct rd *lead = container_of(p, struct rd, pn);
             if (lead->len == e->len) {
-                struct join *j = calloc(1, sizeof(*j));
+                struct join *j = join_new(s, ns, key, klen, buf, cap, cb, data);
                 if (!j)
                     return -ENOMEM;
                 j->lead = lead;
-                j->buf = buf;
-                j->cap = cap;
-                j->cb = cb;
-                j->data = data;
-                j->ns = ns;
-                j->klen = (uint16_t)klen;
-                memcpy(j->key, key, klen);
                 j->next = lead->joins;
                 lead->joins = j;
                 s->st->coalesced_reads++;
@@ -1770,11 +2248,22 @@ static int get_start(struct hc_store *s, int ns, const char *key, size_t klen, v
         }
     }
 
+    /* A page that may linger is read into a daemon-owned buffer, which the
+     * lingering entry then takes over without a copy. */
+    bool linger =
+        readers > 1 && joinable && s->cfg.read_linger_ms && e->len <= s->cfg.read_linger_bytes;
+    bool unaligned = ((uintptr_t)buf % HC_STORE_ALIGN) != 0 || e->len % HC_STORE_ALIGN != 0;
     r = calloc(1, sizeof(*r));
     if (!r || posix_memalign((void **)&r->hdr, HC_STORE_ALIGN, HC_STORE_ALIGN) != 0)
         goto nomem;
-    if (s->cfg.use_direct_io &&
-        (((uintptr_t)buf % HC_STORE_ALIGN) != 0 || e->len % HC_STORE_ALIGN != 0)) {
+    if (sblocks) {
+        if (posix_memalign(&r->bounce, HC_STORE_ALIGN, (size_t)sblocks * HC_STORE_ALIGN) != 0) {
+            r->bounce = NULL;
+            goto nomem;
+        }
+        if (!(r->plain = malloc(e->len)))
+            goto nomem;
+    } else if (linger || (s->cfg.use_direct_io && unaligned)) {
         if (posix_memalign(&r->bounce, HC_STORE_ALIGN, round_up(e->len)) != 0) {
             r->bounce = NULL;
             goto nomem;
@@ -1784,6 +2273,8 @@ static int get_start(struct hc_store *s, int ns, const char *key, size_t klen, v
     r->seg = s->segs[e->seg];
     r->off = (uint64_t)e->off * HC_STORE_ALIGN;
     r->len = e->len;
+    r->sblocks = sblocks;
+    r->readers = readers;
     r->buf = buf;
     r->cb = cb;
     r->data = data;
@@ -1808,11 +2299,17 @@ nomem:
 int hc_store_get(struct hc_store *s, int ns, const char *key, size_t klen, void *buf, uint64_t cap,
                  hc_store_cb cb, void *data)
 {
+    return hc_store_get_ex(s, ns, key, klen, buf, cap, NULL, cb, data);
+}
+
+int hc_store_get_ex(struct hc_store *s, int ns, const char *key, size_t klen, void *buf,
+                    uint64_t cap, const struct hc_store_opts *opts, hc_store_cb cb, void *data)
+{
     if (!s || !cb || !key || !ns_valid(s, ns) || klen == 0 || klen > HC_KEY_MAX ||
         (!buf && cap > 0))
         return -EINVAL;
     s->st->gets++;
-    return get_start(s, ns, key, klen, buf, cap, cb, data, true);
+    return get_start(s, ns, key, klen, buf, cap, opts ? opts->readers : 1, cb, data, true);
 }
 
 uint64_t hc_store_exists(struct hc_store *s, int ns, const char *key, size_t klen)
@@ -1949,6 +2446,10 @@ uint64_t hc_store_clear(struct hc_store *s, int ns)
     struct nsent *e = &s->ns[ns];
 
     writing_detach_ns(s, ns);
+    linger_drop(s, -1, ns);
+    for (struct wrec *w = s->compressing; w; w = w->znext)
+        if (w->ns == ns)
+            w->cleared = true;
 
     /* Everything this node allocated so far lies before this position; writes
      * still in flight are kept out of the index by the same test. */
@@ -2287,6 +2788,7 @@ void hc_store_tick(struct hc_store *s, uint64_t now_ms)
         return;
     s->now_ms = now_ms;
     s->have_now = true;
+    linger_expire(s, mono_ms());
     if (s->stopping)
         return; /* close() seals; nothing new may be in flight */
     struct seg *o = s->open;
@@ -2316,6 +2818,14 @@ void hc_store_reconfigure(struct hc_store *s, const struct hc_store_config *cfg)
     s->cfg.discovery_interval_ms = cfg->discovery_interval_ms;
     s->cfg.dedupe = cfg->dedupe;
     s->cfg.coalesce_reads = cfg->coalesce_reads;
+    s->cfg.enable_compression = cfg->enable_compression;
+    s->cfg.compression_level = cfg->compression_level;
+    s->cfg.read_linger_ms = cfg->read_linger_ms;
+    s->cfg.read_linger_bytes = cfg->read_linger_bytes;
+    if (!s->cfg.coalesce_reads || !s->cfg.read_linger_ms)
+        linger_drop(s, -1, -1);
+    while (s->lhead && s->st->linger_bytes > s->cfg.read_linger_bytes)
+        linger_unlink(s, s->lhead);
 }
 
 bool hc_store_quiesce(struct hc_store *s)
@@ -2385,10 +2895,12 @@ static int scan_segment(struct hc_store *s, struct seg *seg, int fd, uint64_t si
             seg->recs = n;
             seg->caprecs = ncap;
         }
-        seg->recs[seg->nrecs++] = (struct seg_rec){.h = hc_index_hash(v.ns, v.nslen, v.key, v.klen),
-                                                   .off = off,
-                                                   .len = (uint32_t)v.len,
-                                                   .ns = (uint16_t)ns};
+        seg->recs[seg->nrecs++] =
+            (struct seg_rec){.h = hc_index_hash(v.ns, v.nslen, v.key, v.klen),
+                             .off = off,
+                             .len = (uint32_t)v.orig,
+                             .ns = (uint16_t)ns,
+                             .sblocks = v.zstd ? (uint16_t)(round_up(v.len) / HC_STORE_ALIGN) : 0};
         off += rec_size(v.len);
     }
     if (rc == -ENODATA)
@@ -2542,7 +3054,7 @@ static int load_local(struct hc_store *s, char *err, size_t errlen)
         for (size_t r = 0; r < seg->nrecs; r++) {
             const struct seg_rec *x = &seg->recs[r];
             if (!tombstoned(s, x->ns, seg->seq, x->off))
-                index_put(s, seg, x->h, x->off, x->len, x->ns);
+                index_put(s, seg, x->h, x->off, x->len, x->ns, x->sblocks);
         }
         int src = seal_sync(s, seg);
         if (src < 0)
@@ -2622,7 +3134,7 @@ int hc_store_open(struct hc_store **out, const struct hc_store_config *cfg, stru
     s->ns_map = calloc(s->ns_map_cap, sizeof(*s->ns_map));
     if (!s->ns_map || hc_index_init(&s->ix) < 0)
         goto nomem;
-    if (ptab_init(&s->writing) < 0 || ptab_init(&s->reading) < 0)
+    if (ptab_init(&s->writing) < 0 || ptab_init(&s->reading) < 0 || ptab_init(&s->lingering) < 0)
         goto nomem;
     if (asprintf(&s->root, "%s/%s", cfg->mount_point, cfg->root_dir) < 0) {
         s->root = NULL;
@@ -2701,8 +3213,11 @@ void hc_store_close(struct hc_store *s)
     for (uint32_t i = 0; i < s->nnodes; i++)
         free(s->nodes[i]);
     free(s->nodes);
+    while (s->lhead) /* copies are over once quiesced */
+        linger_unlink(s, s->lhead);
     free(s->writing.b);
     free(s->reading.b);
+    free(s->lingering.b);
     hc_index_free(&s->ix);
     free(s->root);
     free(s->dir);

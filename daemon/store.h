@@ -15,7 +15,15 @@
  * other nodes always see a new segment as new. Records are aligned to
  * HC_STORE_ALIGN: a header block (magic, version, flags, epoch, namespace,
  * key, payload length, payload CRC32C, header CRC32C) then the payload,
- * padded. Other nodes' directories are read, never written. */
+ * padded. A compressed record (flag HC_REC_ZSTD) stores the zstd frame as its
+ * payload and the original length after the key; both lengths are covered by
+ * the header CRC, the payload CRC covers the stored bytes. Other nodes'
+ * directories are read, never written.
+ *
+ * Read linger: a get from a client with readers > 1 (every TP rank of an MLA
+ * model reads the same page, not at the same instant) keeps the verified page
+ * in memory after its storage read, so the other readers' gets are served
+ * without a second storage read (see struct hc_store_opts). */
 #ifndef HC_STORE_H
 #define HC_STORE_H
 
@@ -39,8 +47,36 @@ struct hc_store_config {
     uint32_t discovery_interval_ms; /* scan other nodes' directories this often */
     bool use_direct_io;             /* O_DIRECT on segment files */
     bool dedupe;                    /* sets of stored / in-flight keys cost nothing */
-    bool coalesce_reads;            /* concurrent gets of a key share one read */
+    bool coalesce_reads;            /* concurrent gets of a key share one read, and
+                                       reads linger for their other readers */
+    bool enable_compression;        /* default of sets whose opts say HC_COMPRESS_DEFAULT */
+    int compression_level;          /* zstd level (negative: faster); 0 = 1 */
+    uint32_t read_linger_ms;        /* keep a read page this long at most; 0 = never */
+    uint64_t read_linger_bytes;     /* memory cap of lingering pages; 0 = never */
 };
+
+/* Per-client options of a get or set (from the client's hello). */
+enum hc_compress {
+    HC_COMPRESS_DEFAULT = 0, /* the store's enable_compression */
+    HC_COMPRESS_OFF = 1,
+    HC_COMPRESS_ZSTD = 2,
+};
+
+struct hc_store_opts {
+    /* Gets: how many clients read each page this client reads (the TP ranks
+     * of an MLA model); 0 or 1: no linger. After the storage read, the page
+     * stays in memory until readers - 1 further gets of it were served (by
+     * joining the read in flight or from memory), read_linger_ms passed, the
+     * read_linger_bytes cap pushed it out (oldest first), or it was evicted
+     * or cleared. */
+    uint32_t readers;
+    /* Sets: enum hc_compress. A page is stored compressed only when zstd
+     * saves at least ~3% and a 4 KiB block. */
+    uint32_t compression;
+};
+
+#define HC_STORE_OPTS_DEFAULT                                                                      \
+    ((struct hc_store_opts){.readers = 1, .compression = HC_COMPRESS_DEFAULT})
 
 struct hc_store;
 
@@ -81,6 +117,13 @@ typedef void (*hc_store_cb)(void *data, int status, uint64_t len);
 int hc_store_set(struct hc_store *s, int ns, const char *key, size_t klen, const void *buf,
                  uint64_t len, hc_store_cb cb, void *data);
 
+/* Same, with the client's options (opts NULL: HC_STORE_OPTS_DEFAULT). A page
+ * to compress is compressed on an I/O thread before its place in the segment
+ * is taken; cb's len is still the original length. Also -EINVAL for an
+ * unknown opts->compression. */
+int hc_store_set_ex(struct hc_store *s, int ns, const char *key, size_t klen, const void *buf,
+                    uint64_t len, const struct hc_store_opts *opts, hc_store_cb cb, void *data);
+
 /* Reads the page (ns, key) into buf (cap bytes). cb gets 0 and the length on a
  * hit, -ENOENT on a miss or a record that fails its checks (counted in
  * corrupt_records; the bytes in buf are then undefined and must not be used),
@@ -89,6 +132,14 @@ int hc_store_set(struct hc_store *s, int ns, const char *key, size_t klen, const
  * called). */
 int hc_store_get(struct hc_store *s, int ns, const char *key, size_t klen, void *buf, uint64_t cap,
                  hc_store_cb cb, void *data);
+
+/* Same, with the client's options (opts NULL: HC_STORE_OPTS_DEFAULT). A get
+ * served from a lingering page or by joining a read in flight counts in
+ * coalesced_reads and bytes_served, not in bytes_read_storage. Compressed
+ * pages are decompressed on an I/O thread; their original length is what
+ * cap is checked against and what cb gets. */
+int hc_store_get_ex(struct hc_store *s, int ns, const char *key, size_t klen, void *buf,
+                    uint64_t cap, const struct hc_store_opts *opts, hc_store_cb cb, void *data);
 
 /* Answers from the index only. Returns the page length (> 0) if (ns, key) is
  * visible, 0 if not. */
@@ -108,8 +159,9 @@ uint64_t hc_store_clear(struct hc_store *s, int ns);
 void hc_store_tick(struct hc_store *s, uint64_t now_ms);
 
 /* Applies the limits of cfg that can change while running: capacity_bytes,
- * min_free_ratio, seal_interval_ms, discovery_interval_ms, dedupe and
- * coalesce_reads (the next tick and the next requests use them). Every other
+ * min_free_ratio, seal_interval_ms, discovery_interval_ms, dedupe,
+ * coalesce_reads, enable_compression, compression_level, read_linger_ms and
+ * read_linger_bytes (the next tick and the next requests use them). Every other
  * field is ignored: it takes a restart. */
 void hc_store_reconfigure(struct hc_store *s, const struct hc_store_config *cfg);
 

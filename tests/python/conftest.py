@@ -24,6 +24,7 @@ class Daemon:
         # HICACHE_TEST_DATA_ROOT (set by tests/juicefs/test_suites_on_juicefs.sh)
         # puts the data directory on that mount; socket and log stay local.
         root = os.environ.get("HICACHE_TEST_DATA_ROOT")
+        os.makedirs(self.base, exist_ok=True)
         if root:
             os.makedirs(root, exist_ok=True)
             self.data = tempfile.mkdtemp(prefix="pytest-data.", dir=root)

@@ -3,11 +3,18 @@ shards, MLA where only TP rank 0 writes and every rank reads. Each rank
 builds its own host pool, backend and connections. The ranks come from a
 multiprocessing fork server that imported SGLang once (a clean,
 single-threaded parent: forking the test process itself, whose torch thread
-pool has run, can deadlock the children)."""
+pool has run, can deadlock the children).
+
+In SGLang every TP rank's cache controller prefetches on its own thread, so
+the ranks' gets of one page arrive close together but not at once: some
+while the first storage read is in flight (coalesced), some after it
+finished (served from the daemon's read linger). The MLA test spreads the
+ranks' reads that way and requires one storage read per page."""
 
 import hc_testenv
 
 import multiprocessing
+import time
 import traceback
 
 import pytest
@@ -27,7 +34,29 @@ def _child(q, args):
         q.put({"error": traceback.format_exc()})
 
 
-def run_ranks(daemon, kind, layout, tmp_path):
+# Start of each rank's batch_get after the common barrier, in seconds: rank 1
+# nearly with rank 0 (joins reads in flight), ranks 2 and 3 after rank 0's
+# reads finished.
+READ_DELAYS = (0.0, 0.002, 0.05, 0.3)
+
+
+def _child_staggered(q, args, delays):
+    """_child, with rank r starting its reads delays[r] s after the others
+    met at the "read" barrier."""
+    import rank_worker
+
+    met = rank_worker.barrier
+
+    def barrier(syncdir, name, rank, world, timeout=120):
+        met(syncdir, name, rank, world, timeout)
+        if name == "read":
+            time.sleep(delays[rank])
+
+    rank_worker.barrier = barrier
+    _child(q, args)
+
+
+def run_ranks(daemon, kind, layout, tmp_path, delays=None):
     sync = tmp_path / f"sync-{kind}"
     sync.mkdir()
     ctx = multiprocessing.get_context("forkserver")
@@ -35,10 +64,13 @@ def run_ranks(daemon, kind, layout, tmp_path):
                                 "sglang.srt.mem_cache.pool_host.mha",
                                 "sglang.srt.mem_cache.pool_host.mla"])
     q = ctx.Queue()
-    procs = [
-        ctx.Process(target=_child, args=(q, (daemon.socket, kind, layout, r, WORLD, PAGES, str(sync))))
-        for r in range(WORLD)
-    ]
+    def proc(r):
+        args = (daemon.socket, kind, layout, r, WORLD, PAGES, str(sync))
+        if delays is None:
+            return ctx.Process(target=_child, args=(q, args))
+        return ctx.Process(target=_child_staggered, args=(q, args, delays))
+
+    procs = [proc(r) for r in range(WORLD)]
     try:
         for p in procs:
             p.start()
@@ -69,7 +101,7 @@ def test_tp4_mha_ranks_store_their_own_shards(daemon, tmp_path):
 
 
 def test_mla_rank0_writes_all_ranks_read(daemon, tmp_path):
-    res = run_ranks(daemon, "mla", "page_first", tmp_path)
+    res = run_ranks(daemon, "mla", "page_first", tmp_path, delays=READ_DELAYS)
     assert [r["wrote"] for r in res] == [True, False, False, False]
     assert all(r["read_ok"] for r in res), res
     assert len({r["digest"] for r in res}) == 1  # every rank got rank 0's pages
@@ -79,7 +111,23 @@ def test_mla_rank0_writes_all_ranks_read(daemon, tmp_path):
     assert st["pages"] == PAGES
     assert st["bytes_written"] == data  # written once, by rank 0
     assert st["bytes_served"] == WORLD * data
-    # every get was either a storage read or joined a concurrent one
-    assert st["bytes_read_storage"] + st["coalesced_reads"] * pb == WORLD * data
+    # read from storage once: every other get joined the read in flight or
+    # was served from the page the daemon kept for the other ranks
+    assert st["bytes_read_storage"] == data, st
+    assert st["coalesced_reads"] == (WORLD - 1) * PAGES, st
+    assert st["linger_bytes"] == 0  # each page was dropped after its 4th reader
     print(f"MLA: storage reads {st['bytes_read_storage'] / data:.2f}x the data, "
           f"coalesced_reads {st['coalesced_reads']}")
+
+
+def test_mla_without_linger_reads_again(daemon_factory, tmp_path):
+    """The same spread with the daemon's linger off: the late ranks read
+    storage again (what the linger saves, and proof the test above can fail)."""
+    d = daemon_factory("nolinger", extra_args=["--read-linger-ms", "0"]).start()
+    res = run_ranks(d, "mla", "page_first", tmp_path, delays=READ_DELAYS)
+    assert all(r["read_ok"] for r in res), res
+    assert len({r["digest"] for r in res}) == 1
+    data = PAGES * res[0]["page_bytes"]
+    st = d.client(res[0]["namespace"]).stats()
+    assert st["bytes_read_storage"] >= 2 * data, st
+    d.stop()

@@ -1,6 +1,7 @@
 /* Segment store against the real I/O pool and a real temporary directory:
  * round trips, dedupe, coalescing, visibility, restart and recovery, corrupt
- * records, capacity eviction, two nodes on one volume, clear. */
+ * records, capacity eviction, two nodes on one volume, clear, read linger,
+ * compression. */
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
@@ -1154,6 +1155,504 @@ START_TEST(test_ns_lookup)
 }
 END_TEST
 
+/* ---- read linger (MLA: every TP rank reads each page, not at once) ------- */
+
+static struct hc_store_config linger_cfg(void)
+{
+    struct hc_store_config cfg = base_cfg("n1");
+    cfg.read_linger_ms = 60000;
+    cfg.read_linger_bytes = 64 * MiB;
+    return cfg;
+}
+
+/* Gets page i with options (readers), checking the bytes on a hit. */
+static int get_page_opts(struct hc_store *s, int ns, int i, size_t len,
+                         const struct hc_store_opts *o)
+{
+    char key[128];
+    unsigned char *buf = malloc(len);
+    struct res r = {0};
+    key_of(i, key);
+    memset(buf, 0x5A, len);
+    ck_assert_int_eq(hc_store_get_ex(s, ns, key, strlen(key), buf, len, o, cb, &r), 0);
+    ck_assert(!r.done);
+    drain_all();
+    ck_assert(r.done);
+    if (r.status == 0) {
+        ck_assert_uint_eq(r.len, len);
+        ck_assert_msg(same(buf, len, (uint64_t)i), "wrong bytes for page %d", i);
+    }
+    free(buf);
+    return r.status;
+}
+
+START_TEST(test_linger_one_read_per_page)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = linger_cfg();
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "mla", 3);
+    size_t len = 100 * KiB + 3; /* not block-sized */
+    struct hc_store_opts o = {.readers = 4};
+    put_page(s, ns, 1, len);
+
+    /* Four readers, one after the other (each get finished before the next
+     * starts, so no in-flight coalescing): one storage read. */
+    ck_assert_int_eq(get_page_opts(s, ns, 1, len, &o), 0);
+    ck_assert_uint_eq(st.bytes_read_storage, len);
+    ck_assert_uint_eq(st.linger_bytes, len);
+    for (int r = 1; r < 4; r++) {
+        ck_assert_int_eq(get_page_opts(s, ns, 1, len, &o), 0);
+        ck_assert_uint_eq(st.bytes_read_storage, len);
+    }
+    ck_assert_uint_eq(st.coalesced_reads, 3);
+    ck_assert_uint_eq(st.bytes_served, 4 * len);
+    ck_assert_uint_eq(st.hits, 4);
+    ck_assert_uint_eq(st.linger_bytes, 0); /* every reader served: dropped */
+    /* A fifth get (a new request of the page) reads storage again. */
+    ck_assert_int_eq(get_page_opts(s, ns, 1, len, &o), 0);
+    ck_assert_uint_eq(st.bytes_read_storage, 2 * len);
+    ck_assert_uint_eq(st.linger_bytes, len);
+
+    /* Without readers (MHA, or linger off for the client): no linger. */
+    put_page(s, ns, 2, len);
+    ck_assert_int_eq(get_page(s, ns, 2, len), 0);
+    ck_assert_int_eq(get_page(s, ns, 2, len), 0);
+    ck_assert_uint_eq(st.bytes_read_storage, 4 * len);
+    close_store(s);
+    ck_assert_uint_eq(st.linger_bytes, 0);
+}
+END_TEST
+
+/* Two readers of three in flight at once, the third after: one read; and
+ * what the first getter does to its own slot afterwards never reaches the
+ * third. */
+START_TEST(test_linger_after_joiners)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = linger_cfg();
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "mla", 3);
+    size_t len = 64 * KiB;
+    struct hc_store_opts o = {.readers = 3};
+    unsigned char *a = malloc(len), *b = malloc(len);
+    struct res ra = {0}, rb = {0};
+    char key[128];
+    put_page(s, ns, 7, len);
+    key_of(7, key);
+    ck_assert_int_eq(hc_store_get_ex(s, ns, key, strlen(key), a, len, &o, cb, &ra), 0);
+    ck_assert_int_eq(hc_store_get_ex(s, ns, key, strlen(key), b, len, &o, cb, &rb), 0);
+    drain_all();
+    ck_assert(ra.done && rb.done);
+    ck_assert_int_eq(ra.status, 0);
+    ck_assert_int_eq(rb.status, 0);
+    ck_assert(same(a, len, 7));
+    ck_assert(same(b, len, 7));
+    ck_assert_uint_eq(st.bytes_read_storage, len);
+    ck_assert_uint_eq(st.linger_bytes, len); /* one reader to go */
+    memset(a, 0xEE, len);
+    memset(b, 0xEE, len);
+    ck_assert_int_eq(get_page_opts(s, ns, 7, len, &o), 0);
+    ck_assert_uint_eq(st.bytes_read_storage, len);
+    ck_assert_uint_eq(st.coalesced_reads, 2);
+    ck_assert_uint_eq(st.linger_bytes, 0);
+    free(a);
+    free(b);
+    close_store(s);
+}
+END_TEST
+
+START_TEST(test_linger_expiry)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = linger_cfg();
+    cfg.read_linger_ms = 100;
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "mla", 3);
+    size_t len = 32 * KiB;
+    struct hc_store_opts o = {.readers = 8};
+    put_page(s, ns, 1, len);
+    put_page(s, ns, 2, len);
+
+    /* Expired at the next get, without a tick. */
+    ck_assert_int_eq(get_page_opts(s, ns, 1, len, &o), 0);
+    ck_assert_uint_eq(st.linger_bytes, len);
+    usleep(250 * 1000);
+    ck_assert_int_eq(get_page_opts(s, ns, 1, len, &o), 0);
+    ck_assert_uint_eq(st.bytes_read_storage, 2 * len);
+    ck_assert_uint_eq(st.coalesced_reads, 0);
+
+    /* Expired by the tick: the memory goes back without another get. */
+    ck_assert_int_eq(get_page_opts(s, ns, 2, len, &o), 0);
+    ck_assert_uint_eq(st.linger_bytes, 2 * len);
+    hc_store_tick(s, 1000);
+    ck_assert_uint_eq(st.linger_bytes, 2 * len); /* still young */
+    usleep(250 * 1000);
+    hc_store_tick(s, 2000);
+    ck_assert_uint_eq(st.linger_bytes, 0);
+    ck_assert_int_eq(get_page_opts(s, ns, 2, len, &o), 0);
+    ck_assert_uint_eq(st.bytes_read_storage, 4 * len);
+    close_store(s);
+}
+END_TEST
+
+START_TEST(test_linger_cap)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = linger_cfg();
+    size_t len = 48 * KiB;
+    cfg.read_linger_bytes = 2 * len;
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "mla", 3);
+    struct hc_store_opts o = {.readers = 4};
+    for (int i = 0; i < 3; i++)
+        put_page(s, ns, i, len);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(get_page_opts(s, ns, i, len, &o), 0);
+    ck_assert_uint_eq(st.linger_bytes, 2 * len); /* page 0 pushed out */
+    ck_assert_uint_eq(st.bytes_read_storage, 3 * len);
+    ck_assert_int_eq(get_page_opts(s, ns, 2, len, &o), 0); /* from memory */
+    ck_assert_int_eq(get_page_opts(s, ns, 1, len, &o), 0);
+    ck_assert_uint_eq(st.bytes_read_storage, 3 * len);
+    ck_assert_int_eq(get_page_opts(s, ns, 0, len, &o), 0); /* read again */
+    ck_assert_uint_eq(st.bytes_read_storage, 4 * len);
+    ck_assert_uint_le(st.linger_bytes, 2 * len);
+    /* A page larger than the cap never lingers. */
+    put_page(s, ns, 9, 3 * len);
+    ck_assert_int_eq(get_page_opts(s, ns, 9, 3 * len, &o), 0);
+    ck_assert_int_eq(get_page_opts(s, ns, 9, 3 * len, &o), 0);
+    ck_assert_uint_eq(st.bytes_read_storage, 4 * len + 6 * len);
+    ck_assert_uint_le(st.linger_bytes, 2 * len);
+    close_store(s);
+}
+END_TEST
+
+/* A lingering page goes with its page: clear and capacity eviction. */
+START_TEST(test_linger_dropped_with_page)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = linger_cfg();
+    cfg.segment_size = 1 * MiB;
+    cfg.capacity_bytes = 2 * MiB;
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "mla", 3);
+    size_t len = 64 * KiB;
+    struct hc_store_opts o = {.readers = 4};
+
+    put_page(s, ns, 0, len);
+    ck_assert_int_eq(get_page_opts(s, ns, 0, len, &o), 0);
+    ck_assert_uint_eq(st.linger_bytes, len);
+    ck_assert_uint_eq(hc_store_clear(s, ns), 1);
+    ck_assert_uint_eq(st.linger_bytes, 0);
+    ck_assert_int_eq(get_page_opts(s, ns, 0, len, &o), -ENOENT);
+
+    /* Page 1 lingers in the first segment; writing more evicts it. */
+    put_page(s, ns, 1, len);
+    ck_assert_int_eq(get_page_opts(s, ns, 1, len, &o), 0);
+    ck_assert_uint_eq(st.linger_bytes, len);
+    uint64_t now = 1000;
+    for (int i = 2; st.evicted_pages == 0 && i < 200; i++) {
+        put_page(s, ns, i, len);
+        hc_store_tick(s, now += 300);
+        drain_all();
+    }
+    ck_assert_uint_gt(st.evicted_pages, 0);
+    ck_assert(!page_exists(s, ns, 1));
+    ck_assert_uint_eq(st.linger_bytes, 0);
+    ck_assert_int_eq(get_page_opts(s, ns, 1, len, &o), -ENOENT);
+    close_store(s);
+}
+END_TEST
+
+/* With coalesce_reads off (the benchmark's baseline) nothing lingers. */
+START_TEST(test_linger_off_without_coalescing)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = linger_cfg();
+    cfg.coalesce_reads = false;
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "mla", 3);
+    size_t len = 16 * KiB;
+    struct hc_store_opts o = {.readers = 4};
+    put_page(s, ns, 3, len);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(get_page_opts(s, ns, 3, len, &o), 0);
+    ck_assert_uint_eq(st.bytes_read_storage, 4 * len);
+    ck_assert_uint_eq(st.linger_bytes, 0);
+    close_store(s);
+}
+END_TEST
+
+/* ---- compression ----------------------------------------------------------- */
+
+/* bf16-like bytes: a random mantissa byte, then one of a few sign/exponent
+ * bytes (values of similar magnitude), as KV activations are. */
+static void fill_bf16ish(unsigned char *p, size_t len, uint64_t seed)
+{
+    static const unsigned char hi[4] = {0x3c, 0x3d, 0xbc, 0xbd};
+    fill(p, len, seed);
+    for (size_t i = 1; i < len; i += 2)
+        p[i] = hi[p[i] & 3];
+}
+
+static int set_buf(struct hc_store *s, int ns, int i, const void *buf, size_t len,
+                   const struct hc_store_opts *o)
+{
+    char key[128];
+    struct res r = {0};
+    key_of(i, key);
+    ck_assert_int_eq(hc_store_set_ex(s, ns, key, strlen(key), buf, len, o, cb, &r), 0);
+    drain_all();
+    ck_assert(r.done);
+    if (r.status == 0)
+        ck_assert_uint_eq(r.len, len);
+    return r.status;
+}
+
+/* Gets page i into a fresh buffer; 0 and *out (malloc'd, len bytes) on a hit. */
+static int get_buf(struct hc_store *s, int ns, int i, size_t len, unsigned char **out)
+{
+    char key[128];
+    unsigned char *buf = malloc(len);
+    struct res r = {0};
+    key_of(i, key);
+    ck_assert_int_eq(hc_store_get(s, ns, key, strlen(key), buf, len, cb, &r), 0);
+    drain_all();
+    ck_assert(r.done);
+    if (r.status == 0) {
+        ck_assert_uint_eq(r.len, len);
+        *out = buf;
+    } else {
+        free(buf);
+    }
+    return r.status;
+}
+
+static void compress_round_trip(bool direct)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = base_cfg("n1");
+    cfg.use_direct_io = direct;
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "zz", 2);
+    size_t len = 256 * KiB + 100;
+    unsigned char *rnd = malloc(len), *kv = malloc(len), *zero = calloc(1, len), *got;
+    struct hc_store_opts z = {.compression = HC_COMPRESS_ZSTD};
+    fill(rnd, len, 1);
+    fill_bf16ish(kv, len, 2);
+
+    /* Random bytes do not compress: stored raw. */
+    ck_assert_int_eq(set_buf(s, ns, 1, rnd, len, &z), 0);
+    ck_assert_uint_eq(st.compressed_pages, 0);
+    ck_assert_uint_eq(st.bytes_written, len);
+    uint64_t raw_disk = node_bytes("n1");
+    ck_assert_uint_eq(raw_disk, 4096 + 260 * KiB);
+
+    /* bf16-like and zero pages: compressed, fewer bytes written and on disk. */
+    ck_assert_int_eq(set_buf(s, ns, 2, kv, len, &z), 0);
+    ck_assert_uint_eq(st.compressed_pages, 1);
+    uint64_t kv_stored = st.bytes_written - len;
+    ck_assert_uint_lt(kv_stored, len * 3 / 4);
+    ck_assert_uint_eq(st.bytes_saved_compression, len - kv_stored);
+    ck_assert_uint_lt(node_bytes("n1") - raw_disk, 4096 + kv_stored + 4096);
+    ck_assert_int_eq(set_buf(s, ns, 3, zero, len, &z), 0);
+    ck_assert_uint_eq(st.compressed_pages, 2);
+    ck_assert_uint_eq(st.bytes_stored, 3 * len); /* original lengths */
+
+    /* exists and the -ENOSPC check see the original length. */
+    char key[128];
+    key_of(2, key);
+    ck_assert_uint_eq(hc_store_exists(s, ns, key, strlen(key)), len);
+    unsigned char *small = malloc(len - 1);
+    struct res r = {0};
+    ck_assert_int_eq(hc_store_get(s, ns, key, strlen(key), small, len - 1, cb, &r), 0);
+    drain_all();
+    ck_assert_int_eq(r.status, -ENOSPC);
+    ck_assert_uint_eq(r.len, len);
+    free(small);
+
+    ck_assert_int_eq(get_buf(s, ns, 1, len, &got), 0);
+    ck_assert(memcmp(got, rnd, len) == 0);
+    free(got);
+    uint64_t before = st.bytes_read_storage;
+    ck_assert_int_eq(get_buf(s, ns, 2, len, &got), 0);
+    ck_assert(memcmp(got, kv, len) == 0);
+    free(got);
+    ck_assert_uint_eq(st.bytes_read_storage - before, kv_stored);
+    ck_assert_int_eq(get_buf(s, ns, 3, len, &got), 0);
+    ck_assert(memcmp(got, zero, len) == 0);
+    free(got);
+    ck_assert_uint_eq(st.bytes_served, 3 * len);
+
+    /* The daemon default, and a client that turns it off. */
+    struct hc_store_config cfg2 = cfg;
+    cfg2.enable_compression = true;
+    hc_store_reconfigure(s, &cfg2);
+    ck_assert_int_eq(set_buf(s, ns, 4, kv, len, NULL), 0);
+    ck_assert_uint_eq(st.compressed_pages, 3);
+    struct hc_store_opts off = {.compression = HC_COMPRESS_OFF};
+    ck_assert_int_eq(set_buf(s, ns, 5, kv, len, &off), 0);
+    ck_assert_uint_eq(st.compressed_pages, 3);
+    struct hc_store_opts bad = {.compression = 3};
+    key_of(6, key);
+    ck_assert_int_eq(hc_store_set_ex(s, ns, key, strlen(key), kv, len, &bad, cb, &r), -EINVAL);
+    close_store(s);
+
+    /* After a restart (from the .idx) and from the segment scan alone. */
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) {
+            char idx[PATH_MAX];
+            node_file(idx, "n1", first_seq("n1"), "idx");
+            ck_assert_int_eq(unlink(idx), 0);
+        }
+        s = open_store(&cfg, &st);
+        ns = hc_store_ns(s, "zz", 2);
+        ck_assert_uint_eq(st.pages, 5);
+        ck_assert_uint_eq(st.bytes_stored, 5 * len);
+        for (int i = 1; i <= 5; i++) {
+            ck_assert_int_eq(get_buf(s, ns, i, len, &got), 0);
+            ck_assert(memcmp(got, i == 1 ? rnd : i == 3 ? zero : kv, len) == 0);
+            free(got);
+        }
+        ck_assert_uint_eq(st.corrupt_records, 0);
+        close_store(s);
+    }
+
+    /* Another node reads them from the sealed segment's .idx. */
+    struct hc_stats st2;
+    struct hc_store_config cb2 = base_cfg("n2");
+    cb2.use_direct_io = direct;
+    s = open_store(&cb2, &st2);
+    ns = hc_store_ns(s, "zz", 2);
+    ck_assert_uint_eq(st2.remote_pages, 5);
+    ck_assert_int_eq(get_buf(s, ns, 2, len, &got), 0);
+    ck_assert(memcmp(got, kv, len) == 0);
+    free(got);
+    close_store(s);
+    free(rnd);
+    free(kv);
+    free(zero);
+}
+
+START_TEST(test_compress_round_trip)
+{
+    compress_round_trip(false);
+}
+END_TEST
+
+START_TEST(test_compress_round_trip_direct)
+{
+    compress_round_trip(true);
+}
+END_TEST
+
+/* A flipped byte in a compressed payload, or in the original length of its
+ * header, is a miss, counted; the other pages stay readable. */
+START_TEST(test_compress_corrupt)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = base_cfg("n1");
+    cfg.enable_compression = true;
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "zz", 2);
+    size_t len = 64 * KiB;
+    unsigned char *kv = malloc(len), *got;
+    uint64_t offs[3], at = 0;
+    for (int i = 0; i < 3; i++) {
+        uint64_t w0 = st.bytes_written;
+        fill_bf16ish(kv, len, (uint64_t)i + 10);
+        ck_assert_int_eq(set_buf(s, ns, i, kv, len, NULL), 0);
+        offs[i] = at;
+        at += 4096 + ((st.bytes_written - w0 + 4095) & ~4095ull);
+    }
+    ck_assert_uint_eq(st.compressed_pages, 3);
+    ck_assert_uint_eq(node_bytes("n1"), at);
+    char seg[PATH_MAX];
+    node_file(seg, "n1", first_seq("n1"), "seg");
+    flip_byte(seg, (off_t)(offs[0] + 4096 + 50)); /* zstd frame */
+    char k1[128];
+    key_of(1, k1); /* the original length follows the fixed header, ns and key */
+    flip_byte(seg, (off_t)(offs[1] + 40 + 2 + strlen(k1) + 1));
+    ck_assert_int_eq(get_buf(s, ns, 0, len, &got), -ENOENT);
+    ck_assert_int_eq(get_buf(s, ns, 1, len, &got), -ENOENT);
+    ck_assert_uint_eq(st.corrupt_records, 2);
+    ck_assert_int_eq(get_buf(s, ns, 2, len, &got), 0);
+    fill_bf16ish(kv, len, 12);
+    ck_assert(memcmp(got, kv, len) == 0);
+    free(got);
+    free(kv);
+    close_store(s);
+}
+END_TEST
+
+/* A compressed page lingers for its other readers like a raw one. */
+START_TEST(test_compress_linger)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = linger_cfg();
+    cfg.enable_compression = true;
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "zz", 2);
+    size_t len = 128 * KiB;
+    unsigned char *kv = malloc(len), *got;
+    struct hc_store_opts o = {.readers = 2};
+    char key[128];
+    fill_bf16ish(kv, len, 5);
+    ck_assert_int_eq(set_buf(s, ns, 5, kv, len, NULL), 0);
+    uint64_t stored = st.bytes_written;
+    ck_assert_uint_lt(stored, len);
+    key_of(5, key);
+    for (int i = 0; i < 2; i++) {
+        struct res r = {0};
+        got = malloc(len);
+        ck_assert_int_eq(hc_store_get_ex(s, ns, key, strlen(key), got, len, &o, cb, &r), 0);
+        drain_all();
+        ck_assert_int_eq(r.status, 0);
+        ck_assert(memcmp(got, kv, len) == 0);
+        free(got);
+    }
+    ck_assert_uint_eq(st.bytes_read_storage, stored);
+    ck_assert_uint_eq(st.coalesced_reads, 1);
+    ck_assert_uint_eq(st.bytes_served, 2 * len);
+    free(kv);
+    close_store(s);
+}
+END_TEST
+
+/* A set compressed while its namespace is cleared: acknowledged, never
+ * visible, not brought back by a restart. */
+START_TEST(test_compress_clear_inflight)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = base_cfg("n1");
+    cfg.enable_compression = true;
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "zz", 2);
+    size_t len = 64 * KiB;
+    unsigned char *kv = malloc(len);
+    struct res r = {0};
+    char key[128];
+    fill_bf16ish(kv, len, 1);
+    key_of(1, key);
+    ck_assert_int_eq(hc_store_set(s, ns, key, strlen(key), kv, len, cb, &r), 0);
+    hc_store_clear(s, ns);
+    drain_all();
+    ck_assert(r.done);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert(!page_exists(s, ns, 1));
+    /* A set after the clear writes again. */
+    ck_assert_int_eq(set_buf(s, ns, 1, kv, len, NULL), 0);
+    ck_assert(page_exists(s, ns, 1));
+    ck_assert_uint_eq(st.compressed_pages, 1);
+    close_store(s);
+    s = open_store(&cfg, &st);
+    ns = hc_store_ns(s, "zz", 2);
+    ck_assert_uint_eq(st.pages, 1);
+    close_store(s);
+    free(kv);
+}
+END_TEST
+
 int main(void)
 {
     /* io_uring missing (old kernel, seccomp): skip. */
@@ -1192,6 +1691,17 @@ int main(void)
     tcase_add_test(tc, test_clear_inflight_write);
     tcase_add_test(tc, test_seq_monotonic);
     tcase_add_test(tc, test_ns_lookup);
+    tcase_add_test(tc, test_linger_one_read_per_page);
+    tcase_add_test(tc, test_linger_after_joiners);
+    tcase_add_test(tc, test_linger_expiry);
+    tcase_add_test(tc, test_linger_cap);
+    tcase_add_test(tc, test_linger_dropped_with_page);
+    tcase_add_test(tc, test_linger_off_without_coalescing);
+    tcase_add_test(tc, test_compress_round_trip);
+    tcase_add_test(tc, test_compress_round_trip_direct);
+    tcase_add_test(tc, test_compress_corrupt);
+    tcase_add_test(tc, test_compress_linger);
+    tcase_add_test(tc, test_compress_clear_inflight);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);

@@ -13,6 +13,9 @@ the system library path.
 """
 
 from .client import (
+    COMPRESSION_DEFAULT,
+    COMPRESSION_OFF,
+    COMPRESSION_ZSTD,
     CONNECTION_ERRORS,
     Client,
     DaemonUnavailable,
@@ -23,6 +26,9 @@ from .client import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "COMPRESSION_DEFAULT",
+    "COMPRESSION_OFF",
+    "COMPRESSION_ZSTD",
     "CONNECTION_ERRORS",
     "Client",
     "DaemonUnavailable",

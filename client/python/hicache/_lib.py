@@ -42,7 +42,15 @@ class HcConnectOpts(ctypes.Structure):
         ("rank", ctypes.c_uint32),
         ("page_size_hint", ctypes.c_uint64),
         ("timeout_ms", ctypes.c_int),
+        ("readers_per_page", ctypes.c_uint32),
+        ("compression", ctypes.c_uint32),
     ]
+
+
+# HcConnectOpts.compression (hicache.h HC_COMPRESSION_*)
+COMPRESSION_DEFAULT = 0  # the daemon's enable_compression
+COMPRESSION_OFF = 1
+COMPRESSION_ZSTD = 2
 
 
 def _np_struct(cls, kinds):

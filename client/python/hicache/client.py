@@ -29,7 +29,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _lib
-from ._lib import BUF_DTYPE, PAGE_DTYPE
+from ._lib import BUF_DTYPE, COMPRESSION_DEFAULT, COMPRESSION_OFF, COMPRESSION_ZSTD, PAGE_DTYPE
 
 logger = logging.getLogger("hicache")
 
@@ -125,7 +125,12 @@ class Client:
 
     socket_path: the daemon's socket (None: $HICACHED_SOCKET or
     /run/hicached/hicached.sock). namespace: [A-Za-z0-9_.-]{1,256}.
-    timeout_ms bounds every call (a hung daemon costs at most that)."""
+    timeout_ms bounds every call (a hung daemon costs at most that).
+    readers_per_page: how many clients read each page this one reads (the TP
+    ranks of an MLA model); the daemon keeps a page it read for the others, so
+    it is read from storage once. 0/1: none. compression: COMPRESSION_DEFAULT
+    (the daemon's enable_compression), COMPRESSION_OFF or COMPRESSION_ZSTD for
+    the pages this client sets."""
 
     def __init__(
         self,
@@ -137,12 +142,20 @@ class Client:
         backoff_min: float = 0.05,
         backoff_max: float = 5.0,
         connect: bool = True,
+        readers_per_page: int = 0,
+        compression: int = COMPRESSION_DEFAULT,
     ):
         self.socket_path = socket_path or os.environ.get("HICACHED_SOCKET") or DEFAULT_SOCKET
         self.namespace = namespace
         self.rank = int(rank)
         self.page_size_hint = int(page_size_hint)
         self.timeout_ms = int(timeout_ms)
+        self.readers_per_page = int(readers_per_page)
+        self.compression = int(compression)
+        if not 0 <= self.readers_per_page <= 1024:
+            raise ValueError(f"readers_per_page {readers_per_page} is not in 0..1024")
+        if self.compression not in (COMPRESSION_DEFAULT, COMPRESSION_OFF, COMPRESSION_ZSTD):
+            raise ValueError(f"compression {compression!r} is not 0, 1 or 2")
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
         self._tls = threading.local()
@@ -161,7 +174,12 @@ class Client:
 
     def _connect(self) -> ctypes.c_void_p:
         opts = _lib.HcConnectOpts(
-            self.namespace.encode(), self.rank, self.page_size_hint, self.timeout_ms
+            self.namespace.encode(),
+            self.rank,
+            self.page_size_hint,
+            self.timeout_ms,
+            self.readers_per_page,
+            self.compression,
         )
         h = ctypes.c_void_p()
         rc = self._lib.hc_connect(ctypes.byref(h), self.socket_path.encode(), ctypes.byref(opts))

@@ -13,9 +13,13 @@ region); exists/get/set run from three threads at once (one connection each).
 
 Config keys (extra_config, or the kwargs dict): socket_path (default
 $HICACHED_SOCKET or /run/hicached/hicached.sock), timeout_ms (5000),
-namespace (override; default derived, see below), and the original design's
-mount_point, use_direct_io, enable_compression: those are the daemon's own
-settings (hicached --mount-point, its config file); they are accepted here and
+namespace (override; default derived, see below), enable_compression (true:
+the daemon stores this backend's pages zstd-compressed; false: raw; absent:
+the daemon's enable_compression), readers_per_page (override; default the TP
+size for MLA, whose ranks all read each page, so the daemon reads it from
+storage once and keeps it for the other ranks; 1 for MHA), and the original
+design's mount_point, use_direct_io: those are the daemon's own settings
+(hicached --mount-point, its config file); they are accepted here and
 recorded, not sent.
 
 Namespace: model name, KV kind (mha/mla), dtype, layout, page size and the
@@ -50,7 +54,15 @@ from typing import Any, List, Optional
 
 import numpy as np
 
-from .client import DEFAULT_SOCKET, Client, DaemonUnavailable, HicacheError
+from .client import (
+    COMPRESSION_DEFAULT,
+    COMPRESSION_OFF,
+    COMPRESSION_ZSTD,
+    DEFAULT_SOCKET,
+    Client,
+    DaemonUnavailable,
+    HicacheError,
+)
 
 logger = logging.getLogger("hicache.sglang")
 
@@ -159,16 +171,19 @@ class HiCacheJuiceFS(_HiCacheStorage):
         self.timeout_ms = int(opts.get("timeout_ms", 5000))
         self.mount_point = opts.get("mount_point")
         self.use_direct_io = _opt_bool(opts.get("use_direct_io", False))
-        self.enable_compression = _opt_bool(opts.get("enable_compression", False))
+        comp = opts.get("enable_compression", None)
+        self.enable_compression = _opt_bool(comp) if comp is not None else False
+        if comp is None:
+            self.compression = COMPRESSION_DEFAULT
+        else:
+            self.compression = COMPRESSION_ZSTD if self.enable_compression else COMPRESSION_OFF
         self._ns_override = opts.get("namespace")
-        if self.mount_point or self.use_direct_io or self.enable_compression:
+        if self.mount_point or self.use_direct_io:
             logger.info(
-                "hicache: mount_point=%s use_direct_io=%s enable_compression=%s are "
-                "hicached's own settings (its --mount-point / config file); pages go "
-                "through the daemon at %s",
+                "hicache: mount_point=%s use_direct_io=%s are hicached's own settings "
+                "(its --mount-point / config file); pages go through the daemon at %s",
                 self.mount_point,
                 self.use_direct_io,
-                self.enable_compression,
                 self.socket_path,
             )
         if self.should_split_heads:
@@ -187,6 +202,17 @@ class HiCacheJuiceFS(_HiCacheStorage):
         if self.dcp_size > 1:
             suffix.append(f"dcp{self.dcp_rank}-{self.dcp_size}")
         self.key_suffix = ("_" + "_".join(suffix)) if suffix else ""
+
+        # Ranks that read each key: for MLA every TP rank of the storage
+        # config's group reads the same rank-neutral page (PP, attention-CP
+        # and DCP ranks have keys of their own). tp_size is an upper bound
+        # when CP ranks share the TP group: too high only keeps a page in the
+        # daemon until read_linger_ms, too low would read it again.
+        rpp = opts.get("readers_per_page", None)
+        if rpp is not None:
+            self.readers_per_page = max(0, min(int(rpp), 1024))
+        else:
+            self.readers_per_page = min(self.tp_size, 1024) if self.is_mla_model else 1
 
         self.mem_pool_host = None
         self.page_bytes = 0
@@ -309,6 +335,8 @@ class HiCacheJuiceFS(_HiCacheStorage):
                     page_size_hint=self.page_bytes,
                     timeout_ms=self.timeout_ms,
                     connect=False,
+                    readers_per_page=self.readers_per_page,
+                    compression=self.compression,
                 )
             return self._client
 
