@@ -921,7 +921,9 @@ static int pages_args(hc_client *c, const hc_page *pages, size_t n, int *results
     return 0;
 }
 
-HC_EXPORT int hc_batch_set(hc_client *c, const hc_page *pages, size_t n, int *results)
+/* hc_batch_set and hc_batch_get: checks the arguments, then streams the pages
+ * through the region. */
+static int pages_run(hc_client *c, enum hc_op op, const hc_page *pages, size_t n, int *results)
 {
     struct hc_batch *b;
     int r = pages_args(c, pages, n, results);
@@ -931,7 +933,7 @@ HC_EXPORT int hc_batch_set(hc_client *c, const hc_page *pages, size_t n, int *re
     b = calloc(1, sizeof(*b));
     if (b == NULL)
         return -ENOMEM;
-    b->op = HC_OP_SET;
+    b->op = op;
     b->pages = pages;
     b->n = n;
     b->results = results;
@@ -940,23 +942,14 @@ HC_EXPORT int hc_batch_set(hc_client *c, const hc_page *pages, size_t n, int *re
     return r;
 }
 
+HC_EXPORT int hc_batch_set(hc_client *c, const hc_page *pages, size_t n, int *results)
+{
+    return pages_run(c, HC_OP_SET, pages, n, results);
+}
+
 HC_EXPORT int hc_batch_get(hc_client *c, const hc_page *pages, size_t n, int *results)
 {
-    struct hc_batch *b;
-    int r = pages_args(c, pages, n, results);
-
-    if (r < 0 || n == 0)
-        return r;
-    b = calloc(1, sizeof(*b));
-    if (b == NULL)
-        return -ENOMEM;
-    b->op = HC_OP_GET;
-    b->pages = pages;
-    b->n = n;
-    b->results = results;
-    r = batch_run(c, b);
-    free(b);
-    return r;
+    return pages_run(c, HC_OP_GET, pages, n, results);
 }
 
 HC_EXPORT int hc_batch_exists(hc_client *c, const char *const *keys, size_t n, uint64_t *lengths)

@@ -129,5 +129,7 @@ def test_mla_without_linger_reads_again(daemon_factory, tmp_path):
     assert len({r["digest"] for r in res}) == 1
     data = PAGES * res[0]["page_bytes"]
     st = d.client(res[0]["namespace"]).stats()
-    assert st["bytes_read_storage"] >= 2 * data, st
+    # more than one read per page (how many more depends on how the ranks'
+    # reads overlap in flight, which the storage's speed decides)
+    assert st["bytes_read_storage"] > data, st
     d.stop()
