@@ -171,6 +171,13 @@ test: deps
 # and the config path rewritten to BINDIR and SYSCONFDIR), a default config
 # (an existing one is kept), the example mount unit as documentation, and the
 # Python package when pip is there.
+# `make bench [QUICK=1]`: hicached vs SGLang's HiCacheFile vs fio, memcpy and a
+# bare socket round trip, on a local directory and on JuiceFS (root needed).
+# Table and plots in var/bench/results/; see docs/BENCHMARKS.md.
+bench: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)BENCH_NO_BUILD=1 bash scripts/bench/run.sh --build $(BUILD) $(if $(filter-out 0,$(QUICK)),--quick)
+
 install: all
 	install -D -m 0755 $(DAEMON) $(DESTDIR)$(BINDIR)/hicached
 	install -D -m 0755 $(CTL) $(DESTDIR)$(BINDIR)/hicachectl

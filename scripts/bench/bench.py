@@ -1,0 +1,837 @@
+#!/usr/bin/env python3
+"""hicached benchmark: hicached vs SGLang's HiCacheFile vs the machine's limits.
+
+Run through scripts/bench/run.sh (`make bench`, `make bench QUICK=1`), which
+builds, installs what is missing, brings JuiceFS up and calls this with the
+paths. Simulated SGLang ranks are separate processes (forked once, after
+SGLang is imported), each with its own real SGLang host pool
+(MHATokenToKVPoolHost / MLATokenToKVPoolHost, device cpu, page_first layout).
+They call the storage backends exactly as SGLang's cache controller does:
+
+  hicached, hicached-nodc  HiCacheJuiceFS with interface_v1: batch_exists per
+                           128-key batch, then batch_get_v1 / batch_set_v1
+                           (zero-copy via the pool's get_page_buffer_meta).
+  hicachefile              SGLang's HiCacheFile from the wheel through the
+                           controller's generic path: get_data_page +
+                           batch_set; get_dummy_flat_data_page + batch_get +
+                           set_from_flat_data_page.
+
+hicached-nodc is the daemon with --dedupe false --coalesce-reads false.
+Writes results.json, results.md, results.csv and PNG plots into --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "python"))
+import hc_testenv  # noqa: E402,F401  (client/python on sys.path, torchvision stub, HICACHE_LIB)
+
+import numpy as np  # noqa: E402
+
+KiB, MiB = 1024, 1024 * 1024
+BATCH = 128  # SGLang's STORAGE_BATCH_SIZE
+
+# Llama-3-8B at TP 4: 32 layers, 2 KV heads a rank, head dim 128, bf16.
+# A page of P tokens is 2*32*2*128*2*P = 32 KiB * P on each rank.
+MHA = dict(kind="mha", model="meta-llama/Meta-Llama-3-8B-Instruct", L=32, H=2, D=128, ranks=4)
+MHA_TOKENS = {256 * KiB: 8, 1 * MiB: 32, 4 * MiB: 128}
+# DeepSeek-V3: 61 layers, kv_lora_rank 512 + rope 64, bf16; P=16 tokens is
+# 1,124,352 bytes a page, the same on every rank.
+MLA = dict(kind="mla", model="deepseek-ai/DeepSeek-V3", L=61, KV_LORA=512, ROPE=64, P=16, ranks=8)
+
+SYSTEMS = ("hicached", "hicachefile", "hicached-nodc")
+DAEMON_ARGS = {"hicached": [], "hicached-nodc": ["--dedupe", "false", "--coalesce-reads", "false"]}
+
+
+def log(*a):
+    print("[bench %s]" % time.strftime("%H:%M:%S"), *a, flush=True)
+
+
+def pct(xs, q):
+    if not xs:
+        return float("nan")
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+# --------------------------------------------------------------------------
+# rank worker (a forked process)
+
+
+def page_keys(tag, n):
+    return [hashlib.sha256(f"{tag}-{i}".encode()).hexdigest() for i in range(n)]
+
+
+class Rank:
+    def __init__(self, rank):
+        self.rank = rank
+        self.pool = None
+        self.pool_key = None
+        self.backend = None
+
+    # A host pool holding 2*pages pages: [0, n) the backup source, [n, 2n) the
+    # prefetch target. Built with a tiny device pool (only its geometry is used).
+    def h_pool(self, kind, P, pages, seed, L, H=0, D=0, KV_LORA=0, ROPE=0, **_):
+        import torch
+
+        key = (kind, P, pages, L, H, D)
+        if self.pool_key != key:
+            self.pool = None
+            import gc
+
+            gc.collect()
+            tokens = 2 * pages * P
+            if kind == "mha":
+                from sglang.srt.mem_cache.memory_pool import MHATokenToKVPool
+                from sglang.srt.mem_cache.pool_host.mha import MHATokenToKVPoolHost
+
+                dev = MHATokenToKVPool(
+                    2 * P, P, torch.bfloat16, H, D, L, "cpu", False, start_layer=0, end_layer=L
+                )
+                pool = MHATokenToKVPoolHost(
+                    dev.get_device_pool_infos()[0].buffer_info, 1.0, 0, P, "page_first",
+                    pin_memory=False, device="cpu", device_capacity_tokens=tokens,
+                    start_layer=0, end_layer=L,
+                )
+            else:
+                from sglang.srt.mem_cache.memory_pool import MLATokenToKVPool
+                from sglang.srt.mem_cache.pool_host.mla import MLATokenToKVPoolHost
+
+                dev = MLATokenToKVPool(
+                    2 * P, P, torch.bfloat16, KV_LORA, ROPE, L, "cpu", False, start_layer=0, end_layer=L
+                )
+                pool = MLATokenToKVPoolHost(
+                    dev.get_device_pool_infos()[0].buffer_info, 1.0, 0, P, "page_first",
+                    pin_memory=False, device="cpu", device_capacity_tokens=tokens,
+                    start_layer=0, end_layer=L, target_layer_num=L,
+                )
+            del dev
+            self.src = pool.alloc(pages * P)
+            self.dst = pool.alloc(pages * P)
+            self.pool, self.pool_key = pool, key
+        self.kind, self.P, self.pages = kind, P, pages
+        # fill the whole buffer with random bytes (in chunks), then zero dst
+        flat = self.pool.kv_buffer.view(torch.uint8).reshape(-1).numpy().view(np.uint64)
+        rng = np.random.default_rng(seed)
+        step = 8 * MiB
+        for i in range(0, flat.size, step):
+            j = min(flat.size, i + step)
+            flat[i:j] = rng.integers(0, 2**63, size=j - i, dtype=np.uint64)
+        self.zero_dst()
+        return {"page_bytes": int(sum(self.pool.get_page_buffer_meta(self.src[:P])[1]))}
+
+    def _tok_view(self, idx):
+        import torch
+
+        s, e = int(idx[0]), int(idx[-1]) + 1
+        kv = self.pool.kv_buffer.view(torch.int16)  # bits, not bf16 values (NaN != NaN)
+        return kv[:, s:e] if self.kind == "mha" else kv[s:e]
+
+    def zero_dst(self):
+        self._tok_view(self.dst).zero_()
+
+    def h_zero_dst(self):
+        self.zero_dst()
+
+    def h_backend(self, system, world, sock=None, file_dir=None, model="m", tag="t", **_):
+        from sglang.srt.mem_cache.hicache_storage import HiCacheFile, HiCacheStorageConfig
+
+        self.h_close()
+        extra = {"socket_path": sock, "interface_v1": 1} if system != "hicachefile" else {
+            "file_storage_path": file_dir}
+        cfg = HiCacheStorageConfig(
+            tp_rank=self.rank, tp_size=world, pp_rank=0, pp_size=1, attn_cp_rank=0,
+            attn_cp_size=1, is_mla_model=(self.kind == "mla"), enable_storage_metrics=False,
+            is_page_first_layout=True, model_name=model, extra_config=extra,
+        )
+        self.writer = self.kind == "mha" or self.rank == 0
+        self.system = system
+        if system == "hicachefile":
+            os.makedirs(file_dir, exist_ok=True)
+            b = HiCacheFile(cfg)
+        else:
+            from juicefs_hicache_storage import HiCacheJuiceFS
+
+            b = HiCacheJuiceFS(cfg, {})
+        b.register_mem_pool_host(self.pool)
+        b.batch_exists(["warmup"])  # connects (hicached); untimed
+        self.backend = b
+        self.keys = page_keys(tag, self.pages)
+        return {}
+
+    def h_close(self):
+        if self.backend is not None and hasattr(self.backend, "close"):
+            self.backend.close()
+        self.backend = None
+        return {}
+
+    def h_drop_pool(self):
+        self.h_close()
+        self.pool = self.pool_key = None
+        import gc
+
+        gc.collect()
+        return {}
+
+    # The controller's calls (cache_controller.py: _page_set_zero_copy /
+    # _generic_page_set, _page_get_zero_copy / _generic_page_get).
+    def _set(self, keys, idx):
+        b, P = self.backend, self.P
+        if self.system == "hicachefile":
+            data = [self.pool.get_data_page(idx[i * P]) for i in range(len(keys))]
+            return b.batch_set(keys, data)
+        return all(b.batch_set_v1(keys, idx))
+
+    def _get(self, keys, idx):
+        b, P, pool = self.backend, self.P, self.pool
+        if self.system == "hicachefile":
+            dummy = [pool.get_dummy_flat_data_page() for _ in keys]
+            data = b.batch_get(keys, dummy)
+            n = 0
+            for i in range(len(keys)):
+                if data[i] is None:
+                    break
+                pool.set_from_flat_data_page(idx[i * P], data[i])
+                n += 1
+            return n
+        n = 0
+        for ok in b.batch_get_v1(keys, idx):
+            if not ok:
+                break
+            n += 1
+        return n
+
+    def h_run(self, phase, start_at, rounds=1):
+        import torch
+
+        P, n = self.P, self.pages
+        batches = [(s, min(n, s + BATCH)) for s in range(0, n, BATCH)]
+        io0 = proc_io()
+        while time.monotonic() < start_at:
+            time.sleep(0.0005)
+        t0 = time.monotonic()
+        lats, pages, hits = [], 0, 0
+        if phase == "backup":
+            if self.writer:
+                for s, e in batches:
+                    tb = time.monotonic()
+                    ok = self._set(self.keys[s:e], self.src[s * P : e * P])
+                    lats.append(time.monotonic() - tb)
+                    pages += (e - s) if ok else 0
+        elif phase in ("cold", "hot"):
+            for s, e in batches:  # _storage_hit_query: batch_exists per batch
+                hits += self.backend.batch_exists(self.keys[s:e])
+            for s, e in batches:
+                tb = time.monotonic()
+                pages += self._get(self.keys[s:e], self.dst[s * P : e * P])
+                lats.append(time.monotonic() - tb)
+        elif phase == "exists":
+            for _ in range(rounds):
+                for s, e in batches:
+                    tb = time.monotonic()
+                    hits += self.backend.batch_exists(self.keys[s:e])
+                    lats.append(time.monotonic() - tb)
+        t1 = time.monotonic()
+        io1 = proc_io()
+        out = {"t0": t0, "t1": t1, "lats": lats, "pages": pages, "hits": hits,
+               "read_bytes": io1[0] - io0[0], "write_bytes": io1[1] - io0[1]}
+        if phase in ("cold", "hot"):
+            out["verified"] = bool(torch.equal(self._tok_view(self.src), self._tok_view(self.dst)))
+        return out
+
+    def h_ping(self, rounds):
+        """Round trips of the daemon's PING through hicache.Client (Python,
+        ctypes, libhicache): the daemon's floor with no work."""
+        c = self.backend._get_client()
+        lats = []
+        for _ in range(rounds):
+            tb = time.monotonic()
+            c.ping()
+            lats.append(time.monotonic() - tb)
+        return {"lats": lats}
+
+    def h_pyrtt(self, path, req, rep, rounds):
+        """Bare Unix-socket round trips from Python to the C echo server
+        (sockrt), frames of the size of a 128-key exists request/answer."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(path)
+        msg = struct.pack("<II", req, rep) + b"k" * req
+        lats = []
+        for _ in range(rounds):
+            tb = time.monotonic()
+            s.sendall(msg)
+            need = 4 + rep
+            while need:
+                need -= len(s.recv(need))
+            lats.append(time.monotonic() - tb)
+        s.close()
+        return {"lats": lats}
+
+
+def proc_io():
+    r = w = 0
+    with open("/proc/self/io") as f:
+        for line in f:
+            if line.startswith("read_bytes:"):
+                r = int(line.split()[1])
+            elif line.startswith("write_bytes:"):
+                w = int(line.split()[1])
+    return r, w
+
+
+def worker_main(conn, rank):
+    import torch
+
+    torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    r = Rank(rank)
+    while True:
+        try:
+            cmd, kw = conn.recv()
+        except EOFError:
+            return
+        if cmd == "quit":
+            r.h_close()
+            return
+        try:
+            conn.send(("ok", getattr(r, "h_" + cmd)(**kw)))
+        except Exception:
+            conn.send(("err", traceback.format_exc()))
+
+
+class Workers:
+    def __init__(self, n):
+        ctx = mp.get_context("fork")
+        self.conns, self.procs = [], []
+        for i in range(n):
+            a, b = ctx.Pipe()
+            p = ctx.Process(target=worker_main, args=(b, i), daemon=True)
+            p.start()
+            self.conns.append(a)
+            self.procs.append(p)
+
+    def call(self, ranks, cmd, per_rank=None, **kw):
+        for i in ranks:
+            args = dict(kw)
+            if per_rank:
+                args.update(per_rank(i))
+            self.conns[i].send((cmd, args))
+        out, err = [], None
+        for i in ranks:  # every answer is read, so the pipes stay in step
+            st, res = self.conns[i].recv()
+            if st != "ok" and err is None:
+                err = f"rank {i} {cmd} failed:\n{res}"
+            out.append(res)
+        if err:
+            raise RuntimeError(err)
+        return out
+
+    def close(self):
+        for c in self.conns:
+            try:
+                c.send(("quit", {}))
+            except Exception:
+                pass
+        for p in self.procs:
+            p.join(timeout=10)
+
+
+# --------------------------------------------------------------------------
+# machine, stores, daemon
+
+
+def sh(cmd, check=True, **kw):
+    return subprocess.run(cmd, shell=isinstance(cmd, str), check=check, text=True,
+                          capture_output=True, **kw)
+
+
+def drop_caches():
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def block_dev_of(path):
+    src = sh(["findmnt", "-n", "-o", "SOURCE", "--target", str(path)]).stdout.strip()
+    name = os.path.basename(src.split("[")[0])
+    p = Path("/sys/class/block") / name / "stat"
+    return p if p.exists() else None
+
+
+class Dev:
+    """Sectors read and written on the root block device (whole machine)."""
+
+    def __init__(self, path):
+        self.stat = block_dev_of(path)
+
+    def read(self):
+        if not self.stat:
+            return (0, 0)
+        f = self.stat.read_text().split()
+        return int(f[2]) * 512, int(f[6]) * 512
+
+
+def tree_usage(path):
+    files = size = 0
+    for dp, _, fns in os.walk(path):
+        for fn in fns:
+            try:
+                size += os.lstat(os.path.join(dp, fn)).st_size
+                files += 1
+            except FileNotFoundError:
+                pass
+    return files, size
+
+
+class Store:
+    def __init__(self, name, path, jfs=None):
+        self.name, self.path, self.jfs = name, Path(path), jfs
+        # JuiceFS has no block device: count the disk under its bucket and cache
+        self.dev_path = Path(jfs.state) if jfs else self.path
+
+    def make_cold(self):
+        """Nothing of the store left in memory: JuiceFS unmounted, its cache
+        dir emptied and mounted again; then sync and drop the page cache."""
+        if self.jfs:
+            self.jfs.remount_clear()
+        drop_caches()
+
+
+class JuiceFS:
+    def __init__(self, state, port, mnt, cache):
+        self.state, self.port, self.mnt, self.cache = state, port, mnt, cache
+
+    def up(self):
+        r = sh(["bash", str(ROOT / "scripts/juicefs-up.sh"), "--state-dir", self.state,
+                "--port", str(self.port), "--mount", self.mnt, "--cache-dir", self.cache], check=False)
+        if r.returncode != 0:
+            raise RuntimeError("juicefs-up failed:\n" + r.stdout + r.stderr)
+
+    def down(self, keep_redis=True):
+        args = ["bash", str(ROOT / "scripts/juicefs-down.sh"), "--state-dir", self.state,
+                "--mount", self.mnt]
+        sh(args + (["--keep-redis"] if keep_redis else []), check=False)
+
+    def remount_clear(self):
+        self.down(keep_redis=True)
+        shutil.rmtree(self.cache, ignore_errors=True)
+        self.up()
+
+
+class Daemon:
+    def __init__(self, build, mount, sock, logf, args):
+        self.build, self.mount, self.sock, self.logf, self.args = build, mount, sock, logf, args
+        self.proc = None
+
+    def start(self):
+        if self.ctl("ping").returncode == 0:
+            raise RuntimeError(f"a daemon already answers on {self.sock}: stop it first")
+        cmd = [str(self.build / "hicached"), "--mount-point", str(self.mount), "--root-dir",
+               "hicache", "--node-id", "bench", "--socket-path", self.sock, "--foreground"] + self.args
+        self.proc = subprocess.Popen(cmd, stdout=open(self.logf, "a"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hicached exited {self.proc.returncode}; see {self.logf}")
+            if self.ctl("ping").returncode == 0:
+                return
+            time.sleep(0.05)
+        raise RuntimeError("hicached did not answer within 60 s")
+
+    def ctl(self, *a):
+        return sh([str(self.build / "hicachectl"), "--socket", self.sock, *a], check=False)
+
+    def stats(self):
+        r = self.ctl("stats", "--json")
+        return json.loads(r.stdout) if r.returncode == 0 else {}
+
+    def rss(self):
+        out = {}
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                k = line.split(":")[0]
+                if k in ("VmRSS", "RssAnon", "RssFile", "RssShmem", "VmHWM"):
+                    out[k] = int(line.split()[1]) * 1024
+        return out
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+# --------------------------------------------------------------------------
+# the benchmark
+
+
+class Bench:
+    def __init__(self, a):
+        self.a = a
+        self.out = Path(a.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        for old in list(self.out.glob("hicached-*.log")) + list(self.out.glob("*.png")):
+            old.unlink()
+        self.build = Path(a.build).resolve()
+        self.work = Path(a.work)
+        self.rows = []
+        self.limits = {}
+        self.extra = {}
+        self.t_start = time.monotonic()
+
+    def row(self, kw):
+        self.rows.append(kw)
+        log("  {store:8} {system:14} {cfg:10} {phase:7} {gbps:7.3f} GB/s {pps:8.0f} p/s "
+            "p50 {p50_ms:8.2f} ms p99 {p99_ms:8.2f} ms".format(**kw))
+
+    def phase(self, W, ranks, name, store, system, cfg, dev, daemon=None, data_dir=None, **kw):
+        s0 = daemon.stats() if daemon else {}
+        d0 = dev.read()
+        f0 = (0, 0) if (name == "backup" and data_dir) else None  # data_dir starts empty
+        res = W.call(ranks, "run", phase=name, start_at=time.monotonic() + 0.1, **kw)
+        if name == "backup":
+            os.sync()  # untimed: the block-device count includes the write-back
+        d1 = dev.read()
+        s1 = daemon.stats() if daemon else {}
+        act = [r for r in res if r["lats"]]
+        wall = max(r["t1"] for r in act) - min(r["t0"] for r in act)
+        pb = self.page_bytes
+        pages = sum(r["pages"] for r in act)
+        if name == "exists":
+            pages = sum(len(r["lats"]) for r in act) * min(BATCH, self.pages)
+        nbytes = pages * pb if name != "exists" else 0
+        lats = [x for r in act for x in r["lats"]]
+        per_client = [r["pages"] * pb / (r["t1"] - r["t0"]) / 1e9 for r in act] if name != "exists" else []
+        row = dict(
+            store=store, system=system, cfg=cfg, phase=name, ranks=len(act), page_bytes=pb,
+            pages=pages, bytes=nbytes, seconds=wall,
+            gbps=nbytes / wall / 1e9 if wall > 0 else 0.0, pps=pages / wall if wall > 0 else 0.0,
+            client_gbps=statistics.mean(per_client) if per_client else 0.0,
+            p50_ms=pct(lats, 0.5) * 1e3, p99_ms=pct(lats, 0.99) * 1e3,
+            dev_read=d1[0] - d0[0], dev_written=d1[1] - d0[1],
+            proc_read=sum(r["read_bytes"] for r in res),
+            verified=all(r.get("verified", True) for r in act),
+        )
+        if name in ("cold", "hot"):
+            row["all_hit"] = all(r["hits"] == self.pages for r in act)
+        for k in ("bytes_written", "bytes_read_storage", "dedup_hits", "coalesced_reads", "bytes_served"):
+            if s0 or s1:
+                row["hc_" + k] = s1.get(k, 0) - s0.get(k, 0)
+        if f0 is not None:
+            f1 = tree_usage(data_dir)
+            row["files_created"] = f1[0] - f0[0]
+            row["store_growth"] = f1[1] - f0[1]
+        if not row["verified"]:
+            log(f"  WARNING: {system} {cfg} {name}: pages read back differ from those written")
+        self.row(row)
+        return row
+
+    def run_system(self, W, store, geo, system, page_label):
+        a = self.a
+        kind = geo["kind"]
+        ranks = list(range(geo["ranks"]))
+        cfg = f"{kind}-{page_label}"
+        tag = f"{kind}-{page_label}-{store.name}-{system}-{os.getpid()}"
+        sock = str(self.work / "run" / f"{system}.sock")
+        (self.work / "run").mkdir(parents=True, exist_ok=True)
+        daemon = None
+        if system == "hicachefile":
+            data_dir = store.path / "bench-hicachefile"
+        else:
+            data_dir = store.path / "hicache"
+        shutil.rmtree(data_dir, ignore_errors=True)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        dev = Dev(store.dev_path)
+        logf = self.out / f"hicached-{store.name}-{system}.log"
+        if system != "hicachefile":
+            daemon = Daemon(self.build, store.path, sock, logf, DAEMON_ARGS[system])
+            daemon.start()
+        bk = dict(system=system, world=len(ranks), sock=sock, file_dir=str(data_dir),
+                  model=geo["model"], tag=tag)
+        try:
+            W.call(ranks, "backend", **bk)
+            common = dict(store=store.name, system=system, cfg=cfg, dev=dev, daemon=daemon)
+            self.phase(W, ranks, "backup", data_dir=data_dir, **common)
+            # cold: daemon stopped (seals its segment), JuiceFS remounted with an
+            # empty cache, page cache dropped, daemon started again (empty memory)
+            W.call(ranks, "close")
+            if daemon:
+                daemon.stop()
+            store.make_cold()
+            if daemon:
+                daemon.start()
+            W.call(ranks, "backend", **bk)
+            W.call(ranks, "zero_dst")
+            self.phase(W, ranks, "cold", **common)
+            W.call(ranks, "zero_dst")
+            self.phase(W, ranks, "hot", **common)
+            if kind == "mha":
+                W.call([0], "zero_dst")
+                self.phase(W, [0], "hot", **common)["phase"] = "hot-1"
+            self.phase(W, ranks, "exists", rounds=a.exists_rounds, **common)
+            if daemon and kind == "mha" and page_label == "1M" and store.name == "local" \
+                    and system == "hicached":
+                self.latency_floor(W, daemon)
+        finally:
+            try:
+                W.call(ranks, "close")
+            finally:
+                if daemon:
+                    daemon.stop()
+                shutil.rmtree(data_dir, ignore_errors=True)
+
+    def latency_floor(self, W, daemon):
+        """Target 5: one client, no other load from the benchmark: batch_exists
+        of 128 keys through HiCacheJuiceFS vs bare round trips (Python and C)."""
+        n = self.a.rtt_rounds
+        e = W.call([0], "run", start_at=time.monotonic(), phase="exists", rounds=max(1, n // 2))[0]
+        ping = W.call([0], "ping", rounds=n)[0]
+        req, rep = 9216, 1024
+        py = W.call([0], "pyrtt", path=self.rtt_sock, req=req, rep=rep, rounds=n)[0]
+        c = json.loads(sh([str(self.sockrt), "client", self.rtt_sock, str(req), str(rep), str(n)]).stdout)
+        c1 = json.loads(sh([str(self.sockrt), "client", self.rtt_sock, "1", "1", str(n)]).stdout)
+        f = lambda xs: {"p50_us": pct(xs, 0.5) * 1e6, "p99_us": pct(xs, 0.99) * 1e6, "n": len(xs)}  # noqa: E731
+        self.limits["exists_1client"] = f(e["lats"])
+        self.limits["ping_python"] = f(ping["lats"])
+        self.limits["rtt_python"] = dict(f(py["lats"]), req=req, rep=rep)
+        self.limits["rtt_c"] = c
+        self.limits["rtt_c_1byte"] = c1
+        log("  exists 1 client p50/p99 %.1f/%.1f us; python RTT %.1f/%.1f us; C RTT %.1f/%.1f us; "
+            "ping %.1f/%.1f us" % (self.limits["exists_1client"]["p50_us"], self.limits["exists_1client"]["p99_us"],
+                                   self.limits["rtt_python"]["p50_us"], self.limits["rtt_python"]["p99_us"],
+                                   c["p50_us"], c["p99_us"], self.limits["ping_python"]["p50_us"],
+                                   self.limits["ping_python"]["p99_us"]))
+
+    def fio(self, store, bs, per_job, jobs):
+        d = store.path / "bench-fio"
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        base = ["fio", "--name=seq", f"--directory={d}", f"--bs={bs}", f"--size={per_job}",
+                f"--numjobs={jobs}", "--ioengine=psync", "--group_reporting",
+                "--output-format=json"]
+        w = json.loads(sh(base + ["--rw=write"]).stdout)
+        store.make_cold()
+        r = json.loads(sh(base + ["--rw=read"]).stdout)
+        shutil.rmtree(d, ignore_errors=True)
+        wb = w["jobs"][0]["write"]["bw_bytes"] / 1e9
+        rb = r["jobs"][0]["read"]["bw_bytes"] / 1e9
+        log(f"  fio {store.name} bs={bs} {jobs}x{per_job}: write {wb:.3f} GB/s, cold read {rb:.3f} GB/s")
+        return {"write_gbps": wb, "read_gbps": rb, "bs": bs, "jobs": jobs, "size_per_job": per_job}
+
+    def memcpy(self):
+        n = 256 * MiB
+        src = np.random.default_rng(1).integers(0, 255, n, dtype=np.uint8)
+        dst = np.empty_like(src)
+        np.copyto(dst, src)
+        best = 0.0
+        for _ in range(5):
+            t = time.perf_counter()
+            np.copyto(dst, src)
+            best = max(best, n / (time.perf_counter() - t) / 1e9)
+        log(f"  memcpy one core (numpy copyto 256 MiB, best of 5): {best:.2f} GB/s")
+        return best
+
+    def rss(self, store):
+        """Target 6: daemon RSS with N tiny pages indexed."""
+        n = self.a.rss_pages
+        d = store.path / "bench-rss"
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        sock = str(self.work / "run" / "rss.sock")
+        daemon = Daemon(self.build, d, sock, self.out / "hicached-rss.log", [])
+        daemon.start()
+        try:
+            before = daemon.rss()
+            r = sh([str(self.rssload), sock, "rss", str(n), "16"])
+            load = json.loads(r.stdout)
+            st = daemon.stats()
+            after = daemon.rss()
+        finally:
+            daemon.stop()
+            shutil.rmtree(d, ignore_errors=True)
+        res = {"pages": n, "indexed": st.get("pages"), "load_s": load["seconds"], "before": before,
+               "after": after,
+               "rss_per_page": after["VmRSS"] / n,
+               "delta_per_page": (after["VmRSS"] - before["VmRSS"]) / n,
+               "anon_per_page": after["RssAnon"] / n}
+        log("  RSS with %d pages: %.1f MiB, %.1f bytes/page (growth %.1f B/page, anon %.1f B/page)"
+            % (n, after["VmRSS"] / MiB, res["rss_per_page"], res["delta_per_page"], res["anon_per_page"]))
+        return res
+
+    def run(self):
+        a = self.a
+        self.sockrt, self.rssload = Path(a.sockrt), Path(a.rssload)
+        self.rtt_sock = str(self.work / "run" / "rtt.sock")
+        (self.work / "run").mkdir(parents=True, exist_ok=True)
+        rtt_srv = subprocess.Popen([str(self.sockrt), "serve", self.rtt_sock])
+        stores = [Store("local", a.local)]
+        if a.jfs_mount:
+            stores.append(Store("juicefs", a.jfs_mount,
+                                JuiceFS(a.jfs_state, a.jfs_port, a.jfs_mount, a.jfs_cache)))
+        page_sizes = [1 * MiB] if a.quick else [256 * KiB, 1 * MiB, 4 * MiB]
+        label = {256 * KiB: "256K", 1 * MiB: "1M", 4 * MiB: "4M"}
+        W = Workers(max(MHA["ranks"], MLA["ranks"]))
+        try:
+            log("limits")
+            self.limits["memcpy_gbps"] = self.memcpy()
+            self.limits["fio"] = {}
+            for st in stores:
+                for ps in page_sizes:
+                    per_job = self.pages_for(ps) * ps
+                    self.limits["fio"][f"{st.name}-{label[ps]}"] = self.fio(st, ps, per_job, MHA["ranks"])
+            for st in stores:
+                for ps in page_sizes:
+                    self.pages = self.pages_for(ps)
+                    P = MHA_TOKENS[ps]
+                    ranks = list(range(MHA["ranks"]))
+                    log(f"{st.name}: MHA {MHA['ranks']} ranks, {label[ps]} pages, {self.pages} pages a rank")
+                    res = W.call(ranks, "pool", per_rank=lambda i: {"seed": 1000 * P + i},
+                                 kind="mha", P=P, pages=self.pages, L=MHA["L"], H=MHA["H"], D=MHA["D"])
+                    self.page_bytes = res[0]["page_bytes"]
+                    for system in SYSTEMS:
+                        self.run_system(W, st, MHA, system, label[ps])
+                W.call(list(range(MHA["ranks"])), "drop_pool")
+                self.pages = a.mla_pages
+                log(f"{st.name}: MLA {MLA['ranks']} ranks (rank 0 writes, all read), {self.pages} pages")
+                res = W.call(list(range(MLA["ranks"])), "pool", seed=77, kind="mla", P=MLA["P"],
+                             pages=self.pages, L=MLA["L"], KV_LORA=MLA["KV_LORA"], ROPE=MLA["ROPE"])
+                self.page_bytes = res[0]["page_bytes"]
+                for system in SYSTEMS:
+                    self.run_system(W, st, MLA, system, "1.07M")
+                W.call(list(range(MLA["ranks"])), "drop_pool")
+            log("daemon memory")
+            self.limits["rss"] = self.rss(stores[0])
+        finally:
+            W.close()
+            rtt_srv.terminate()
+            rtt_srv.wait()
+        self.extra["elapsed_s"] = time.monotonic() - self.t_start
+        self.save()
+
+    def pages_for(self, ps):
+        if self.a.quick:
+            return BATCH
+        return 2 * BATCH if ps <= 1 * MiB else BATCH
+
+    # ---------------------------------------------------------------- output
+
+    def machine(self):
+        cpu = "?"
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        mem = 0
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal"):
+                    mem = int(line.split()[1]) * 1024
+        fs = sh(["df", "-T", self.a.local]).stdout.splitlines()[-1].split()
+        return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(mem / 2**30, 1),
+                "kernel": platform.release(), "local_fs": f"{fs[1]} on {fs[0]}",
+                "load_before": self.a.load_before, "python": platform.python_version()}
+
+    def table_md(self):
+        hdr = ["store", "system", "config", "phase", "ranks", "GB/s", "GB/s/client", "pages/s",
+               "p50 ms", "p99 ms", "written to storage", "files", "read from storage", "ok"]
+        lines = ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
+        for r in self.rows:
+            wr = rd = ""
+            if r["phase"] == "backup":
+                w = r.get("hc_bytes_written", r.get("store_growth", 0))
+                wr = f"{w / MiB:.0f} MiB ({r['dev_written'] / MiB:.0f} dev)"
+            if r["phase"] == "cold":
+                rd_hc = r.get("hc_bytes_read_storage")
+                rd = (f"{rd_hc / MiB:.0f} MiB, " if rd_hc is not None else "") + f"{r['dev_read'] / MiB:.0f} dev"
+            ok = "yes" if r["verified"] and r.get("all_hit", True) else "NO"
+            lines.append("| " + " | ".join([
+                r["store"], r["system"], r["cfg"], r["phase"], str(r["ranks"]),
+                f"{r['gbps']:.3f}" if r["phase"] != "exists" else "-",
+                f"{r['client_gbps']:.3f}" if r["phase"] != "exists" else "-",
+                f"{r['pps']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
+                wr, str(r.get("files_created", "")) if r["phase"] == "backup" else "", rd, ok]) + " |")
+        return "\n".join(lines)
+
+    def save(self):
+        data = {"machine": self.machine(), "args": vars(self.a), "rows": self.rows,
+                "limits": self.limits, "extra": self.extra}
+        (self.out / "results.json").write_text(json.dumps(data, indent=1, default=str))
+        with open(self.out / "results.csv", "w", newline="") as f:
+            keys = sorted({k for r in self.rows for k in r})
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(self.rows)
+        md = [f"# hicached benchmark ({'QUICK' if self.a.quick else 'full'})", "",
+              "machine: " + json.dumps(data["machine"]), "", self.table_md(), "",
+              "limits: " + json.dumps(self.limits, default=str), "",
+              f"elapsed: {self.extra['elapsed_s']:.0f} s"]
+        (self.out / "results.md").write_text("\n".join(md) + "\n")
+        print("\n" + self.table_md() + "\n", flush=True)
+        try:
+            import plots
+
+            plots.make(data, self.out)
+        except Exception:
+            log("plots failed:\n" + traceback.format_exc())
+        log(f"results in {self.out} (elapsed {self.extra['elapsed_s']:.0f} s)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--work", required=True, help="scratch dir (sockets)")
+    ap.add_argument("--local", required=True, help="directory on the local filesystem")
+    ap.add_argument("--jfs-mount")
+    ap.add_argument("--jfs-state")
+    ap.add_argument("--jfs-port", type=int, default=6393)
+    ap.add_argument("--jfs-cache")
+    ap.add_argument("--sockrt", required=True)
+    ap.add_argument("--rssload", required=True)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--mla-pages", type=int, default=BATCH)
+    ap.add_argument("--exists-rounds", type=int, default=20)
+    ap.add_argument("--rtt-rounds", type=int, default=2000)
+    ap.add_argument("--rss-pages", type=int, default=1_000_000)
+    ap.add_argument("--load-before", default="")
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench: must run as root (drop_caches, JuiceFS mount)")
+    sys.path.insert(0, str(Path(__file__).parent))
+    log("importing SGLang")
+    import torch  # noqa: F401
+    import sglang.srt.mem_cache.hicache_storage  # noqa: F401
+    import sglang.srt.mem_cache.memory_pool  # noqa: F401
+    import sglang.srt.mem_cache.pool_host.mha  # noqa: F401
+    import sglang.srt.mem_cache.pool_host.mla  # noqa: F401
+    import juicefs_hicache_storage  # noqa: F401
+
+    torch.set_num_threads(1)
+    Bench(a).run()
+
+
+if __name__ == "__main__":
+    main()
