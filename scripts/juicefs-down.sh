@@ -57,10 +57,19 @@ STATE=$(cd "$STATE" && pwd)
 
 # Pids of juicefs mount processes serving exactly mount point $1.
 mount_pids() {
-    local f pid
+    local f pid log key
+    # juicefs 1.4 rewrites its argv (one truncated string), so the argument
+    # match below can miss it: a juicefs-up mount also writes its stdout to
+    # its record's juicefs.log, which identifies it for sure.
+    key=$(printf '%s' "${1#/}" | sed 's|[^A-Za-z0-9_.-]|_|g')
+    log=$STATE/mounts/$key/juicefs.log
     for f in /proc/[0-9]*/cmdline; do
         pid=${f#/proc/}
         pid=${pid%/cmdline}
+        if [ "$(readlink "/proc/$pid/fd/1" 2>/dev/null)" = "$log" ]; then
+            echo "$pid"
+            continue
+        fi
         # cmdline is NUL-separated: look for a juicefs "mount" whose last argument is $1.
         { tr '\0' '\n' <"$f"; } 2>/dev/null | awk -v m="$1" '
             NR == 1 { isj = ($0 ~ /juicefs$/) } $0 == "mount" { ism = 1 } { last = $0 }
