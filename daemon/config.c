@@ -46,6 +46,7 @@ enum opt_type {
     OPT_DOUBLE, /* double */
     OPT_BOOL,   /* bool */
     OPT_MODE,   /* uint32_t octal file mode */
+    OPT_CHOICE, /* uint32_t: index of the word in arg ("a|b|c") */
 };
 
 #define OPTF_NOVALUE 1u /* on the command line a bare flag meaning true */
@@ -72,6 +73,7 @@ struct opt {
     {#f, OPT_SIZE32, FIELD(f, uint32_t), lo, hi, 0, 0, 0, "SIZE", help}
 #define U32_OPT(f, lo, hi, arg, help) {#f, OPT_U32, FIELD(f, uint32_t), lo, hi, 0, 0, 0, arg, help}
 #define BOOL_OPT(f, flags, help) {#f, OPT_BOOL, FIELD(f, bool), 0, 1, 0, 0, flags, "BOOL", help}
+#define CHOICE_OPT(f, words, help) {#f, OPT_CHOICE, FIELD(f, uint32_t), 0, 0, 0, 0, 0, words, help}
 /* clang-format on */
 
 static const struct opt opts[] = {
@@ -88,7 +90,9 @@ static const struct opt opts[] = {
     SIZE_OPT(capacity_bytes, 0, UINT64_MAX, "byte limit of this node's segments (0: none)"),
     {"min_free_ratio", OPT_DOUBLE, FIELD(min_free_ratio, double), 0, 0, 0.0, 0.9, 0, "RATIO",
      "fraction of the volume to keep free"},
-    U32_OPT(io_threads, 1, 64, "N", "I/O threads, each with its own io_uring"),
+    U32_OPT(io_threads, 1, 64, "N", "I/O threads (uring: each with its own io_uring)"),
+    CHOICE_OPT(io_engine, "uring|threads",
+               "how I/O threads do I/O: io_uring, or blocking preadv/pwritev (FUSE)"),
     U32_OPT(queue_depth, 4, 4096, "N", "io_uring entries per I/O thread"),
     SIZE_OPT(max_inflight_bytes, MiB, UINT64_MAX, "bytes of storage I/O in flight at most"),
     SIZE32_OPT(max_frame_bytes, 4 * KiB, 64 * MiB, "largest control message accepted"),
@@ -181,6 +185,42 @@ static char *default_node_id(void)
     if (n == 0 || strcmp(host, ".") == 0 || strcmp(host, "..") == 0)
         return strdup("localhost");
     return strdup(host);
+}
+
+/* ---- choices ---- */
+
+/* Finds s[0..len) among the words of "a|b|c"; sets *idx. */
+static bool choice_find(const char *words, const char *s, size_t len, uint64_t *idx)
+{
+    uint64_t i = 0;
+
+    for (;;) {
+        const char *bar = strchr(words, '|');
+        size_t wlen = bar ? (size_t)(bar - words) : strlen(words);
+        if (wlen == len && memcmp(words, s, len) == 0) {
+            *idx = i;
+            return true;
+        }
+        if (!bar)
+            return false;
+        words = bar + 1;
+        i++;
+    }
+}
+
+/* Writes word idx of "a|b|c" into buf ("?" if there is none). */
+static void choice_name(const char *words, uint64_t idx, char *buf, size_t len)
+{
+    for (uint64_t i = 0; i < idx && words; i++) {
+        words = strchr(words, '|');
+        if (words)
+            words++;
+    }
+    if (!words) {
+        snprintf(buf, len, "?");
+        return;
+    }
+    snprintf(buf, len, "%.*s", (int)strcspn(words, "|"), words);
 }
 
 /* ---- formatting values for messages and usage ---- */
@@ -304,6 +344,17 @@ static void requirement(const struct opt *o, bool from_json, char *buf, size_t l
     case OPT_MODE:
         snprintf(buf, len, "an octal mode from \"0000\" to \"0777\" such as \"0660\"");
         break;
+    case OPT_CHOICE: {
+        const char *w = o->arg;
+        size_t n = 0;
+        snprintf(buf, len, "one of");
+        while (w && *w) {
+            size_t wlen = strcspn(w, "|"), at = strlen(buf);
+            snprintf(buf + at, len - at, "%s \"%.*s\"", n++ ? "," : "", (int)wlen, w);
+            w = w[wlen] ? w + wlen + 1 : NULL;
+        }
+        break;
+    }
     }
 }
 
@@ -567,6 +618,9 @@ static int opt_apply(struct hc_config *c, const struct opt *o, const json_t *j, 
         }
         ok = ok && u <= o->max;
         break;
+    case OPT_CHOICE:
+        ok = str && strlen(str) == len && choice_find(o->arg, str, len, &u);
+        break;
     }
 
     if (!ok) {
@@ -594,6 +648,7 @@ static int opt_apply(struct hc_config *c, const struct opt *o, const json_t *j, 
     case OPT_SIZE32:
     case OPT_U32:
     case OPT_MODE:
+    case OPT_CHOICE:
         *(uint32_t *)((char *)c + o->off) = (uint32_t)u;
         break;
     case OPT_DOUBLE:
@@ -618,6 +673,7 @@ int hc_config_init(struct hc_config *cfg)
     cfg->capacity_bytes = 0;
     cfg->min_free_ratio = 0.05;
     cfg->io_threads = 2;
+    cfg->io_engine = 0; /* "uring" */
     cfg->queue_depth = 64;
     cfg->max_inflight_bytes = 256 * MiB;
     cfg->max_frame_bytes = (uint32_t)MiB;
@@ -1086,6 +1142,9 @@ static void fmt_value(const struct hc_config *c, const struct opt *o, char *buf,
         break;
     case OPT_BOOL:
         snprintf(buf, len, "%s", *(const bool *)p ? "true" : "false");
+        break;
+    case OPT_CHOICE:
+        choice_name(o->arg, *(const uint32_t *)p, buf, len);
         break;
     }
 }

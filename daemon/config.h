@@ -20,6 +20,8 @@ struct hc_config {
     uint64_t capacity_bytes;        /* default 0 = no limit */
     double min_free_ratio;          /* default 0.05, 0 .. 0.9 */
     uint32_t io_threads;            /* default 2, 1 .. 64 */
+    uint32_t io_engine;             /* "uring" = 0 (default) or "threads" = 1: the values
+                                       of enum hc_io_engine (io.h) */
     uint32_t queue_depth;           /* default 64, 4 .. 4096 */
     uint64_t max_inflight_bytes;    /* default 256 MiB, >= 1 MiB */
     uint32_t max_frame_bytes;       /* default 1 MiB, 4 KiB .. 64 MiB */

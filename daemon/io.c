@@ -1,20 +1,25 @@
-/* I/O pool: threads with one io_uring each (see io.h for the contract).
+/* I/O pool: I/O threads with an io_uring each, or doing blocking
+ * preadv/pwritev (see io.h for the contract).
  *
  * Flow of a request:
  *   loop thread   hc_io_submit -> wait queue (HIGH or LOW) -> admit (HIGH
- *                 first, a waiting LOW after HIGH_BURST HIGH in a row) -> a
- *                 thread's submission queue (mutex) + eventfd write
- *   I/O thread    take the queue, run before(), prep one SQE per request,
- *                 one submit, wait for one CQE, drain the rest with peek;
- *                 short transfers go back on the thread's ready list;
- *                 finished requests go onto the pool's completion list
- *                 (mutex), wake(wake_arg) when it was empty
+ *                 first, a waiting LOW after HIGH_BURST HIGH in a row) ->
+ *                 URING: the least-loaded thread's submission queue (mutex)
+ *                 + eventfd write; THREADS: the pool's shared queue (mutex)
+ *                 + condition variable signal
+ *   I/O thread    URING: take the queue, run before(), prep one SQE per
+ *                 request, one submit, wait for one CQE, drain the rest with
+ *                 peek; short transfers go back on the thread's ready list.
+ *                 THREADS: take one request, run before(), preadv/pwritev
+ *                 until the whole length is done (or an error).
+ *                 Either: finished requests go onto the pool's completion
+ *                 list (mutex), wake(wake_arg) when it was empty
  *   loop thread   hc_io_pool_drain: swap the completion list out, update the
  *                 accounting, run done(), admit waiting requests.
  *
  * Accounting (pending, inflight_*, wait queues) is touched by the loop thread
- * only; the per-thread load counter is the one thing I/O threads change, so it
- * is atomic. */
+ * only; the per-thread load counter (URING) is the one thing I/O threads
+ * change, so it is atomic. */
 #include "io.h"
 
 #include <assert.h>
@@ -42,6 +47,8 @@ struct req_list {
     struct hc_io_req *tail;
 };
 
+/* One I/O thread. With HC_IO_ENGINE_THREADS only pool, tid and started are
+ * used: the threads share the pool's queue. */
 struct io_thread {
     struct hc_io_pool *pool;
     pthread_t tid;
@@ -70,6 +77,12 @@ struct hc_io_pool {
     pthread_mutex_t done_lock;
     pthread_cond_t done_cond; /* signalled with each push, for destroy */
     struct req_list done;
+
+    /* HC_IO_ENGINE_THREADS: the queue every thread takes requests from */
+    pthread_mutex_t q_lock; /* guards q and q_stop */
+    pthread_cond_t q_cond;  /* signalled with each push, broadcast at stop */
+    struct req_list q;
+    bool q_stop;
 
     /* loop thread only */
     struct req_list wait[2]; /* indexed by enum hc_io_prio */
@@ -147,14 +160,12 @@ static void efd_clear(int efd)
 /* Called on an I/O thread. Pushes the finished requests in fin onto the pool's
  * completion list with one lock, and wakes the loop thread if that list was
  * empty. */
-static void finish_flush(struct io_thread *t, struct req_list *fin, unsigned nfin)
+static void finish_flush(struct hc_io_pool *pool, struct req_list *fin)
 {
-    struct hc_io_pool *pool = t->pool;
     bool was_empty;
 
     if (!fin->head)
         return;
-    __atomic_sub_fetch(&t->load, nfin, __ATOMIC_RELAXED);
     pthread_mutex_lock(&pool->done_lock);
     was_empty = pool->done.head == NULL;
     list_splice(&pool->done, fin);
@@ -249,9 +260,11 @@ static void advance(struct hc_io_req *req, size_t n)
     }
 }
 
-/* Called on an I/O thread for the CQE of req. Returns true if req is finished
- * (result set), false if it must be queued again. */
-static bool handle_cqe(struct hc_io_req *req, int res)
+/* Called on an I/O thread with the outcome of one transfer of what is left of
+ * req (bytes, or -errno): a CQE's res, or what preadv/pwritev returned.
+ * Returns true if req is finished (result set), false if what is left must be
+ * transferred again. */
+static bool handle_xfer(struct hc_io_req *req, ssize_t res)
 {
     size_t left = req->total - req->xferred;
 
@@ -278,7 +291,18 @@ static bool handle_cqe(struct hc_io_req *req, int res)
     return true;
 }
 
-static void *io_thread_main(void *arg)
+/* Called on a URING I/O thread: pushes what it finished, counting it off its
+ * load. */
+static void ring_finish(struct io_thread *t, struct req_list *fin, unsigned nfin)
+{
+    if (!fin->head)
+        return;
+    __atomic_sub_fetch(&t->load, nfin, __ATOMIC_RELAXED);
+    finish_flush(t->pool, fin);
+}
+
+/* The thread of HC_IO_ENGINE_URING. */
+static void *ring_thread_main(void *arg)
 {
     struct io_thread *t = arg;
     struct io_uring *ring = &t->ring;
@@ -310,7 +334,7 @@ static void *io_thread_main(void *arg)
         }
 
         if (stop && inring == 0 && !ready.head) {
-            finish_flush(t, &fin, nfin);
+            ring_finish(t, &fin, nfin);
             break;
         }
 
@@ -335,7 +359,7 @@ static void *io_thread_main(void *arg)
         }
 
         /* Finished requests must not sit here while we sleep. */
-        finish_flush(t, &fin, nfin);
+        ring_finish(t, &fin, nfin);
         nfin = 0;
 
         ret = io_uring_submit_and_wait(ring, 1);
@@ -358,7 +382,7 @@ static void *io_thread_main(void *arg)
                 continue;
             }
             inring--;
-            if (handle_cqe(req, res)) {
+            if (handle_xfer(req, res)) {
                 list_push(&fin, req);
                 nfin++;
             } else {
@@ -366,6 +390,64 @@ static void *io_thread_main(void *arg)
                 list_push_front(&ready, req);
             }
         }
+    }
+    return NULL;
+}
+
+/* Called on a THREADS I/O thread: transfers what is left of req with blocking
+ * calls until handle_xfer says it is finished. Pipes and sockets refuse
+ * preadv/pwritev (-ESPIPE): they get readv/writev. A descriptor in
+ * non-blocking mode that is not ready is waited for with poll. */
+static void sync_xfer(struct hc_io_req *req)
+{
+    bool stream = false;
+
+    for (;;) {
+        bool rd = req->op == HC_IO_READ;
+        ssize_t n;
+
+        if (stream)
+            n = rd ? readv(req->fd, req->cur, req->curcnt) : writev(req->fd, req->cur, req->curcnt);
+        else if (rd)
+            n = preadv(req->fd, req->cur, req->curcnt, (off_t)(req->offset + req->xferred));
+        else
+            n = pwritev(req->fd, req->cur, req->curcnt, (off_t)(req->offset + req->xferred));
+        if (n < 0 && errno == ESPIPE && !stream) {
+            stream = true;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd pfd = {.fd = req->fd, .events = rd ? POLLIN : POLLOUT};
+            (void)poll(&pfd, 1, 100); /* bounded: a missed edge only costs 100 ms */
+        }
+        if (handle_xfer(req, n < 0 ? -errno : n))
+            return;
+    }
+}
+
+/* The thread of HC_IO_ENGINE_THREADS: one request at a time from the pool's
+ * queue, each pushed onto the completion list as soon as it is finished. Ends
+ * when stopped and the queue is empty. */
+static void *sync_thread_main(void *arg)
+{
+    struct io_thread *t = arg;
+    struct hc_io_pool *pool = t->pool;
+
+    for (;;) {
+        struct req_list fin = {0};
+        struct hc_io_req *req;
+
+        pthread_mutex_lock(&pool->q_lock);
+        while (!pool->q.head && !pool->q_stop)
+            pthread_cond_wait(&pool->q_cond, &pool->q_lock);
+        req = list_pop(&pool->q);
+        pthread_mutex_unlock(&pool->q_lock);
+        if (!req)
+            break;
+        if (!start_req(req))
+            sync_xfer(req);
+        list_push(&fin, req);
+        finish_flush(pool, &fin);
     }
     return NULL;
 }
@@ -390,14 +472,23 @@ static struct io_thread *pick_thread(struct hc_io_pool *pool)
     return &pool->threads[best];
 }
 
-/* Loop thread. Hands req to an I/O thread. */
+/* Loop thread. Hands req to an I/O thread: URING the least-loaded one,
+ * THREADS whichever takes it first from the shared queue. */
 static void dispatch(struct hc_io_pool *pool, struct hc_io_req *req)
 {
-    struct io_thread *t = pick_thread(pool);
+    struct io_thread *t;
     bool was_empty;
 
     pool->inflight++;
     pool->inflight_bytes += req->total;
+    if (pool->cfg.engine == HC_IO_ENGINE_THREADS) {
+        pthread_mutex_lock(&pool->q_lock);
+        list_push(&pool->q, req);
+        pthread_cond_signal(&pool->q_cond);
+        pthread_mutex_unlock(&pool->q_lock);
+        return;
+    }
+    t = pick_thread(pool);
     __atomic_add_fetch(&t->load, 1, __ATOMIC_RELAXED);
 
     pthread_mutex_lock(&t->lock);
@@ -508,9 +599,13 @@ uint64_t hc_io_pool_inflight_bytes(const struct hc_io_pool *pool)
  * resource that was set up. */
 static void threads_teardown(struct hc_io_pool *pool)
 {
+    pthread_mutex_lock(&pool->q_lock);
+    pool->q_stop = true;
+    pthread_cond_broadcast(&pool->q_cond);
+    pthread_mutex_unlock(&pool->q_lock);
     for (unsigned i = 0; i < pool->nthreads; i++) {
         struct io_thread *t = &pool->threads[i];
-        if (t->started) {
+        if (t->started && t->lock_ok) {
             pthread_mutex_lock(&t->lock);
             t->stop = true;
             pthread_mutex_unlock(&t->lock);
@@ -530,29 +625,83 @@ static void threads_teardown(struct hc_io_pool *pool)
     }
 }
 
+/* Initializes the pool's own locks and condition variables. Returns 0 or
+ * -errno, with none of them left initialized. */
+static int pool_sync_init(struct hc_io_pool *pool)
+{
+    int rc;
+
+    rc = -pthread_mutex_init(&pool->done_lock, NULL);
+    if (rc < 0)
+        return rc;
+    rc = -pthread_cond_init(&pool->done_cond, NULL);
+    if (rc < 0)
+        goto err_done_lock;
+    rc = -pthread_mutex_init(&pool->q_lock, NULL);
+    if (rc < 0)
+        goto err_done_cond;
+    rc = -pthread_cond_init(&pool->q_cond, NULL);
+    if (rc < 0)
+        goto err_q_lock;
+    return 0;
+
+err_q_lock:
+    pthread_mutex_destroy(&pool->q_lock);
+err_done_cond:
+    pthread_cond_destroy(&pool->done_cond);
+err_done_lock:
+    pthread_mutex_destroy(&pool->done_lock);
+    return rc;
+}
+
+static void pool_sync_destroy(struct hc_io_pool *pool)
+{
+    pthread_cond_destroy(&pool->q_cond);
+    pthread_mutex_destroy(&pool->q_lock);
+    pthread_cond_destroy(&pool->done_cond);
+    pthread_mutex_destroy(&pool->done_lock);
+}
+
+/* Sets up what a URING thread needs before it starts: its lock, eventfd and
+ * ring. Returns 0 or -errno (threads_teardown releases what was set up). */
+static int ring_thread_init(struct io_thread *t, unsigned queue_depth)
+{
+    int rc;
+
+    rc = -pthread_mutex_init(&t->lock, NULL);
+    if (rc < 0)
+        return rc;
+    t->lock_ok = true;
+    t->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (t->efd < 0)
+        return -errno;
+    rc = io_uring_queue_init(queue_depth, &t->ring, 0);
+    if (rc < 0)
+        return rc;
+    t->ring_ok = true;
+    return 0;
+}
+
 int hc_io_pool_create(struct hc_io_pool **out, const struct hc_io_config *cfg,
                       void (*wake)(void *arg), void *wake_arg)
 {
     struct hc_io_pool *pool;
+    void *(*thread_main)(void *);
     sigset_t all, old;
     int rc;
 
-    if (!out || !cfg || cfg->threads < 1 || cfg->queue_depth < 4 || cfg->max_inflight_bytes < 1)
+    if (!out || !cfg || cfg->threads < 1 || cfg->queue_depth < 4 || cfg->max_inflight_bytes < 1 ||
+        (cfg->engine != HC_IO_ENGINE_URING && cfg->engine != HC_IO_ENGINE_THREADS))
         return -EINVAL;
+    thread_main = cfg->engine == HC_IO_ENGINE_THREADS ? sync_thread_main : ring_thread_main;
     pool = calloc(1, sizeof(*pool));
     if (!pool)
         return -ENOMEM;
     pool->cfg = *cfg;
     pool->wake = wake;
     pool->wake_arg = wake_arg;
-    rc = -pthread_mutex_init(&pool->done_lock, NULL);
+    rc = pool_sync_init(pool);
     if (rc < 0) {
-        free(pool);
-        return rc;
-    }
-    rc = -pthread_cond_init(&pool->done_cond, NULL);
-    if (rc < 0) {
-        pthread_mutex_destroy(&pool->done_lock);
         free(pool);
         return rc;
     }
@@ -562,25 +711,16 @@ int hc_io_pool_create(struct hc_io_pool **out, const struct hc_io_config *cfg,
         goto err;
     }
     pool->nthreads = cfg->threads;
-    for (unsigned i = 0; i < pool->nthreads; i++)
-        pool->threads[i].efd = -1;
-
     for (unsigned i = 0; i < pool->nthreads; i++) {
-        struct io_thread *t = &pool->threads[i];
-        t->pool = pool;
-        rc = -pthread_mutex_init(&t->lock, NULL);
-        if (rc < 0)
-            goto err;
-        t->lock_ok = true;
-        t->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (t->efd < 0) {
-            rc = -errno;
-            goto err;
+        pool->threads[i].pool = pool;
+        pool->threads[i].efd = -1;
+    }
+    if (cfg->engine == HC_IO_ENGINE_URING) {
+        for (unsigned i = 0; i < pool->nthreads; i++) {
+            rc = ring_thread_init(&pool->threads[i], cfg->queue_depth);
+            if (rc < 0)
+                goto err;
         }
-        rc = io_uring_queue_init(cfg->queue_depth, &t->ring, 0);
-        if (rc < 0)
-            goto err;
-        t->ring_ok = true;
     }
 
     /* Threads inherit the signal mask: block everything so SIGTERM and
@@ -589,7 +729,7 @@ int hc_io_pool_create(struct hc_io_pool **out, const struct hc_io_config *cfg,
     pthread_sigmask(SIG_SETMASK, &all, &old);
     for (unsigned i = 0; i < pool->nthreads; i++) {
         struct io_thread *t = &pool->threads[i];
-        rc = -pthread_create(&t->tid, NULL, io_thread_main, t);
+        rc = -pthread_create(&t->tid, NULL, thread_main, t);
         if (rc < 0)
             break;
         t->started = true;
@@ -606,8 +746,7 @@ err:
         threads_teardown(pool);
         free(pool->threads);
     }
-    pthread_cond_destroy(&pool->done_cond);
-    pthread_mutex_destroy(&pool->done_lock);
+    pool_sync_destroy(pool);
     free(pool);
     return rc;
 }
@@ -627,7 +766,6 @@ void hc_io_pool_destroy(struct hc_io_pool *pool)
     }
     threads_teardown(pool);
     free(pool->threads);
-    pthread_cond_destroy(&pool->done_cond);
-    pthread_mutex_destroy(&pool->done_lock);
+    pool_sync_destroy(pool);
     free(pool);
 }

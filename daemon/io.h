@@ -1,12 +1,18 @@
-/* I/O pool: threads with one io_uring each. Part of the storage engine: knows
- * nothing of libuv or protobuf.
+/* I/O pool: I/O threads, with one of two engines. Part of the storage engine:
+ * knows nothing of libuv or protobuf.
  *
- * The loop thread submits requests; an I/O thread turns the requests it holds
- * into SQEs, submits them with one io_uring_submit, resubmits short reads and
- * writes until the whole length is done, and pushes finished requests onto one
- * completion queue. The pool calls wake(wake_arg) only when that queue goes
- * from empty to non-empty (the loop thread then calls hc_io_pool_drain, which
- * runs each request's done callback on the loop thread).
+ * HC_IO_ENGINE_URING: each thread has its own io_uring; it turns the requests
+ * it holds into SQEs, submits them with one io_uring_submit and resubmits short
+ * reads and writes until the whole length is done. HC_IO_ENGINE_THREADS: the
+ * threads take requests from one shared queue and each performs one at a time
+ * with blocking preadv/pwritev (readv/writev on pipes and sockets), looping on
+ * short transfers, so N threads give N concurrent synchronous transfers, which
+ * FUSE filesystems (JuiceFS) serve better than io_uring's punted reads.
+ *
+ * Either way the loop thread submits requests and an I/O thread pushes
+ * finished requests onto one completion queue. The pool calls wake(wake_arg) only when that queue
+ * goes from empty to non-empty (the loop thread then calls hc_io_pool_drain, which runs each
+ * request's done callback on the loop thread).
  *
  * Bytes in flight are bounded by max_inflight_bytes: requests beyond it wait in
  * the pool, HC_IO_PRIO_HIGH (prefetch reads) before HC_IO_PRIO_LOW (write-back,
@@ -73,9 +79,15 @@ struct hc_io_req {
     int curcnt;
 };
 
+enum hc_io_engine {
+    HC_IO_ENGINE_URING = 0,   /* one io_uring per thread (the default) */
+    HC_IO_ENGINE_THREADS = 1, /* blocking preadv/pwritev, one request per thread */
+};
+
 struct hc_io_config {
+    enum hc_io_engine engine;    /* 0 (zero-initialized) = HC_IO_ENGINE_URING */
     unsigned threads;            /* >= 1 */
-    unsigned queue_depth;        /* SQ entries per ring, >= 4 */
+    unsigned queue_depth;        /* SQ entries per ring, >= 4 (unused by THREADS) */
     uint64_t max_inflight_bytes; /* >= 1 */
 };
 

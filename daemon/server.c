@@ -1036,6 +1036,7 @@ static void reload(struct server *srv)
     RESTART_NUM(region_size)
     RESTART_NUM(segment_size)
     RESTART_NUM(io_threads)
+    RESTART_NUM(io_engine)
     RESTART_NUM(queue_depth)
     RESTART_NUM(max_inflight_bytes)
     RESTART_NUM(max_frame_bytes)
@@ -1177,6 +1178,7 @@ int hc_server_run(struct hc_config *cfg, int argc, char **argv)
         .read_linger_bytes = cfg->read_linger_bytes,
     };
     struct hc_io_config ioc = {
+        .engine = (enum hc_io_engine)cfg->io_engine, /* same values, see config.h */
         .threads = cfg->io_threads,
         .queue_depth = cfg->queue_depth,
         .max_inflight_bytes = cfg->max_inflight_bytes,

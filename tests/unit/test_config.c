@@ -206,6 +206,10 @@ START_TEST(test_full_file)
     ck_assert_ptr_null(c.allowed_uids);
     ck_assert_str_eq(c.allowed_gids, "render,video");
     ck_assert_uint_eq(c.queue_depth, 256);
+    ck_assert_uint_eq(c.io_engine, 0); /* uring by default */
+    ck_assert_int_eq(
+        hc_config_load_string(&c, "{\"io_engine\": \"threads\"}", "e", err, sizeof(err)), 0);
+    ck_assert_uint_eq(c.io_engine, 1);
     /* JSON has no octal: 640 means 0640, as with chmod */
     ck_assert_int_eq(hc_config_load_string(&c, "{\"socket_mode\": 640}", "m", err, sizeof(err)), 0);
     ck_assert_uint_eq(c.socket_mode, 0640);
@@ -262,6 +266,10 @@ static const struct bad_case {
     {"{\"capacity_bytes\": \"lots\"}", {"'capacity_bytes' must be a size", "(got \"lots\")"}},
     {"{\"capacity_bytes\": \"99999999999T\"}", {"'capacity_bytes'"}},
     {"{\"capacity_bytes\": -5}", {"'capacity_bytes'", "(got -5)"}},
+    /* choices */
+    {"{\"io_engine\": \"Threads\"}",
+     {"cfg.json: 'io_engine' must be one of \"uring\", \"threads\" (got \"Threads\")"}},
+    {"{\"io_engine\": 1}", {"'io_engine'", "(got 1)"}},
     /* double */
     {"{\"min_free_ratio\": 0.95}",
      {"cfg.json: 'min_free_ratio' must be a number from 0 to 0.9 (got 0.95)"}},

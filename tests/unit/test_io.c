@@ -1,4 +1,6 @@
-/* I/O pool: real files, pipes and sockets through io_uring threads. */
+/* I/O pool: real files, pipes and sockets through its I/O threads. Every
+ * functional test runs once per engine (loop index 0 = HC_IO_ENGINE_URING,
+ * 1 = HC_IO_ENGINE_THREADS). */
 #include "io.h"
 
 #include <check.h>
@@ -47,16 +49,23 @@ static void teardown(void)
         fprintf(stderr, "could not remove %s\n", tmpdir);
 }
 
-static struct hc_io_pool *make_pool(unsigned threads, unsigned depth, uint64_t max_inflight)
+static struct hc_io_pool *make_pool_engine(enum hc_io_engine engine, unsigned threads,
+                                           unsigned depth, uint64_t max_inflight)
 {
-    struct hc_io_config cfg = {
-        .threads = threads, .queue_depth = depth, .max_inflight_bytes = max_inflight};
+    struct hc_io_config cfg = {.engine = engine,
+                               .threads = threads,
+                               .queue_depth = depth,
+                               .max_inflight_bytes = max_inflight};
     struct hc_io_pool *pool = NULL;
     int rc = hc_io_pool_create(&pool, &cfg, test_wake, &wake_efd);
     ck_assert_int_eq(rc, 0);
     ck_assert_ptr_nonnull(pool);
     return pool;
 }
+
+/* In a test body: a pool of the engine this run of the loop test is for. */
+#define make_pool(threads, depth, max_inflight)                                                    \
+    make_pool_engine((enum hc_io_engine)_i, threads, depth, max_inflight)
 
 /* Loop-thread side: waits on the wake eventfd and drains until nothing is
  * pending. A wake-up that never comes fails the test after 10 s. */
@@ -786,13 +795,17 @@ END_TEST
 START_TEST(t_bad_args)
 {
     struct hc_io_pool *pool = NULL;
-    struct hc_io_config cfg = {.threads = 0, .queue_depth = 8, .max_inflight_bytes = 1};
+    struct hc_io_config cfg = {
+        .engine = (enum hc_io_engine)_i, .threads = 0, .queue_depth = 8, .max_inflight_bytes = 1};
     ck_assert_int_eq(hc_io_pool_create(&pool, &cfg, test_wake, &wake_efd), -EINVAL);
     cfg.threads = 1;
     cfg.queue_depth = 2;
     ck_assert_int_eq(hc_io_pool_create(&pool, &cfg, test_wake, &wake_efd), -EINVAL);
     cfg.queue_depth = 8;
     cfg.max_inflight_bytes = 0;
+    ck_assert_int_eq(hc_io_pool_create(&pool, &cfg, test_wake, &wake_efd), -EINVAL);
+    cfg.max_inflight_bytes = 1;
+    cfg.engine = (enum hc_io_engine)7;
     ck_assert_int_eq(hc_io_pool_create(&pool, &cfg, test_wake, &wake_efd), -EINVAL);
     ck_assert_ptr_null(pool);
 
@@ -820,25 +833,95 @@ START_TEST(t_bad_args)
 }
 END_TEST
 
+/* ---- THREADS engine: concurrency --------------------------------------- */
+
+#define CONC_THREADS 4
+static int conc_active, conc_peak;
+
+/* Holds its thread until CONC_THREADS requests are inside at once (or 5 s
+ * pass), recording how many were inside together. */
+static int before_rendezvous(struct hc_io_req *req)
+{
+    int now = __atomic_add_fetch(&conc_active, 1, __ATOMIC_SEQ_CST);
+    for (int k = 0; k < 5000 && now < CONC_THREADS; k++) {
+        usleep(1000);
+        now = __atomic_load_n(&conc_active, __ATOMIC_SEQ_CST);
+    }
+    int prev = __atomic_load_n(&conc_peak, __ATOMIC_SEQ_CST);
+    while (now > prev && !__atomic_compare_exchange_n(&conc_peak, &prev, now, false,
+                                                      __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+        ;
+    return 0;
+}
+
+static int after_rendezvous(struct hc_io_req *req)
+{
+    __atomic_sub_fetch(&conc_active, 1, __ATOMIC_SEQ_CST);
+    return 0;
+}
+
+/* N threads perform N reads at the same time, each a whole 1 MiB read of a
+ * real file; more reads than threads wait their turn and still complete. */
+START_TEST(t_threads_concurrent_reads)
+{
+    enum { N = 2 * CONC_THREADS, LEN = 1 << 20 };
+    struct hc_io_pool *pool =
+        make_pool_engine(HC_IO_ENGINE_THREADS, CONC_THREADS, 4, (uint64_t)N * LEN);
+    int fd = open_tmp("conc", O_RDWR | O_CREAT | O_TRUNC);
+    uint8_t *src = malloc((size_t)N * LEN), *dst = calloc(N, LEN);
+    struct rec r[N];
+    ck_assert(src && dst);
+    fill_pattern(src, (size_t)N * LEN, 11);
+    ck_assert_int_eq(pwrite(fd, src, (size_t)N * LEN, 0), (ssize_t)N * LEN);
+    conc_active = conc_peak = 0;
+    memset(r, 0, sizeof(r));
+    for (int i = 0; i < N; i++) {
+        r[i].req.op = HC_IO_READ;
+        r[i].req.fd = fd;
+        r[i].req.offset = (uint64_t)i * LEN;
+        r[i].req.iov[0] = (struct iovec){dst + (size_t)i * LEN, LEN};
+        r[i].req.iovcnt = 1;
+        r[i].req.before = before_rendezvous;
+        r[i].req.after = after_rendezvous;
+        r[i].req.done = rec_done;
+        hc_io_submit(pool, &r[i].req);
+    }
+    run_pool(pool);
+    ck_assert_int_eq(conc_peak, CONC_THREADS);
+    for (int i = 0; i < N; i++) {
+        ck_assert_uint_eq(r[i].done_calls, 1);
+        ck_assert_int_eq(r[i].req.result, LEN);
+    }
+    ck_assert(memcmp(src, dst, (size_t)N * LEN) == 0);
+    hc_io_pool_destroy(pool);
+    close(fd);
+    free(src);
+    free(dst);
+}
+END_TEST
+
 static Suite *io_suite(void)
 {
     Suite *s = suite_create("io");
     TCase *tc = tcase_create("pool");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, t_many_mixed);
-    tcase_add_test(tc, t_read_past_eof);
-    tcase_add_test(tc, t_short_write_socket);
-    tcase_add_test(tc, t_short_read_pipe);
-    tcase_add_test(tc, t_before_error_skips_io);
-    tcase_add_test(tc, t_after_result);
-    tcase_add_test(tc, t_task);
-    tcase_add_test(tc, t_inflight_bound);
-    tcase_add_test(tc, t_high_before_low);
-    tcase_add_test(tc, t_low_not_starved);
-    tcase_add_test(tc, t_destroy_runs_every_done);
-    tcase_add_test(tc, t_bad_fd);
-    tcase_add_test(tc, t_bad_args);
+    /* each test once per engine: _i is the enum hc_io_engine */
+    tcase_add_loop_test(tc, t_many_mixed, HC_IO_ENGINE_URING, HC_IO_ENGINE_THREADS + 1);
+    tcase_add_loop_test(tc, t_read_past_eof, HC_IO_ENGINE_URING, HC_IO_ENGINE_THREADS + 1);
+    tcase_add_loop_test(tc, t_short_write_socket, HC_IO_ENGINE_URING, HC_IO_ENGINE_THREADS + 1);
+    tcase_add_loop_test(tc, t_short_read_pipe, HC_IO_ENGINE_URING, HC_IO_ENGINE_THREADS + 1);
+    tcase_add_loop_test(tc, t_before_error_skips_io, HC_IO_ENGINE_URING, HC_IO_ENGINE_THREADS + 1);
+    tcase_add_loop_test(tc, t_after_result, HC_IO_ENGINE_URING, HC_IO_ENGINE_THREADS + 1);
+    tcase_add_loop_test(tc, t_task, HC_IO_ENGINE_URING, HC_IO_ENGINE_THREADS + 1);
+    tcase_add_loop_test(tc, t_inflight_bound, HC_IO_ENGINE_URING, HC_IO_ENGINE_THREADS + 1);
+    tcase_add_loop_test(tc, t_high_before_low, HC_IO_ENGINE_URING, HC_IO_ENGINE_THREADS + 1);
+    tcase_add_loop_test(tc, t_low_not_starved, HC_IO_ENGINE_URING, HC_IO_ENGINE_THREADS + 1);
+    tcase_add_loop_test(tc, t_destroy_runs_every_done, HC_IO_ENGINE_URING,
+                        HC_IO_ENGINE_THREADS + 1);
+    tcase_add_loop_test(tc, t_bad_fd, HC_IO_ENGINE_URING, HC_IO_ENGINE_THREADS + 1);
+    tcase_add_loop_test(tc, t_bad_args, HC_IO_ENGINE_URING, HC_IO_ENGINE_THREADS + 1);
+    tcase_add_test(tc, t_threads_concurrent_reads);
     suite_add_tcase(s, tc);
     return s;
 }
