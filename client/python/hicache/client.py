@@ -105,19 +105,30 @@ def _addr_len(obj, writable: bool) -> Tuple[int, int, object]:
 
 
 def _keys_blob(keys: Sequence[str]):
-    """One NUL-separated byte blob and the address of each key in it."""
-    enc = []
-    for k in keys:
-        b = k.encode() if isinstance(k, str) else bytes(k)
+    """The keys as NUL-terminated C strings in one byte blob: (the blob, which
+    keeps them alive, the address of each key in it). A few C-level calls for
+    the usual case of ASCII str keys (SGLang's hex keys): this runs on every
+    exists/get/set, so it must not cost a Python step per key."""
+    n = len(keys)
+    if all(type(k) is str for k in keys):
+        joined = "\0".join(keys)
+        if joined.isascii() and joined.count("\0") == n - 1:
+            blob = (joined + "\0").encode()
+            lens = np.fromiter(map(len, keys), dtype=np.uintp, count=n)
+            offs = np.zeros(n, dtype=np.uintp)
+            if n > 1:
+                np.cumsum(lens[:-1] + 1, out=offs[1:])
+            return blob, np.frombuffer(blob, dtype=np.uint8).ctypes.data + offs
+    enc = [k.encode() if isinstance(k, str) else bytes(k) for k in keys]
+    for k, b in zip(keys, enc):
         if b"\0" in b:
             raise ValueError(f"hicache: key {k!r} contains a NUL byte")
-        enc.append(b)
-    blob = np.frombuffer(b"\0".join(enc) + b"\0", dtype=np.uint8).copy()
-    lens = np.fromiter((len(b) + 1 for b in enc), dtype=np.uintp, count=len(enc))
-    offs = np.zeros(len(enc), dtype=np.uintp)
-    if len(enc) > 1:
+    blob = b"\0".join(enc) + b"\0"
+    lens = np.fromiter((len(b) + 1 for b in enc), dtype=np.uintp, count=n)
+    offs = np.zeros(n, dtype=np.uintp)
+    if n > 1:
         np.cumsum(lens[:-1], out=offs[1:])
-    return blob, blob.ctypes.data + offs
+    return blob, np.frombuffer(blob, dtype=np.uint8).ctypes.data + offs
 
 
 class Client:
