@@ -55,6 +55,12 @@ CLIENT_SRC := client/hicache.c
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 INTEG_SRC := $(wildcard tests/integration/test_*.c)
 SHELL_TESTS := $(wildcard tests/juicefs/test_*.sh)
+# Under a sanitizer the suites run once on the local directory; the full rerun
+# of every suite on JuiceFS (filesystem semantics, not memory errors) is left
+# to the plain build.
+ifneq ($(SANITIZER),)
+SHELL_TESTS := $(filter-out tests/juicefs/test_suites_on_juicefs.sh,$(SHELL_TESTS))
+endif
 HARNESS_SRC := $(wildcard tests/integration/harness*.c)
 
 FORMAT_SRC = $(wildcard common/*.[ch] daemon/*.[ch] client/*.[ch] tools/*.[ch] tests/*/*.[ch])

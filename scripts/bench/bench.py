@@ -59,6 +59,10 @@ MLA = dict(kind="mla", model="deepseek-ai/DeepSeek-V3", L=61, KV_LORA=512, ROPE=
 
 SYSTEMS = ("hicached", "hicachefile", "hicached-nodc")
 DAEMON_ARGS = {"hicached": [], "hicached-nodc": ["--dedupe", "false", "--coalesce-reads", "false"]}
+# On JuiceFS (FUSE) the daemon runs as the shipped systemd/config.json sets it
+# up for a JuiceFS mount: blocking preadv/pwritev from 4 I/O threads
+# (docs/OPERATIONS.md, Sizing).
+STORE_DAEMON_ARGS = {"juicefs": ["--io-engine", "threads", "--io-threads", "4"]}
 
 
 def log(*a):
@@ -566,7 +570,8 @@ class Bench:
         dev = Dev(store.dev_path)
         logf = self.out / f"hicached-{store.name}-{system}.log"
         if system != "hicachefile":
-            daemon = Daemon(self.build, store.path, sock, logf, DAEMON_ARGS[system])
+            daemon = Daemon(self.build, store.path, sock, logf,
+                            DAEMON_ARGS[system] + STORE_DAEMON_ARGS.get(store.name, []))
             daemon.start()
         bk = dict(system=system, world=len(ranks), sock=sock, file_dir=str(data_dir),
                   model=geo["model"], tag=tag)
