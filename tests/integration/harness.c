@@ -1255,3 +1255,45 @@ int h_write_file(const char *path, const void *buf, size_t len)
     }
     return close(fd) < 0 ? -errno : 0;
 }
+
+/* ---- acknowledgement log of a writer process ---------------------------- */
+
+struct h_ack_rec {
+    int32_t batch;
+    int32_t idx;
+};
+
+void h_ack_send(int fd, int32_t batch, int32_t idx)
+{
+    struct h_ack_rec r = {batch, idx};
+    while (write(fd, &r, sizeof(r)) < 0 && errno == EINTR)
+        ;
+}
+
+bool h_ack_read(int fd, struct h_ack_log *log, int until_acked, int timeout_ms)
+{
+    uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
+    while (until_acked < 0 || log->nacked < until_acked) {
+        int64_t left = (int64_t)(end - h_now_ms());
+        if (left <= 0)
+            return false;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, (int)left) <= 0)
+            continue;
+        struct h_ack_rec r;
+        ssize_t k = read(fd, &r, sizeof(r));
+        if (k == 0)
+            return until_acked < 0;
+        if (k != (ssize_t)sizeof(r))
+            continue;
+        ck_assert(r.batch >= 0 && r.batch < H_ACK_MAX_BATCHES);
+        if (r.idx < 0) {
+            if (r.batch + 1 > log->attempted)
+                log->attempted = r.batch + 1;
+        } else {
+            log->acked[r.batch] |= 1u << r.idx;
+            log->nacked++;
+        }
+    }
+    return true;
+}

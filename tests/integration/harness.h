@@ -193,6 +193,25 @@ pid_t h_fork(h_client_fn fn, int idx, void *arg);
  * -1 on error. */
 int h_wait_pid(pid_t pid, int timeout_ms);
 
+/* ---- acknowledgement log of a writer process ---------------------------- */
+
+/* A writer process (crash and kill tests) tells its parent, through a pipe,
+ * each batch it attempts (idx -1) before sending it and each page the daemon
+ * acknowledged after: the parent then knows which pages must survive. */
+#define H_ACK_MAX_BATCHES 512
+
+struct h_ack_log {
+    int attempted;                     /* batches attempted: 0 .. attempted-1 */
+    uint32_t acked[H_ACK_MAX_BATCHES]; /* bit i: page i of the batch acknowledged */
+    int nacked;
+};
+
+/* In the writer: one record to fd. */
+void h_ack_send(int fd, int32_t batch, int32_t idx);
+/* In the parent: reads records from fd into log until at least until_acked
+ * pages are acknowledged (or EOF when until_acked < 0). False on timeout. */
+bool h_ack_read(int fd, struct h_ack_log *log, int until_acked, int timeout_ms);
+
 /* ---- raw socket --------------------------------------------------------- */
 
 struct h_raw {

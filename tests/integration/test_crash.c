@@ -18,13 +18,6 @@
 #define CR_MAX_BATCHES 512
 #define CR_ROUNDS 3
 
-/* A record the writer sends to the parent: batch b attempted (idx -1), or
- * page idx of batch b acknowledged. */
-struct cr_rec {
-    int32_t batch;
-    int32_t idx;
-};
-
 struct cr_arg {
     const struct hd *d;
     int round;
@@ -34,13 +27,6 @@ struct cr_arg {
 static void cr_prefix(char *buf, size_t n, int round, int batch)
 {
     snprintf(buf, n, "cr-r%d-b%d", round, batch);
-}
-
-static void cr_send(int fd, int32_t batch, int32_t idx)
-{
-    struct cr_rec r = {batch, idx};
-    while (write(fd, &r, sizeof(r)) < 0 && errno == EINTR)
-        ;
 }
 
 /* The writer: batches of CR_PAGES new pages until the daemon goes away.
@@ -58,12 +44,12 @@ static int cr_writer(int idx, void *arg)
         struct h_batch w;
         H_REQUIRE(h_batch_init(&w, prefix, CR_PAGES, CR_LEN, (uint64_t)b) == 0, "oom");
         h_batch_fill(&w, (uint64_t)a->round + 100);
-        cr_send(a->rec_w, b, -1);
+        h_ack_send(a->rec_w, b, -1);
         rc = hc_batch_set(c, w.hc, w.n, w.results);
         bool stop = rc < 0;
         for (size_t i = 0; i < w.n; i++) {
             if (rc >= 0 && w.results[i] == 0)
-                cr_send(a->rec_w, b, (int32_t)i);
+                h_ack_send(a->rec_w, b, (int32_t)i);
             else
                 stop = true;
         }
@@ -76,45 +62,9 @@ static int cr_writer(int idx, void *arg)
     return 0;
 }
 
-struct cr_log {
-    int attempted; /* batches attempted: 0 .. attempted-1 */
-    uint32_t acked[CR_MAX_BATCHES];
-    int nacked;
-};
-
-/* Reads records from fd into log until the writer has acknowledged at least
- * until_acked pages (or EOF if until_acked < 0). Returns false on timeout. */
-static bool cr_read(int fd, struct cr_log *log, int until_acked, int timeout_ms)
-{
-    uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
-    while (until_acked < 0 || log->nacked < until_acked) {
-        int64_t left = (int64_t)(end - h_now_ms());
-        if (left <= 0)
-            return false;
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (poll(&pfd, 1, (int)left) <= 0)
-            continue;
-        struct cr_rec r;
-        ssize_t k = read(fd, &r, sizeof(r));
-        if (k == 0)
-            return until_acked < 0;
-        if (k != (ssize_t)sizeof(r))
-            continue;
-        ck_assert(r.batch >= 0 && r.batch < CR_MAX_BATCHES);
-        if (r.idx < 0) {
-            if (r.batch + 1 > log->attempted)
-                log->attempted = r.batch + 1;
-        } else {
-            log->acked[r.batch] |= 1u << r.idx;
-            log->nacked++;
-        }
-    }
-    return true;
-}
-
 /* Checks every page the writer attempted in round: acknowledged ones must be
  * hits with the right bytes; the others misses or right bytes. */
-static void cr_verify(const struct hd *d, int round, const struct cr_log *log)
+static void cr_verify(const struct hd *d, int round, const struct h_ack_log *log)
 {
     hc_client *c = hd_connect(d, NULL, CR_LEN);
     int acked_hits = 0, other_hits = 0;
@@ -153,7 +103,7 @@ static void cr_verify(const struct hd *d, int round, const struct cr_log *log)
 
 /* Runs a writer against d and stops the daemon (kill -9 or SIGTERM) once
  * kill_after pages were acknowledged. Fills log. */
-static void cr_round(struct hd *d, int round, int kill_after, bool sigkill, struct cr_log *log)
+static void cr_round(struct hd *d, int round, int kill_after, bool sigkill, struct h_ack_log *log)
 {
     int p[2];
     ck_assert_int_eq(pipe(p), 0);
@@ -161,13 +111,13 @@ static void cr_round(struct hd *d, int round, int kill_after, bool sigkill, stru
     pid_t w = h_fork(cr_writer, 0, &a);
     close(p[1]);
     memset(log, 0, sizeof(*log));
-    ck_assert_msg(cr_read(p[0], log, kill_after, 20000),
+    ck_assert_msg(h_ack_read(p[0], log, kill_after, 20000),
                   "writer acknowledged only %d pages in 20 s", log->nacked);
     if (sigkill)
         hd_kill(d);
     else
         hd_stop(d); /* asserts exit 0 and the socket unlinked */
-    ck_assert_msg(cr_read(p[0], log, -1, 30000), "writer did not finish after the daemon died");
+    ck_assert_msg(h_ack_read(p[0], log, -1, 30000), "writer did not finish after the daemon died");
     close(p[0]);
     int st = h_wait_pid(w, 30000);
     ck_assert_msg(st != -1, "writer hung after the daemon went away");
@@ -181,7 +131,7 @@ static void cr_round(struct hd *d, int round, int kill_after, bool sigkill, stru
 START_TEST(test_sigkill_during_writes)
 {
     struct hd *d = hd_new("A", NULL);
-    static struct cr_log logs[CR_ROUNDS];
+    static struct h_ack_log logs[CR_ROUNDS];
     const int kill_after[CR_ROUNDS] = {3 * CR_PAGES, 10 * CR_PAGES + 5, 25 * CR_PAGES + 9};
     int64_t total_acked = 0;
     for (int round = 0; round < CR_ROUNDS; round++) {
@@ -205,7 +155,7 @@ END_TEST
 START_TEST(test_sigterm_during_writes)
 {
     struct hd *d = hd_new("A", NULL);
-    static struct cr_log log;
+    static struct h_ack_log log;
     hd_start(d);
     cr_round(d, 0, 8 * CR_PAGES, false, &log);
     hd_start(d);

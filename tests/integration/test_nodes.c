@@ -354,29 +354,10 @@ static void kw_prefix(char *buf, size_t n, int b)
     snprintf(buf, n, "kw-b%d", b);
 }
 
-/* A record the writer sends: batch attempted (idx -1) or page acknowledged. */
-struct kw_rec {
-    int32_t batch;
-    int32_t idx;
-};
-
-struct kw_log {
-    int attempted;
-    uint32_t acked[KW_MAX_BATCHES];
-    int nacked;
-};
-
 struct kw_arg {
     const struct hd *d;
     int rec_w;
 };
-
-static void kw_send(int fd, int32_t batch, int32_t idx)
-{
-    struct kw_rec r = {batch, idx};
-    while (write(fd, &r, sizeof(r)) < 0 && errno == EINTR)
-        ;
-}
 
 /* Node A's writer: batches of new pages until the daemon goes away. */
 static int kw_writer(int idx, void *arg)
@@ -392,12 +373,12 @@ static int kw_writer(int idx, void *arg)
         struct h_batch w;
         H_REQUIRE(h_batch_init(&w, prefix, KW_BATCH, KW_LEN, (uint64_t)b) == 0, "oom");
         h_batch_fill(&w, KW_SALT);
-        kw_send(a->rec_w, b, -1);
+        h_ack_send(a->rec_w, b, -1);
         rc = hc_batch_set(c, w.hc, w.n, w.results);
         bool stop = rc < 0;
         for (size_t i = 0; i < w.n; i++) {
             if (rc >= 0 && w.results[i] == 0)
-                kw_send(a->rec_w, b, (int32_t)i);
+                h_ack_send(a->rec_w, b, (int32_t)i);
             else
                 stop = true;
         }
@@ -408,36 +389,6 @@ static int kw_writer(int idx, void *arg)
     hc_close(c);
     close(a->rec_w);
     return 0;
-}
-
-/* Reads records until until_acked pages are acknowledged (or EOF when
- * until_acked < 0). False on timeout. */
-static bool kw_read(int fd, struct kw_log *log, int until_acked, int timeout_ms)
-{
-    uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
-    while (until_acked < 0 || log->nacked < until_acked) {
-        int64_t left = (int64_t)(end - h_now_ms());
-        if (left <= 0)
-            return false;
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (poll(&pfd, 1, (int)left) <= 0)
-            continue;
-        struct kw_rec r;
-        ssize_t k = read(fd, &r, sizeof(r));
-        if (k == 0)
-            return until_acked < 0;
-        if (k != (ssize_t)sizeof(r))
-            continue;
-        ck_assert(r.batch >= 0 && r.batch < KW_MAX_BATCHES);
-        if (r.idx < 0) {
-            if (r.batch + 1 > log->attempted)
-                log->attempted = r.batch + 1;
-        } else {
-            log->acked[r.batch] |= 1u << r.idx;
-            log->nacked++;
-        }
-    }
-    return true;
 }
 
 /* Reads batch b through c, checking the rules of a reader on another node:
@@ -533,13 +484,13 @@ START_TEST(test_sigkill_of_a_mid_write_never_torn_on_b)
     struct kw_arg wa = {.d = a, .rec_w = p[1]};
     pid_t writer = h_fork(kw_writer, 0, &wa);
     close(p[1]);
-    static struct kw_log log;
+    static struct h_ack_log log;
     memset(&log, 0, sizeof(log));
     const int kill_after = 40 * KW_BATCH + 7;
-    ck_assert_msg(kw_read(p[0], &log, kill_after, 30000),
+    ck_assert_msg(h_ack_read(p[0], &log, kill_after, 30000),
                   "node A's writer acknowledged only %d pages in 30 s", log.nacked);
     hd_kill(a);
-    ck_assert_msg(kw_read(p[0], &log, -1, 30000), "writer did not finish after node A died");
+    ck_assert_msg(h_ack_read(p[0], &log, -1, 30000), "writer did not finish after node A died");
     close(p[0]);
     int st = h_wait_pid(writer, 30000);
     ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
