@@ -1297,3 +1297,34 @@ bool h_ack_read(int fd, struct h_ack_log *log, int until_acked, int timeout_ms)
     }
     return true;
 }
+
+int h_ack_writer(const char *sock, const char *stem, int max_batches, size_t npages, size_t len,
+                 uint64_t salt, int rec_w)
+{
+    hc_client *c = NULL;
+    hc_connect_opts o = {.page_size_hint = len, .timeout_ms = 20000};
+    int rc = hc_connect(&c, sock, &o);
+    H_REQUIRE(rc == 0, "hc_connect: %s", hc_strerror(rc));
+    for (int b = 0; b < max_batches && b < H_ACK_MAX_BATCHES; b++) {
+        char prefix[96];
+        snprintf(prefix, sizeof(prefix), "%s-b%d", stem, b);
+        struct h_batch w;
+        H_REQUIRE(h_batch_init(&w, prefix, npages, len, (uint64_t)b) == 0, "oom");
+        h_batch_fill(&w, salt);
+        h_ack_send(rec_w, b, -1);
+        rc = hc_batch_set(c, w.hc, w.n, w.results);
+        bool stop = rc < 0;
+        for (size_t i = 0; i < w.n; i++) {
+            if (rc >= 0 && w.results[i] == 0)
+                h_ack_send(rec_w, b, (int32_t)i);
+            else
+                stop = true;
+        }
+        h_batch_free(&w);
+        if (stop)
+            break;
+    }
+    hc_close(c);
+    close(rec_w);
+    return 0;
+}

@@ -208,6 +208,13 @@ struct h_ack_log {
 
 /* In the writer: one record to fd. */
 void h_ack_send(int fd, int32_t batch, int32_t idx);
+/* In a writer process: connects to sock and stores batches named
+ * "<stem>-b<b>" (b = 0, 1, ...) of npages pages of len bytes (h_batch_init
+ * with split seed b, h_batch_fill with salt) until a set fails or max_batches
+ * were stored, recording each attempt and each acknowledged page on rec_w,
+ * which it closes. Returns 0 (a child's pass). */
+int h_ack_writer(const char *sock, const char *stem, int max_batches, size_t npages, size_t len,
+                 uint64_t salt, int rec_w);
 /* In the parent: reads records from fd into log until at least until_acked
  * pages are acknowledged (or EOF when until_acked < 0). False on timeout. */
 bool h_ack_read(int fd, struct h_ack_log *log, int until_acked, int timeout_ms);

@@ -34,32 +34,11 @@ static void cr_prefix(char *buf, size_t n, int round, int batch)
 static int cr_writer(int idx, void *arg)
 {
     struct cr_arg *a = arg;
-    hc_client *c = NULL;
-    hc_connect_opts o = {.page_size_hint = CR_LEN, .timeout_ms = 20000};
-    int rc = hc_connect(&c, a->d->sock, &o);
-    H_REQUIRE(rc == 0, "hc_connect: %s", hc_strerror(rc));
-    for (int b = 0; b < CR_MAX_BATCHES; b++) {
-        char prefix[64];
-        cr_prefix(prefix, sizeof(prefix), a->round, b);
-        struct h_batch w;
-        H_REQUIRE(h_batch_init(&w, prefix, CR_PAGES, CR_LEN, (uint64_t)b) == 0, "oom");
-        h_batch_fill(&w, (uint64_t)a->round + 100);
-        h_ack_send(a->rec_w, b, -1);
-        rc = hc_batch_set(c, w.hc, w.n, w.results);
-        bool stop = rc < 0;
-        for (size_t i = 0; i < w.n; i++) {
-            if (rc >= 0 && w.results[i] == 0)
-                h_ack_send(a->rec_w, b, (int32_t)i);
-            else
-                stop = true;
-        }
-        h_batch_free(&w);
-        if (stop)
-            break;
-    }
-    hc_close(c);
-    close(a->rec_w);
-    return 0;
+    char stem[32];
+
+    snprintf(stem, sizeof(stem), "cr-r%d", a->round);
+    return h_ack_writer(a->d->sock, stem, CR_MAX_BATCHES, CR_PAGES, CR_LEN,
+                        (uint64_t)a->round + 100, a->rec_w);
 }
 
 /* Checks every page the writer attempted in round: acknowledged ones must be

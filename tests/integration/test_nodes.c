@@ -363,32 +363,7 @@ struct kw_arg {
 static int kw_writer(int idx, void *arg)
 {
     struct kw_arg *a = arg;
-    hc_client *c = NULL;
-    hc_connect_opts o = {.page_size_hint = KW_LEN, .timeout_ms = 20000};
-    int rc = hc_connect(&c, a->d->sock, &o);
-    H_REQUIRE(rc == 0, "hc_connect: %s", hc_strerror(rc));
-    for (int b = 0; b < KW_MAX_BATCHES; b++) {
-        char prefix[32];
-        kw_prefix(prefix, sizeof(prefix), b);
-        struct h_batch w;
-        H_REQUIRE(h_batch_init(&w, prefix, KW_BATCH, KW_LEN, (uint64_t)b) == 0, "oom");
-        h_batch_fill(&w, KW_SALT);
-        h_ack_send(a->rec_w, b, -1);
-        rc = hc_batch_set(c, w.hc, w.n, w.results);
-        bool stop = rc < 0;
-        for (size_t i = 0; i < w.n; i++) {
-            if (rc >= 0 && w.results[i] == 0)
-                h_ack_send(a->rec_w, b, (int32_t)i);
-            else
-                stop = true;
-        }
-        h_batch_free(&w);
-        if (stop)
-            break;
-    }
-    hc_close(c);
-    close(a->rec_w);
-    return 0;
+    return h_ack_writer(a->d->sock, "kw", KW_MAX_BATCHES, KW_BATCH, KW_LEN, KW_SALT, a->rec_w);
 }
 
 /* Reads batch b through c, checking the rules of a reader on another node:
