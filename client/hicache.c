@@ -48,7 +48,6 @@
 /* Conservative encoded sizes, used to keep request frames under max_frame. */
 #define HC_FRAME_BASE_EST 64u
 #define HC_SLOT_EST 40u
-#define HC_KEY_EST 8u
 #define HC_RECV_BUF 16384
 #define HC_MAX_FDS 4
 
@@ -523,7 +522,7 @@ static int ring_alloc(struct hc_client *c, uint64_t len, uint64_t *off)
 
 /* ---- batches -------------------------------------------------------------- */
 
-enum hc_op { HC_OP_SET, HC_OP_GET, HC_OP_EXISTS };
+enum hc_op { HC_OP_SET, HC_OP_GET };
 
 /* One request of a batch: which pages it carries and where their slots are.
  * resp is set when its response arrived (possibly while waiting for another
@@ -541,23 +540,18 @@ struct hc_chunk {
 
 struct hc_batch {
     enum hc_op op;
-    const hc_page *pages;    /* set, get */
-    const char *const *keys; /* exists */
+    const hc_page *pages;
     size_t n;
-    int *results;      /* set, get */
-    uint64_t *lengths; /* exists, may be NULL */
-    int done;          /* set: pages stored; get: hits */
-    size_t leading;    /* exists */
-    bool leading_open;
+    int *results;
+    int done;             /* set: pages stored; get: hits */
     bool answered;        /* some chunk got a response */
-    int whole_err;        /* exists: a whole-request error */
     struct hc_chunk q[2]; /* chunks in flight, FIFO */
     unsigned qhead, nq;
 };
 
 static const char *batch_key(const struct hc_batch *b, size_t i)
 {
-    return b->op == HC_OP_EXISTS ? b->keys[i] : b->pages[i].key;
+    return b->pages[i].key;
 }
 
 static int key_check(const char *key)
@@ -628,32 +622,26 @@ static void chunk_fill(struct hc_client *c, struct hc_batch *b, size_t *next, st
         const char *key = batch_key(b, i);
         uint64_t add, slot, total = 0, off = 0;
 
-        if (b->op == HC_OP_EXISTS) {
-            add = strlen(key) + HC_KEY_EST;
-            if (k->count > 0 && est + add > c->max_frame)
-                break;
-        } else {
-            int r = page_check(c, &b->pages[i], &total);
+        int r = page_check(c, &b->pages[i], &total);
 
-            if (r < 0) {
-                b->results[i] = r;
-                (*next)++;
-                continue;
-            }
-            add = strlen(key) + HC_SLOT_EST;
-            if (k->count > 0 && est + add > c->max_frame)
-                break;
-            /* Half the region per chunk, so the next chunk can be filled
-             * while this one is served (a bigger page goes alone). */
-            slot = (total + c->slot_align - 1) & ~(c->slot_align - 1);
-            if (k->count > 0 && bytes + slot > c->region_size / 2)
-                break;
-            if (ring_alloc(c, total, &off) < 0)
-                break;
-            bytes += slot;
-            if (b->op == HC_OP_SET)
-                copy_in(c->region + off, &b->pages[i]);
+        if (r < 0) {
+            b->results[i] = r;
+            (*next)++;
+            continue;
         }
+        add = strlen(key) + HC_SLOT_EST;
+        if (k->count > 0 && est + add > c->max_frame)
+            break;
+        /* Half the region per chunk, so the next chunk can be filled
+         * while this one is served (a bigger page goes alone). */
+        slot = (total + c->slot_align - 1) & ~(c->slot_align - 1);
+        if (k->count > 0 && bytes + slot > c->region_size / 2)
+            break;
+        if (ring_alloc(c, total, &off) < 0)
+            break;
+        bytes += slot;
+        if (b->op == HC_OP_SET)
+            copy_in(c->region + off, &b->pages[i]);
         est += add;
         k->idx[k->count] = i;
         k->off[k->count] = off;
@@ -664,26 +652,23 @@ static void chunk_fill(struct hc_client *c, struct hc_batch *b, size_t *next, st
     k->ring_end = c->head;
 }
 
-/* Encodes chunk k as a set, get or exists request and sends it. Returns 0 or
+/* Encodes chunk k as a set or get request and sends it. Returns 0 or
  * -errno (see send_request). */
 static int chunk_send(struct hc_client *c, const struct hc_batch *b, struct hc_chunk *k)
 {
     Hicache__Request req = HICACHE__REQUEST__INIT;
     Hicache__SetRequest set = HICACHE__SET_REQUEST__INIT;
     Hicache__GetRequest get = HICACHE__GET_REQUEST__INIT;
-    Hicache__ExistsRequest ex = HICACHE__EXISTS_REQUEST__INIT;
     Hicache__Slot slots[HC_MAX_BATCH];
     Hicache__Slot *slotp[HC_MAX_BATCH];
-    ProtobufCBinaryData keys[HC_MAX_BATCH];
     unsigned j;
 
     for (j = 0; j < k->count; j++) {
         const char *key = batch_key(b, k->idx[j]);
 
-        keys[j].data = (uint8_t *)key;
-        keys[j].len = strlen(key);
         hicache__slot__init(&slots[j]);
-        slots[j].key = keys[j];
+        slots[j].key.data = (uint8_t *)key;
+        slots[j].key.len = strlen(key);
         slots[j].offset = k->off[j];
         slots[j].length = k->len[j];
         slotp[j] = &slots[j];
@@ -700,12 +685,6 @@ static int chunk_send(struct hc_client *c, const struct hc_batch *b, struct hc_c
         get.pages = slotp;
         req.body_case = HICACHE__REQUEST__BODY_GET;
         req.get = &get;
-        break;
-    case HC_OP_EXISTS:
-        ex.n_keys = k->count;
-        ex.keys = keys;
-        req.body_case = HICACHE__REQUEST__BODY_EXISTS;
-        req.exists = &ex;
         break;
     }
     k->id = req.id = c->next_id++;
@@ -747,8 +726,8 @@ static int chunk_wait(struct hc_client *c, struct hc_batch *b)
     return 0;
 }
 
-/* Hands the oldest chunk's answer to the caller: results, copies out of the
- * slots for get hits, lengths and leading count for exists. Returns 0, or
+/* Hands the oldest chunk's answer to the caller: results, and copies out of
+ * the slots for get hits. Returns 0, or
  * -EPROTO when the response does not match the request. */
 static int chunk_finish(struct hc_client *c, struct hc_batch *b, struct hc_chunk *k)
 {
@@ -756,17 +735,8 @@ static int chunk_finish(struct hc_client *c, struct hc_batch *b, struct hc_chunk
     unsigned j;
 
     if (resp->status < 0) {
-        for (j = 0; j < k->count; j++) {
-            if (b->op == HC_OP_EXISTS) {
-                if (b->lengths != NULL)
-                    b->lengths[k->idx[j]] = 0;
-            } else {
-                b->results[k->idx[j]] = resp->status;
-            }
-        }
-        if (b->op == HC_OP_EXISTS && b->whole_err == 0)
-            b->whole_err = resp->status;
-        b->leading_open = false;
+        for (j = 0; j < k->count; j++)
+            b->results[k->idx[j]] = resp->status;
         return 0;
     }
     if (resp->n_results != k->count || (b->op != HC_OP_SET && resp->n_lengths != k->count))
@@ -794,14 +764,6 @@ static int chunk_finish(struct hc_client *c, struct hc_batch *b, struct hc_chunk
             }
             b->results[i] = r;
             break;
-        case HC_OP_EXISTS:
-            if (b->lengths != NULL)
-                b->lengths[i] = r == 0 ? resp->lengths[j] : 0;
-            if (r != 0)
-                b->leading_open = false;
-            else if (b->leading_open)
-                b->leading++;
-            break;
         }
     }
     return 0;
@@ -811,16 +773,15 @@ static void chunk_abandon(struct hc_batch *b, struct hc_chunk *k, int err)
 {
     unsigned j;
 
-    if (b->op != HC_OP_EXISTS)
-        for (j = 0; j < k->count; j++)
-            b->results[k->idx[j]] = err;
+    for (j = 0; j < k->count; j++)
+        b->results[k->idx[j]] = err;
     if (k->resp != NULL)
         hicache__response__free_unpacked(k->resp, NULL);
     k->resp = NULL;
 }
 
 /* Runs a whole batch: chunks filled, sent and finished in order, up to two in
- * flight. Returns pages stored (set), hits (get), leading keys (exists), or
+ * flight. Returns pages stored (set), hits (get), or
  * -errno as documented in hicache.h. Takes c->lock. */
 static int batch_run(struct hc_client *c, struct hc_batch *b)
 {
@@ -832,7 +793,6 @@ static int batch_run(struct hc_client *c, struct hc_batch *b)
         fatal = c->broken;
         goto out;
     }
-    b->leading_open = true;
     for (;;) {
         if (fatal == 0 && next < b->n && b->nq < 2) {
             struct hc_chunk *k = &b->q[(b->qhead + b->nq) % 2];
@@ -860,7 +820,7 @@ static int batch_run(struct hc_client *c, struct hc_batch *b)
         if (b->nq == 0) {
             /* Cannot happen (a page no larger than the region always fits
              * the empty ring), but never leave a result unset. */
-            for (i = next; fatal == 0 && i < b->n && b->op != HC_OP_EXISTS; i++)
+            for (i = next; fatal == 0 && i < b->n; i++)
                 b->results[i] = -ENOSPC;
             break;
         }
@@ -872,8 +832,7 @@ static int batch_run(struct hc_client *c, struct hc_batch *b)
             b->answered = b->answered || r == 0;
             hicache__response__free_unpacked(k->resp, NULL);
             k->resp = NULL;
-            if (b->op != HC_OP_EXISTS)
-                c->tail = k->ring_end;
+            c->tail = k->ring_end;
         }
         if (r < 0) {
             unsigned j;
@@ -892,18 +851,14 @@ static int batch_run(struct hc_client *c, struct hc_batch *b)
 out:
     pthread_mutex_unlock(&c->lock);
     if (fatal != 0) {
-        if (b->op != HC_OP_EXISTS)
-            for (i = next; i < b->n; i++)
+        for (i = next; i < b->n; i++)
+            b->results[i] = fatal;
+        if (!b->answered) {
+            for (i = 0; i < b->n; i++)
                 b->results[i] = fatal;
-        if (b->op == HC_OP_EXISTS || !b->answered) {
-            if (b->op != HC_OP_EXISTS)
-                for (i = 0; i < b->n; i++)
-                    b->results[i] = fatal;
             return fatal;
         }
     }
-    if (b->op == HC_OP_EXISTS)
-        return b->whole_err != 0 ? b->whole_err : (int)b->leading;
     return b->done;
 }
 
@@ -952,28 +907,121 @@ HC_EXPORT int hc_batch_get(hc_client *c, const hc_page *pages, size_t n, int *re
     return pages_run(c, HC_OP_GET, pages, n, results);
 }
 
+/* Asks for the n keys packed in keys[0..len) (each followed by a NUL), in
+ * requests of at most max_batch keys and max_frame bytes, one after the other.
+ * Returns the count of leading keys that exist, or -errno (lengths of keys
+ * not answered are 0). Takes c->lock. */
+static int exists_run(hc_client *c, const char *keys, size_t len, size_t n, uint64_t *lengths)
+{
+    size_t cap = c->max_frame > 2 * HC_FRAME_BASE_EST ? c->max_frame - HC_FRAME_BASE_EST : 1;
+    size_t pos = 0, i = 0, leading = 0;
+    bool open = true;
+    int r = 0;
+
+    if (lengths != NULL)
+        memset(lengths, 0, n * sizeof(*lengths));
+    pthread_mutex_lock(&c->lock);
+    if (c->broken) {
+        r = c->broken;
+        goto out;
+    }
+    while (i < n) {
+        Hicache__Request req = HICACHE__REQUEST__INIT;
+        Hicache__ExistsRequest ex = HICACHE__EXISTS_REQUEST__INIT;
+        Hicache__Response *resp;
+        size_t start = pos, first = i, cnt = 0, j;
+
+        while (i < n && cnt < c->max_batch) {
+            const char *nul = memchr(keys + pos, '\0', len - pos);
+            size_t next = (size_t)(nul - keys) + 1;
+
+            if (cnt > 0 && next - start > cap)
+                break;
+            pos = next;
+            i++;
+            cnt++;
+        }
+        ex.packed_keys.data = (uint8_t *)(keys + start);
+        ex.packed_keys.len = pos - start;
+        req.body_case = HICACHE__REQUEST__BODY_EXISTS;
+        req.exists = &ex;
+        r = call(c, &req, NULL, &resp);
+        if (r < 0)
+            goto out;
+        if (resp->status < 0) {
+            r = resp->status;
+        } else if (resp->n_results != cnt || resp->n_lengths != cnt) {
+            r = conn_fail(c, -EPROTO);
+        } else {
+            for (j = 0; j < cnt; j++) {
+                bool hit = resp->results[j] == 0;
+
+                if (lengths != NULL)
+                    lengths[first + j] = hit ? resp->lengths[j] : 0;
+                open = open && hit;
+                leading += open;
+            }
+        }
+        hicache__response__free_unpacked(resp, NULL);
+        if (r < 0)
+            goto out;
+    }
+    r = (int)leading;
+out:
+    pthread_mutex_unlock(&c->lock);
+    return r;
+}
+
+HC_EXPORT int hc_batch_exists_packed(hc_client *c, const char *keys, size_t len, size_t n,
+                                     uint64_t *lengths)
+{
+    size_t nuls = 0;
+    const char *p = keys, *end = keys + len;
+
+    if (c == NULL || n > INT_MAX || (n > 0 && (keys == NULL || len == 0 || keys[len - 1] != '\0')))
+        return -EINVAL;
+    if (n == 0)
+        return 0;
+    while (p < end && (p = memchr(p, '\0', (size_t)(end - p))) != NULL) {
+        nuls++;
+        p++;
+    }
+    if (nuls != n)
+        return -EINVAL;
+    return exists_run(c, keys, len, n, lengths);
+}
+
 HC_EXPORT int hc_batch_exists(hc_client *c, const char *const *keys, size_t n, uint64_t *lengths)
 {
-    struct hc_batch *b;
-    size_t i;
+    size_t i, len = 0, klen[HC_MAX_BATCH];
+    char *blob, *p;
     int r;
 
     if (c == NULL || (keys == NULL && n > 0) || n > INT_MAX)
         return -EINVAL;
-    for (i = 0; i < n; i++)
+    for (i = 0; i < n; i++) {
+        size_t kl;
+
         if (key_check(keys[i]) < 0)
             return -EINVAL;
+        kl = strlen(keys[i]);
+        if (i < HC_MAX_BATCH)
+            klen[i] = kl;
+        len += kl + 1;
+    }
     if (n == 0)
         return 0;
-    b = calloc(1, sizeof(*b));
-    if (b == NULL)
+    blob = malloc(len);
+    if (blob == NULL)
         return -ENOMEM;
-    b->op = HC_OP_EXISTS;
-    b->keys = keys;
-    b->n = n;
-    b->lengths = lengths;
-    r = batch_run(c, b);
-    free(b);
+    for (i = 0, p = blob; i < n; i++) {
+        size_t kl = i < HC_MAX_BATCH ? klen[i] : strlen(keys[i]);
+
+        memcpy(p, keys[i], kl + 1);
+        p += kl + 1;
+    }
+    r = exists_run(c, blob, len, n, lengths);
+    free(blob);
     return r;
 }
 

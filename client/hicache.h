@@ -111,6 +111,14 @@ HC_EXPORT int hc_batch_get(hc_client *c, const hc_page *pages, size_t n, int *re
  * 0 if absent. Returns how many leading keys exist (0..n), or -errno. */
 HC_EXPORT int hc_batch_exists(hc_client *c, const char *const *keys, size_t n, uint64_t *lengths);
 
+/* hc_batch_exists for n keys packed in keys[0..len): each key followed by one
+ * NUL byte (e.g. "k1\0k2\0"). For callers that hold their keys as one string
+ * (the Python binding). The keys are checked by the daemon: an invalid one
+ * fails the call with -EINVAL; -EINVAL too when len is 0 for n > 0, the bytes
+ * do not end with a NUL, or they hold other than n NULs. */
+HC_EXPORT int hc_batch_exists_packed(hc_client *c, const char *keys, size_t len, size_t n,
+                                     uint64_t *lengths);
+
 /* Daemon counters as a JSON object (NUL-terminated, free with hc_free).
  * Returns 0 or -errno. */
 HC_EXPORT int hc_stats(hc_client *c, char **json);

@@ -471,45 +471,91 @@ nomem:
     send_error(c, req->id, -ENOMEM, "out of memory");
 }
 
+/* The keys of an exists request, from its repeated field or from its packed
+ * field (each key followed by a NUL). Fills key/klen (HC_MAX_BATCH entries)
+ * and *n. Returns NULL, or a readable reason for -EINVAL / -E2BIG (*e2big). */
+static const char *exists_keys(const Hicache__ExistsRequest *ex, unsigned max_batch,
+                               const char **key, size_t *klen, size_t *n, bool *e2big, char *why,
+                               size_t whylen)
+{
+    const ProtobufCBinaryData *pk = &ex->packed_keys;
+    size_t i, limit = max_batch < HC_MAX_BATCH ? max_batch : HC_MAX_BATCH;
+
+    *e2big = false;
+    if (pk->len == 0) {
+        if (ex->n_keys > limit) {
+            *e2big = true;
+            snprintf(why, whylen, "batch of %zu keys exceeds the limit of %zu", ex->n_keys, limit);
+            return why;
+        }
+        for (i = 0; i < ex->n_keys; i++) {
+            key[i] = (const char *)ex->keys[i].data;
+            klen[i] = ex->keys[i].len;
+        }
+        *n = ex->n_keys;
+    } else {
+        const char *p = (const char *)pk->data, *end = p + pk->len;
+
+        if (ex->n_keys > 0)
+            return "an exists request carries keys or packed_keys, not both";
+        if (end[-1] != '\0')
+            return "packed_keys does not end with a NUL byte";
+        for (i = 0; p < end; i++) {
+            const char *nul = memchr(p, '\0', (size_t)(end - p));
+
+            if (i == limit) {
+                *e2big = true;
+                snprintf(why, whylen, "batch of more than %zu keys exceeds the limit", limit);
+                return why;
+            }
+            key[i] = p;
+            klen[i] = (size_t)(nul - p);
+            p = nul + 1;
+        }
+        *n = i;
+    }
+    for (i = 0; i < *n; i++) {
+        const char *bad = hc_name_invalid("key", key[i], klen[i]);
+        if (bad) {
+            snprintf(why, whylen, "key %zu: %s", i, bad);
+            return why;
+        }
+    }
+    return NULL;
+}
+
 static void handle_exists(struct conn *c, const Hicache__Request *req)
 {
     struct server *srv = c->srv;
-    const Hicache__ExistsRequest *ex = req->exists;
     Hicache__Response resp = HICACHE__RESPONSE__INIT;
+    const char *key[HC_MAX_BATCH], *bad;
+    size_t klen[HC_MAX_BATCH];
     int32_t results[HC_MAX_BATCH];
     uint64_t lengths[HC_MAX_BATCH];
-    bool leading = true;
-    size_t i;
+    char why[128];
+    bool leading = true, e2big;
+    size_t i, n = 0;
     int ns;
 
-    if (ex->n_keys > srv->cfg->max_batch || ex->n_keys > HC_MAX_BATCH) {
-        send_error(c, req->id, -E2BIG, "batch of %zu keys exceeds the limit of %u", ex->n_keys,
-                   srv->cfg->max_batch);
+    bad = exists_keys(req->exists, srv->cfg->max_batch, key, klen, &n, &e2big, why, sizeof(why));
+    if (bad) {
+        send_error(c, req->id, e2big ? -E2BIG : -EINVAL, "%s", bad);
         return;
     }
-    for (i = 0; i < ex->n_keys; i++) {
-        const char *bad = hc_name_invalid("key", (const char *)ex->keys[i].data, ex->keys[i].len);
-        if (bad) {
-            send_error(c, req->id, -EINVAL, "key %zu: %s", i, bad);
-            return;
-        }
-    }
     ns = conn_ns(c, false);
-    for (i = 0; i < ex->n_keys; i++) {
-        lengths[i] = ns < 0 ? 0
-                            : hc_store_exists(srv->store, ns, (const char *)ex->keys[i].data,
-                                              ex->keys[i].len);
+    for (i = 0; i < n; i++) {
+        lengths[i] = ns < 0 ? 0 : hc_store_exists(srv->store, ns, key[i], klen[i]);
         results[i] = lengths[i] ? 0 : -ENOENT;
         if (!lengths[i])
             leading = false;
         else if (leading)
             resp.leading++;
     }
-    srv->stats.exists += ex->n_keys;
+    srv->stats.exists += n;
     resp.id = req->id;
-    resp.n_results = ex->n_keys;
+    resp.n_results = n;
     resp.results = results;
-    resp.n_lengths = ex->n_keys;
+    resp.n_lengths = n;
     resp.lengths = lengths;
     conn_send(c, &resp);
 }

@@ -464,6 +464,84 @@ START_TEST(test_too_many_keys)
 }
 END_TEST
 
+/* Sends an exists request with packed_keys = blob[0..len) (and keys when
+ * with_keys) and returns the response. */
+static Hicache__Response *bi_packed_exists(struct h_raw *r, const char *blob, size_t len,
+                                           bool with_keys)
+{
+    Hicache__ExistsRequest ex = HICACHE__EXISTS_REQUEST__INIT;
+    Hicache__Request req = HICACHE__REQUEST__INIT;
+    ProtobufCBinaryData key = {strlen(BI_KNOWN), (uint8_t *)BI_KNOWN};
+
+    ex.packed_keys.data = (uint8_t *)blob;
+    ex.packed_keys.len = len;
+    if (with_keys) {
+        ex.n_keys = 1;
+        ex.keys = &key;
+    }
+    req.body_case = HICACHE__REQUEST__BODY_EXISTS;
+    req.exists = &ex;
+    return h_raw_call(r, &req);
+}
+
+/* Packed exists keys (each followed by a NUL): every malformed form is
+ * refused with a reason and the connection stays usable; a good one answers
+ * per key. */
+START_TEST(test_packed_exists_keys)
+{
+    struct hd *d = bi_start();
+    struct h_raw r;
+    static char many[129 * 8];
+    size_t mlen = 0;
+    const struct {
+        const char *blob;
+        size_t len;
+        bool with_keys;
+        int status;
+        const char *why; /* in the error text */
+    } bad[] = {
+        {"a\0b", 3, false, -EINVAL, "NUL"},
+        {"a\0", 2, true, -EINVAL, "not both"},
+        {"a\0bad/key\0", 10, false, -EINVAL, "key 1: key contains '/'"},
+        {"a\0\0", 3, false, -EINVAL, "key 1: key is empty"},
+        {"x..y\0", 5, false, -EINVAL, "key 0: key contains '..'"},
+        {NULL, 0, false, -E2BIG, "limit"},
+    };
+
+    for (int i = 0; i < 129; i++)
+        mlen += (size_t)snprintf(many + mlen, sizeof(many) - mlen, "m%d", i) + 1;
+    ck_assert_int_eq(h_raw_connect(&r, d->sock), 0);
+    ck_assert_int_eq(h_raw_hello(&r, NULL, 0), 0);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        Hicache__Response *resp =
+            bad[i].blob ? bi_packed_exists(&r, bad[i].blob, bad[i].len, bad[i].with_keys)
+                        : bi_packed_exists(&r, many, mlen, false);
+        ck_assert_msg(resp != NULL, "case %zu: no response", i);
+        ck_assert_msg(resp->status == bad[i].status, "case %zu: status %d, want %d", i,
+                      resp->status, bad[i].status);
+        ck_assert_msg(resp->error && strstr(resp->error, bad[i].why), "case %zu: error '%s'", i,
+                      resp->error ? resp->error : "(none)");
+        ck_assert_uint_eq(resp->n_results, 0);
+        hicache__response__free_unpacked(resp, NULL);
+    }
+    /* a good one on the same connection: the known page, then one absent */
+    char good[64];
+    int glen = snprintf(good, sizeof(good), "%s%cabsent-key%c", BI_KNOWN, 0, 0);
+    Hicache__Response *resp = bi_packed_exists(&r, good, (size_t)glen, false);
+    ck_assert_int_eq(resp->status, 0);
+    ck_assert_uint_eq(resp->n_results, 2);
+    ck_assert_uint_eq(resp->n_lengths, 2);
+    ck_assert_int_eq(resp->results[0], 0);
+    ck_assert_uint_eq(resp->lengths[0], BI_KNOWN_LEN);
+    ck_assert_int_eq(resp->results[1], -ENOENT);
+    ck_assert_uint_eq(resp->lengths[1], 0);
+    ck_assert_uint_eq(resp->leading, 1);
+    hicache__response__free_unpacked(resp, NULL);
+    h_raw_close(&r);
+    bi_intact(d, 1);
+}
+END_TEST
+
 START_TEST(test_get_slot_smaller_than_page)
 {
     struct hd *d = bi_start();
@@ -576,6 +654,7 @@ int main(void)
     tcase_add_test(tc, test_slot_out_of_range);
     tcase_add_test(tc, test_too_many_keys);
     tcase_add_test(tc, test_get_slot_smaller_than_page);
+    tcase_add_test(tc, test_packed_exists_keys);
     tcase_add_test(tc, test_config_unknown_key);
     tcase_add_test(tc, test_config_wrong_type);
     tcase_add_test(tc, test_config_control);

@@ -181,6 +181,62 @@ START_TEST(test_page_larger_than_region)
 }
 END_TEST
 
+/* Exists over more keys than one request holds: libhicache splits them into
+ * requests of max_batch keys and the leading count and lengths run on across
+ * them; the packed form answers the same, and a malformed one is refused
+ * before anything is sent. */
+START_TEST(test_exists_across_requests)
+{
+    enum { N = 300, STORED = 250 };
+    struct hd *d = hd_new("A", NULL);
+    hd_start(d);
+    hc_client *c = hd_connect(d, NULL, 4096);
+    static char names[N][16], packed[N * 16];
+    const char *keys[N];
+    uint64_t lens[N], plens[N];
+    size_t plen = 0;
+
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof(names[i]), "ex-%d", i);
+        keys[i] = names[i];
+        plen += (size_t)snprintf(packed + plen, sizeof(packed) - plen, "%s", names[i]) + 1;
+    }
+    for (int i = 0; i < STORED; i++) {
+        char buf[100 + N];
+        size_t len = 100 + (size_t)i;
+        h_fill(buf, len, names[i], 1);
+        hc_buf b = {buf, len};
+        hc_page p = {names[i], &b, 1};
+        int res = 1;
+        if (i == 7)
+            continue; /* a hole: the leading count stops there */
+        ck_assert_int_eq(hc_batch_set(c, &p, 1, &res), 1);
+    }
+    ck_assert_int_eq(hc_batch_exists(c, keys, N, lens), 7);
+    ck_assert_int_eq(hc_batch_exists_packed(c, packed, plen, N, plens), 7);
+    for (int i = 0; i < N; i++) {
+        uint64_t want = i < STORED && i != 7 ? 100 + (uint64_t)i : 0;
+        ck_assert_msg(lens[i] == want, "key %d: length %llu, want %llu", i,
+                      (unsigned long long)lens[i], (unsigned long long)want);
+        ck_assert_msg(plens[i] == want, "packed key %d: length %llu, want %llu", i,
+                      (unsigned long long)plens[i], (unsigned long long)want);
+    }
+    /* the first 7 alone, and from key 8 on: every stored key leads */
+    ck_assert_int_eq(hc_batch_exists(c, keys, 7, NULL), 7);
+    ck_assert_int_eq(hc_batch_exists(c, keys + 8, STORED - 8, NULL), STORED - 8);
+    /* malformed packed calls: no trailing NUL, a NUL count other than n */
+    ck_assert_int_eq(hc_batch_exists_packed(c, packed, plen - 1, N, NULL), -EINVAL);
+    ck_assert_int_eq(hc_batch_exists_packed(c, packed, plen, N - 1, NULL), -EINVAL);
+    ck_assert_int_eq(hc_batch_exists_packed(c, packed, 0, 1, NULL), -EINVAL);
+    ck_assert_int_eq(hc_batch_exists_packed(c, NULL, 0, 0, NULL), 0);
+    /* an invalid key: the daemon's -EINVAL, and the connection goes on */
+    ck_assert_int_eq(hc_batch_exists_packed(c, "ex-0\0bad/key\0", 13, 2, NULL), -EINVAL);
+    ck_assert_int_eq(hc_ping(c), 0);
+    ck_assert_int_eq(hc_batch_exists_packed(c, packed, plen, N, NULL), 7);
+    hc_close(c);
+}
+END_TEST
+
 /* hc_batch_get per-key results: a miss leaves the buffers untouched; buffers
  * shorter than the page give -ENOSPC, longer ones -EMSGSIZE (untouched). */
 START_TEST(test_get_miss_and_sizes)
@@ -238,6 +294,7 @@ int main(void)
     tcase_add_test(tc, test_batch_larger_than_region);
     tcase_add_test(tc, test_page_larger_than_region);
     tcase_add_test(tc, test_get_miss_and_sizes);
+    tcase_add_test(tc, test_exists_across_requests);
     suite_add_tcase(s, tc);
     return h_run_suite(s);
 }

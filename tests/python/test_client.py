@@ -43,6 +43,13 @@ def test_miss_leaves_buffer_untouched_and_exists_counts_leading(daemon):
     assert c.batch_exists(["k0", "k1", "k2", "k3"]) == 2
     assert c.batch_exists(["k0", "k1", "k2", "k3"], with_lengths=True) == (2, [10, 10, 0, 10])
     assert c.exists("k3") and not c.exists("k2")
+    # suffix: appended to every key on the way (the backend's rank suffix)
+    assert c.batch_set(["s0_r1", "s1_r1"], [rnd(5, 1), rnd(7, 2)]) == [0, 0]
+    assert c.batch_exists(["s0", "s1", "s2"], with_lengths=True, suffix="_r1") == (2, [5, 7, 0])
+    assert c.batch_exists(["s0", "s1"], suffix="_r2") == 0
+    assert c.batch_exists([b"s0_r1", bytearray(b"s1_r1")]) == 2
+    with pytest.raises(TypeError):
+        c.batch_exists([5])
 
 
 def test_length_mismatch_and_invalid_keys(daemon):
@@ -55,9 +62,11 @@ def test_length_mismatch_and_invalid_keys(daemon):
         -errno.EINVAL, 0, -errno.EINVAL, -errno.EINVAL]
     with pytest.raises(ValueError):
         c.batch_set(["nul\0key"], [b"x"])
-    with pytest.raises(hicache.HicacheError) as e:
-        c.batch_exists(["ok", "bad key"])
-    assert e.value.errno == errno.EINVAL
+    for bad in (["ok", "bad key"], ["ok", "x\0y"], ["ok", ""], ["L" * 257], ["ok", "caf\u00e9"]):
+        with pytest.raises(hicache.HicacheError) as e:
+            c.batch_exists(bad)
+        assert e.value.errno == errno.EINVAL, bad
+    assert c.batch_exists(["ok"]) == 1  # stored above; the connection goes on
 
 
 def test_namespaces_are_separate(daemon):

@@ -106,6 +106,31 @@ def test_generic_path_reads_zero_copy_pages_and_back(daemon, kind, layout):
     assert b.exists("one")
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_exists_with_keys_that_need_mapping(daemon, kind):
+    """batch_exists sends SGLang's keys with the rank suffix as they are; a key
+    the daemon refuses (a '/', a space, '..', too long, not a str) makes the
+    whole batch go through the key mapping, and the answer is the same as for
+    batch_get_v1 of those keys."""
+    layout = "page_first"
+    pool = make_pool(kind, layout)
+    fill_random(pool, seed=3)
+    idx = pool.alloc(6 * P)
+    b = backend_for(daemon, kind, layout, pool)
+    keys = ["a" * 64, "odd key/1", "x..y", "L" * 300, 12345, "b" * 64]
+    assert b.batch_exists(keys) == 0
+    assert b.batch_set_v1(keys[:5], idx[: 5 * P]) == [True] * 5
+    assert b.batch_exists(keys) == 5
+    assert b.batch_exists(keys[:1] + keys[5:]) == 1
+    assert b.batch_exists(keys[1:5]) == 4
+    assert b.exists("odd key/1") and not b.exists("odd key/2")
+    dst = make_pool(kind, layout)
+    didx = dst.alloc(6 * P)
+    assert backend_for(daemon, kind, layout, dst).batch_get_v1(keys, didx) == [True] * 5 + [False]
+    for i in range(5):
+        assert page_bytes(dst, int(didx[i * P])) == page_bytes(pool, int(idx[i * P])), i
+
+
 def test_keys_rank_neutral_for_mla_per_rank_for_mha():
     from juicefs_hicache_storage import HiCacheJuiceFS
 

@@ -215,9 +215,21 @@ static void fake_answer(struct fake *f, Hicache__Request *req)
         break;
     }
     case HICACHE__REQUEST__BODY_EXISTS: {
+        const ProtobufCBinaryData *pk = &req->exists->packed_keys;
+        ProtobufCBinaryData keys[HC_MAX_BATCH + 1];
         bool lead = true;
 
+        /* the keys as sent: one field each, or packed (each followed by a NUL) */
         n = req->exists->n_keys;
+        for (size_t off = 0; off < pk->len && n <= HC_MAX_BATCH; n++) {
+            const uint8_t *nul = memchr(pk->data + off, 0, pk->len - off);
+            size_t end = nul ? (size_t)(nul - pk->data) : pk->len;
+
+            keys[n] = (ProtobufCBinaryData){end - off, pk->data + off};
+            off = end + 1;
+        }
+        for (i = 0; i < req->exists->n_keys && i <= HC_MAX_BATCH; i++)
+            keys[i] = req->exists->keys[i];
         f->exists_reqs++;
         if (n > f->max_keys)
             f->max_keys = n;
@@ -227,7 +239,7 @@ static void fake_answer(struct fake *f, Hicache__Request *req)
             break;
         }
         for (i = 0; i < n; i++) {
-            struct fake_page *p = fake_find(f, &req->exists->keys[i]);
+            struct fake_page *p = fake_find(f, &keys[i]);
 
             results[i] = p != NULL ? 0 : -ENOENT;
             lengths[i] = p != NULL ? p->len : 0;

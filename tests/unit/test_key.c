@@ -93,6 +93,56 @@ START_TEST(test_len_bounds_the_check)
 }
 END_TEST
 
+/* The rule written the slow, obvious way: what hc_name_invalid must agree
+ * with on every string (it checks 16 bytes at a time where it can). */
+static int reference_valid(const char *s, size_t len)
+{
+    size_t i;
+
+    if (len == 0 || len > HC_KEY_MAX || (len == 1 && s[0] == '.'))
+        return 0;
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.'))
+            return 0;
+        if (i > 0 && c == '.' && s[i - 1] == '.')
+            return 0;
+    }
+    return 1;
+}
+
+START_TEST(test_agrees_with_reference)
+{
+    /* Mostly valid bytes, with dots, and now and then one byte from all 256:
+     * lengths across the 16-byte steps, the bad byte or the ".." anywhere
+     * (also across a step boundary). */
+    const char ok[] = "abcxyzABCXYZ0189_-.";
+    unsigned seed = 12345, valid = 0, refused = 0;
+    char buf[HC_KEY_MAX + 8];
+
+    for (int round = 0; round < 200000; round++) {
+        size_t len = (size_t)(rand_r(&seed) % (HC_KEY_MAX + 3));
+
+        for (size_t i = 0; i < len; i++)
+            buf[i] = ok[rand_r(&seed) % (sizeof(ok) - 1)];
+        if (len > 0 && rand_r(&seed) % 4 == 0)
+            buf[rand_r(&seed) % len] = (char)(rand_r(&seed) % 256);
+        if (reference_valid(buf, len)) {
+            valid++;
+            ck_assert_msg(hc_name_invalid("key", buf, len) == NULL, "valid key of %zu refused",
+                          len);
+        } else {
+            refused++;
+            ck_assert_msg(hc_name_invalid("key", buf, len) != NULL, "invalid key of %zu accepted",
+                          len);
+        }
+    }
+    ck_assert_uint_gt(valid, 1000);
+    ck_assert_uint_gt(refused, 1000);
+}
+END_TEST
+
 START_TEST(test_reason_names_what)
 {
     ck_assert_str_eq(hc_name_invalid("namespace", "a b", 3), "namespace contains a space");
@@ -114,6 +164,7 @@ int main(void)
     tcase_add_loop_test(tc, test_refused_with_reason, 0, (int)(sizeof(bad) / sizeof(bad[0])));
     tcase_add_test(tc, test_len_bounds_the_check);
     tcase_add_test(tc, test_reason_names_what);
+    tcase_add_test(tc, test_agrees_with_reference);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -101,6 +101,7 @@ def _declare(lib):
         "hc_batch_set": (c_int, [vp, vp, c_size_t, vp]),
         "hc_batch_get": (c_int, [vp, vp, c_size_t, vp]),
         "hc_batch_exists": (c_int, [vp, vp, c_size_t, vp]),
+        "hc_batch_exists_packed": (c_int, [vp, c_char_p, c_size_t, c_size_t, vp]),
         "hc_stats": (c_int, [vp, ctypes.POINTER(vp)]),
         "hc_clear": (c_int, [vp]),
         "hc_ping": (c_int, [vp]),

@@ -131,6 +131,25 @@ def _keys_blob(keys: Sequence[str]):
     return blob, np.frombuffer(blob, dtype=np.uint8).ctypes.data + offs
 
 
+def _packed_keys(keys: Sequence[str], suffix: str = "") -> bytes:
+    """The keys, each with suffix and a NUL byte after it, as one bytes object
+    (hc_batch_exists_packed). Two C-level calls for str keys; the checks are
+    the daemon's (a key holding a NUL shows as a wrong NUL count in C)."""
+    sep = suffix + "\0"
+    try:
+        joined = sep.join(keys) + sep
+    except TypeError:
+        joined = None
+    if joined is not None and joined.isascii():
+        return joined.encode()
+    # memoryview: bytes-like keys only (bytes(5) would be five NULs, not "5")
+    enc = [(k.encode() if isinstance(k, str) else memoryview(k).tobytes()) + suffix.encode() for k in keys]
+    for k, b in zip(keys, enc):
+        if b"\0" in b:
+            raise ValueError(f"hicache: key {k!r} contains a NUL byte")
+    return b"\0".join(enc) + b"\0"
+
+
 class Client:
     """A connection set (one per thread) to hicached.
 
@@ -391,22 +410,23 @@ class Client:
         del keep
         return r
 
-    def batch_exists(self, keys: Sequence[str], with_lengths: bool = False):
-        """How many leading keys exist; with_lengths: (leading, [length or 0])."""
+    def batch_exists(self, keys: Sequence[str], with_lengths: bool = False, suffix: str = ""):
+        """How many leading keys exist; with_lengths: (leading, [length or 0]).
+        suffix is appended to every key (the backend's rank suffix), so the
+        caller need not build a new list. Invalid keys: HicacheError EINVAL."""
         n = len(keys)
-        lengths = np.zeros(max(n, 1), dtype=np.uint64)
         if n == 0:
             return (0, []) if with_lengths else 0
-        blob, addrs = _keys_blob(keys)
-        addrs = np.ascontiguousarray(addrs, dtype=np.uintp)
+        blob = _packed_keys(keys, suffix)
+        lengths = np.zeros(n, dtype=np.uint64) if with_lengths else None
+        lp = lengths.ctypes.data if with_lengths else None
         rc = self._run(
             "batch exists",
-            lambda h: self._lib.hc_batch_exists(h, addrs.ctypes.data, n, lengths.ctypes.data),
+            lambda h: self._lib.hc_batch_exists_packed(h, blob, len(blob), n, lp),
         )
-        del blob
         if rc < 0:
             raise HicacheError(rc, "batch exists")
-        return (rc, lengths[:n].tolist()) if with_lengths else rc
+        return (rc, lengths.tolist()) if with_lengths else rc
 
     def exists(self, key: str) -> bool:
         return self.batch_exists([key]) == 1

@@ -41,6 +41,7 @@ timeout, the outage is logged once, and the client reconnects with backoff.
 from __future__ import annotations
 
 import abc
+import errno
 import hashlib
 import json
 import logging
@@ -111,7 +112,7 @@ FORMAT_VERSION = 1
 
 def valid_name(s: str) -> bool:
     """What the daemon accepts as a key or namespace (common/key.h)."""
-    return bool(_NAME_RE.match(s)) and ".." not in s
+    return bool(_NAME_RE.match(s)) and ".." not in s and s != "."
 
 
 def sanitize(s: str, limit: int = 64) -> str:
@@ -513,7 +514,17 @@ class HiCacheJuiceFS(_HiCacheStorage):
         if not keys:
             return 0
         try:
-            return self._get_client().batch_exists(self._keys(keys))
+            c = self._get_client()
+            try:
+                # SGLang's keys are valid names: send them with the rank suffix
+                # as they are and let the daemon check them (one pass in C).
+                return c.batch_exists(keys, suffix=self.key_suffix)
+            except (TypeError, ValueError):
+                pass  # not plain str keys
+            except HicacheError as e:
+                if isinstance(e, DaemonUnavailable) or e.errno != errno.EINVAL:
+                    raise
+            return c.batch_exists(self._keys(keys))  # some key needs mapping (_key)
         except DaemonUnavailable:
             return 0
         except Exception as e:
