@@ -1,5 +1,6 @@
 /* CRC32C: known vectors, and hardware == software on odd lengths and
- * alignments. */
+ * alignments, including around the 3-lane block sizes of the hardware path
+ * (3 * 256, 3 * 2048 and 3 * 32768 bytes). */
 #include <check.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -70,6 +71,107 @@ START_TEST(test_hw_equals_sw)
 }
 END_TEST
 
+/* Bit-at-a-time reference, independent of the tables. */
+static uint32_t crc32c_bitwise(uint32_t crc, const unsigned char *p, size_t len)
+{
+    crc = ~crc;
+    while (len--) {
+        crc ^= *p++;
+        for (int k = 0; k < 8; k++)
+            crc = crc & 1 ? (crc >> 1) ^ 0x82F63B78u : crc >> 1;
+    }
+    return ~crc;
+}
+
+#define BIG_CAP 200000
+
+static unsigned char *random_buf(size_t n, unsigned seed)
+{
+    unsigned char *buf = malloc(n);
+    ck_assert_ptr_nonnull(buf);
+    srand(seed);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (unsigned char)rand();
+    return buf;
+}
+
+/* Every path agrees on len at (and around) multiples of the block sizes. */
+static void check_len(const unsigned char *buf, size_t len, uint32_t seed)
+{
+    uint32_t sw = hc__crc32c_sw(seed, buf, len);
+    ck_assert_uint_eq(hc_crc32c(seed, buf, len), sw);
+#if defined(__x86_64__)
+    if (hc__crc32c_hw_ok())
+        ck_assert_uint_eq(hc__crc32c_hw(seed, buf, len), sw);
+#endif
+}
+
+START_TEST(test_block_boundaries)
+{
+    unsigned char *buf = random_buf(BIG_CAP + 16, 7);
+    static const size_t blocks[] = {3 * 256, 3 * 2048, 3 * 32768};
+    for (size_t b = 0; b < sizeof(blocks) / sizeof(blocks[0]); b++)
+        for (size_t m = 1; m * blocks[b] <= BIG_CAP; m += m > 8 ? 7 : 1)
+            for (int d = -9; d <= 9; d++) {
+                size_t len = m * blocks[b] + (size_t)d;
+                size_t align = (size_t)(m + d + 16) % 16;
+                check_len(buf + align, len, (uint32_t)rand());
+                check_len(buf + align, len, 0);
+            }
+    /* Lengths 0..2000 one by one, at every alignment mod 8. */
+    for (size_t len = 0; len <= 2000; len++)
+        check_len(buf + len % 8, len, (uint32_t)rand() ^ ((uint32_t)rand() << 16));
+    check_len(buf, BIG_CAP, 0xFFFFFFFFu);
+    check_len(buf + 3, BIG_CAP, 0x12345678u);
+    /* Independent reference on a few long lengths. */
+    ck_assert_uint_eq(hc_crc32c(0xDEADBEEFu, buf + 5, 3 * 32768 + 3 * 2048 + 3 * 256 + 13),
+                      crc32c_bitwise(0xDEADBEEFu, buf + 5, 3 * 32768 + 3 * 2048 + 3 * 256 + 13));
+    ck_assert_uint_eq(hc_crc32c(0, buf, BIG_CAP), crc32c_bitwise(0, buf, BIG_CAP));
+    free(buf);
+}
+END_TEST
+
+START_TEST(test_random_large)
+{
+    unsigned char *buf = random_buf(BIG_CAP + 16, 99);
+    for (int iter = 0; iter < 500; iter++) {
+        size_t align = (size_t)rand() % 16;
+        size_t len = (size_t)rand() % (BIG_CAP + 1);
+        uint32_t seed = (uint32_t)rand() ^ ((uint32_t)rand() << 16);
+        check_len(buf + align, len, seed);
+    }
+    free(buf);
+}
+END_TEST
+
+/* crc(crc(s, A), B) == crc(s, A||B), cutting a large buffer anywhere. */
+START_TEST(test_chaining_large)
+{
+    unsigned char *buf = random_buf(BIG_CAP, 3);
+    size_t n = BIG_CAP - 7;
+    uint32_t whole = hc_crc32c(0, buf, n);
+    ck_assert_uint_eq(whole, hc__crc32c_sw(0, buf, n));
+    const size_t cuts[] = {0,    1,     7,     767,   768,    769,   6143, 6144,
+                           6145, 98303, 98304, 98305, 100000, n - 1, n};
+    for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+        size_t cut = cuts[i];
+        ck_assert_uint_eq(hc_crc32c(hc_crc32c(0, buf, cut), buf + cut, n - cut), whole);
+#if defined(__x86_64__)
+        if (hc__crc32c_hw_ok())
+            ck_assert_uint_eq(hc__crc32c_hw(hc__crc32c_hw(0, buf, cut), buf + cut, n - cut), whole);
+#endif
+    }
+    for (int iter = 0; iter < 200; iter++) {
+        size_t a = (size_t)rand() % (n + 1);
+        size_t b = a + (size_t)rand() % (n - a + 1);
+        uint32_t c = hc_crc32c(0, buf, a);
+        c = hc_crc32c(c, buf + a, b - a);
+        ck_assert_uint_eq(hc_crc32c(c, buf + b, n - b), whole);
+    }
+    free(buf);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("crc32c");
@@ -77,6 +179,10 @@ int main(void)
     tcase_add_test(tc, test_known_vectors);
     tcase_add_test(tc, test_incremental);
     tcase_add_test(tc, test_hw_equals_sw);
+    tcase_add_test(tc, test_block_boundaries);
+    tcase_add_test(tc, test_random_large);
+    tcase_add_test(tc, test_chaining_large);
+    tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
