@@ -62,6 +62,7 @@
 #define SEQ_NAME_LEN 20                 /* 16 hex digits + ".seg" */
 #define REC_F_ZSTD 1u                   /* header flag: the payload is a zstd frame */
 #define ZBLOCKS_MAX HC_INDEX_FLAGS_USER /* stored blocks of a compressed record */
+#define RD_RETRIES 3 /* re-reads of a bad record this run wrote before it is dropped */
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
@@ -170,7 +171,8 @@ struct seg {
     uint64_t seq;
     enum seg_state state;
     bool local;
-    int fd; /* -1 until opened */
+    bool fresh; /* local, created by this run: its records were acknowledged by us */
+    int fd;     /* -1 until opened */
     bool fd_direct;
     bool opening;       /* an open task is in flight */
     bool unlink_wanted; /* evicted while an open was in flight */
@@ -252,8 +254,9 @@ struct rd {
     hc_store_cb cb;
     void *data;
     struct join *joins;
-    unsigned copies; /* joiner copy tasks in flight */
-    uint32_t crc;    /* payload CRC32C, set by rd_after */
+    unsigned copies;  /* joiner copy tasks in flight */
+    unsigned retries; /* re-reads after a short or failed read (RD_RETRIES) */
+    uint32_t crc;     /* payload CRC32C, set by rd_after */
     uint16_t nslen, klen;
     char names[HC_NS_MAX + HC_KEY_MAX]; /* namespace then key, for the check */
 };
@@ -1311,6 +1314,7 @@ static int seg_create(struct hc_store *s)
         return -ENOMEM;
     }
     s->next_seq++;
+    seg->fresh = true;
     seg->fd = fd;
     seg->fd_direct = direct;
     s->nfds++;
@@ -1875,6 +1879,26 @@ static void open_done(struct hc_io_req *req)
     free(t);
 }
 
+/* Called on an I/O thread before a re-read of a record this run wrote: the
+ * file's view may lag its writes. Through FUSE (JuiceFS) a page of the file
+ * can be cached as it was before a write that is already acknowledged (the
+ * cache dropped it while the write was in flight and read it back from the
+ * filesystem before the write reached it), and the cached size can be short:
+ * refresh the attributes and drop the record's range from the page cache so
+ * the read goes to the filesystem again. Failures only make the retry less
+ * likely to help. */
+static int rd_before_retry(struct hc_io_req *req)
+{
+    struct rd *r = container_of(req, struct rd, req);
+    uint64_t len =
+        HC_STORE_ALIGN + (r->sblocks ? (uint64_t)r->sblocks * HC_STORE_ALIGN : round_up(r->len));
+    struct statx stx;
+
+    (void)statx(req->fd, "", AT_EMPTY_PATH | AT_STATX_FORCE_SYNC, STATX_SIZE, &stx);
+    (void)posix_fadvise(req->fd, (off_t)r->off, (off_t)len, POSIX_FADV_DONTNEED);
+    return 0;
+}
+
 static void rd_submit(struct hc_store *s, struct rd *r)
 {
     struct seg *seg = r->seg;
@@ -1917,6 +1941,7 @@ static void rd_submit(struct hc_store *s, struct rd *r)
     else
         r->req.iov[1] = (struct iovec){r->buf, r->len};
     r->req.iovcnt = 2;
+    r->req.before = r->retries ? rd_before_retry : NULL;
     r->req.after = rd_after;
     r->req.done = rd_done;
     r->req.data = r;
@@ -2103,6 +2128,20 @@ static void rd_finish(struct hc_store *s, struct rd *r, ssize_t result)
     struct join *j, *next;
     int st;
 
+    if ((result == -EBADMSG || result == -ENODATA) && seg->fresh && r->retries < RD_RETRIES) {
+        /* A record this run wrote and acknowledged: its bytes were whole on
+         * storage before the page became visible, so a short read or a
+         * failed check is most likely the file's view lagging the write
+         * (rd_before_retry). Read again, with the segment still held and
+         * joiners still joining; only a record that keeps failing is bad. */
+        r->retries++;
+        hc_log(HC_LOG_INFO,
+               "store: record in segment %016" PRIx64 " at %" PRIu64
+               " read back %s; reading again (%u/%u)",
+               seg->seq, r->off, result == -ENODATA ? "short" : "bad", r->retries, RD_RETRIES);
+        rd_submit(s, r);
+        return;
+    }
     if (r->in_tab) {
         ptab_del(&s->reading, &r->pn);
         r->in_tab = false;
@@ -2145,8 +2184,9 @@ static void rd_finish(struct hc_store *s, struct rd *r, ssize_t result)
         const struct hc_index_ent *e = hc_index_lookup(&s->ix, r->pn.h);
         s->st->corrupt_records++;
         hc_log(HC_LOG_WARN,
-               "store: bad record in segment %s/%016" PRIx64 " at %" PRIu64 ": dropped",
-               s->nodes[seg->node], seg->seq, r->off);
+               "store: bad record in segment %s/%016" PRIx64 " at %" PRIu64 " (%s): dropped",
+               s->nodes[seg->node], seg->seq, r->off,
+               result == -ENODATA ? "short read" : "failed its checks");
         if (e && e->seg == seg->id && (uint64_t)e->off * HC_STORE_ALIGN == r->off) {
             struct hc_index_ent out;
             hc_index_remove(&s->ix, r->pn.h, &out);
