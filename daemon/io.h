@@ -7,7 +7,11 @@
  * threads take requests from one shared queue and each performs one at a time
  * with blocking preadv/pwritev (readv/writev on pipes and sockets), looping on
  * short transfers, so N threads give N concurrent synchronous transfers, which
- * FUSE filesystems (JuiceFS) serve better than io_uring's punted reads.
+ * FUSE filesystems (JuiceFS) serve better than io_uring's punted reads. A
+ * thread that takes a read also takes the queued reads of the same regular
+ * file that continue it (gaps under 4 KiB, up to 64 MiB) and reads them as one
+ * sequential stream through an open file of its own; every request still gets
+ * its own before() (all of a run's before the I/O), after(), result and done.
  *
  * Either way the loop thread submits requests and an I/O thread pushes
  * finished requests onto one completion queue. The pool calls wake(wake_arg) only when that queue

@@ -224,8 +224,6 @@ class Rank:
         return n
 
     def h_run(self, phase, start_at, rounds=1):
-        import torch
-
         P, n = self.P, self.pages
         batches = [(s, min(n, s + BATCH)) for s in range(0, n, BATCH)]
         io0 = proc_io()
@@ -255,11 +253,15 @@ class Rank:
                     lats.append(time.monotonic() - tb)
         t1 = time.monotonic()
         io1 = proc_io()
-        out = {"t0": t0, "t1": t1, "lats": lats, "pages": pages, "hits": hits,
-               "read_bytes": io1[0] - io0[0], "write_bytes": io1[1] - io0[1]}
-        if phase in ("cold", "hot"):
-            out["verified"] = bool(torch.equal(self._tok_view(self.src), self._tok_view(self.dst)))
-        return out
+        return {"t0": t0, "t1": t1, "lats": lats, "pages": pages, "hits": hits,
+                "read_bytes": io1[0] - io0[0], "write_bytes": io1[1] - io0[1]}
+
+    def h_verify(self):
+        """After a prefetch phase, once every rank is done (a rank comparing
+        while others still read would take CPU from them): bit for bit."""
+        import torch
+
+        return {"verified": bool(torch.equal(self._tok_view(self.src), self._tok_view(self.dst)))}
 
     def h_ping(self, rounds):
         """Round trips of the daemon's PING through hicache.Client (Python,
@@ -515,6 +517,9 @@ class Bench:
         d0 = dev.read()
         f0 = (0, 0) if (name == "backup" and data_dir) else None  # data_dir starts empty
         res = W.call(ranks, "run", phase=name, start_at=time.monotonic() + 0.1, **kw)
+        if name in ("cold", "hot"):
+            for r, v in zip(res, W.call(ranks, "verify")):
+                r.update(v)
         if name == "backup":
             os.sync()  # untimed: the block-device count includes the write-back
         d1 = dev.read()

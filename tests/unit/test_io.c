@@ -6,9 +6,11 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <liburing.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -861,24 +863,25 @@ static int after_rendezvous(struct hc_io_req *req)
 }
 
 /* N threads perform N reads at the same time, each a whole 1 MiB read of a
- * real file; more reads than threads wait their turn and still complete. */
+ * real file; more reads than threads wait their turn and still complete. The
+ * reads are 1 MiB apart, so none is merged with another. */
 START_TEST(t_threads_concurrent_reads)
 {
     enum { N = 2 * CONC_THREADS, LEN = 1 << 20 };
     struct hc_io_pool *pool =
         make_pool_engine(HC_IO_ENGINE_THREADS, CONC_THREADS, 4, (uint64_t)N * LEN);
     int fd = open_tmp("conc", O_RDWR | O_CREAT | O_TRUNC);
-    uint8_t *src = malloc((size_t)N * LEN), *dst = calloc(N, LEN);
+    uint8_t *src = malloc((size_t)2 * N * LEN), *dst = calloc(N, LEN);
     struct rec r[N];
     ck_assert(src && dst);
-    fill_pattern(src, (size_t)N * LEN, 11);
-    ck_assert_int_eq(pwrite(fd, src, (size_t)N * LEN, 0), (ssize_t)N * LEN);
+    fill_pattern(src, (size_t)2 * N * LEN, 11);
+    ck_assert_int_eq(pwrite(fd, src, (size_t)2 * N * LEN, 0), (ssize_t)2 * N * LEN);
     conc_active = conc_peak = 0;
     memset(r, 0, sizeof(r));
     for (int i = 0; i < N; i++) {
         r[i].req.op = HC_IO_READ;
         r[i].req.fd = fd;
-        r[i].req.offset = (uint64_t)i * LEN;
+        r[i].req.offset = (uint64_t)2 * i * LEN;
         r[i].req.iov[0] = (struct iovec){dst + (size_t)i * LEN, LEN};
         r[i].req.iovcnt = 1;
         r[i].req.before = before_rendezvous;
@@ -892,11 +895,272 @@ START_TEST(t_threads_concurrent_reads)
         ck_assert_uint_eq(r[i].done_calls, 1);
         ck_assert_int_eq(r[i].req.result, LEN);
     }
-    ck_assert(memcmp(src, dst, (size_t)N * LEN) == 0);
+    for (int i = 0; i < N; i++)
+        ck_assert(memcmp(src + (size_t)2 * i * LEN, dst + (size_t)i * LEN, LEN) == 0);
     hc_io_pool_destroy(pool);
     close(fd);
     free(src);
     free(dst);
+}
+END_TEST
+
+/* ---- THREADS engine: merged reads --------------------------------------- */
+
+#define MERGE_NREQ 600
+#define MERGE_GUARD 64
+
+/* One read of the merge test: which file and range, its own buffer (between
+ * guard bytes), and what its hooks must do and saw. */
+struct mrec {
+    struct rec r;
+    int file;
+    uint64_t off;
+    size_t len;
+    uint8_t *buf;
+    int fail_before; /* before() returns this (0: succeeds) */
+    int fail_after;  /* after() returns this (0: succeeds) */
+    unsigned before_calls, after_calls;
+};
+
+static int merge_in_flight, merge_peak;
+static pthread_mutex_t merge_gate_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int merge_before(struct hc_io_req *req)
+{
+    struct mrec *m = (struct mrec *)req;
+    m->before_calls++;
+    if (m->fail_before)
+        return m->fail_before;
+    int now = __atomic_add_fetch(&merge_in_flight, 1, __ATOMIC_SEQ_CST);
+    int prev = __atomic_load_n(&merge_peak, __ATOMIC_SEQ_CST);
+    while (now > prev && !__atomic_compare_exchange_n(&merge_peak, &prev, now, false,
+                                                      __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+        ;
+    return 0;
+}
+
+static int merge_after(struct hc_io_req *req)
+{
+    struct mrec *m = (struct mrec *)req;
+    m->after_calls++;
+    __atomic_sub_fetch(&merge_in_flight, 1, __ATOMIC_SEQ_CST);
+    return m->fail_after;
+}
+
+/* Holds the (only) I/O thread until the test has queued every read. */
+static int merge_gate(struct hc_io_req *req)
+{
+    pthread_mutex_lock(&merge_gate_lock);
+    pthread_mutex_unlock(&merge_gate_lock);
+    return 0;
+}
+
+/* Many reads of two files submitted at once, shuffled: records of each file
+ * lie back to back with gaps of 0..4095 bytes (so the THREADS engine merges
+ * them), now and then a larger gap; the first file ends in the middle of a
+ * record; some before() and after() hooks fail. Every read must see exactly
+ * its bytes (none outside its buffer), every before() must run once and
+ * after() once for the reads whose bytes all came in, and every done once
+ * with the right result. _i is the number of I/O threads; with one thread the
+ * queue is held until everything is in, so reads must have been merged. */
+START_TEST(t_threads_merge_reads)
+{
+    unsigned nthreads = (unsigned)_i;
+    struct hc_io_pool *pool = make_pool_engine(HC_IO_ENGINE_THREADS, nthreads, 4, 1ull << 30);
+    static struct mrec m[MERGE_NREQ];
+    int order[MERGE_NREQ];
+    uint64_t fsize[2] = {0, 0}, end[2] = {0, 0};
+    int fds[2] = {open_tmp("m0", O_RDWR | O_CREAT | O_TRUNC),
+                  open_tmp("m1", O_RDWR | O_CREAT | O_TRUNC)};
+    uint8_t *src[2], *bufs;
+    size_t bufs_len = 0;
+    struct rec gate = {.req = {.op = HC_IO_TASK, .fd = -1, .before = merge_gate, .done = rec_done}};
+
+    memset(m, 0, sizeof(m));
+    for (int i = 0; i < MERGE_NREQ; i++) {
+        int f = (int)(rng() % 2);
+        uint64_t gap = rng() % 10 == 0 ? 4096 + rng() % 20000 : rng() % 4096;
+        m[i].file = f;
+        m[i].off = end[f] + gap;
+        m[i].len = 1 + rng() % 40000;
+        end[f] = m[i].off + m[i].len;
+        if (rng() % 25 == 0)
+            m[i].fail_before = -EPERM;
+        else if (rng() % 25 == 0)
+            m[i].fail_after = -EBADMSG;
+        bufs_len += m[i].len + MERGE_GUARD;
+    }
+    /* file 0 ends inside one of its records near the middle; file 1 holds
+     * all of its records */
+    for (int i = MERGE_NREQ / 2; i < MERGE_NREQ; i++) {
+        if (m[i].file == 0 && m[i].len > 2) {
+            fsize[0] = m[i].off + m[i].len / 2;
+            break;
+        }
+    }
+    ck_assert_uint_gt(fsize[0], 0);
+    fsize[1] = end[1];
+    for (int f = 0; f < 2; f++) {
+        src[f] = malloc(fsize[f]);
+        ck_assert_ptr_nonnull(src[f]);
+        fill_pattern(src[f], fsize[f], 100 + (uint64_t)f);
+        ck_assert_int_eq(pwrite(fds[f], src[f], fsize[f], 0), (ssize_t)fsize[f]);
+    }
+    bufs = malloc(bufs_len + MERGE_GUARD);
+    ck_assert_ptr_nonnull(bufs);
+    memset(bufs, 0xAA, bufs_len + MERGE_GUARD);
+    size_t pos = MERGE_GUARD;
+    for (int i = 0; i < MERGE_NREQ; i++) {
+        m[i].buf = bufs + pos;
+        pos += m[i].len + MERGE_GUARD;
+        order[i] = i;
+    }
+    for (int i = MERGE_NREQ - 1; i > 0; i--) {
+        int j = (int)(rng() % (uint64_t)(i + 1)), t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+
+    merge_in_flight = merge_peak = 0;
+    pthread_mutex_lock(&merge_gate_lock);
+    if (nthreads == 1)
+        hc_io_submit(pool, &gate.req);
+    for (int k = 0; k < MERGE_NREQ; k++) {
+        struct mrec *q = &m[order[k]];
+        q->r.req.op = HC_IO_READ;
+        q->r.req.prio = HC_IO_PRIO_HIGH;
+        q->r.req.fd = fds[q->file];
+        q->r.req.offset = q->off;
+        split_iov(&q->r.req, q->buf, q->len);
+        q->r.req.before = merge_before;
+        q->r.req.after = merge_after;
+        q->r.req.done = rec_done;
+        hc_io_submit(pool, &q->r.req);
+    }
+    pthread_mutex_unlock(&merge_gate_lock);
+    run_pool(pool);
+
+    for (int i = 0; i < MERGE_NREQ; i++) {
+        struct mrec *q = &m[i];
+        bool whole = q->off + q->len <= fsize[q->file];
+        ck_assert_uint_eq(q->r.done_calls, 1);
+        ck_assert_uint_eq(q->before_calls, 1);
+        if (q->fail_before) {
+            ck_assert_int_eq(q->r.req.result, q->fail_before);
+            ck_assert_uint_eq(q->after_calls, 0);
+        } else if (!whole) {
+            ck_assert_int_eq(q->r.req.result, -ENODATA);
+            ck_assert_uint_eq(q->after_calls, 0);
+        } else {
+            ck_assert_uint_eq(q->after_calls, 1);
+            ck_assert_int_eq(q->r.req.result, q->fail_after ? q->fail_after : (ssize_t)q->len);
+            ck_assert_msg(memcmp(q->buf, src[q->file] + q->off, q->len) == 0,
+                          "read %d (file %d, %" PRIu64 "+%zu) has wrong bytes", i, q->file, q->off,
+                          q->len);
+        }
+        /* the guard after each buffer (and the one before the first) */
+        for (int g = 0; g < MERGE_GUARD; g++)
+            ck_assert_uint_eq(q->buf[q->len + (size_t)g], 0xAA);
+    }
+    for (int g = 0; g < MERGE_GUARD; g++)
+        ck_assert_uint_eq(bufs[g], 0xAA);
+    if (nthreads == 1) {
+        ck_assert_uint_eq(gate.done_calls, 1);
+        ck_assert_int_gt(merge_peak, 1); /* several reads were in one preadv */
+    }
+    ck_assert_uint_eq(hc_io_pool_inflight_bytes(pool), 0);
+    hc_io_pool_destroy(pool);
+    for (int f = 0; f < 2; f++) {
+        close(fds[f]);
+        free(src[f]);
+    }
+    free(bufs);
+}
+END_TEST
+
+/* Back-to-back reads of one file held by the gate so that they merge: of a
+ * file already unlinked (read through an open of its own, which must still
+ * reach it), and of a write-only descriptor (each read fails on its own with
+ * -EBADF). */
+START_TEST(t_threads_merge_unlinked_and_badf)
+{
+    enum { N = 8, LEN = 64 << 10 };
+    struct hc_io_pool *pool = make_pool_engine(HC_IO_ENGINE_THREADS, 1, 4, 1 << 30);
+    int fd = open_tmp("gone", O_RDWR | O_CREAT | O_TRUNC);
+    int wfd = open_tmp("wonly", O_WRONLY | O_CREAT | O_TRUNC);
+    uint8_t *src = malloc((size_t)N * LEN), *dst = calloc(2 * N, LEN);
+    struct rec r[2 * N];
+    struct rec gate = {.req = {.op = HC_IO_TASK, .fd = -1, .before = merge_gate, .done = rec_done}};
+    char path[400];
+
+    ck_assert(src && dst);
+    fill_pattern(src, (size_t)N * LEN, 21);
+    ck_assert_int_eq(pwrite(fd, src, (size_t)N * LEN, 0), (ssize_t)N * LEN);
+    ck_assert_int_eq(pwrite(wfd, src, (size_t)N * LEN, 0), (ssize_t)N * LEN);
+    snprintf(path, sizeof(path), "%s/gone", tmpdir);
+    ck_assert_int_eq(unlink(path), 0);
+    memset(r, 0, sizeof(r));
+    pthread_mutex_lock(&merge_gate_lock);
+    hc_io_submit(pool, &gate.req);
+    for (int i = 0; i < 2 * N; i++) {
+        r[i].req.op = HC_IO_READ;
+        r[i].req.fd = i < N ? fd : wfd;
+        r[i].req.offset = (uint64_t)(i % N) * LEN;
+        r[i].req.iov[0] = (struct iovec){dst + (size_t)i * LEN, LEN};
+        r[i].req.iovcnt = 1;
+        r[i].req.done = rec_done;
+        hc_io_submit(pool, &r[i].req);
+    }
+    pthread_mutex_unlock(&merge_gate_lock);
+    run_pool(pool);
+    for (int i = 0; i < 2 * N; i++) {
+        ck_assert_uint_eq(r[i].done_calls, 1);
+        ck_assert_int_eq(r[i].req.result, i < N ? LEN : -EBADF);
+    }
+    ck_assert(memcmp(src, dst, (size_t)N * LEN) == 0);
+    hc_io_pool_destroy(pool);
+    close(fd);
+    close(wfd);
+    free(src);
+    free(dst);
+}
+END_TEST
+
+/* Reads of a pipe on one thread are never merged (a pipe has no offsets):
+ * each gets its own bytes in order. */
+START_TEST(t_threads_pipe_reads_not_merged)
+{
+    struct hc_io_pool *pool = make_pool_engine(HC_IO_ENGINE_THREADS, 1, 4, 1 << 20);
+    int pfd[2];
+    uint8_t data[3000], out[3][1000];
+    struct rec r[3];
+    struct rec gate = {.req = {.op = HC_IO_TASK, .fd = -1, .before = merge_gate, .done = rec_done}};
+
+    ck_assert_int_eq(pipe(pfd), 0);
+    fill_pattern(data, sizeof(data), 5);
+    ck_assert_int_eq(write(pfd[1], data, sizeof(data)), (ssize_t)sizeof(data));
+    memset(r, 0, sizeof(r));
+    pthread_mutex_lock(&merge_gate_lock);
+    hc_io_submit(pool, &gate.req);
+    for (int i = 0; i < 3; i++) {
+        r[i].req.op = HC_IO_READ;
+        r[i].req.fd = pfd[0];
+        r[i].req.offset = 0;
+        r[i].req.iov[0] = (struct iovec){out[i], sizeof(out[i])};
+        r[i].req.iovcnt = 1;
+        r[i].req.done = rec_done;
+        hc_io_submit(pool, &r[i].req);
+    }
+    pthread_mutex_unlock(&merge_gate_lock);
+    run_pool(pool);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_uint_eq(r[i].done_calls, 1);
+        ck_assert_int_eq(r[i].req.result, 1000);
+        ck_assert(memcmp(out[i], data + 1000 * i, 1000) == 0);
+    }
+    hc_io_pool_destroy(pool);
+    close(pfd[0]);
+    close(pfd[1]);
 }
 END_TEST
 
@@ -922,6 +1186,10 @@ static Suite *io_suite(void)
     tcase_add_loop_test(tc, t_bad_fd, HC_IO_ENGINE_URING, HC_IO_ENGINE_THREADS + 1);
     tcase_add_loop_test(tc, t_bad_args, HC_IO_ENGINE_URING, HC_IO_ENGINE_THREADS + 1);
     tcase_add_test(tc, t_threads_concurrent_reads);
+    /* _i: I/O threads */
+    tcase_add_loop_test(tc, t_threads_merge_reads, 1, 4);
+    tcase_add_test(tc, t_threads_pipe_reads_not_merged);
+    tcase_add_test(tc, t_threads_merge_unlinked_and_badf);
     suite_add_tcase(s, tc);
     return s;
 }
