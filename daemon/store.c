@@ -63,6 +63,11 @@
 #define REC_F_ZSTD 1u                   /* header flag: the payload is a zstd frame */
 #define ZBLOCKS_MAX HC_INDEX_FLAGS_USER /* stored blocks of a compressed record */
 #define RD_RETRIES 3 /* re-reads of a bad record this run wrote before it is dropped */
+/* Later re-reads of a record this run wrote after an I/O error: RD_EIO_RETRIES
+ * of them, the first RD_EIO_DELAY_MS later, each delay twice the one before
+ * (at the store's tick, so at most about 1.5 s plus a tick in all). */
+#define RD_EIO_RETRIES 4
+#define RD_EIO_DELAY_MS 100
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
@@ -241,6 +246,7 @@ struct rd {
     struct pnode pn;
     bool in_tab;
     struct rd *wnext; /* the segment's waiters for an open */
+    struct rd *lnext; /* reads waiting to be tried again (hc_store->rd_later) */
     struct seg *seg;
     uint64_t off;
     uint32_t len;     /* original length */
@@ -254,9 +260,11 @@ struct rd {
     hc_store_cb cb;
     void *data;
     struct join *joins;
-    unsigned copies;  /* joiner copy tasks in flight */
-    unsigned retries; /* re-reads after a short or failed read (RD_RETRIES) */
-    uint32_t crc;     /* payload CRC32C, set by rd_after */
+    unsigned copies;      /* joiner copy tasks in flight */
+    unsigned retries;     /* re-reads after a short or failed read (RD_RETRIES) */
+    unsigned eio_retries; /* later re-reads after an I/O error (RD_EIO_RETRIES) */
+    uint64_t retry_at_ms; /* when the next later re-read is due */
+    uint32_t crc;         /* payload CRC32C, set by rd_after */
     uint16_t nslen, klen;
     char names[HC_NS_MAX + HC_KEY_MAX]; /* namespace then key, for the check */
 };
@@ -297,6 +305,11 @@ struct join {
 
 struct hc_store {
     struct hc_store_config cfg;
+    /* Reads of records this run wrote that met an I/O error, each counted in
+     * inflight until hc_store_tick submits it again (or quiesce ends it). */
+    struct rd *rd_later;
+    unsigned fail_reads; /* tests: the next reads finish with fail_err (hc__store_fail_reads) */
+    int fail_err;
     char *root; /* <mount>/<root_dir> */
     char *dir;  /* root/<node_id> */
     struct hc_io_pool *io;
@@ -1817,8 +1830,21 @@ static int get_start(struct hc_store *s, int ns, const char *key, size_t klen, v
 static void rd_done(struct hc_io_req *req)
 {
     struct rd *r = container_of(req, struct rd, req);
-    r->s->inflight--;
-    rd_finish(r->s, r, req->result);
+    struct hc_store *s = r->s;
+    ssize_t result = req->result;
+
+    s->inflight--;
+    if (s->fail_reads > 0) {
+        s->fail_reads--;
+        result = s->fail_err;
+    }
+    rd_finish(s, r, result);
+}
+
+void hc__store_fail_reads(struct hc_store *s, int err, unsigned n)
+{
+    s->fail_err = err;
+    s->fail_reads = n;
 }
 
 /* Submits r's storage read, or parks it until its segment's fd is open. */
@@ -1941,7 +1967,7 @@ static void rd_submit(struct hc_store *s, struct rd *r)
     else
         r->req.iov[1] = (struct iovec){r->buf, r->len};
     r->req.iovcnt = 2;
-    r->req.before = r->retries ? rd_before_retry : NULL;
+    r->req.before = r->retries || r->eio_retries ? rd_before_retry : NULL;
     r->req.after = rd_after;
     r->req.done = rd_done;
     r->req.data = r;
@@ -2140,6 +2166,22 @@ static void rd_finish(struct hc_store *s, struct rd *r, ssize_t result)
                " read back %s; reading again (%u/%u)",
                seg->seq, r->off, result == -ENODATA ? "short" : "bad", r->retries, RD_RETRIES);
         rd_submit(s, r);
+        return;
+    }
+    if (result == -EIO && seg->fresh && !s->stopping && r->eio_retries < RD_EIO_RETRIES) {
+        /* JuiceFS answers EIO for a while when it compacts the slices of a
+         * file that is being written and read (it deletes the old slices a
+         * read still uses; juicedata/juicefs#6000), which the open segment
+         * is. The record was acknowledged: try again a little later. */
+        r->retry_at_ms = s->now_ms + ((uint64_t)RD_EIO_DELAY_MS << r->eio_retries);
+        r->eio_retries++;
+        hc_log(HC_LOG_INFO,
+               "store: record in segment %016" PRIx64 " at %" PRIu64
+               ": I/O error; reading again in %" PRIu64 " ms (%u/%u)",
+               seg->seq, r->off, r->retry_at_ms - s->now_ms, r->eio_retries, RD_EIO_RETRIES);
+        r->lnext = s->rd_later;
+        s->rd_later = r;
+        s->inflight++;
         return;
     }
     if (r->in_tab) {
@@ -2826,6 +2868,27 @@ static void fd_trim(struct hc_store *s)
     free(c);
 }
 
+/* Submits the reads waiting to be tried again whose time has come (all of
+ * them when stopping, which makes them finish with their error). */
+static void rd_later_run(struct hc_store *s, bool all)
+{
+    struct rd **pp = &s->rd_later, *r;
+
+    while ((r = *pp)) {
+        if (!all && !s->stopping && r->retry_at_ms > s->now_ms) {
+            pp = &r->lnext;
+            continue;
+        }
+        *pp = r->lnext;
+        r->lnext = NULL;
+        s->inflight--;
+        if (s->stopping)
+            rd_finish(s, r, -EIO);
+        else
+            rd_submit(s, r);
+    }
+}
+
 void hc_store_tick(struct hc_store *s, uint64_t now_ms)
 {
     if (!s)
@@ -2833,6 +2896,7 @@ void hc_store_tick(struct hc_store *s, uint64_t now_ms)
     s->now_ms = now_ms;
     s->have_now = true;
     linger_expire(s, mono_ms());
+    rd_later_run(s, false);
     if (s->stopping)
         return; /* close() seals; nothing new may be in flight */
     struct seg *o = s->open;
@@ -2875,6 +2939,7 @@ void hc_store_reconfigure(struct hc_store *s, const struct hc_store_config *cfg)
 bool hc_store_quiesce(struct hc_store *s)
 {
     s->stopping = true;
+    rd_later_run(s, true);
     return s->inflight == 0;
 }
 

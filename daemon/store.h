@@ -158,6 +158,10 @@ uint64_t hc_store_clear(struct hc_store *s, int ns);
  * free space, discover other nodes' sealed segments (I/O on the pool). */
 void hc_store_tick(struct hc_store *s, uint64_t now_ms);
 
+/* Tests only: the next n storage reads of records (as their I/O completes)
+ * finish with err (a -errno) instead of their result. Loop thread. */
+void hc__store_fail_reads(struct hc_store *s, int err, unsigned n);
+
 /* Applies the limits of cfg that can change while running: capacity_bytes,
  * min_free_ratio, seal_interval_ms, discovery_interval_ms, dedupe,
  * coalesce_reads, enable_compression, compression_level, read_linger_ms and

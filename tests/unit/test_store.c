@@ -760,6 +760,86 @@ START_TEST(test_reread_own_record)
 }
 END_TEST
 
+/* An I/O error reading a record this run wrote (JuiceFS compacting the open
+ * segment's slices under a read) is tried again later, at the store's tick,
+ * with growing delays; a record of an earlier run fails at once; a waiting
+ * read ends with the error when the store stops. */
+START_TEST(test_eio_read_tried_later)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = base_cfg("n1");
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "ns", 2);
+    size_t len = 8192;
+    unsigned char *buf = malloc(len);
+    char key[128];
+    struct res r = {0};
+    uint64_t now = 1000;
+
+    for (int i = 0; i < 3; i++)
+        put_page(s, ns, i, len);
+    hc_store_tick(s, now);
+
+    /* two errors, then the read works: a hit with the right bytes */
+    hc__store_fail_reads(s, -EIO, 2);
+    key_of(1, key);
+    ck_assert_int_eq(hc_store_get(s, ns, key, strlen(key), buf, len, cb, &r), 0);
+    drain_all();
+    ck_assert(!r.done); /* waiting for its time */
+    hc_store_tick(s, now += 50);
+    drain_all();
+    ck_assert(!r.done); /* 100 ms not yet gone */
+    hc_store_tick(s, now += 60);
+    drain_all();
+    ck_assert(!r.done); /* failed again: now 200 ms */
+    hc_store_tick(s, now += 210);
+    drain_all();
+    ck_assert(r.done);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_uint_eq(r.len, len);
+    ck_assert(same(buf, len, 1));
+
+    /* errors at the first read and at all 4 later tries: the error; the page
+     * stays indexed (an I/O error says nothing about the record). Exactly 5
+     * failures: one try more would be a hit here, one fewer would leave a
+     * failure for the get after it. */
+    hc__store_fail_reads(s, -EIO, 5);
+    memset(&r, 0, sizeof(r));
+    key_of(2, key);
+    ck_assert_int_eq(hc_store_get(s, ns, key, strlen(key), buf, len, cb, &r), 0);
+    for (int k = 0; k < 20 && !r.done; k++) {
+        drain_all();
+        hc_store_tick(s, now += 1000);
+    }
+    drain_all();
+    ck_assert(r.done);
+    ck_assert_int_eq(r.status, -EIO);
+    ck_assert(page_exists(s, ns, 2));
+    ck_assert_int_eq(get_page(s, ns, 2, len), 0);
+
+    /* stopping ends a waiting read with its error */
+    hc__store_fail_reads(s, -EIO, 1);
+    memset(&r, 0, sizeof(r));
+    key_of(0, key);
+    ck_assert_int_eq(hc_store_get(s, ns, key, strlen(key), buf, len, cb, &r), 0);
+    drain_all();
+    ck_assert(!r.done);
+    close_store(s);
+    ck_assert(r.done);
+    ck_assert_int_eq(r.status, -EIO);
+
+    /* a record of an earlier run: the error at once */
+    s = open_store(&cfg, &st);
+    ns = hc_store_ns(s, "ns", 2);
+    hc_store_tick(s, now);
+    hc__store_fail_reads(s, -EIO, 1);
+    ck_assert_int_eq(get_page(s, ns, 0, len), -EIO);
+    ck_assert_int_eq(get_page(s, ns, 0, len), 0);
+    close_store(s);
+    free(buf);
+}
+END_TEST
+
 START_TEST(test_capacity)
 {
     struct hc_stats st;
@@ -1784,6 +1864,7 @@ int main(void)
     tcase_add_test(tc, test_torn_segment);
     tcase_add_test(tc, test_corrupt_payload);
     tcase_add_test(tc, test_reread_own_record);
+    tcase_add_test(tc, test_eio_read_tried_later);
     tcase_add_test(tc, test_capacity);
     tcase_add_test(tc, test_read_during_eviction);
     tcase_add_test(tc, test_read_during_eviction_reopened);
