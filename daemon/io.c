@@ -510,7 +510,7 @@ static void merge_take(struct hc_io_pool *pool, struct merge_run *run)
 }
 
 /* Opens the regular file behind fd again, as a new open file description
- * with fd's access flags (O_DIRECT included), through /proc/self/fd. Returns
+ * read-only (with fd's O_DIRECT), through /proc/self/fd. Returns
  * the new fd, or -1 (not a regular file, no /proc: the caller then reads
  * through fd). JuiceFS serves the reads of one open file as one stream:
  * threads reading runs through one shared fd made it fetch 1.5-2.5x the bytes
@@ -525,7 +525,10 @@ static int reopen_fd(int fd)
     if (fl < 0 || (fl & O_ACCMODE) == O_WRONLY || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
         return -1;
     snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-    return open(path, (fl & (O_ACCMODE | O_DIRECT)) | O_CLOEXEC | O_NOCTTY);
+    /* read-only whatever fd is: a JuiceFS handle open for writing joins the
+     * file's writer, and its close (FUSE flush) commits the buffered writes
+     * of the open segment */
+    return open(path, O_RDONLY | (fl & O_DIRECT) | O_CLOEXEC | O_NOCTTY);
 }
 
 /* Called on a THREADS thread with n >= 1 reads of one file sorted by offset,

@@ -306,7 +306,9 @@ struct join {
 struct hc_store {
     struct hc_store_config cfg;
     /* Reads of records this run wrote that met an I/O error, each counted in
-     * inflight until hc_store_tick submits it again (or quiesce ends it). */
+     * inflight until hc_store_tick submits it again, or hc_store_quiesce ends
+     * it with its error (the daemon stops the store only once no request is in
+     * flight, so there such a read has usually used up its tries). */
     struct rd *rd_later;
     unsigned fail_reads; /* tests: the next reads finish with fail_err (hc__store_fail_reads) */
     int fail_err;
@@ -2321,7 +2323,12 @@ static int get_start(struct hc_store *s, int ns, const char *key, size_t klen, v
         struct pnode *p = ptab_find(&s->reading, h);
         if (p) {
             struct rd *lead = container_of(p, struct rd, pn);
-            if (lead->len == e->len) {
+            /* Only a read of the record the index names now: after a clear
+             * and a new set of the key, an older read (perhaps waiting to be
+             * tried again) holds the old page. A new read is added to the
+             * table in front of it. */
+            if (lead->len == e->len && lead->seg->id == e->seg &&
+                lead->off == (uint64_t)e->off * HC_STORE_ALIGN && lead->seg->state != SEG_DEAD) {
                 struct join *j = join_new(s, ns, key, klen, buf, cap, cb, data);
                 if (!j)
                     return -ENOMEM;

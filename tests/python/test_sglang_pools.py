@@ -115,19 +115,21 @@ def test_exists_with_keys_that_need_mapping(daemon, kind):
     layout = "page_first"
     pool = make_pool(kind, layout)
     fill_random(pool, seed=3)
-    idx = pool.alloc(6 * P)
+    idx = pool.alloc(7 * P)
     b = backend_for(daemon, kind, layout, pool)
-    keys = ["a" * 64, "odd key/1", "x..y", "L" * 300, 12345, "b" * 64]
+    # bytes keys are mapped from their str() by _key, like any other non-str
+    keys = ["a" * 64, "odd key/1", "x..y", "L" * 300, 12345, b"bytes-key", "b" * 64]
     assert b.batch_exists(keys) == 0
-    assert b.batch_set_v1(keys[:5], idx[: 5 * P]) == [True] * 5
-    assert b.batch_exists(keys) == 5
-    assert b.batch_exists(keys[:1] + keys[5:]) == 1
-    assert b.batch_exists(keys[1:5]) == 4
+    assert b.batch_set_v1(keys[:6], idx[: 6 * P]) == [True] * 6
+    assert b.batch_exists(keys) == 6
+    assert b.batch_exists(keys[:1] + keys[6:]) == 1
+    assert b.batch_exists(keys[1:6]) == 5
+    assert b.batch_exists([b"bytes-key", "a" * 64]) == 2
     assert b.exists("odd key/1") and not b.exists("odd key/2")
     dst = make_pool(kind, layout)
-    didx = dst.alloc(6 * P)
-    assert backend_for(daemon, kind, layout, dst).batch_get_v1(keys, didx) == [True] * 5 + [False]
-    for i in range(5):
+    didx = dst.alloc(7 * P)
+    assert backend_for(daemon, kind, layout, dst).batch_get_v1(keys, didx) == [True] * 6 + [False]
+    for i in range(6):
         assert page_bytes(dst, int(didx[i * P])) == page_bytes(pool, int(idx[i * P])), i
 
 

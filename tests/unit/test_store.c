@@ -840,6 +840,52 @@ START_TEST(test_eio_read_tried_later)
 }
 END_TEST
 
+/* A get joins a read in flight only when that read is of the record the
+ * index names now: after a clear and a new set of the key, a get must not
+ * take the old read's page (here a read waiting after an I/O error). */
+START_TEST(test_no_join_of_an_older_record)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = base_cfg("n1");
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "ns", 2);
+    size_t len = 8192;
+    unsigned char *old = malloc(len), *fresh = malloc(len), *b1 = malloc(len), *b2 = malloc(len);
+    char key[128];
+    struct res r1 = {0}, r2 = {0}, w = {0};
+
+    key_of(7, key);
+    fill(old, len, 70);
+    fill(fresh, len, 71);
+    ck_assert_int_eq(hc_store_set(s, ns, key, strlen(key), old, len, cb, &w), 0);
+    drain_all();
+    ck_assert_int_eq(w.status, 0);
+    hc_store_tick(s, 1000);
+    hc__store_fail_reads(s, -EIO, 1);
+    ck_assert_int_eq(hc_store_get(s, ns, key, strlen(key), b1, len, cb, &r1), 0);
+    drain_all();
+    ck_assert(!r1.done); /* waiting to be tried again */
+    ck_assert_uint_eq(hc_store_clear(s, ns), 1);
+    memset(&w, 0, sizeof(w));
+    ck_assert_int_eq(hc_store_set(s, ns, key, strlen(key), fresh, len, cb, &w), 0);
+    drain_all();
+    ck_assert_int_eq(w.status, 0);
+    ck_assert_int_eq(hc_store_get(s, ns, key, strlen(key), b2, len, cb, &r2), 0);
+    drain_all();
+    ck_assert(r2.done);
+    ck_assert_int_eq(r2.status, 0);
+    ck_assert_msg(memcmp(b2, fresh, len) == 0, "the get took the page from before the clear");
+    hc_store_tick(s, 2000);
+    drain_all();
+    ck_assert(r1.done); /* the old read ends too (its page is no longer indexed) */
+    close_store(s);
+    free(old);
+    free(fresh);
+    free(b1);
+    free(b2);
+}
+END_TEST
+
 START_TEST(test_capacity)
 {
     struct hc_stats st;
@@ -1865,6 +1911,7 @@ int main(void)
     tcase_add_test(tc, test_corrupt_payload);
     tcase_add_test(tc, test_reread_own_record);
     tcase_add_test(tc, test_eio_read_tried_later);
+    tcase_add_test(tc, test_no_join_of_an_older_record);
     tcase_add_test(tc, test_capacity);
     tcase_add_test(tc, test_read_during_eviction);
     tcase_add_test(tc, test_read_during_eviction_reopened);

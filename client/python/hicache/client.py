@@ -414,10 +414,15 @@ class Client:
         """How many leading keys exist; with_lengths: (leading, [length or 0]).
         suffix is appended to every key (the backend's rank suffix), so the
         caller need not build a new list. Invalid keys: HicacheError EINVAL."""
-        n = len(keys)
+        if len(keys) == 0:
+            return (0, []) if with_lengths else 0
+        return self.batch_exists_packed(_packed_keys(keys, suffix), len(keys), with_lengths)
+
+    def batch_exists_packed(self, blob: bytes, n: int, with_lengths: bool = False):
+        """batch_exists for n keys already packed in blob, each followed by a
+        NUL byte (hc_batch_exists_packed). EINVAL when the NULs are not n."""
         if n == 0:
             return (0, []) if with_lengths else 0
-        blob = _packed_keys(keys, suffix)
         lengths = np.zeros(n, dtype=np.uint64) if with_lengths else None
         lp = lengths.ctypes.data if with_lengths else None
         rc = self._run(

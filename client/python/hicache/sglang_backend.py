@@ -515,16 +515,22 @@ class HiCacheJuiceFS(_HiCacheStorage):
             return 0
         try:
             c = self._get_client()
+            # SGLang's keys are valid names: send them with the rank suffix as
+            # they are and let the daemon check them (one pass in C). Keys that
+            # are not all ASCII str (join raises TypeError), or that the
+            # daemon refuses, go through the mapping of _key, as set/get do.
+            sep = self.key_suffix + "\0"
             try:
-                # SGLang's keys are valid names: send them with the rank suffix
-                # as they are and let the daemon check them (one pass in C).
-                return c.batch_exists(keys, suffix=self.key_suffix)
-            except (TypeError, ValueError):
-                pass  # not plain str keys
-            except HicacheError as e:
-                if isinstance(e, DaemonUnavailable) or e.errno != errno.EINVAL:
-                    raise
-            return c.batch_exists(self._keys(keys))  # some key needs mapping (_key)
+                joined = sep.join(keys) + sep
+            except TypeError:
+                joined = None
+            if joined is not None and joined.isascii():
+                try:
+                    return c.batch_exists_packed(joined.encode(), len(keys))
+                except HicacheError as e:
+                    if isinstance(e, DaemonUnavailable) or e.errno != errno.EINVAL:
+                        raise
+            return c.batch_exists(self._keys(keys))
         except DaemonUnavailable:
             return 0
         except Exception as e:
