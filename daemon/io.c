@@ -470,27 +470,28 @@ static void merge_take(struct hc_io_pool *pool, struct merge_run *run)
     int fd = run->req[0]->fd;
     bool grew = true;
 
+    /* A pass takes every request that continues the run as it goes (queued
+     * reads of a batch mostly come in offset order, so one pass takes a
+     * whole stretch); another pass only while the last one took something. */
     while (grew && run->n < MERGE_MAX_REQS) {
-        struct hc_io_req *prev = NULL, *p;
+        struct hc_io_req **pp = &pool->q.head, *prev = NULL, *p;
         unsigned seen = 0;
         grew = false;
-        for (p = pool->q.head; p && seen < MERGE_SCAN; prev = p, p = p->next, seen++) {
-            uint64_t pend = p->offset + p->total, lo, hi;
-            bool after, before;
-            if (p->fd != fd || !mergeable(p))
+        while ((p = *pp) && seen++ < MERGE_SCAN && run->n < MERGE_MAX_REQS) {
+            uint64_t pend = p->offset + p->total, lo = 0, hi = 0;
+            bool after = false, before = false;
+            if (p->fd == fd && mergeable(p)) {
+                after = p->offset >= run->end && p->offset - run->end < MERGE_GAP;
+                before = pend <= run->start && run->start - pend < MERGE_GAP;
+                lo = after ? run->start : p->offset;
+                hi = after ? pend : run->end;
+            }
+            if ((!after && !before) || hi - lo > MERGE_MAX_BYTES) {
+                prev = p;
+                pp = &p->next;
                 continue;
-            after = p->offset >= run->end && p->offset - run->end < MERGE_GAP;
-            before = pend <= run->start && run->start - pend < MERGE_GAP;
-            if (!after && !before)
-                continue;
-            lo = after ? run->start : p->offset;
-            hi = after ? pend : run->end;
-            if (hi - lo > MERGE_MAX_BYTES)
-                continue;
-            if (prev)
-                prev->next = p->next;
-            else
-                pool->q.head = p->next;
+            }
+            *pp = p->next; /* unlinked; prev and pp stay */
             if (pool->q.tail == p)
                 pool->q.tail = prev;
             p->next = NULL;
@@ -504,7 +505,6 @@ static void merge_take(struct hc_io_pool *pool, struct merge_run *run)
             run->start = lo;
             run->end = hi;
             grew = true;
-            break;
         }
     }
 }
