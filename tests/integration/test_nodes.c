@@ -194,21 +194,24 @@ static uint32_t ev_read(hc_client *c, const char *who, int b, bool child)
     return hits;
 }
 
+/* Node B's reader: a child that reads every batch in a loop, checking every
+ * page it gets byte for byte with read(), until told to stop. */
 struct ev_reader {
     const struct hd *d;
+    uint32_t (*read)(hc_client *c, const char *who, int b, bool child); /* hits of batch b */
+    uint64_t page_len;
+    int batches;
     int stop_r;  /* readable (EOF) once the reader is to stop */
     int stop_w;  /* its write end: the reader closes its inherited copy */
     int count_w; /* the reader writes its number of verified hits here */
 };
 
-/* Node B's reader: reads every batch in a loop while node A writes and
- * evicts, checking every page it gets byte for byte, until told to stop. */
 static int ev_reader_fn(int idx, void *arg)
 {
     struct ev_reader *a = arg;
     close(a->stop_w);
     hc_client *c = NULL;
-    hc_connect_opts o = {.page_size_hint = EV_LEN, .timeout_ms = 20000};
+    hc_connect_opts o = {.page_size_hint = a->page_len, .timeout_ms = 20000};
     int rc = hc_connect(&c, a->d->sock, &o);
     H_REQUIRE(rc == 0, "hc_connect: %s", hc_strerror(rc));
     int64_t verified = 0;
@@ -216,8 +219,8 @@ static int ev_reader_fn(int idx, void *arg)
         struct pollfd pfd = {.fd = a->stop_r, .events = POLLIN};
         if (poll(&pfd, 1, 0) > 0)
             break;
-        for (int b = 0; b < EV_BATCHES; b++)
-            verified += __builtin_popcount(ev_read(c, "node B reader", b, true));
+        for (int b = 0; b < a->batches; b++)
+            verified += __builtin_popcount(a->read(c, "node B reader", b, true));
     }
     hc_close(c);
     while (write(a->count_w, &verified, sizeof(verified)) < 0 && errno == EINTR)
@@ -225,13 +228,12 @@ static int ev_reader_fn(int idx, void *arg)
     return 0;
 }
 
-/* Starts node B's reader in a child. */
-static pid_t ev_reader_start(struct ev_reader *r, const struct hd *b, int *stop_w, int *count_r)
+/* Starts node B's reader in a child (r's d, read, page_len and batches set). */
+static pid_t ev_reader_start(struct ev_reader *r, int *stop_w, int *count_r)
 {
     int sp[2], cp[2];
     ck_assert_int_eq(pipe(sp), 0);
     ck_assert_int_eq(pipe(cp), 0);
-    r->d = b;
     r->stop_r = sp[0];
     r->stop_w = sp[1];
     r->count_w = cp[1];
@@ -247,7 +249,7 @@ static pid_t ev_reader_start(struct ev_reader *r, const struct hd *b, int *stop_
 static int64_t ev_reader_stop(pid_t pid, int stop_w, int count_r)
 {
     close(stop_w);
-    int st = h_wait_pid(pid, 60000);
+    int st = h_wait_pid(pid, 120000);
     ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
                   "node B's reader failed (see its message above)");
     int64_t n = -1;
@@ -291,7 +293,8 @@ START_TEST(test_eviction_on_a_is_a_miss_on_b)
                       EV_SETTLE_MS);
         ck_assert_int_eq(h_stat(ca, "evicted_pages"), 0);
         /* From here on, node B reads everything in a loop while A evicts. */
-        reader = ev_reader_start(&rd, b, &stop_w, &count_r);
+        rd = (struct ev_reader){.d = b, .read = ev_read, .page_len = EV_LEN, .batches = EV_BATCHES};
+        reader = ev_reader_start(&rd, &stop_w, &count_r);
     }
     ck_assert_int_gt(h_stat(ca, "evicted_segments"), 0);
     ck_assert_int_eq(ev_read(ca, "node A", 0, false), 0);
@@ -412,29 +415,6 @@ static uint32_t kw_check(hc_client *c, const char *who, int b, bool child)
     return hits;
 }
 
-/* Node B's reader during the kill: every batch, in a loop, until stopped. */
-static int kw_reader_fn(int idx, void *arg)
-{
-    struct ev_reader *a = arg;
-    close(a->stop_w);
-    hc_client *c = NULL;
-    hc_connect_opts o = {.page_size_hint = KW_LEN, .timeout_ms = 20000};
-    int rc = hc_connect(&c, a->d->sock, &o);
-    H_REQUIRE(rc == 0, "hc_connect: %s", hc_strerror(rc));
-    int64_t verified = 0;
-    for (;;) {
-        struct pollfd pfd = {.fd = a->stop_r, .events = POLLIN};
-        if (poll(&pfd, 1, 0) > 0)
-            break;
-        for (int b = 0; b < KW_MAX_BATCHES; b++)
-            verified += __builtin_popcount(kw_check(c, "node B reader", b, true));
-    }
-    hc_close(c);
-    while (write(a->count_w, &verified, sizeof(verified)) < 0 && errno == EINTR)
-        ;
-    return 0;
-}
-
 START_TEST(test_sigkill_of_a_mid_write_never_torn_on_b)
 {
     /* Small segments and short intervals: A seals (and B discovers) many
@@ -446,14 +426,9 @@ START_TEST(test_sigkill_of_a_mid_write_never_torn_on_b)
     hd_start(a);
     hd_start(b);
 
-    struct ev_reader rd;
-    int sp[2], cp[2], p[2];
-    ck_assert_int_eq(pipe(sp), 0);
-    ck_assert_int_eq(pipe(cp), 0);
-    rd = (struct ev_reader){.d = b, .stop_r = sp[0], .stop_w = sp[1], .count_w = cp[1]};
-    pid_t reader = h_fork(kw_reader_fn, 0, &rd);
-    close(sp[0]);
-    close(cp[1]);
+    struct ev_reader rd = {.d = b, .read = kw_check, .page_len = KW_LEN, .batches = KW_MAX_BATCHES};
+    int stop_w, count_r, p[2];
+    pid_t reader = ev_reader_start(&rd, &stop_w, &count_r);
 
     ck_assert_int_eq(pipe(p), 0);
     struct kw_arg wa = {.d = a, .rec_w = p[1]};
@@ -503,13 +478,7 @@ START_TEST(test_sigkill_of_a_mid_write_never_torn_on_b)
     ck_assert_int_eq(h_stat(cb, "corrupt_records"), 0);
     hc_close(cb);
 
-    close(sp[1]);
-    st = h_wait_pid(reader, 120000);
-    ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
-                  "node B's reader failed (see its message above)");
-    int64_t verified = -1;
-    ck_assert_int_eq(read(cp[0], &verified, sizeof(verified)), (ssize_t)sizeof(verified));
-    close(cp[0]);
+    int64_t verified = ev_reader_stop(reader, stop_w, count_r);
     ck_assert_int_gt(verified, 0);
     fprintf(stderr,
             "test_sigkill_of_a_mid_write_never_torn_on_b: node B's reader verified %lld "

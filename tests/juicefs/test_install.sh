@@ -24,16 +24,7 @@ case $BUILD in
         ;;
 esac
 PREFIX=/usr/local
-pass=0
-fail=0
-ok() {
-    echo "PASS: $*"
-    pass=$((pass + 1))
-}
-ko() {
-    echo "FAIL: $*"
-    fail=$((fail + 1))
-}
+. "$ROOT/tests/juicefs/checks.sh"
 check() { # check DESCRIPTION COMMAND...
     local what=$1
     shift

@@ -45,16 +45,7 @@ DLOG=$T/hicached.log
 NODE=ml
 DATA=$MNT/hicache/$NODE
 HPID=
-pass=0
-fail=0
-ok() {
-    echo "PASS: $*"
-    pass=$((pass + 1))
-}
-ko() {
-    echo "FAIL: $*"
-    fail=$((fail + 1))
-}
+. "$ROOT/tests/juicefs/checks.sh"
 note() { echo "note: $*"; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 T0=$(now_ms)

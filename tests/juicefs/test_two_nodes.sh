@@ -29,16 +29,7 @@ STATE=$TMP/jfs
 MA=$TMP/node-a
 MB=$TMP/node-b
 pids=()
-pass=0
-fail=0
-ok() {
-    echo "PASS: $*"
-    pass=$((pass + 1))
-}
-ko() {
-    echo "FAIL: $*"
-    fail=$((fail + 1))
-}
+. "$ROOT/tests/juicefs/checks.sh"
 
 cleanup() {
     local p

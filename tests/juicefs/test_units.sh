@@ -16,17 +16,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=${1:-}
 UNITS=(hicached.service hicached.socket mnt-jfs.mount)
-pass=0
-fail=0
-
-ok() {
-    echo "PASS: $*"
-    pass=$((pass + 1))
-}
-ko() {
-    echo "FAIL: $*"
-    fail=$((fail + 1))
-}
+. "$ROOT/tests/juicefs/checks.sh"
 
 if ! command -v systemd-analyze >/dev/null; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then

@@ -11,14 +11,9 @@ P, L, H, D = 16, 4, 2, 32
 KV_LORA, ROPE = 64, 32
 
 
-def mha_pool(layout, tokens=4096, page_size=P, layers=L, heads=H, head_dim=D, dtype=torch.bfloat16):
-    from sglang.srt.mem_cache.memory_pool import MHATokenToKVPool
-    from sglang.srt.mem_cache.pool_host.mha import MHATokenToKVPoolHost
-
-    dev = MHATokenToKVPool(
-        tokens, page_size, dtype, heads, head_dim, layers, "cpu", False, start_layer=0, end_layer=layers
-    )
-    return MHATokenToKVPoolHost(
+def _host_pool(host_cls, dev, layout, page_size, **extra):
+    """SGLang's host pool over device pool dev: ratio 1.0, cpu, not pinned."""
+    return host_cls(
         dev.get_device_pool_infos()[0].buffer_info,
         1.0,
         0,
@@ -29,7 +24,18 @@ def mha_pool(layout, tokens=4096, page_size=P, layers=L, heads=H, head_dim=D, dt
         device_capacity_tokens=dev.size,
         start_layer=dev.start_layer,
         end_layer=dev.end_layer,
+        **extra,
     )
+
+
+def mha_pool(layout, tokens=4096, page_size=P, layers=L, heads=H, head_dim=D, dtype=torch.bfloat16):
+    from sglang.srt.mem_cache.memory_pool import MHATokenToKVPool
+    from sglang.srt.mem_cache.pool_host.mha import MHATokenToKVPoolHost
+
+    dev = MHATokenToKVPool(
+        tokens, page_size, dtype, heads, head_dim, layers, "cpu", False, start_layer=0, end_layer=layers
+    )
+    return _host_pool(MHATokenToKVPoolHost, dev, layout, page_size)
 
 
 def mla_pool(layout, tokens=4096, page_size=P, layers=L, dtype=torch.bfloat16):
@@ -39,19 +45,7 @@ def mla_pool(layout, tokens=4096, page_size=P, layers=L, dtype=torch.bfloat16):
     dev = MLATokenToKVPool(
         tokens, page_size, dtype, KV_LORA, ROPE, layers, "cpu", False, start_layer=0, end_layer=layers
     )
-    return MLATokenToKVPoolHost(
-        dev.get_device_pool_infos()[0].buffer_info,
-        1.0,
-        0,
-        page_size,
-        layout,
-        pin_memory=False,
-        device="cpu",
-        device_capacity_tokens=dev.size,
-        start_layer=dev.start_layer,
-        end_layer=dev.end_layer,
-        target_layer_num=dev.layer_num,
-    )
+    return _host_pool(MLATokenToKVPoolHost, dev, layout, page_size, target_layer_num=dev.layer_num)
 
 
 def make_pool(kind, layout, **kw):

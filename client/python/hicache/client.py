@@ -131,17 +131,24 @@ def _keys_blob(keys: Sequence[str]):
     return blob, np.frombuffer(blob, dtype=np.uint8).ctypes.data + offs
 
 
-def _packed_keys(keys: Sequence[str], suffix: str = "") -> bytes:
+def packed_str_keys(keys: Sequence[str], suffix: str = "") -> Optional[bytes]:
     """The keys, each with suffix and a NUL byte after it, as one bytes object
-    (hc_batch_exists_packed). Two C-level calls for str keys; the checks are
-    the daemon's (a key holding a NUL shows as a wrong NUL count in C)."""
+    (hc_batch_exists_packed), in two C-level calls; None unless every key is
+    an ASCII str. The checks are the daemon's (a key holding a NUL shows as a
+    wrong NUL count in C)."""
     sep = suffix + "\0"
     try:
         joined = sep.join(keys) + sep
     except TypeError:
-        joined = None
-    if joined is not None and joined.isascii():
-        return joined.encode()
+        return None
+    return joined.encode() if joined.isascii() else None
+
+
+def _packed_keys(keys: Sequence[str], suffix: str = "") -> bytes:
+    """packed_str_keys for any str or bytes-like keys."""
+    blob = packed_str_keys(keys, suffix)
+    if blob is not None:
+        return blob
     # memoryview: bytes-like keys only (bytes(5) would be five NULs, not "5")
     enc = [(k.encode() if isinstance(k, str) else memoryview(k).tobytes()) + suffix.encode() for k in keys]
     for k, b in zip(keys, enc):
@@ -393,20 +400,18 @@ class Client:
         """values[i]: a buffer (numpy array, CPU tensor, bytes-like, or an
         (address, length) pair) or a list of them. Per-page codes as
         batch_set_raw."""
-        if len(values) != len(keys):
-            raise ValueError("hicache: one value per key")
-        ptrs, lens, counts, keep = self._describe(values, writable=False)
-        r = self.batch_set_raw(keys, ptrs, lens, counts)
-        del keep
-        return r
+        return self._batch_buffers("set", keys, values)
 
     def batch_get(self, keys: Sequence[str], buffers: Sequence) -> List[int]:
         """Reads each page into buffers[i] (same forms as batch_set, writable).
         Per-page codes as batch_get_raw."""
-        if len(buffers) != len(keys):
-            raise ValueError("hicache: one buffer per key")
-        ptrs, lens, counts, keep = self._describe(buffers, writable=True)
-        r = self.batch_get_raw(keys, ptrs, lens, counts)
+        return self._batch_buffers("get", keys, buffers)
+
+    def _batch_buffers(self, op: str, keys, values) -> List[int]:
+        if len(values) != len(keys):
+            raise ValueError(f"hicache: one {'value' if op == 'set' else 'buffer'} per key")
+        ptrs, lens, counts, keep = self._describe(values, writable=op == "get")
+        r = self._batch(op, keys, ptrs, lens, counts)
         del keep
         return r
 

@@ -63,6 +63,7 @@ from .client import (
     Client,
     DaemonUnavailable,
     HicacheError,
+    packed_str_keys,
 )
 
 logger = logging.getLogger("hicache.sglang")
@@ -517,16 +518,12 @@ class HiCacheJuiceFS(_HiCacheStorage):
             c = self._get_client()
             # SGLang's keys are valid names: send them with the rank suffix as
             # they are and let the daemon check them (one pass in C). Keys that
-            # are not all ASCII str (join raises TypeError), or that the
-            # daemon refuses, go through the mapping of _key, as set/get do.
-            sep = self.key_suffix + "\0"
-            try:
-                joined = sep.join(keys) + sep
-            except TypeError:
-                joined = None
-            if joined is not None and joined.isascii():
+            # are not all ASCII str, or that the daemon refuses, go through the
+            # mapping of _key, as set/get do.
+            blob = packed_str_keys(keys, self.key_suffix)
+            if blob is not None:
                 try:
-                    return c.batch_exists_packed(joined.encode(), len(keys))
+                    return c.batch_exists_packed(blob, len(keys))
                 except HicacheError as e:
                     if isinstance(e, DaemonUnavailable) or e.errno != errno.EINVAL:
                         raise
