@@ -28,28 +28,42 @@ def _host_pool(host_cls, dev, layout, page_size, **extra):
     )
 
 
-def mha_pool(layout, tokens=4096, page_size=P, layers=L, heads=H, head_dim=D, dtype=torch.bfloat16):
+def mha_pools(layout, tokens=4096, page_size=P, layers=L, heads=H, head_dim=D, dtype=torch.bfloat16):
+    """(device pool, host pool) of an MHA model on the CPU."""
     from sglang.srt.mem_cache.memory_pool import MHATokenToKVPool
     from sglang.srt.mem_cache.pool_host.mha import MHATokenToKVPoolHost
 
     dev = MHATokenToKVPool(
         tokens, page_size, dtype, heads, head_dim, layers, "cpu", False, start_layer=0, end_layer=layers
     )
-    return _host_pool(MHATokenToKVPoolHost, dev, layout, page_size)
+    return dev, _host_pool(MHATokenToKVPoolHost, dev, layout, page_size)
 
 
-def mla_pool(layout, tokens=4096, page_size=P, layers=L, dtype=torch.bfloat16):
+def mla_pools(layout, tokens=4096, page_size=P, layers=L, dtype=torch.bfloat16):
+    """(device pool, host pool) of an MLA model on the CPU."""
     from sglang.srt.mem_cache.memory_pool import MLATokenToKVPool
     from sglang.srt.mem_cache.pool_host.mla import MLATokenToKVPoolHost
 
     dev = MLATokenToKVPool(
         tokens, page_size, dtype, KV_LORA, ROPE, layers, "cpu", False, start_layer=0, end_layer=layers
     )
-    return _host_pool(MLATokenToKVPoolHost, dev, layout, page_size, target_layer_num=dev.layer_num)
+    return dev, _host_pool(MLATokenToKVPoolHost, dev, layout, page_size, target_layer_num=dev.layer_num)
+
+
+def mha_pool(layout, **kw):
+    return mha_pools(layout, **kw)[1]
+
+
+def mla_pool(layout, **kw):
+    return mla_pools(layout, **kw)[1]
+
+
+def make_pools(kind, layout, **kw):
+    return (mha_pools if kind == "mha" else mla_pools)(layout, **kw)
 
 
 def make_pool(kind, layout, **kw):
-    return (mha_pool if kind == "mha" else mla_pool)(layout, **kw)
+    return make_pools(kind, layout, **kw)[1]
 
 
 def fill_random(pool, seed):

@@ -30,6 +30,13 @@ page hash plus, for MHA, the TP rank and size (each rank stores its shard);
 MLA keys are rank-neutral (every rank reads what TP rank 0 wrote). PP,
 attention-CP and DCP ranks are added when their size is > 1.
 
+Hybrid pools (SGLang's v2 interface, used by HybridCacheController whenever
+a host pool sits beside KV: speculative-decoding drafts, the DSA indexer,
+Mamba and SWA state): each pool registered with register_mem_host_pool_v2
+gets a namespace of its own (its name and geometry), its pages are keyed by
+the KV page they belong to, and batch_exists_v2 applies the all_pages and
+trailing_pages hit policies as SGLang's HiCacheFile does.
+
 Page bytes are the concatenation of the pool's page buffers in the order of
 get_data_page(index, flat=True) (the order SGLang's generic path and HiCacheFile
 use), so the zero-copy and the generic paths read each other's pages.
@@ -135,6 +142,71 @@ def _opt_bool(v) -> bool:
     return bool(v)
 
 
+KV_POOL = "kv"
+
+
+def _pool_name(name) -> str:
+    """A pool name (SGLang's PoolName, a str Enum, or a str) as its value."""
+    return str(getattr(name, "value", name))
+
+
+def _policy_name(policy) -> str:
+    return str(getattr(policy, "value", policy))
+
+
+def _KV_NAME():
+    """PoolName.KV where SGLang is there (the controller looks its verdict up
+    by that key), else "kv"."""
+    try:
+        from sglang.srt.mem_cache.hicache_storage import PoolName
+
+        return PoolName.KV
+    except Exception:
+        return KV_POOL
+
+
+def _transfer_result(kv_hit_pages: int, extra: dict, restorable: List[int]):
+    """SGLang's PoolTransferResult, or a stand-in of the same shape."""
+    try:
+        from sglang.srt.mem_cache.hicache_storage import PoolTransferResult
+    except Exception:
+        return types.SimpleNamespace(
+            kv_hit_pages=kv_hit_pages,
+            extra_pool_hit_pages=extra,
+            restorable_prefix_pages=restorable,
+        )
+    r = PoolTransferResult(kv_hit_pages, extra)
+    if hasattr(r, "restorable_prefix_pages"):
+        r.restorable_prefix_pages = restorable
+    return r
+
+
+class _PoolView:
+    """One host pool as the backend stores it: the pool, its page geometry
+    (tokens, bytes and buffers a page; buffer order), the namespace of its
+    pages, this rank's key suffix for them, readers per page, and the daemon
+    connection set of that namespace. Built on the control path
+    (registration) and not changed afterwards, except client, which is
+    created once under the backend's client lock; the exists / get / set
+    threads only read it."""
+
+    __slots__ = ("name", "pool", "page_tokens", "page_bytes", "bufs_per_page", "order",
+                 "namespace", "suffix", "readers", "client")
+
+    def __init__(self, name, pool, page_tokens, page_bytes, bufs_per_page, order, namespace,
+                 suffix, readers):
+        self.name = name
+        self.pool = pool
+        self.page_tokens = page_tokens
+        self.page_bytes = page_bytes
+        self.bufs_per_page = bufs_per_page
+        self.order = order
+        self.namespace = namespace
+        self.suffix = suffix
+        self.readers = readers
+        self.client: Optional[Client] = None
+
+
 class HiCacheJuiceFS(_HiCacheStorage):
     """SGLang HiCache storage backend backed by the node's hicached."""
 
@@ -194,16 +266,7 @@ class HiCacheJuiceFS(_HiCacheStorage):
                 "pages are keyed per TP rank and size"
             )
 
-        suffix = []
-        if not self.is_mla_model:
-            suffix.append(f"tp{self.tp_rank}-{self.tp_size}")
-        if self.pp_size > 1:
-            suffix.append(f"pp{self.pp_rank}-{self.pp_size}")
-        if self.attn_cp_size > 1:
-            suffix.append(f"cp{self.attn_cp_rank}-{self.attn_cp_size}")
-        if self.dcp_size > 1:
-            suffix.append(f"dcp{self.dcp_rank}-{self.dcp_size}")
-        self.key_suffix = ("_" + "_".join(suffix)) if suffix else ""
+        self.key_suffix = self._suffix(rank_sharded=not self.is_mla_model)
 
         # Ranks that read each key: for MLA every TP rank of the storage
         # config's group reads the same rank-neutral page (PP, attention-CP
@@ -226,10 +289,28 @@ class HiCacheJuiceFS(_HiCacheStorage):
         self._metrics = StorageMetrics()
         self._warned = set()
         self.namespace = self._namespace(None)
+        self._kv: Optional[_PoolView] = None  # the pool of register_mem_pool_host
+        # v2 (hybrid pools): pool name -> _PoolView (self._kv for the anchor)
+        self._views: dict = {}
 
     # ---- naming -------------------------------------------------------------
 
-    def _describe_pool(self, pool) -> dict:
+    def _suffix(self, rank_sharded: bool) -> str:
+        """The key suffix of this rank: the TP rank and size for pages each
+        rank holds its own shard of; PP, attention-CP and DCP ranks when their
+        size is > 1."""
+        parts = []
+        if rank_sharded:
+            parts.append(f"tp{self.tp_rank}-{self.tp_size}")
+        if self.pp_size > 1:
+            parts.append(f"pp{self.pp_rank}-{self.pp_size}")
+        if self.attn_cp_size > 1:
+            parts.append(f"cp{self.attn_cp_rank}-{self.attn_cp_size}")
+        if self.dcp_size > 1:
+            parts.append(f"dcp{self.dcp_rank}-{self.dcp_size}")
+        return ("_" + "_".join(parts)) if parts else ""
+
+    def _describe_pool(self, pool, page_bytes: int, bufs_per_page: int, name: str) -> dict:
         d = {
             "fmt": FORMAT_VERSION,
             "model": self.model_name,
@@ -238,10 +319,13 @@ class HiCacheJuiceFS(_HiCacheStorage):
             "layout": getattr(pool, "layout", ""),
             "page_size": int(getattr(pool, "page_size", 0)),
             "layers": int(getattr(pool, "layer_num", 0)),
-            "page_bytes": self.page_bytes,
-            "bufs_per_page": self.bufs_per_page,
+            "page_bytes": page_bytes,
+            "bufs_per_page": bufs_per_page,
             "tag": getattr(pool, "storage_format_tag", None),
         }
+        if name != KV_POOL:  # the KV pool's namespace is the one v1 uses
+            d["pool"] = name
+            d["pool_class"] = type(pool).__name__
         for a in ("head_num", "head_dim", "v_head_dim", "kv_cache_dim", "kv_lora_rank"):
             if hasattr(pool, a):
                 d[a] = int(getattr(pool, a))
@@ -249,9 +333,15 @@ class HiCacheJuiceFS(_HiCacheStorage):
             d["qk_rope_head_dim"] = int(pool.qk_rope_head_dim)
         return d
 
-    def _namespace(self, pool) -> str:
+    def _namespace(self, pool, page_bytes: int = 0, bufs_per_page: int = 0,
+                   name: str = KV_POOL) -> str:
+        """The namespace of pool's pages: model, pool name (other than kv),
+        kind, dtype, layout, page size and geometry, hashed; the configured
+        namespace (plus ".<pool>" for pools other than kv) when one is set."""
         if self._ns_override:
             ns = str(self._ns_override)
+            if name != KV_POOL:
+                ns = f"{ns}.{sanitize(name, 64)}"
             if not valid_name(ns):
                 raise ValueError(f"hicache: namespace {ns!r} is not [A-Za-z0-9_.-]{{1,256}}")
             return ns
@@ -260,9 +350,10 @@ class HiCacheJuiceFS(_HiCacheStorage):
             desc = {"fmt": FORMAT_VERSION, "model": self.model_name, "kind": "generic"}
             readable = f"{model}.generic"
         else:
-            desc = self._describe_pool(pool)
-            readable = "{}.{}.{}.{}.p{}".format(
+            desc = self._describe_pool(pool, page_bytes, bufs_per_page, name)
+            readable = "{}.{}{}.{}.{}.p{}".format(
                 model,
+                "" if name == KV_POOL else sanitize(name, 32) + ".",
                 desc["kind"],
                 _short_dtype(desc["dtype"]),
                 sanitize(desc["layout"], 24),
@@ -271,49 +362,77 @@ class HiCacheJuiceFS(_HiCacheStorage):
         digest = hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
         return sanitize(f"{readable}.{digest}", 256)
 
-    def _key(self, key) -> str:
+    def _key(self, key, suffix: Optional[str] = None) -> str:
+        sfx = self.key_suffix if suffix is None else suffix
         k = key if isinstance(key, str) else str(key)
-        full = k + self.key_suffix
+        full = k + sfx
         if valid_name(full):
             return full
-        return "h" + hashlib.sha256(k.encode()).hexdigest() + self.key_suffix
+        return "h" + hashlib.sha256(k.encode()).hexdigest() + sfx
 
-    def _keys(self, keys) -> List[str]:
-        return [self._key(k) for k in keys]
+    def _keys(self, keys, suffix: Optional[str] = None) -> List[str]:
+        return [self._key(k, suffix) for k in keys]
 
     # ---- set-up ------------------------------------------------------------
 
-    def register_mem_pool_host(self, mem_pool_host):
-        super().register_mem_pool_host(mem_pool_host)
-        self.mem_pool_host = mem_pool_host
-        pool = mem_pool_host
+    def _make_view(self, pool, name: str) -> "_PoolView":
+        """pool's geometry, namespace, key suffix and readers per page."""
         import torch
 
-        lps = int(getattr(pool, "logical_page_size", pool.page_size))
+        lps = int(getattr(pool, "logical_page_size", None) or getattr(pool, "page_size", 1) or 1)
         try:
             ptrs, sizes = pool.get_page_buffer_meta(torch.arange(lps, dtype=torch.int64))
-            self.bufs_per_page = len(ptrs)
-            self.page_bytes = int(sum(sizes))
-        except Exception as e:  # a pool without zero-copy metadata: generic path only
-            logger.warning("hicache: %s has no usable get_page_buffer_meta (%s)", type(pool), e)
-            self.bufs_per_page = 0
-            self.page_bytes = int(pool.get_size_per_token() * pool.page_size)
+            bufs_per_page = len(ptrs)
+            page_bytes = int(sum(sizes))
+        except Exception as e:  # no zero-copy metadata: copied through flat pages
+            logger.info("hicache: %s pool %s: no usable get_page_buffer_meta (%s), "
+                        "pages copied through flat data pages", name, type(pool).__name__, e)
+            bufs_per_page = 0
+            flat = pool.get_dummy_flat_data_page()
+            page_bytes = int(flat.numel() * flat.element_size())
         # MHA layer_first: get_page_buffer_meta lists K0 V0 K1 V1 ...; store
         # K0..Kn V0..Vn, the order of get_data_page(flat=True).
-        self._order = None
+        order = None
         if (
             getattr(pool, "layout", None) == "layer_first"
             and hasattr(pool, "k_buffer")
             and hasattr(pool, "v_buffer")
-            and self.bufs_per_page == 2 * int(getattr(pool, "layer_num", -1))
+            and bufs_per_page == 2 * int(getattr(pool, "layer_num", -1))
         ):
-            n = self.bufs_per_page
-            self._order = np.concatenate([np.arange(0, n, 2), np.arange(1, n, 2)])
-        self.namespace = self._namespace(pool)
+            order = np.concatenate([np.arange(0, bufs_per_page, 2), np.arange(1, bufs_per_page, 2)])
+        # Rank-replicated pages (MLA KV, its DSA indexer, MLA drafts) are keyed
+        # rank-neutral and read by every TP rank; a pool whose pages differ per
+        # rank (Mamba state, an MHA pool's heads) keeps the TP rank in its keys
+        # even in an MLA model, so a rank never reads another rank's shard.
+        sharded = (not self.is_mla_model) or name == "mamba" or (
+            hasattr(pool, "head_num") and not hasattr(pool, "kv_lora_rank")
+        )
+        readers = 1 if (self.is_mla_model and sharded) else self.readers_per_page
+        return _PoolView(
+            name=name,
+            pool=pool,
+            page_tokens=lps,
+            page_bytes=page_bytes,
+            bufs_per_page=bufs_per_page,
+            order=order,
+            namespace=self._namespace(pool, page_bytes, bufs_per_page, name),
+            suffix=self._suffix(rank_sharded=sharded),
+            readers=readers,
+        )
+
+    def register_mem_pool_host(self, mem_pool_host):
+        super().register_mem_pool_host(mem_pool_host)
+        v = self._make_view(mem_pool_host, KV_POOL)
+        v.suffix = self.key_suffix  # the storage config decides the KV keys
+        v.readers = self.readers_per_page
+        self.mem_pool_host = mem_pool_host
+        self.bufs_per_page, self.page_bytes, self._order = v.bufs_per_page, v.page_bytes, v.order
+        self.namespace = v.namespace
         with self._client_lock:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+            self._kv = v
         self._get_client()
         logger.info(
             "hicache: namespace %s, %d bytes in %d buffers a page, keys%s, daemon %s",
@@ -324,22 +443,72 @@ class HiCacheJuiceFS(_HiCacheStorage):
             self.socket_path,
         )
 
+    def register_mem_host_pool_v2(self, host_pool, host_pool_name):
+        """A host pool of a hybrid pool group (SGLang's v2 interface): KV,
+        draft, DSA indexer, Mamba or SWA state... Its pages get a namespace
+        of their own, derived from the pool's name and geometry."""
+        name = _pool_name(host_pool_name)
+        if not hasattr(self, "registered_pools"):
+            self.registered_pools = {}
+        self.registered_pools[host_pool_name] = host_pool  # as SGLang's base does
+        if host_pool is self.mem_pool_host and self._kv is not None:
+            self._views[name] = self._kv  # the anchor: one view, one namespace
+            return
+        v = self._make_view(host_pool, name)
+        with self._client_lock:
+            old = self._views.get(name)
+            if old is not None and old.client is not None:
+                old.client.close()
+            self._views[name] = v
+        logger.info(
+            "hicache: pool %s: namespace %s, %d bytes in %d buffers a page, keys%s",
+            name,
+            v.namespace,
+            v.page_bytes,
+            v.bufs_per_page,
+            v.suffix or " rank-neutral",
+        )
+
+    def on_host_pools_registered(self) -> None:
+        """Every pool of the group is known: connect each namespace now, so
+        that a daemon that is away shows at attach in the log, not later."""
+        for v in list(self._views.values()):
+            try:
+                self._view_client(v)._handle()
+            except (DaemonUnavailable, HicacheError):
+                pass  # logged once by the client; calls answer misses meanwhile
+
+    def _view_client(self, v: "_PoolView") -> Client:
+        if v is self._kv:
+            return self._get_client()
+        c = v.client
+        if c is not None:
+            return c
+        with self._client_lock:
+            if v.client is None:
+                v.client = self._new_client(v.namespace, v.page_bytes, v.readers)
+            return v.client
+
+    def _new_client(self, namespace: str, page_bytes: int, readers: int) -> Client:
+        return Client(
+            self.socket_path,
+            namespace=namespace,
+            rank=self.tp_rank,
+            page_size_hint=page_bytes,
+            timeout_ms=self.timeout_ms,
+            connect=False,
+            readers_per_page=readers,
+            compression=self.compression,
+        )
+
     def _get_client(self) -> Client:
         c = self._client
         if c is not None:
             return c
         with self._client_lock:
             if self._client is None:
-                self._client = Client(
-                    self.socket_path,
-                    namespace=self.namespace,
-                    rank=self.tp_rank,
-                    page_size_hint=self.page_bytes,
-                    timeout_ms=self.timeout_ms,
-                    connect=False,
-                    readers_per_page=self.readers_per_page,
-                    compression=self.compression,
-                )
+                self._client = self._new_client(self.namespace, self.page_bytes,
+                                                self.readers_per_page)
             return self._client
 
     def _warn_once(self, what: str, msg: str, *args) -> None:
@@ -347,11 +516,17 @@ class HiCacheJuiceFS(_HiCacheStorage):
             self._warned.add(what)
             logger.warning(msg, *args)
 
-    def _page_meta(self, host_indices, n: int):
-        pool = self.mem_pool_host
-        if pool is None:
+    def _kv_view(self) -> "_PoolView":
+        if self._kv is None:
             raise RuntimeError("hicache: register_mem_pool_host() was not called")
-        lps = int(getattr(pool, "logical_page_size", pool.page_size))
+        return self._kv
+
+    @staticmethod
+    def _page_meta_of(v: "_PoolView", host_indices, n: int):
+        """(addresses, lengths, buffers per page) of the n pages of v's pool
+        at host_indices (page i at host_indices[i * page_tokens])."""
+        pool = v.pool
+        lps = v.page_tokens
         if host_indices.numel() < n * lps:
             raise ValueError(f"hicache: {host_indices.numel()} host indices for {n} pages")
         ptrs, sizes = pool.get_page_buffer_meta(host_indices[: n * lps])
@@ -360,10 +535,52 @@ class HiCacheJuiceFS(_HiCacheStorage):
         per = ptrs.size // n
         if per * n != ptrs.size:
             raise ValueError("hicache: uneven page buffers")
-        if self._order is not None and per == self._order.size:
-            ptrs = ptrs.reshape(n, per)[:, self._order].ravel()
-            sizes = sizes.reshape(n, per)[:, self._order].ravel()
+        if v.order is not None and per == v.order.size:
+            ptrs = ptrs.reshape(n, per)[:, v.order].ravel()
+            sizes = sizes.reshape(n, per)[:, v.order].ravel()
         return ptrs, sizes, per
+
+    def _page_meta(self, host_indices, n: int):
+        return self._page_meta_of(self._kv_view(), host_indices, n)
+
+    def _pool_io(self, op: str, v: "_PoolView", keys, host_indices) -> List[int]:
+        """Per-page codes of a set or get of v's pages at host_indices:
+        zero-copy between the pool's buffers and the daemon's region, or,
+        for a pool without buffer metadata, through its flat data pages."""
+        n = len(keys)
+        c = self._view_client(v)
+        skeys = self._keys(keys, v.suffix)
+        if v.bufs_per_page:
+            ptrs, sizes, per = self._page_meta_of(v, host_indices, n)
+            fn = c.batch_set_raw if op == "set" else c.batch_get_raw
+            return fn(skeys, ptrs, sizes, per)
+        pool, lps = v.pool, v.page_tokens
+        if host_indices.numel() < n * lps:
+            raise ValueError(f"hicache: {host_indices.numel()} host indices for {n} pages")
+        at = [int(host_indices[i * lps]) for i in range(n)]
+        if op == "set":
+            pages = [pool.get_data_page(i, flat=True).contiguous() for i in at]
+            return c.batch_set(skeys, pages)
+        pages = [pool.get_dummy_flat_data_page() for _ in at]
+        codes = c.batch_get(skeys, pages)
+        for i, code in enumerate(codes):
+            if code == 0:
+                pool.set_from_flat_data_page(at[i], pages[i])
+        return codes
+
+    def _present(self, v: "_PoolView", keys) -> np.ndarray:
+        """Which of keys v's namespace holds (bool per key)."""
+        c = self._view_client(v)
+        blob = packed_str_keys(keys, v.suffix)
+        if blob is not None:
+            try:
+                _, lengths = c.batch_exists_packed(blob, len(keys), with_lengths=True)
+                return np.asarray(lengths, dtype=np.uint64) > 0
+            except HicacheError as e:
+                if isinstance(e, DaemonUnavailable) or e.errno != errno.EINVAL:
+                    raise
+        _, lengths = c.batch_exists(self._keys(keys, v.suffix), with_lengths=True)
+        return np.asarray(lengths, dtype=np.uint64) > 0
 
     def _note_codes(self, op: str, codes) -> None:
         for c in set(codes):
@@ -396,10 +613,7 @@ class HiCacheJuiceFS(_HiCacheStorage):
             return []
         t0 = time.perf_counter()
         try:
-            ptrs, sizes, per = self._page_meta(host_indices, n)
-            c = self._get_client()
-            fn = c.batch_set_raw if op == "set" else c.batch_get_raw
-            codes = fn(self._keys(keys), ptrs, sizes, per)
+            codes = self._pool_io(op, self._kv_view(), keys, host_indices)
         except DaemonUnavailable:
             return [False] * n
         except Exception as e:
@@ -419,6 +633,114 @@ class HiCacheJuiceFS(_HiCacheStorage):
     def batch_set_v1(self, keys: List[str], host_indices, extra_info=None) -> List[bool]:
         """Stores the host pool's pages at host_indices under keys."""
         return self._batch_v1("set", keys, host_indices)
+
+    # ---- hybrid pools (SGLang's v2 interface) ------------------------------------
+
+    def batch_exists_v2(self, keys, pool_transfers=None, extra_info=None):
+        """The usable prefix of keys over KV and every pool in pool_transfers,
+        as HiCacheFile computes it: kv_hit_pages is the longest prefix length
+        p at which KV holds pages [0, p) and every pool holds what its hit
+        policy asks (all_pages: [0, p); trailing_pages: the last
+        len(transfer.keys) pages before p). extra_pool_hit_pages holds each
+        pool's own boundary, restorable_prefix_pages every such p (a trailing
+        pool can restore at 5 pages but not at 4). Pool pages are keyed by the
+        KV page's key in the pool's own namespace. Empty when the daemon is
+        away or a pool was never registered."""
+        n = len(keys)
+        if n == 0:
+            return _transfer_result(0, {}, [])
+        try:
+            kv_present = self._present(self._kv_view(), keys)
+            kv = n if kv_present.all() else int(np.argmin(kv_present))
+            hits = {_KV_NAME(): kv} if kv else {}
+            ok = np.ones(kv + 1, dtype=bool)  # ok[p]: prefix length p usable
+            ok[0] = False
+            for t in pool_transfers or []:
+                if kv == 0 or not ok.any():
+                    break
+                name = _pool_name(t.name)
+                policy = _policy_name(getattr(t, "hit_policy", "all_pages"))
+                v = self._views.get(name)
+                if v is None:
+                    self._warn_once(f"nopool-{name}",
+                                    "hicache: pool %s was not registered: no hits", name)
+                    ok[:] = False
+                    break
+                present = self._present(v, keys[:kv])
+                if policy == "all_pages":
+                    bound = kv if present.all() else int(np.argmin(present))
+                    pool_ok = np.arange(kv + 1) <= bound
+                elif policy == "trailing_pages":
+                    trailing = max(1, len(t.keys) if t.keys else 1)
+                    missing = np.concatenate(([0], np.cumsum(~present)))
+                    p = np.arange(kv + 1)
+                    pool_ok = missing[p] - missing[np.maximum(0, p - trailing)] == 0
+                    pool_ok[0] = False
+                    bound = int(np.flatnonzero(pool_ok).max()) if pool_ok.any() else 0
+                else:
+                    raise ValueError(f"hicache: unsupported pool hit policy {policy!r}")
+                if bound:
+                    hits[t.name] = bound
+                ok &= pool_ok
+            restorable = np.flatnonzero(ok).tolist()
+            return _transfer_result(restorable[-1] if restorable else 0, hits, restorable)
+        except DaemonUnavailable:
+            return _transfer_result(0, {}, [])
+        except Exception as e:
+            self._warn_once("exc-exists-v2", "hicache: batch_exists_v2 failed: %r", e)
+            logger.debug("hicache: batch_exists_v2 failed", exc_info=True)
+            return _transfer_result(0, {}, [])
+
+    def _batch_v2(self, op: str, transfers) -> dict:
+        out = {}
+        for t in transfers or []:
+            keys = list(t.keys or [])
+            n = len(keys)
+            name = _pool_name(t.name)
+            v = self._views.get(name)
+            if v is None:
+                self._warn_once(f"nopool-{name}",
+                                "hicache: pool %s was not registered: no hits", name)
+                out[t.name] = [False] * n
+                continue
+            hi = t.host_indices
+            if hi is None or int(hi.numel()) != n * v.page_tokens:
+                self._warn_once(
+                    f"idx-{op}-{name}",
+                    "hicache: batch %s_v2 of pool %s: %s host indices for %d pages of %d",
+                    op, name, None if hi is None else int(hi.numel()), n, v.page_tokens,
+                )
+                out[t.name] = [False] * n
+                continue
+            if n == 0:
+                out[t.name] = []
+                continue
+            t0 = time.perf_counter()
+            try:
+                codes = self._pool_io(op, v, keys, hi)
+            except DaemonUnavailable:
+                out[t.name] = [False] * n
+                continue
+            except Exception as e:
+                self._warn_once(f"exc-{op}-v2", "hicache: batch %s_v2 failed: %r", op, e)
+                logger.debug("hicache: batch %s_v2 failed", op, exc_info=True)
+                out[t.name] = [False] * n
+                continue
+            self._note_codes(op, codes)
+            res = [x == 0 for x in codes]
+            self._record(op, sum(res), sum(res) * v.page_bytes, t0)
+            out[t.name] = res
+        return out
+
+    def batch_get_v2(self, transfers, extra_info=None) -> dict:
+        """Reads each transfer's pages (keys, host_indices of its pool) into
+        the pool; per pool name, one bool per key (False: miss, untouched)."""
+        return self._batch_v2("get", transfers)
+
+    def batch_set_v2(self, transfers, extra_info=None) -> dict:
+        """Stores each transfer's pages from its pool; per pool name, one
+        bool per key."""
+        return self._batch_v2("set", transfers)
 
     # ---- generic interface ----------------------------------------------------
 
@@ -537,10 +859,15 @@ class HiCacheJuiceFS(_HiCacheStorage):
     # ---- management ------------------------------------------------------------
 
     def clear(self) -> bool:
-        """Drops this namespace's pages on this node's daemon."""
+        """Drops the pages of this backend's namespaces (KV and every
+        registered pool) on this node's daemon."""
+        clients = [(self.namespace, self._get_client())]
+        clients += [(v.namespace, self._view_client(v)) for v in list(self._views.values())
+                    if v is not self._kv]
         try:
-            n = self._get_client().clear()
-            logger.info("hicache: cleared %d pages of %s", n, self.namespace)
+            for ns, c in clients:
+                n = c.clear()
+                logger.info("hicache: cleared %d pages of %s", n, ns)
             return True
         except (DaemonUnavailable, HicacheError) as e:
             logger.warning("hicache: clear failed: %s", e)
@@ -567,3 +894,7 @@ class HiCacheJuiceFS(_HiCacheStorage):
             if self._client is not None:
                 self._client.close()
                 self._client = None
+            for v in self._views.values():
+                if v.client is not None:
+                    v.client.close()
+                    v.client = None
