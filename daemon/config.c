@@ -107,7 +107,10 @@ static const struct opt opts[] = {
     SIZE_OPT(read_linger_bytes, 0, 64 * GiB, "memory for pages kept for their other readers"),
     BOOL_OPT(dedupe, 0, "store a page once however many clients set it"),
     BOOL_OPT(coalesce_reads, 0, "serve concurrent gets of one page with one read"),
-    BOOL_OPT(foreground, OPTF_NOVALUE, "stay in the foreground (flag takes no value)"),
+    CHOICE_OPT(log_level, "error|warning|info|debug",
+               "log lines of this level and more severe (SIGHUP applies a change)"),
+    BOOL_OPT(foreground, OPTF_NOVALUE,
+             "accepted for compatibility: hicached always stays in the foreground"),
 };
 
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
@@ -689,6 +692,7 @@ int hc_config_init(struct hc_config *cfg)
     cfg->dedupe = true;
     cfg->coalesce_reads = true;
     cfg->foreground = false;
+    cfg->log_level = 2; /* "info" */
     cfg->mount_point = strdup("/mnt/jfs");
     cfg->root_dir = strdup("hicache");
     cfg->socket_path = strdup("/run/hicached/hicached.sock");
@@ -1195,4 +1199,12 @@ void hc_config_usage(FILE *out)
                  "anyone.\n");
     if (have_def)
         hc_config_free(&def);
+}
+
+enum hc_log_level hc_config_log_level(const struct hc_config *cfg)
+{
+    static const enum hc_log_level levels[] = {HC_LOG_ERR, HC_LOG_WARN, HC_LOG_INFO, HC_LOG_DEBUG};
+
+    return cfg->log_level < sizeof(levels) / sizeof(levels[0]) ? levels[cfg->log_level]
+                                                               : HC_LOG_INFO;
 }

@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "log.h"
+
 struct hc_config {
     char *mount_point;              /* directory holding <root_dir>; default /mnt/jfs */
     char *root_dir;                 /* default "hicache"; [A-Za-z0-9_.-]{1,64} */
@@ -37,7 +39,10 @@ struct hc_config {
     uint64_t read_linger_bytes;     /* default 256 MiB, 0 .. 64 GiB (0: no linger) */
     bool dedupe;                    /* default true */
     bool coalesce_reads;            /* default true */
-    bool foreground;                /* default false: log to stderr either way */
+    bool foreground;                /* accepted, never read: hicached does not fork, it
+                                       logs to stderr and systemd runs it (Type=notify) */
+    uint32_t log_level;             /* "error" 0, "warning" 1, "info" 2 (default), "debug" 3:
+                                       see hc_config_log_level */
     char *allowed_uids;             /* comma-separated uids/user names; NULL = anyone */
     char *allowed_gids;             /* comma-separated gids/group names; NULL = anyone */
     char *config_path;              /* the --config file, if any (for reload) */
@@ -64,6 +69,9 @@ int hc_config_load_string(struct hc_config *cfg, const char *json, const char *n
  * / --version after printing. Returns 0 or -EINVAL with err set. */
 int hc_config_parse_args(struct hc_config *cfg, int argc, char **argv, bool *exit_now, char *err,
                          size_t errlen);
+
+/* cfg->log_level as the level hc_log_set_level takes. */
+enum hc_log_level hc_config_log_level(const struct hc_config *cfg);
 
 /* Writes the usage text. */
 void hc_config_usage(FILE *out);

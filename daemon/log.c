@@ -4,11 +4,12 @@
 #include <stdio.h>
 #include <unistd.h>
 
-static enum hc_log_level max_level = HC_LOG_INFO;
+/* Set by the loop thread (start, SIGHUP), read by every thread: atomic. */
+static int max_level = HC_LOG_INFO;
 
 void hc_log_set_level(enum hc_log_level level)
 {
-    max_level = level;
+    __atomic_store_n(&max_level, (int)level, __ATOMIC_RELAXED);
 }
 
 void hc_log(enum hc_log_level level, const char *fmt, ...)
@@ -17,7 +18,7 @@ void hc_log(enum hc_log_level level, const char *fmt, ...)
     va_list ap;
     int n;
 
-    if (level > max_level)
+    if ((int)level > __atomic_load_n(&max_level, __ATOMIC_RELAXED))
         return;
     n = snprintf(line, sizeof(line), "<%d>hicached: ", (int)level);
     va_start(ap, fmt);

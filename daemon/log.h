@@ -5,7 +5,7 @@
 
 enum hc_log_level { HC_LOG_ERR = 3, HC_LOG_WARN = 4, HC_LOG_INFO = 6, HC_LOG_DEBUG = 7 };
 
-/* Lines above this level are dropped; default HC_LOG_INFO. */
+/* Lines above this level are dropped; default HC_LOG_INFO. Any thread. */
 void hc_log_set_level(enum hc_log_level level);
 
 /* Thread-safe (one write per line). */

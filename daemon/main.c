@@ -52,6 +52,7 @@ int main(int argc, char **argv)
         hc_config_free(&cfg);
         return 1;
     }
+    hc_log_set_level(hc_config_log_level(&cfg));
     raise_nofile();
     status = hc_server_run(&cfg, argc, argv);
     hc_config_free(&cfg);

@@ -1046,8 +1046,8 @@ static bool str_differs(const char *a, const char *b)
 
 /* SIGHUP: reads the configuration again (file, then flags, as at start) and
  * applies what can change while running: capacity, free-space ratio, seal and
- * discovery intervals, dedupe, coalescing, max_clients and the allowed users
- * and groups. A change to anything else is logged as waiting for a restart. A
+ * discovery intervals, dedupe, coalescing, max_clients, the log level and the
+ * allowed users and groups. A change to anything else is logged as waiting for a restart. A
  * configuration that does not load changes nothing. */
 static void reload(struct server *srv)
 {
@@ -1101,6 +1101,8 @@ static void reload(struct server *srv)
     cfg->read_linger_ms = nc.read_linger_ms;
     cfg->read_linger_bytes = nc.read_linger_bytes;
     cfg->max_clients = nc.max_clients;
+    cfg->log_level = nc.log_level;
+    hc_log_set_level(hc_config_log_level(cfg));
     tmp = cfg->allowed_uids;
     cfg->allowed_uids = nc.allowed_uids;
     nc.allowed_uids = tmp;

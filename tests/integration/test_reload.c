@@ -129,6 +129,42 @@ START_TEST(test_reload_bad_config_changes_nothing)
 }
 END_TEST
 
+/* --log-level warning drops DEBUG and INFO lines; a SIGHUP with log_level
+ * "debug" in the file makes them appear (a client's hello logs one). */
+START_TEST(test_reload_log_level)
+{
+    char cfg[64];
+    struct hd *d;
+    hc_client *c;
+    char *log, *after;
+    const char *warning = "{\"log_level\": \"warning\"}\n", *debug = "{\"log_level\": \"debug\"}\n";
+
+    config_path(cfg, sizeof(cfg));
+    ck_assert_int_eq(h_write_file(cfg, warning, strlen(warning)), 0);
+    d = hd_new("A", "--config", cfg, NULL);
+    hd_start(d);
+    hc_close(hd_connect(d, "before-debug", RL_LEN));
+    ck_assert_int_eq(h_write_file(cfg, debug, strlen(debug)), 0);
+    ck_assert_int_eq(kill(d->pid, SIGHUP), 0);
+    h_sleep_ms(300);
+    c = hd_connect(d, "after-debug", RL_LEN);
+    h_stat(c, "pages"); /* the hello was handled */
+    hc_close(c);
+    hd_stop(d);
+    log = h_read_file(d->log, NULL);
+    ck_assert_ptr_nonnull(log);
+    after = strstr(log, "<6>hicached: reloaded:"); /* the first line at the new level */
+    ck_assert_msg(after != NULL, "no reload line:\n%s", log);
+    *after = '\0';
+    ck_assert_msg(!strstr(log, "before-debug"), "a DEBUG line at level warning:\n%s", log);
+    ck_assert_msg(!strstr(log, "<6>"), "an INFO line at level warning:\n%s", log);
+    ck_assert_msg(strstr(after + 1, "<7>hicached: client") && strstr(after + 1, "after-debug"),
+                  "no DEBUG line after the reload to debug:\n%s", after + 1);
+    free(log);
+    unlink(cfg);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("integration_reload");
@@ -136,6 +172,7 @@ int main(void)
 
     tcase_add_test(tc, test_reload_applies_capacity);
     tcase_add_test(tc, test_reload_bad_config_changes_nothing);
+    tcase_add_test(tc, test_reload_log_level);
     suite_add_tcase(s, tc);
     return h_run_suite(s);
 }

@@ -210,6 +210,13 @@ START_TEST(test_full_file)
     ck_assert_int_eq(
         hc_config_load_string(&c, "{\"io_engine\": \"threads\"}", "e", err, sizeof(err)), 0);
     ck_assert_uint_eq(c.io_engine, 1);
+    ck_assert_int_eq(hc_config_log_level(&c), HC_LOG_INFO); /* default */
+    ck_assert_int_eq(hc_config_load_string(&c, "{\"log_level\": \"debug\"}", "l", err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(hc_config_log_level(&c), HC_LOG_DEBUG);
+    ck_assert_int_eq(hc_config_load_string(&c, "{\"log_level\": \"error\"}", "l", err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(hc_config_log_level(&c), HC_LOG_ERR);
     /* JSON has no octal: 640 means 0640, as with chmod */
     ck_assert_int_eq(hc_config_load_string(&c, "{\"socket_mode\": 640}", "m", err, sizeof(err)), 0);
     ck_assert_uint_eq(c.socket_mode, 0640);
@@ -270,6 +277,8 @@ static const struct bad_case {
     {"{\"io_engine\": \"Threads\"}",
      {"cfg.json: 'io_engine' must be one of \"uring\", \"threads\" (got \"Threads\")"}},
     {"{\"io_engine\": 1}", {"'io_engine'", "(got 1)"}},
+    {"{\"log_level\": \"verbose\"}",
+     {"'log_level' must be one of \"error\", \"warning\", \"info\", \"debug\""}},
     /* double */
     {"{\"min_free_ratio\": 0.95}",
      {"cfg.json: 'min_free_ratio' must be a number from 0 to 0.9 (got 0.95)"}},
