@@ -192,6 +192,7 @@ install: all
 	ln -sf libhicache.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libhicache.so.$(SOVERSION)
 	ln -sf libhicache.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libhicache.so
 	install -D -m 0644 client/hicache.h $(DESTDIR)$(INCLUDEDIR)/hicache.h
+	install -D -m 0644 common/hicache_defs.h $(DESTDIR)$(INCLUDEDIR)/hicache_defs.h
 	@mkdir -p $(DESTDIR)$(PKGCONFIGDIR)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \

@@ -38,7 +38,6 @@
 #include "hicache.pb-c.h"
 #include "key.h"
 
-#define HC_DEFAULT_SOCKET "/run/hicached/hicached.sock"
 #define HC_DEFAULT_TIMEOUT_MS 30000
 #define HC_DEFAULT_MAX_FRAME (1u << 20)
 #define HC_DEFAULT_ALIGN 4096u
@@ -99,6 +98,39 @@ HC_EXPORT const char *hc_err_name(int err)
     }
 #undef HC_ERRNAME_CASE
     return "UNKNOWN";
+}
+
+HC_EXPORT long hc_names_check(const char *names, size_t len, size_t n, unsigned char *ok)
+{
+    size_t i, pos = 0, nuls = 0;
+    long bad = 0;
+
+    if (n == 0)
+        return len == 0 ? 0 : -EINVAL;
+    if (names == NULL || ok == NULL || len == 0 || names[len - 1] != '\0')
+        return -EINVAL;
+    for (i = 0; i < len; i++)
+        nuls += names[i] == '\0';
+    if (nuls != n)
+        return -EINVAL;
+    for (i = 0; i < n; i++) {
+        size_t kl = strlen(names + pos);
+
+        ok[i] = hc_name_invalid("key", names + pos, kl) == NULL;
+        bad += !ok[i];
+        pos += kl + 1;
+    }
+    return bad;
+}
+
+HC_EXPORT const char *hc_default_socket(void)
+{
+    return HC_DEFAULT_SOCKET;
+}
+
+HC_EXPORT unsigned hc_max_readers_per_page(void)
+{
+    return HC_MAX_READERS_PER_PAGE;
 }
 
 HC_EXPORT void hc_free(void *p)
@@ -383,7 +415,8 @@ HC_EXPORT int hc_connect(hc_client **out, const char *socket_path, const hc_conn
         return -EINVAL;
     if (hc_name_invalid("namespace", ns, strnlen(ns, HC_NS_MAX + 1)) != NULL)
         return -EINVAL;
-    if (opts != NULL && (opts->compression > HC_COMPRESSION_ZSTD || opts->readers_per_page > 1024))
+    if (opts != NULL && (opts->compression > HC_COMPRESSION_ZSTD ||
+                         opts->readers_per_page > HC_MAX_READERS_PER_PAGE))
         return -EINVAL;
     if (socket_path == NULL) {
         socket_path = getenv("HICACHED_SOCKET");

@@ -23,10 +23,9 @@ extern "C" {
 #define HC_EXPORT
 #endif
 
-#define HC_VERSION "0.1.0"
-#define HC_PROTOCOL_VERSION 1
-#define HC_MAX_BATCH 128
-#define HC_MAX_KEY 256
+/* HC_VERSION, HC_PROTOCOL_VERSION, HC_DEFAULT_SOCKET, HC_MAX_BATCH,
+ * HC_MAX_KEY, HC_MAX_NS, HC_MAX_READERS_PER_PAGE, HC_COMPRESSION_* */
+#include "hicache_defs.h"
 
 /* XX(errno name, message): the codes this library and the daemon use. */
 #define HC_ERRNO_MAP(XX)                                                                           \
@@ -67,11 +66,6 @@ typedef struct hc_page {
     unsigned nbufs;
 } hc_page;
 
-/* hc_connect_opts.compression */
-#define HC_COMPRESSION_DEFAULT 0 /* the daemon's enable_compression */
-#define HC_COMPRESSION_OFF 1     /* pages this client sets are stored raw */
-#define HC_COMPRESSION_ZSTD 2    /* compressed with zstd in the daemon (raw if < ~3% saved) */
-
 typedef struct hc_connect_opts {
     const char *ns;          /* namespace; NULL = "default" */
     uint32_t rank;           /* informational */
@@ -80,7 +74,7 @@ typedef struct hc_connect_opts {
     /* How many clients read each page this one reads (every TP rank of an
      * MLA model reads the same pages, not at the same instant): the daemon
      * keeps a page it read for the others, so each is read from storage
-     * once. 0 or 1: none. At most 1024. */
+     * once. 0 or 1: none. At most HC_MAX_READERS_PER_PAGE (1024). */
     uint32_t readers_per_page;
     uint32_t compression; /* HC_COMPRESSION_*; anything else: -EINVAL */
 } hc_connect_opts;
@@ -139,6 +133,18 @@ HC_EXPORT void hc_free(void *p);
 HC_EXPORT const char *hc_strerror(int err);
 /* Name of a negative errno ("ENOENT"); "UNKNOWN" when not in HC_ERRNO_MAP. */
 HC_EXPORT const char *hc_err_name(int err);
+
+/* Checks n names packed in names[0..len) (each followed by one NUL) by the
+ * rule of keys and namespaces (hicache_defs.h; the daemon's own check):
+ * ok[i] = 1 if name i is valid, else 0. Returns how many are invalid, or
+ * -EINVAL (ok untouched) when the bytes do not hold exactly n NUL-terminated
+ * names. For bindings that keep no copy of the rule (the Python package). */
+HC_EXPORT long hc_names_check(const char *names, size_t len, size_t n, unsigned char *ok);
+
+/* HC_DEFAULT_SOCKET and HC_MAX_READERS_PER_PAGE, for bindings that cannot
+ * read hicache_defs.h (the Python package). */
+HC_EXPORT const char *hc_default_socket(void);
+HC_EXPORT unsigned hc_max_readers_per_page(void);
 
 #ifdef __cplusplus
 }

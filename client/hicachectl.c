@@ -19,13 +19,11 @@
 
 #include "hicache.h"
 #include "key.h"
-#include "stats.h"
+#include "stats_map.h"
 
 #define EXIT_DONE 0
 #define EXIT_MISS 1
 #define EXIT_ERROR 2
-
-#define DEFAULT_SOCKET "/run/hicached/hicached.sock"
 
 struct ctl {
     const char *socket; /* NULL: $HICACHED_SOCKET or the default */
@@ -48,7 +46,7 @@ static void usage(FILE *f)
                "\n"
                "options:\n"
                "  -s, --socket PATH     daemon socket (default $HICACHED_SOCKET, else\n"
-               "                        " DEFAULT_SOCKET ")\n"
+               "                        " HC_DEFAULT_SOCKET ")\n"
                "  -n, --namespace NS    namespace (default \"default\")\n"
                "  -t, --timeout MS      per-request timeout in milliseconds (default 30000)\n"
                "  -h, --help            this text\n"
@@ -78,7 +76,7 @@ static const char *socket_path(const struct ctl *x)
 
     if (x->socket != NULL)
         return x->socket;
-    return env != NULL && env[0] != '\0' ? env : DEFAULT_SOCKET;
+    return env != NULL && env[0] != '\0' ? env : HC_DEFAULT_SOCKET;
 }
 
 /* Connects x->c, asking for a region that holds a page of page_size bytes

@@ -4,8 +4,10 @@
 
 #include <stddef.h>
 
-#define HC_KEY_MAX 256u
-#define HC_NS_MAX 256u
+#include "hicache_defs.h"
+
+#define HC_KEY_MAX ((unsigned)HC_MAX_KEY)
+#define HC_NS_MAX ((unsigned)HC_MAX_NS)
 
 /* A key or namespace is 1..256 characters of [A-Za-z0-9_.-], and not "." or
  * "..". Returns NULL when s[0..len) is valid, else a static readable reason

@@ -23,7 +23,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "hicache.h"
+#include "hicache_defs.h"
 
 #define KiB (UINT64_C(1) << 10)
 #define MiB (UINT64_C(1) << 20)
@@ -695,7 +695,7 @@ int hc_config_init(struct hc_config *cfg)
     cfg->log_level = 2; /* "info" */
     cfg->mount_point = strdup("/mnt/jfs");
     cfg->root_dir = strdup("hicache");
-    cfg->socket_path = strdup("/run/hicached/hicached.sock");
+    cfg->socket_path = strdup(HC_DEFAULT_SOCKET);
     cfg->node_id = default_node_id();
     if (!cfg->mount_point || !cfg->root_dir || !cfg->socket_path || !cfg->node_id) {
         hc_config_free(cfg);

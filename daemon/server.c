@@ -17,7 +17,7 @@
 #include <uv.h>
 
 #include "frame.h"
-#include "hicache.h"
+#include "hicache_defs.h"
 #include "hicache.pb-c.h"
 #include "io.h"
 #include "key.h"
@@ -40,7 +40,6 @@
 #define HELLO_MAX_FRAME 4096u
 #define HELLO_TIMEOUT_MS 10000u
 /* readers_per_page a hello may declare (TP ranks of one server, with room). */
-#define HELLO_MAX_READERS 1024u
 /* A connection closed after an error reply waits this long for the peer to
  * read it, then is closed regardless. */
 #define FLUSH_TIMEOUT_MS 5000u
@@ -719,9 +718,9 @@ static void handle_hello(struct conn *c, const Hicache__Request *req)
                    "compression %u is not known (0 daemon default, 1 off, 2 zstd)", h->compression);
         goto close;
     }
-    if (h->readers_per_page > HELLO_MAX_READERS) {
+    if (h->readers_per_page > HC_MAX_READERS_PER_PAGE) {
         send_error(c, req->id, -EINVAL, "readers_per_page %u exceeds %u", h->readers_per_page,
-                   HELLO_MAX_READERS);
+                   HC_MAX_READERS_PER_PAGE);
         goto close;
     }
     if (srv->stats.clients > srv->cfg->max_clients) {

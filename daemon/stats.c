@@ -4,7 +4,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
-#include "hicache.h"
+#include "hicache_defs.h"
 
 /* json_int_t is signed: a counter past INT64_MAX (never in practice) is
  * clamped rather than shown negative. */

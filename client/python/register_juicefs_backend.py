@@ -13,14 +13,21 @@ prints the launch flags; extra_config() returns the JSON object.
 
 import json
 import sys
+from typing import Optional
 
 BACKEND_NAME = "juicefs"
 MODULE_PATH = "juicefs_hicache_storage"
 CLASS_NAME = "HiCacheJuiceFS"
-DEFAULT_SOCKET = "/run/hicached/hicached.sock"
 
 
-def extra_config(socket_path: str = DEFAULT_SOCKET, **extra) -> dict:
+def default_socket() -> str:
+    """hicached's default socket, from libhicache (hicache_defs.h)."""
+    from hicache import _lib
+
+    return _lib.default_socket()
+
+
+def extra_config(socket_path: Optional[str] = None, **extra) -> dict:
     """The --hicache-storage-backend-extra-config object for this backend
     (extra: timeout_ms, namespace, mount_point, use_direct_io,
     enable_compression, SGLang's own prefetch keys...)."""
@@ -29,13 +36,13 @@ def extra_config(socket_path: str = DEFAULT_SOCKET, **extra) -> dict:
         "module_path": MODULE_PATH,
         "class_name": CLASS_NAME,
         "interface_v1": 1,
-        "socket_path": socket_path,
+        "socket_path": socket_path or default_socket(),
     }
     cfg.update(extra)
     return cfg
 
 
-def launch_args(socket_path: str = DEFAULT_SOCKET, **extra) -> list:
+def launch_args(socket_path: Optional[str] = None, **extra) -> list:
     """The sglang.launch_server arguments that select this backend."""
     return [
         "--enable-hierarchical-cache",
@@ -48,7 +55,7 @@ def launch_args(socket_path: str = DEFAULT_SOCKET, **extra) -> list:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    sock = argv[0] if argv else DEFAULT_SOCKET
+    sock = argv[0] if argv else default_socket()
     a = launch_args(sock)
     print(" ".join(a[:-1]) + " '" + a[-1] + "'")
     return 0

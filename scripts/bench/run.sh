@@ -60,7 +60,7 @@ export HICACHE_LIB=$ROOT/$BUILD/libhicache.so
 export HICACHED_BIN=$ROOT/$BUILD/hicached
 CFLAGS=(-O2 -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread)
 gcc "${CFLAGS[@]}" scripts/bench/sockrt.c -o "$WORK/bin/sockrt"
-gcc "${CFLAGS[@]}" -Iclient scripts/bench/rssload.c "$BUILD/libhicache.a" \
+gcc "${CFLAGS[@]}" -Iclient -Icommon scripts/bench/rssload.c "$BUILD/libhicache.a" \
     $(pkg-config --libs libprotobuf-c) -o "$WORK/bin/rssload"
 
 # ---------------------------------------------------------------- stores

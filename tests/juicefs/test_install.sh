@@ -63,6 +63,8 @@ check "libhicache.so.0 -> $real" test "$(readlink "$P/lib/libhicache.so.0")" = "
 check "libhicache.so -> libhicache.so.0" test "$(readlink "$P/lib/libhicache.so")" = libhicache.so.0
 check "soname libhicache.so.0" sh -c "objdump -p '$P/lib/$real' | grep -q 'SONAME *libhicache.so.0'"
 check "include/hicache.h identical to client/hicache.h" cmp -s "$P/include/hicache.h" "$ROOT/client/hicache.h"
+check "include/hicache_defs.h identical to common/hicache_defs.h" \
+    cmp -s "$P/include/hicache_defs.h" "$ROOT/common/hicache_defs.h"
 pc=$P/lib/pkgconfig/hicache.pc
 check "hicache.pc prefix=$PREFIX" grep -qx "prefix=$PREFIX" "$pc"
 check "hicache.pc libdir=$PREFIX/lib" grep -qx "libdir=$PREFIX/lib" "$pc"

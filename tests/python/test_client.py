@@ -138,3 +138,46 @@ def test_threads_share_one_client(daemon):
 def test_daemon_absent_raises_unavailable(tmp_path):
     with pytest.raises(hicache.DaemonUnavailable):
         hicache.Client(str(tmp_path / "none.sock"))
+
+
+def test_shared_facts_come_from_libhicache(monkeypatch):
+    """The default socket and the readers_per_page limit are hicache_defs.h's,
+    read through the library: the Python package holds no copy of them, and
+    hicachectl (compiled from the same header) shows the same default."""
+    import os
+    import subprocess
+
+    from hicache import _lib
+
+    monkeypatch.delenv("HICACHED_SOCKET", raising=False)
+    ctl = os.environ.get("HICACHECTL_BIN") or os.path.join(
+        os.path.dirname(os.environ["HICACHED_BIN"]), "hicachectl")
+    out = subprocess.run([ctl, "--help"], capture_output=True, text=True)
+    default = _lib.default_socket()
+    assert default.startswith("/") and default in out.stdout + out.stderr
+    assert hicache.Client(None, connect=False).socket_path == default
+    rmax = _lib.max_readers_per_page()
+    hicache.Client(None, connect=False, readers_per_page=rmax)
+    with pytest.raises(ValueError, match=f"0..{rmax}"):
+        hicache.Client(None, connect=False, readers_per_page=rmax + 1)
+
+
+def test_names_valid_is_the_daemons_rule(daemon):
+    """names_valid (libhicache's hc_names_check, one call for a list) agrees
+    with what the daemon does with each name: a valid one is stored, an
+    invalid one refused."""
+    from hicache.client import names_valid
+
+    names = ["a" * 64, "x.y_z-1", "a" * 256, "a" * 257, ".", "..", "a..b", "a/b", "a b", "",
+             "ü", "ok\x00no"]
+    got = names_valid(names).tolist()
+    assert got == [True, True, True, False, False, False, False, False, False, False, False, False]
+    assert names_valid(["k"], suffix="_tp0-2").tolist() == [True]
+    assert names_valid(["k"], suffix="/x").tolist() == [False]
+    c = daemon.client("names")
+    page = rnd(4096, 9)
+    for name, ok in zip(names, got):
+        if "\x00" in name:
+            continue
+        codes = c.batch_set([name], [page])
+        assert (codes == [0]) == ok, (name, codes)

@@ -20,10 +20,6 @@ import threading
 
 import numpy as np
 
-MAX_BATCH = 128
-MAX_KEY = 256
-
-
 class HcBuf(ctypes.Structure):
     _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
 
@@ -110,6 +106,9 @@ def _declare(lib):
         "hc_free": (None, [vp]),
         "hc_strerror": (c_char_p, [c_int]),
         "hc_err_name": (c_char_p, [c_int]),
+        "hc_names_check": (ctypes.c_long, [c_char_p, c_size_t, c_size_t, vp]),
+        "hc_default_socket": (c_char_p, []),
+        "hc_max_readers_per_page": (ctypes.c_uint, []),
     }
     for name, (res, args) in sigs.items():
         fn = getattr(lib, name)
@@ -146,6 +145,18 @@ def lib():
 def lib_path():
     lib()
     return _lib_path
+
+
+def default_socket() -> str:
+    """The daemon's control socket when none is configured (hicache_defs.h,
+    through the library: the one source of it). Raises OSError without
+    the library."""
+    return lib().hc_default_socket().decode()
+
+
+def max_readers_per_page() -> int:
+    """The largest readers_per_page a client may declare (hicache_defs.h)."""
+    return int(lib().hc_max_readers_per_page())
 
 
 def strerror(err: int) -> str:

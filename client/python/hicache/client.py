@@ -33,8 +33,6 @@ from ._lib import BUF_DTYPE, COMPRESSION_DEFAULT, COMPRESSION_OFF, COMPRESSION_Z
 
 logger = logging.getLogger("hicache")
 
-DEFAULT_SOCKET = "/run/hicached/hicached.sock"
-
 # Errors that mean "the connection (or the daemon) is gone", as opposed to an
 # answer about one page or a bad argument.
 CONNECTION_ERRORS = frozenset(
@@ -157,11 +155,35 @@ def _packed_keys(keys: Sequence[str], suffix: str = "") -> bytes:
     return b"\0".join(enc) + b"\0"
 
 
+def names_valid(names: Sequence[str], suffix: str = "") -> np.ndarray:
+    """Which names (each with suffix) are valid keys / namespaces, by the
+    library's check (hc_names_check: the daemon's rule, no copy of it here):
+    one C call for the whole list. A name holding a NUL byte is invalid."""
+    n = len(names)
+    ok = np.zeros(n, dtype=np.uint8)
+    if n == 0:
+        return ok.astype(bool)
+    try:
+        blob = _packed_keys(names, suffix)
+    except ValueError:  # a NUL inside a name: check one by one
+        blob = None
+    lib = _lib.lib()
+    if blob is None or lib.hc_names_check(blob, len(blob), n, ok.ctypes.data) < 0:
+        for i, name in enumerate(names):
+            try:
+                one = _packed_keys([name], suffix)
+            except ValueError:
+                continue
+            if lib.hc_names_check(one, len(one), 1, ok[i:].ctypes.data) < 0:
+                ok[i] = 0
+    return ok.astype(bool)
+
+
 class Client:
     """A connection set (one per thread) to hicached.
 
-    socket_path: the daemon's socket (None: $HICACHED_SOCKET or
-    /run/hicached/hicached.sock). namespace: [A-Za-z0-9_.-]{1,256}.
+    socket_path: the daemon's socket (None: $HICACHED_SOCKET or the
+    library's default, /run/hicached/hicached.sock). namespace: [A-Za-z0-9_.-]{1,256}.
     timeout_ms bounds every call (a hung daemon costs at most that).
     readers_per_page: how many clients read each page this one reads (the TP
     ranks of an MLA model); the daemon keeps a page it read for the others, so
@@ -182,15 +204,17 @@ class Client:
         readers_per_page: int = 0,
         compression: int = COMPRESSION_DEFAULT,
     ):
-        self.socket_path = socket_path or os.environ.get("HICACHED_SOCKET") or DEFAULT_SOCKET
+        self._lib = _lib.lib()
+        self.socket_path = socket_path or os.environ.get("HICACHED_SOCKET") or _lib.default_socket()
         self.namespace = namespace
         self.rank = int(rank)
         self.page_size_hint = int(page_size_hint)
         self.timeout_ms = int(timeout_ms)
         self.readers_per_page = int(readers_per_page)
         self.compression = int(compression)
-        if not 0 <= self.readers_per_page <= 1024:
-            raise ValueError(f"readers_per_page {readers_per_page} is not in 0..1024")
+        rmax = _lib.max_readers_per_page()
+        if not 0 <= self.readers_per_page <= rmax:
+            raise ValueError(f"readers_per_page {readers_per_page} is not in 0..{rmax}")
         if self.compression not in (COMPRESSION_DEFAULT, COMPRESSION_OFF, COMPRESSION_ZSTD):
             raise ValueError(f"compression {compression!r} is not 0, 1 or 2")
         self.backoff_min = backoff_min
@@ -203,7 +227,6 @@ class Client:
         self._down_until = 0.0
         self._backoff = backoff_min
         self._connects = 0
-        self._lib = _lib.lib()
         if connect:
             self._handle()  # fail early (DaemonUnavailable) if nothing listens
 

@@ -62,14 +62,15 @@ from typing import Any, List, Optional
 
 import numpy as np
 
+from . import _lib
 from .client import (
     COMPRESSION_DEFAULT,
     COMPRESSION_OFF,
     COMPRESSION_ZSTD,
-    DEFAULT_SOCKET,
     Client,
     DaemonUnavailable,
     HicacheError,
+    names_valid,
     packed_str_keys,
 )
 
@@ -113,14 +114,13 @@ except Exception:
         backup_bandwidth: List[float] = field(default_factory=list)
 
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,256}$")
 _BAD_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 FORMAT_VERSION = 1
 
 
 def valid_name(s: str) -> bool:
-    """What the daemon accepts as a key or namespace (common/key.h)."""
-    return bool(_NAME_RE.match(s)) and ".." not in s and s != "."
+    """What the daemon accepts as a key or namespace (libhicache's check)."""
+    return bool(names_valid([s])[0])
 
 
 def sanitize(s: str, limit: int = 64) -> str:
@@ -143,6 +143,16 @@ def _opt_bool(v) -> bool:
 
 
 KV_POOL = "kv"
+
+
+def _lib_fact(name: str):
+    """hicache_defs.h's value through libhicache (_lib.default_socket,
+    _lib.max_readers_per_page), or None without the library: then the
+    first call to the daemon reports the missing library."""
+    try:
+        return getattr(_lib, name)()
+    except OSError:
+        return None
 
 
 def _pool_name(name) -> str:
@@ -240,7 +250,9 @@ class HiCacheJuiceFS(_HiCacheStorage):
         opts.update(g("extra_config", None) or {})
         self.options = opts
         self.socket_path = (
-            opts.get("socket_path") or os.environ.get("HICACHED_SOCKET") or DEFAULT_SOCKET
+            opts.get("socket_path")
+            or os.environ.get("HICACHED_SOCKET")
+            or _lib_fact("default_socket")
         )
         self.timeout_ms = int(opts.get("timeout_ms", 5000))
         self.mount_point = opts.get("mount_point")
@@ -274,10 +286,11 @@ class HiCacheJuiceFS(_HiCacheStorage):
         # when CP ranks share the TP group: too high only keeps a page in the
         # daemon until read_linger_ms, too low would read it again.
         rpp = opts.get("readers_per_page", None)
+        rmax = _lib_fact("max_readers_per_page") or 0
         if rpp is not None:
-            self.readers_per_page = max(0, min(int(rpp), 1024))
+            self.readers_per_page = max(0, min(int(rpp), rmax))
         else:
-            self.readers_per_page = min(self.tp_size, 1024) if self.is_mla_model else 1
+            self.readers_per_page = min(self.tp_size, rmax) if self.is_mla_model else 1
 
         self.mem_pool_host = None
         self.page_bytes = 0
@@ -363,15 +376,21 @@ class HiCacheJuiceFS(_HiCacheStorage):
         return sanitize(f"{readable}.{digest}", 256)
 
     def _key(self, key, suffix: Optional[str] = None) -> str:
-        sfx = self.key_suffix if suffix is None else suffix
-        k = key if isinstance(key, str) else str(key)
-        full = k + sfx
-        if valid_name(full):
-            return full
-        return "h" + hashlib.sha256(k.encode()).hexdigest() + sfx
+        return self._keys([key], suffix)[0]
 
     def _keys(self, keys, suffix: Optional[str] = None) -> List[str]:
-        return [self._key(k, suffix) for k in keys]
+        """The stored keys: SGLang's key plus this rank's suffix when that is
+        a valid name (checked by libhicache, one call for all), else "h" +
+        the key's SHA-256 + the suffix."""
+        sfx = self.key_suffix if suffix is None else suffix
+        ks = [k if isinstance(k, str) else str(k) for k in keys]
+        ok = names_valid(ks, sfx)
+        if ok.all():
+            return [k + sfx for k in ks]
+        return [
+            k + sfx if good else "h" + hashlib.sha256(k.encode()).hexdigest() + sfx
+            for k, good in zip(ks, ok)
+        ]
 
     # ---- set-up ------------------------------------------------------------
 
