@@ -104,29 +104,19 @@ def _addr_len(obj, writable: bool) -> Tuple[int, int, object]:
 
 def _keys_blob(keys: Sequence[str]):
     """The keys as NUL-terminated C strings in one byte blob: (the blob, which
-    keeps them alive, the address of each key in it). A few C-level calls for
-    the usual case of ASCII str keys (SGLang's hex keys): this runs on every
-    exists/get/set, so it must not cost a Python step per key."""
+    keeps them alive, the address of each key in it). The blob is
+    _packed_keys' (a few C-level calls for the usual ASCII str keys: this
+    runs on every get/set, so it must not cost a Python step per key); the
+    addresses follow its NULs, whose count also catches a key holding one."""
     n = len(keys)
-    if all(type(k) is str for k in keys):
-        joined = "\0".join(keys)
-        if joined.isascii() and joined.count("\0") == n - 1:
-            blob = (joined + "\0").encode()
-            lens = np.fromiter(map(len, keys), dtype=np.uintp, count=n)
-            offs = np.zeros(n, dtype=np.uintp)
-            if n > 1:
-                np.cumsum(lens[:-1] + 1, out=offs[1:])
-            return blob, np.frombuffer(blob, dtype=np.uint8).ctypes.data + offs
-    enc = [k.encode() if isinstance(k, str) else bytes(k) for k in keys]
-    for k, b in zip(keys, enc):
-        if b"\0" in b:
-            raise ValueError(f"hicache: key {k!r} contains a NUL byte")
-    blob = b"\0".join(enc) + b"\0"
-    lens = np.fromiter((len(b) + 1 for b in enc), dtype=np.uintp, count=n)
+    blob = _packed_keys(keys)
+    arr = np.frombuffer(blob, dtype=np.uint8)
+    nuls = np.flatnonzero(arr == 0)
+    if nuls.size != n:
+        raise ValueError("hicache: a key contains a NUL byte")
     offs = np.zeros(n, dtype=np.uintp)
-    if n > 1:
-        np.cumsum(lens[:-1], out=offs[1:])
-    return blob, np.frombuffer(blob, dtype=np.uint8).ctypes.data + offs
+    offs[1:] = nuls[:-1] + 1
+    return blob, arr.ctypes.data + offs
 
 
 def packed_str_keys(keys: Sequence[str], suffix: str = "") -> Optional[bytes]:
