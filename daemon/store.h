@@ -3,8 +3,10 @@
  * dedupe and read coalescing (DESIGN §4, §5). Part of the storage engine: no
  * libuv or protobuf here; server.c translates requests into these calls.
  *
- * Threads: every function here is called on the loop thread. Storage I/O runs
- * on the hc_io_pool given at open; callbacks run on the loop thread (from
+ * Threads: every function here is called on the loop thread. Storage I/O
+ * (record reads and writes, opens for reads, seals, unlinks, discovery) runs
+ * on the hc_io_pool given at open; a few calls on the mount still run on the
+ * loop thread (store_int.h lists them). Callbacks run on the loop thread (from
  * hc_io_pool_drain), never synchronously inside the call that registered them.
  *
  * On the mount: <mount_point>/<root_dir>/<node_id>/ holds this node's
