@@ -14,6 +14,10 @@
 #include <string.h>
 #include <zstd.h>
 
+/* The zstd level of every compressed page: higher levels save no more on KV
+ * pages (docs/COMPRESSION.md). */
+#define ZSTD_LEVEL 1
+
 /* Keys of the per-thread contexts, made once (zkeys_init) when the first
  * thread needs a context. */
 static pthread_key_t cctx_key, dctx_key;
@@ -85,12 +89,12 @@ uint64_t hc__zlimit(uint64_t len)
     return lim;
 }
 
-/* Called on an I/O thread: compresses the len bytes at src at zstd level
- * level. Sets *zbuf (HC_STORE_ALIGN-aligned, zero-padded to the block, the
+/* Called on an I/O thread: compresses the len bytes at src (ZSTD_LEVEL).
+ * Sets *zbuf (HC_STORE_ALIGN-aligned, zero-padded to the block, the
  * caller frees it) and *zlen when the frame fits under hc__zlimit(len);
  * otherwise (or out of memory) leaves both untouched: the page is stored
  * raw. */
-void hc__zcompress(const void *src, uint64_t len, int level, void **zbuf, uint64_t *zlen)
+void hc__zcompress(const void *src, uint64_t len, void **zbuf, uint64_t *zlen)
 {
     uint64_t lim = hc__zlimit(len);
     ZSTD_CCtx *cctx = thread_cctx();
@@ -99,7 +103,7 @@ void hc__zcompress(const void *src, uint64_t len, int level, void **zbuf, uint64
     if (!lim || !cctx || posix_memalign(&z, HC_STORE_ALIGN, round_up(lim)) != 0)
         return;
     /* Output that would not fit under the limit fails early: stored raw. */
-    size_t n = ZSTD_compressCCtx(cctx, z, lim, src, len, level);
+    size_t n = ZSTD_compressCCtx(cctx, z, lim, src, len, ZSTD_LEVEL);
     if (ZSTD_isError(n) || n == 0 || n > lim) {
         free(z);
         return;

@@ -197,7 +197,6 @@ void hc_store_reconfigure(struct hc_store *s, const struct hc_store_config *cfg)
     s->cfg.dedupe = cfg->dedupe;
     s->cfg.coalesce_reads = cfg->coalesce_reads;
     s->cfg.enable_compression = cfg->enable_compression;
-    s->cfg.compression_level = cfg->compression_level;
     s->cfg.read_linger_ms = cfg->read_linger_ms;
     s->cfg.read_linger_bytes = cfg->read_linger_bytes;
     /* Not use_direct_io: hc__open_file reads it on I/O threads. */

@@ -52,7 +52,6 @@ struct hc_store_config {
     bool coalesce_reads;            /* concurrent gets of a key share one read, and
                                        reads linger for their other readers */
     bool enable_compression;        /* default of sets whose opts say HC_COMPRESS_DEFAULT */
-    int compression_level;          /* zstd level (negative: faster); 0 = 1 */
     uint32_t read_linger_ms;        /* keep a read page this long at most; 0 = never */
     uint64_t read_linger_bytes;     /* memory cap of lingering pages; 0 = never */
 };
@@ -166,9 +165,8 @@ void hc__store_fail_reads(struct hc_store *s, int err, unsigned n);
 
 /* Applies the limits of cfg that can change while running: capacity_bytes,
  * min_free_ratio, seal_interval_ms, discovery_interval_ms, dedupe,
- * coalesce_reads, enable_compression, compression_level, read_linger_ms and
- * read_linger_bytes (the next tick and the next requests use them). Every other
- * field is ignored: it takes a restart. */
+ * coalesce_reads, enable_compression, read_linger_ms and read_linger_bytes (the next tick and the
+ * next requests use them). Every other field is ignored: it takes a restart. */
 void hc_store_reconfigure(struct hc_store *s, const struct hc_store_config *cfg);
 
 /* Stop taking sets (they fail with -ESHUTDOWN); gets and exists still work.

@@ -207,7 +207,7 @@ struct waiter {
 };
 
 /* A record write. Its req belongs to the pool from submit to done; on the I/O
- * thread wrec_compress reads buf, len and level and sets zbuf and zlen, and
+ * thread wrec_compress reads buf and len and sets zbuf and zlen, and
  * wrec_before copies buf into bounce (if any) and sets hdr's CRCs from the
  * bytes to write. Meanwhile the loop thread only adds waiters and changes pn,
  * in_tab and cleared. */
@@ -231,7 +231,6 @@ struct wrec {
      * block) holds zlen bytes of zstd frame once the task kept it */
     bool compress;
     bool cleared; /* its namespace was cleared while it was compressed */
-    int level;
     void *zbuf;
     uint64_t zlen;
     struct wrec *zprev, *znext; /* s->compressing while the task runs */
@@ -454,7 +453,7 @@ void hc__write_clear_ns(struct hc_store *s, int ns);
 /* ---- compress.c: zstd ------------------------------------------------------- */
 
 uint64_t hc__zlimit(uint64_t len);
-void hc__zcompress(const void *src, uint64_t len, int level, void **zbuf, uint64_t *zlen);
+void hc__zcompress(const void *src, uint64_t len, void **zbuf, uint64_t *zlen);
 int hc__zdecompress(void *dst, size_t len, const void *src, size_t slen);
 
 /* ---- read.c: the get path ------------------------------------------------- */

@@ -58,7 +58,7 @@ static int wrec_before(struct hc_io_req *req)
 static int wrec_compress(struct hc_io_req *req)
 {
     struct wrec *w = container_of(req, struct wrec, req);
-    hc__zcompress(w->buf, w->len, w->level, &w->zbuf, &w->zlen);
+    hc__zcompress(w->buf, w->len, &w->zbuf, &w->zlen);
     return 0;
 }
 
@@ -251,7 +251,6 @@ int hc__set_start(struct hc_store *s, int ns, const char *key, size_t klen, cons
     w->compress = compression == HC_COMPRESS_ZSTD ||
                   (compression == HC_COMPRESS_DEFAULT && s->cfg.enable_compression);
     w->compress = w->compress && hc__zlimit(len) > 0;
-    w->level = s->cfg.compression_level ? s->cfg.compression_level : 1;
     hc__hdr_fill(w->hdr, s->ns[ns].name, s->ns[ns].len, key, klen, len, s->epoch);
 
     if (w->compress) {
