@@ -196,14 +196,7 @@ static void join_done(struct hc_io_req *req)
 /* Submits the copy for joiner j (j->lead or j->lin set). */
 static void join_submit(struct hc_store *s, struct join *j)
 {
-    memset(&j->req, 0, sizeof(j->req));
-    j->req.op = HC_IO_TASK;
-    j->req.prio = HC_IO_PRIO_HIGH;
-    j->req.fd = -1;
-    j->req.before = join_before;
-    j->req.done = join_done;
-    s->inflight++;
-    hc_io_submit(s->io, &j->req);
+    hc__task_submit(s, &j->req, HC_IO_PRIO_HIGH, join_before, join_done, NULL);
 }
 
 /* A joiner for a get (ns, key) into buf; NULL when out of memory. */

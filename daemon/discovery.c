@@ -266,14 +266,8 @@ void hc__disc_submit(struct hc_store *s)
     struct disc *d = disc_new(s);
     if (!d)
         return;
-    d->req.op = HC_IO_TASK;
-    d->req.prio = HC_IO_PRIO_LOW;
-    d->req.fd = -1;
-    d->req.before = disc_before;
-    d->req.done = disc_done;
     s->disc_busy = true;
-    s->inflight++;
-    hc_io_submit(s->io, &d->req);
+    hc__task_submit(s, &d->req, HC_IO_PRIO_LOW, disc_before, disc_done, NULL);
 }
 
 /* The same walk and merge on the calling thread (the loop thread, at open,

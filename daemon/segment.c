@@ -147,15 +147,9 @@ static void unlink_submit(struct hc_store *s, struct seg *seg)
     t->seg = seg;
     hc__seg_path(s, seg, "idx", t->idx, sizeof(t->idx));
     hc__seg_path(s, seg, "seg", t->data, sizeof(t->data));
-    t->req.op = HC_IO_TASK;
-    t->req.prio = HC_IO_PRIO_LOW;
-    t->req.fd = -1;
-    t->req.before = unlink_before;
-    t->req.done = unlink_done;
     seg->unlinking = true;
     s->unlinks++;
-    s->inflight++;
-    hc_io_submit(s->io, &t->req);
+    hc__task_submit(s, &t->req, HC_IO_PRIO_LOW, unlink_before, unlink_done, NULL);
 }
 
 /* Drops a sealed segment from the view: its index entries go at once (new
@@ -253,14 +247,8 @@ int hc__seg_open(struct hc_store *s, struct seg *seg)
     t->s = s;
     t->seg = seg;
     hc__seg_path(s, seg, "seg", t->path, sizeof(t->path));
-    t->req.op = HC_IO_TASK;
-    t->req.prio = HC_IO_PRIO_HIGH;
-    t->req.fd = -1;
-    t->req.before = open_before;
-    t->req.done = open_done;
     seg->opening = true;
-    s->inflight++;
-    hc_io_submit(s->io, &t->req);
+    hc__task_submit(s, &t->req, HC_IO_PRIO_HIGH, open_before, open_done, NULL);
     return 0;
 }
 
@@ -352,14 +340,8 @@ static void seal_submit(struct hc_store *s, struct seg *seg)
     t->fd = seg->fd;
     hc__seg_path(s, seg, "idx.tmp", t->tmp, sizeof(t->tmp));
     hc__seg_path(s, seg, "idx", t->path, sizeof(t->path));
-    t->req.op = HC_IO_TASK;
-    t->req.prio = HC_IO_PRIO_LOW;
-    t->req.fd = -1;
-    t->req.before = seal_before;
-    t->req.done = seal_done;
     seg->state = SEG_SEALING;
-    s->inflight++;
-    hc_io_submit(s->io, &t->req);
+    hc__task_submit(s, &t->req, HC_IO_PRIO_LOW, seal_before, seal_done, NULL);
 }
 
 /* Same, blocking, on the calling thread (the loop thread at close and open).

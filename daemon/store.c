@@ -1,8 +1,8 @@
 /* Segment store (see store.h for the contract, store_int.h for its parts).
  *
- * This file: open and close, the tick, reconfigure and quiesce, and every
+ * This file: open and close, the tick, reconfigure and quiesce, every
  * hc_store_* entry point, which checks its arguments and hands the work to
- * the part that does it.
+ * the part that does it, and the submission of tasks to the pool.
  *
  * Callbacks never run inside the call that registered them: answers known at
  * once (dedupe hits on stored pages, misses, -ENOSPC) go on a deferred list
@@ -26,7 +26,7 @@
 
 #include "log.h"
 
-/* ---- deferred callbacks -------------------------------------------------- */
+/* ---- tasks and deferred callbacks ---------------------------------------- */
 
 /* Back on the loop thread: runs every answer queued so far. */
 static void defer_done(struct hc_io_req *req)
@@ -58,17 +58,28 @@ int hc__defer_cb(struct hc_store *s, hc_store_cb cb, void *data, int status, uin
         s->dhead = d;
     s->dtail = d;
     if (!s->dreq_busy) {
-        memset(&s->dreq, 0, sizeof(s->dreq));
-        s->dreq.op = HC_IO_TASK;
-        s->dreq.prio = HC_IO_PRIO_HIGH;
-        s->dreq.fd = -1;
-        s->dreq.done = defer_done;
-        s->dreq.data = s;
         s->dreq_busy = true;
-        s->inflight++;
-        hc_io_submit(s->io, &s->dreq);
+        hc__task_submit(s, &s->dreq, HC_IO_PRIO_HIGH, NULL, defer_done, s);
     }
     return 0;
+}
+
+/* Submits req as an HC_IO_TASK (its other fields cleared): before, the work,
+ * runs on an I/O thread (NULL: none), then done on the loop thread. Counted in
+ * s->inflight, which done must decrement. */
+void hc__task_submit(struct hc_store *s, struct hc_io_req *req, enum hc_io_prio prio,
+                     int (*before)(struct hc_io_req *), void (*done)(struct hc_io_req *),
+                     void *data)
+{
+    memset(req, 0, sizeof(*req));
+    req->op = HC_IO_TASK;
+    req->prio = prio;
+    req->fd = -1;
+    req->before = before;
+    req->done = done;
+    req->data = data;
+    s->inflight++;
+    hc_io_submit(s->io, req);
 }
 
 /* ---- entry points ------------------------------------------------------- */

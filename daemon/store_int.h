@@ -499,5 +499,8 @@ int hc__load_local(struct hc_store *s, char *err, size_t errlen);
 /* ---- store.c ------------------------------------------------------------------ */
 
 int hc__defer_cb(struct hc_store *s, hc_store_cb cb, void *data, int status, uint64_t len);
+void hc__task_submit(struct hc_store *s, struct hc_io_req *req, enum hc_io_prio prio,
+                     int (*before)(struct hc_io_req *), void (*done)(struct hc_io_req *),
+                     void *data);
 
 #endif

@@ -256,18 +256,11 @@ int hc__set_start(struct hc_store *s, int ns, const char *key, size_t klen, cons
     if (w->compress) {
         /* The record's size is known after the compression: it takes its
          * place in the segment then (wrec_compressed). */
-        w->req.op = HC_IO_TASK;
-        w->req.prio = HC_IO_PRIO_LOW;
-        w->req.fd = -1;
-        w->req.before = wrec_compress;
-        w->req.done = wrec_compressed;
-        w->req.data = w;
         w->znext = s->compressing;
         if (s->compressing)
             s->compressing->zprev = w;
         s->compressing = w;
-        s->inflight++;
-        hc_io_submit(s->io, &w->req);
+        hc__task_submit(s, &w->req, HC_IO_PRIO_LOW, wrec_compress, wrec_compressed, w);
     } else {
         rc = wrec_place(s, w);
         if (rc < 0)
