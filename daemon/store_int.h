@@ -209,8 +209,9 @@ struct waiter {
 /* A record write. Its req belongs to the pool from submit to done; on the I/O
  * thread wrec_compress reads buf and len and sets zbuf and zlen, and
  * wrec_before copies buf into bounce (if any) and sets hdr's CRCs from the
- * bytes to write. Meanwhile the loop thread only adds waiters and changes pn,
- * in_tab and cleared. */
+ * bytes to write. Meanwhile the loop thread changes only fields these do not
+ * read: waiters, the list links (next, zprev, znext, pn), in_tab and
+ * cleared. */
 struct wrec {
     struct hc_io_req req;
     struct hc_store *s;
