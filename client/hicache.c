@@ -413,7 +413,7 @@ HC_EXPORT int hc_connect(hc_client **out, const char *socket_path, const hc_conn
 
     if (out == NULL)
         return -EINVAL;
-    if (hc_name_invalid("namespace", ns, strnlen(ns, HC_NS_MAX + 1)) != NULL)
+    if (hc_name_invalid("namespace", ns, strnlen(ns, HC_MAX_NS + 1)) != NULL)
         return -EINVAL;
     if (opts != NULL && (opts->compression > HC_COMPRESSION_ZSTD ||
                          opts->readers_per_page > HC_MAX_READERS_PER_PAGE))
@@ -589,7 +589,7 @@ static const char *batch_key(const struct hc_batch *b, size_t i)
 
 static int key_check(const char *key)
 {
-    if (key == NULL || hc_name_invalid("key", key, strnlen(key, HC_KEY_MAX + 1)) != NULL)
+    if (key == NULL || hc_name_invalid("key", key, strnlen(key, HC_MAX_KEY + 1)) != NULL)
         return -EINVAL;
     return 0;
 }

@@ -102,10 +102,10 @@ static int ctl_connect(struct ctl *x)
 
 static int check_key(const char *key)
 {
-    const char *why = hc_name_invalid("key", key, strnlen(key, HC_KEY_MAX + 1));
+    const char *why = hc_name_invalid("key", key, strnlen(key, HC_MAX_KEY + 1));
 
     if (why != NULL)
-        return fail("invalid key '%.*s': %s", HC_KEY_MAX, key, why);
+        return fail("invalid key '%.*s': %s", HC_MAX_KEY, key, why);
     return EXIT_DONE;
 }
 
@@ -549,9 +549,9 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_ERROR;
     }
-    why = hc_name_invalid("namespace", x.ns, strnlen(x.ns, HC_NS_MAX + 1));
+    why = hc_name_invalid("namespace", x.ns, strnlen(x.ns, HC_MAX_NS + 1));
     if (why != NULL)
-        return fail("invalid namespace '%.*s': %s", (int)HC_NS_MAX, x.ns, why);
+        return fail("invalid namespace '%.*s': %s", (int)HC_MAX_NS, x.ns, why);
     for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         if (strcmp(argv[optind], commands[i].name) == 0) {
             rc = commands[i].run(&x, argc - optind, argv + optind);

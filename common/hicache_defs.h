@@ -17,8 +17,8 @@
 
 /* Keys and namespaces: 1..256 characters of [A-Za-z0-9_.-], not "." or "..".
  * common/key.c's hc_name_invalid is the one check of that rule. */
-#define HC_MAX_KEY 256
-#define HC_MAX_NS 256
+#define HC_MAX_KEY 256u
+#define HC_MAX_NS 256u
 
 /* hc_connect_opts.readers_per_page (hello) at most: the TP ranks that read
  * one MLA page. */

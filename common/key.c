@@ -121,7 +121,7 @@ const char *hc_name_invalid(const char *what, const char *s, size_t len)
 
     if (len == 0 || s == NULL)
         return reason(what, R_EMPTY);
-    if (len > HC_KEY_MAX)
+    if (len > HC_MAX_KEY)
         return reason(what, R_LONG);
 #if defined(__SSE2__)
     if (name_fast_ok(s, len))
@@ -144,4 +144,14 @@ const char *hc_name_invalid(const char *what, const char *s, size_t len)
     if (dotdot)
         return reason(what, R_DOTDOT);
     return NULL;
+}
+
+bool hc_name_char(unsigned char c)
+{
+    return name_class[c] != 0;
+}
+
+bool hc_node_name_ok(const char *s, size_t len)
+{
+    return len <= HC_MAX_NODE && hc_name_invalid("name", s, len) == NULL;
 }

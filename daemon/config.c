@@ -24,13 +24,13 @@
 #include <unistd.h>
 
 #include "hicache_defs.h"
+#include "key.h"
 
 #define KiB (UINT64_C(1) << 10)
 #define MiB (UINT64_C(1) << 20)
 #define GiB (UINT64_C(1) << 30)
 #define TiB (UINT64_C(1) << 40)
 
-#define HC_NAME_MAX 64      /* node_id, root_dir */
 #define HC_LIST_ITEM_MAX 64 /* one user/group name or id */
 #define HC_SOCKET_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 #define HC_GOT_MAX 48 /* bytes of a bad value quoted in a message */
@@ -150,24 +150,6 @@ __attribute__((format(printf, 4, 5))) static int fail(char *err, size_t errlen, 
 
 /* ---- names ---- */
 
-static bool name_char(unsigned char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           ch == '_' || ch == '.' || ch == '-';
-}
-
-static bool name_ok(const char *s, size_t len, size_t max)
-{
-    size_t i;
-
-    if (len == 0 || len > max)
-        return false;
-    for (i = 0; i < len; i++)
-        if (!name_char((unsigned char)s[i]))
-            return false;
-    return !(len == 1 && s[0] == '.') && !(len == 2 && s[0] == '.' && s[1] == '.');
-}
-
 /* The host name with every byte outside [A-Za-z0-9_.-] turned into '-',
  * cut to 64 characters; "localhost" if nothing usable is left. */
 static char *default_node_id(void)
@@ -179,13 +161,13 @@ static char *default_node_id(void)
         host[0] = '\0';
     host[sizeof(host) - 1] = '\0';
     n = strlen(host);
-    if (n > HC_NAME_MAX)
-        n = HC_NAME_MAX;
+    if (n > HC_MAX_NODE)
+        n = HC_MAX_NODE;
     host[n] = '\0';
     for (i = 0; i < n; i++)
-        if (!name_char((unsigned char)host[i]))
+        if (!hc_name_char((unsigned char)host[i]))
             host[i] = '-';
-    if (n == 0 || strcmp(host, ".") == 0 || strcmp(host, "..") == 0)
+    if (!hc_node_name_ok(host, n))
         return strdup("localhost");
     return strdup(host);
 }
@@ -313,7 +295,8 @@ static void requirement(const struct opt *o, bool from_json, char *buf, size_t l
         snprintf(buf, len, "a non-empty path of at most %zu bytes", (size_t)HC_SOCKET_MAX);
         break;
     case OPT_NAME:
-        snprintf(buf, len, "1 to %d characters of [A-Za-z0-9_.-], not '.' or '..'", HC_NAME_MAX);
+        snprintf(buf, len, "1 to %u characters of [A-Za-z0-9_.-], not '.', without '..'",
+                 HC_MAX_NODE);
         break;
     case OPT_LIST:
         snprintf(buf, len,
@@ -456,9 +439,8 @@ static bool list_add(const char *s, size_t len, char *out, size_t outlen)
         len--;
     if (len == 0 || len > HC_LIST_ITEM_MAX || o + len + 2 > outlen)
         return false;
-    for (size_t i = 0; i < len; i++)
-        if (!name_char((unsigned char)s[i]))
-            return false;
+    if (hc_name_invalid("name", s, len) != NULL)
+        return false;
     if (o > 0)
         out[o++] = ',';
     memcpy(out + o, s, len);
@@ -569,7 +551,7 @@ static int opt_apply(struct hc_config *c, const struct opt *o, const json_t *j, 
         ok = str && len > 0 && strlen(str) == len && (o->type == OPT_PATH || len <= HC_SOCKET_MAX);
         break;
     case OPT_NAME:
-        ok = str && name_ok(str, len, HC_NAME_MAX);
+        ok = str && hc_node_name_ok(str, len);
         break;
     case OPT_LIST:
         rc = parse_list(j, s, &copy);

@@ -249,26 +249,6 @@ size_t hc_index_remove_if(struct hc_index *ix, bool (*pred)(const struct hc_inde
     return removed;
 }
 
-static bool is_seg(const struct hc_index_ent *e, void *arg)
-{
-    return e->seg == *(uint32_t *)arg;
-}
-
-static bool is_ns(const struct hc_index_ent *e, void *arg)
-{
-    return e->ns == *(uint16_t *)arg;
-}
-
-size_t hc_index_remove_seg(struct hc_index *ix, uint32_t seg)
-{
-    return hc_index_remove_if(ix, is_seg, &seg);
-}
-
-size_t hc_index_remove_ns(struct hc_index *ix, uint16_t ns)
-{
-    return hc_index_remove_if(ix, is_ns, &ns);
-}
-
 size_t hc_index_count(const struct hc_index *ix)
 {
     return ix->count;

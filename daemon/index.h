@@ -69,10 +69,6 @@ bool hc_index_remove(struct hc_index *ix, struct hc_hash h, struct hc_index_ent 
 size_t hc_index_remove_if(struct hc_index *ix, bool (*pred)(const struct hc_index_ent *, void *),
                           void *arg);
 
-/* Removes every entry of segment seg / of namespace ns. Returns how many. */
-size_t hc_index_remove_seg(struct hc_index *ix, uint32_t seg);
-size_t hc_index_remove_ns(struct hc_index *ix, uint16_t ns);
-
 /* Entries in the index, and bytes the table takes. */
 size_t hc_index_count(const struct hc_index *ix);
 size_t hc_index_memory(const struct hc_index *ix);

@@ -3,8 +3,10 @@
  * dedupe and read coalescing (DESIGN §4, §5). Part of the storage engine: no
  * libuv or protobuf here; server.c translates requests into these calls.
  *
- * Threads: every function here is called on the loop thread. Storage I/O runs
- * on the hc_io_pool given at open; callbacks run on the loop thread (from
+ * Threads: every function here is called on the loop thread. Storage I/O
+ * (record reads and writes, opens for reads, seals, unlinks, discovery) runs
+ * on the hc_io_pool given at open; a few calls on the mount still run on the
+ * loop thread (store_int.h lists them). Callbacks run on the loop thread (from
  * hc_io_pool_drain), never synchronously inside the call that registered them.
  *
  * On the mount: <mount_point>/<root_dir>/<node_id>/ holds this node's
@@ -32,6 +34,7 @@
 #include <stdint.h>
 
 #include "io.h"
+#include "hicache_defs.h"
 #include "stats.h"
 
 #define HC_STORE_ALIGN 4096u
@@ -49,19 +52,12 @@ struct hc_store_config {
     bool dedupe;                    /* sets of stored / in-flight keys cost nothing */
     bool coalesce_reads;            /* concurrent gets of a key share one read, and
                                        reads linger for their other readers */
-    bool enable_compression;        /* default of sets whose opts say HC_COMPRESS_DEFAULT */
-    int compression_level;          /* zstd level (negative: faster); 0 = 1 */
+    bool enable_compression;        /* default of sets whose opts say HC_COMPRESSION_DEFAULT */
     uint32_t read_linger_ms;        /* keep a read page this long at most; 0 = never */
     uint64_t read_linger_bytes;     /* memory cap of lingering pages; 0 = never */
 };
 
 /* Per-client options of a get or set (from the client's hello). */
-enum hc_compress {
-    HC_COMPRESS_DEFAULT = 0, /* the store's enable_compression */
-    HC_COMPRESS_OFF = 1,
-    HC_COMPRESS_ZSTD = 2,
-};
-
 struct hc_store_opts {
     /* Gets: how many clients read each page this client reads (the TP ranks
      * of an MLA model); 0 or 1: no linger. After the storage read, the page
@@ -70,13 +66,13 @@ struct hc_store_opts {
      * read_linger_bytes cap pushed it out (oldest first), or it was evicted
      * or cleared. */
     uint32_t readers;
-    /* Sets: enum hc_compress. A page is stored compressed only when zstd
+    /* Sets: HC_COMPRESSION_* (hicache_defs.h). A page is stored compressed only when zstd
      * saves at least ~3% and a 4 KiB block. */
     uint32_t compression;
 };
 
 #define HC_STORE_OPTS_DEFAULT                                                                      \
-    ((struct hc_store_opts){.readers = 1, .compression = HC_COMPRESS_DEFAULT})
+    ((struct hc_store_opts){.readers = 1, .compression = HC_COMPRESSION_DEFAULT})
 
 struct hc_store;
 
@@ -98,7 +94,7 @@ int hc_store_ns(struct hc_store *s, const char *ns, size_t len);
  * namespace of a page in the index is interned (hc_store_ns, or loading this
  * node's or other nodes' segments), so a name not found has no pages. Returns
  * the id (valid for get, exists and clear), -ENOENT if the name is not known,
- * or -EINVAL (len 0 or over HC_NS_MAX). */
+ * or -EINVAL (len 0 or over HC_MAX_NS). */
 int hc_store_ns_lookup(struct hc_store *s, const char *ns, size_t len);
 
 /* Callback of set and get. status is 0 (stored / hit), -ENOENT (get: miss,
@@ -164,9 +160,8 @@ void hc__store_fail_reads(struct hc_store *s, int err, unsigned n);
 
 /* Applies the limits of cfg that can change while running: capacity_bytes,
  * min_free_ratio, seal_interval_ms, discovery_interval_ms, dedupe,
- * coalesce_reads, enable_compression, compression_level, read_linger_ms and
- * read_linger_bytes (the next tick and the next requests use them). Every other
- * field is ignored: it takes a restart. */
+ * coalesce_reads, enable_compression, read_linger_ms and read_linger_bytes (the next tick and the
+ * next requests use them). Every other field is ignored: it takes a restart. */
 void hc_store_reconfigure(struct hc_store *s, const struct hc_store_config *cfg);
 
 /* Stop taking sets (they fail with -ESHUTDOWN); gets and exists still work.

@@ -25,7 +25,7 @@ enum fake_mode {
 #define FAKE_MAX_PAGES 1024
 
 struct fake_page {
-    char key[HC_KEY_MAX + 1];
+    char key[HC_MAX_KEY + 1];
     uint8_t *data;
     size_t len;
 };

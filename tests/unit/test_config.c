@@ -304,8 +304,9 @@ static const struct bad_case {
      {"cfg.json: 'socket_path' must be a non-empty path of at most 107 bytes", "...\")"}},
     {"{\"socket_path\": []}", {"'socket_path'", "(got [])"}},
     {"{\"node_id\": \"bad/name\"}",
-     {"cfg.json: 'node_id' must be 1 to 64 characters of [A-Za-z0-9_.-], not '.' or '..' "
-      "(got \"bad/name\")"}},
+     {"cfg.json: 'node_id' must be 1 to 64 characters of [A-Za-z0-9_.-], not '.', without "
+      "'..' (got \"bad/name\")"}},
+    {"{\"node_id\": \"a..b\"}", {"'node_id'", "(got \"a..b\")"}}, /* the rule of keys */
     {"{\"node_id\": \"node one\"}", {"'node_id'", "(got \"node one\")"}},
     {"{\"node_id\": \"..\"}", {"'node_id'", "(got \"..\")"}},
     {"{\"node_id\": \".\"}", {"'node_id'", "(got \".\")"}},

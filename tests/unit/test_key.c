@@ -16,7 +16,7 @@ START_TEST(test_sglang_keys_valid)
 {
     /* 64 hex characters of a page hash, plus the suffixes SGLang appends */
     const char *hex = "3f2a9c0d1e4b5a6978c0d1e2f3a4b5c6d7e8f90112233445566778899aabbccd";
-    char buf[HC_KEY_MAX + 1];
+    char buf[HC_MAX_KEY + 1];
 
     ck_assert_uint_eq(strlen(hex), 64);
     ck_assert_ptr_null(check_key(hex));
@@ -36,13 +36,13 @@ END_TEST
 
 START_TEST(test_length_limit)
 {
-    char buf[HC_KEY_MAX + 2];
+    char buf[HC_MAX_KEY + 2];
 
     memset(buf, 'a', sizeof(buf));
-    ck_assert_ptr_null(hc_name_invalid("key", buf, HC_KEY_MAX));
-    ck_assert_str_eq(hc_name_invalid("key", buf, HC_KEY_MAX + 1),
+    ck_assert_ptr_null(hc_name_invalid("key", buf, HC_MAX_KEY));
+    ck_assert_str_eq(hc_name_invalid("key", buf, HC_MAX_KEY + 1),
                      "key is longer than 256 characters");
-    ck_assert_str_eq(hc_name_invalid("namespace", buf, HC_NS_MAX + 1),
+    ck_assert_str_eq(hc_name_invalid("namespace", buf, HC_MAX_NS + 1),
                      "namespace is longer than 256 characters");
     ck_assert_str_eq(hc_name_invalid("key", buf, 0), "key is empty");
     ck_assert_str_eq(hc_name_invalid("key", NULL, 0), "key is empty");
@@ -99,7 +99,7 @@ static int reference_valid(const char *s, size_t len)
 {
     size_t i;
 
-    if (len == 0 || len > HC_KEY_MAX || (len == 1 && s[0] == '.'))
+    if (len == 0 || len > HC_MAX_KEY || (len == 1 && s[0] == '.'))
         return 0;
     for (i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -119,10 +119,10 @@ START_TEST(test_agrees_with_reference)
      * (also across a step boundary). */
     const char ok[] = "abcxyzABCXYZ0189_-.";
     unsigned seed = 12345, valid = 0, refused = 0;
-    char buf[HC_KEY_MAX + 8];
+    char buf[HC_MAX_KEY + 8];
 
     for (int round = 0; round < 200000; round++) {
-        size_t len = (size_t)(rand_r(&seed) % (HC_KEY_MAX + 3));
+        size_t len = (size_t)(rand_r(&seed) % (HC_MAX_KEY + 3));
 
         for (size_t i = 0; i < len; i++)
             buf[i] = ok[rand_r(&seed) % (sizeof(ok) - 1)];

@@ -1666,7 +1666,7 @@ static void compress_round_trip(bool direct)
     int ns = hc_store_ns(s, "zz", 2);
     size_t len = 256 * KiB + 100;
     unsigned char *rnd = malloc(len), *kv = malloc(len), *zero = calloc(1, len), *got;
-    struct hc_store_opts z = {.compression = HC_COMPRESS_ZSTD};
+    struct hc_store_opts z = {.compression = HC_COMPRESSION_ZSTD};
     fill(rnd, len, 1);
     fill_bf16ish(kv, len, 2);
 
@@ -1719,7 +1719,7 @@ static void compress_round_trip(bool direct)
     hc_store_reconfigure(s, &cfg2);
     ck_assert_int_eq(set_buf(s, ns, 4, kv, len, NULL), 0);
     ck_assert_uint_eq(st.compressed_pages, 3);
-    struct hc_store_opts off = {.compression = HC_COMPRESS_OFF};
+    struct hc_store_opts off = {.compression = HC_COMPRESSION_OFF};
     ck_assert_int_eq(set_buf(s, ns, 5, kv, len, &off), 0);
     ck_assert_uint_eq(st.compressed_pages, 3);
     struct hc_store_opts bad = {.compression = 3};

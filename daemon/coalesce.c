@@ -1,0 +1,300 @@
+/* Coalescing: gets of one page share one storage read. A get of a page whose
+ * read is in flight joins it (struct join); a page read for a getter with
+ * readers > 1 lingers in memory (struct linger) for the other readers' gets
+ * (see struct hc_store_opts). Either way the joiner's bytes come from a copy
+ * on an I/O thread: from a daemon-owned buffer as is, or from the leader's
+ * slot, which its client may change, checked again against the record's CRC,
+ * so that nothing a client does to its own slot reaches another client.
+ *
+ * Threads: loop thread, except join_before, which runs on an I/O thread (see
+ * there for what it reads). */
+#include "store_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crc32c.h"
+
+/* The verified page a copy for a joiner takes from: a daemon-owned buffer
+ * when the read has one (*owned), else the leader's slot, which its client
+ * may change (the copy is then checked against the record's CRC). Called on
+ * an I/O thread (join_before). */
+static const void *rd_src(const struct rd *r, bool *owned)
+{
+    *owned = r->plain || r->bounce;
+    return r->plain ? r->plain : r->bounce ? r->bounce : r->buf;
+}
+
+/* Frees a lingering page once it is out of the table and no copy reads it. */
+static void linger_release(struct hc_store *s, struct linger *l)
+{
+    if (l->in_tab || l->refs)
+        return;
+    s->st->linger_bytes -= l->len;
+    free(l->buf);
+    free(l);
+}
+
+/* Takes l out of the table (later gets read storage again). */
+void hc__linger_unlink(struct hc_store *s, struct linger *l)
+{
+    if (!l->in_tab)
+        return;
+    hc__ptab_del(&s->lingering, &l->pn);
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        s->lhead = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+    else
+        s->ltail = l->prev;
+    l->prev = l->next = NULL;
+    l->in_tab = false;
+    linger_release(s, l);
+}
+
+/* Drops the pages that lingered past their time (oldest first: every entry
+ * got the same linger time when it was made, except across a reload). */
+void hc__linger_expire(struct hc_store *s, uint64_t now)
+{
+    struct linger *l = s->lhead, *next;
+    for (; l; l = next) {
+        next = l->next;
+        if (l->expires_ms <= now)
+            hc__linger_unlink(s, l);
+    }
+}
+
+/* Drops the lingering pages of segment seg (>= 0) or of namespace ns (>= 0):
+ * the page left the index (eviction, a vanished remote segment, clear); both
+ * -1: every one. */
+void hc__linger_drop(struct hc_store *s, int64_t seg, int ns)
+{
+    struct linger *l = s->lhead, *next;
+    bool all = seg < 0 && ns < 0;
+    for (; l; l = next) {
+        next = l->next;
+        if (all || (seg >= 0 && l->seg == (uint64_t)seg) || (ns >= 0 && l->ns == ns))
+            hc__linger_unlink(s, l);
+    }
+}
+
+/* Moves the verified page of a finished read r into a lingering entry that
+ * serves `remaining` more gets. Makes room under read_linger_bytes by
+ * dropping the oldest entries. Returns NULL (r unchanged) when r has no
+ * daemon-owned copy of the page, the page left the index meanwhile, it does
+ * not fit, or memory is short. */
+static struct linger *linger_new(struct hc_store *s, struct rd *r, uint32_t remaining)
+{
+    const struct hc_index_ent *e = hc_index_lookup(&s->ix, r->pn.h);
+    void **bufp = r->plain ? &r->plain : &r->bounce;
+    struct pnode *old;
+    struct linger *l;
+
+    if (!*bufp || !e || e->seg != r->seg->id || (uint64_t)e->off * HC_STORE_ALIGN != r->off ||
+        r->seg->state == SEG_DEAD || r->len > s->cfg.read_linger_bytes)
+        return NULL;
+    if ((old = hc__ptab_find(&s->lingering, r->pn.h)))
+        hc__linger_unlink(s, container_of(old, struct linger, pn));
+    while (s->lhead && s->st->linger_bytes + r->len > s->cfg.read_linger_bytes)
+        hc__linger_unlink(s, s->lhead);
+    if (s->st->linger_bytes + r->len > s->cfg.read_linger_bytes)
+        return NULL; /* the rest is held by copies in flight */
+    if (!(l = calloc(1, sizeof(*l))))
+        return NULL;
+    l->pn.h = r->pn.h;
+    l->buf = *bufp;
+    *bufp = NULL;
+    l->len = r->len;
+    l->seg = r->seg->id;
+    l->off = r->off;
+    l->ns = e->ns;
+    l->remaining = remaining;
+    l->expires_ms = mono_ms() + s->cfg.read_linger_ms;
+    l->in_tab = true;
+    l->prev = s->ltail;
+    if (s->ltail)
+        s->ltail->next = l;
+    else
+        s->lhead = l;
+    s->ltail = l;
+    hc__ptab_add(&s->lingering, &l->pn);
+    s->st->linger_bytes += l->len;
+    return l;
+}
+
+/* Called on an I/O thread: a copy of a verified page into a getter's slot,
+ * from a lingering page or the leader's read. A copy from the leader's slot
+ * is checked again, so that whatever a client does to its own slot never
+ * reaches another client; daemon-owned sources need no second check.
+ *
+ * What it reads besides its join, and why the loop thread cannot change or
+ * free it meanwhile: of the lingering page, buf and len, set before the page
+ * entered the table and never written after; the page is freed only once
+ * its refs (one per copy in flight) drop to 0 in join_done. Of the leader,
+ * plain, bounce, buf, len and crc: its read is over (the fields were set on
+ * the loop thread or by rd_after before its done ran), it is out of the table
+ * of reads in flight, and nothing takes its buffers (hc__rd_fanout gives
+ * copies the leader only when no lingering entry took them); it is freed only
+ * when the done of its last copy ran (copies). */
+static int join_before(struct hc_io_req *req)
+{
+    struct join *j = container_of(req, struct join, req);
+    const void *src;
+    uint32_t len;
+    bool owned = true;
+
+    if (j->lin) {
+        src = j->lin->buf;
+        len = j->lin->len;
+    } else {
+        src = rd_src(j->lead, &owned);
+        len = j->lead->len;
+    }
+    memcpy(j->buf, src, len);
+    if (owned)
+        return 0;
+    return hc_crc32c(0, j->buf, len) == j->lead->crc ? 0 : -EBADMSG;
+}
+
+/* Back on the loop thread: answers the joiner; a copy from the leader's slot
+ * that failed its check reads the page again, alone. The leader answers after
+ * its last copy. */
+static void join_done(struct hc_io_req *req)
+{
+    struct join *j = container_of(req, struct join, req);
+    struct rd *lead = j->lead;
+    struct linger *l = j->lin;
+    struct hc_store *s = j->s;
+
+    s->inflight--;
+    if (l) {
+        uint32_t len = l->len;
+        l->refs--;
+        linger_release(s, l);
+        hc__client_hit(s, j->cb, j->data, len);
+        free(j);
+        return;
+    }
+    if (req->result == 0) {
+        hc__client_hit(s, j->cb, j->data, lead->len);
+    } else {
+        /* The leader's slot changed under the copy: read again, alone. */
+        int rc = hc__get_start(s, j->ns, j->key, j->klen, j->buf, j->cap, 1, j->cb, j->data, false);
+        if (rc < 0)
+            j->cb(j->data, rc, 0);
+    }
+    free(j);
+    if (--lead->copies == 0) {
+        hc__client_hit(s, lead->cb, lead->data, lead->len);
+        hc__rd_free(lead);
+    }
+}
+
+/* Submits the copy for joiner j (j->lead or j->lin set). */
+static void join_submit(struct hc_store *s, struct join *j)
+{
+    hc__task_submit(s, &j->req, HC_IO_PRIO_HIGH, join_before, join_done, NULL);
+}
+
+/* A joiner for a get (ns, key) into buf; NULL when out of memory. */
+static struct join *join_new(struct hc_store *s, int ns, const char *key, size_t klen, void *buf,
+                             uint64_t cap, hc_store_cb cb, void *data)
+{
+    struct join *j = calloc(1, sizeof(*j));
+    if (!j)
+        return NULL;
+    j->s = s;
+    j->buf = buf;
+    j->cap = cap;
+    j->cb = cb;
+    j->data = data;
+    j->ns = ns;
+    j->klen = (uint16_t)klen;
+    memcpy(j->key, key, klen);
+    return j;
+}
+
+/* A get of the page e names (hash h) that a lingering page or a read in
+ * flight can serve: a copy from the lingering page, or a join of the read.
+ * Only a read of the record the index names now is joined: after a clear and
+ * a new set of the key, an older read (perhaps waiting to be tried again)
+ * holds the old page; a new read is then added to the table in front of it.
+ * Returns 1 (served: cb will run), 0 (not: read storage), or -ENOMEM. */
+int hc__get_coalesced(struct hc_store *s, int ns, const char *key, size_t klen, void *buf,
+                      uint64_t cap, hc_store_cb cb, void *data, struct hc_hash h,
+                      const struct hc_index_ent *e)
+{
+    uint64_t off = (uint64_t)e->off * HC_STORE_ALIGN;
+    struct pnode *p;
+    struct join *j;
+
+    if (s->lhead && (p = hc__ptab_find(&s->lingering, h))) {
+        struct linger *l = container_of(p, struct linger, pn);
+        if (l->seg == e->seg && l->off == off && l->len == e->len && mono_ms() < l->expires_ms) {
+            if (!(j = join_new(s, ns, key, klen, buf, cap, cb, data)))
+                return -ENOMEM;
+            j->lin = l;
+            l->refs++;
+            s->st->coalesced_reads++;
+            if (--l->remaining == 0)
+                hc__linger_unlink(s, l); /* freed once the copy is done */
+            join_submit(s, j);
+            return 1;
+        }
+        hc__linger_unlink(s, l); /* stale: read again */
+    }
+    if ((p = hc__ptab_find(&s->reading, h))) {
+        struct rd *lead = container_of(p, struct rd, pn);
+        if (lead->len == e->len && lead->seg->id == e->seg && lead->off == off &&
+            lead->seg->state != SEG_DEAD) {
+            if (!(j = join_new(s, ns, key, klen, buf, cap, cb, data)))
+                return -ENOMEM;
+            j->lead = lead;
+            j->next = lead->joins;
+            lead->joins = j;
+            s->st->coalesced_reads++;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* A storage read r finished with a good page (r is out of the table of reads
+ * in flight and no longer holds its segment): the getter, its joiners and
+ * its other readers get it. The page lingers when the getter's readers
+ * expect more gets than joined; the joiners then copy from the lingering page
+ * and the leader answers at once. Otherwise the joiners copy from the
+ * leader's read and the leader answers after the last copy (its slot may be
+ * the source). */
+void hc__rd_fanout(struct hc_store *s, struct rd *r)
+{
+    struct linger *l = NULL;
+    struct join *j, *next;
+    uint32_t njoins = 0;
+
+    for (j = r->joins; j; j = j->next)
+        njoins++;
+    if (r->readers > njoins + 1 && s->cfg.coalesce_reads && s->cfg.read_linger_ms)
+        l = linger_new(s, r, r->readers - 1 - njoins);
+    hc__seg_maybe_free(s, r->seg); /* after linger_new, which reads it */
+    if (l || !r->joins) {
+        for (j = r->joins, r->joins = NULL; j; j = next) {
+            next = j->next;
+            j->lin = l;
+            l->refs++;
+            join_submit(s, j);
+        }
+        hc__client_hit(s, r->cb, r->data, r->len);
+        hc__rd_free(r);
+        return;
+    }
+    for (j = r->joins; j; j = j->next)
+        r->copies++;
+    for (j = r->joins, r->joins = NULL; j; j = next) {
+        next = j->next;
+        join_submit(s, j);
+    }
+}

@@ -1,0 +1,284 @@
+/* Discovery: the sealed segments of the other nodes on the volume. Every
+ * discovery_interval_ms the tick submits a walk of <mount>/<root>/: each other
+ * node's directory is listed, new .idx files are loaded (and checked:
+ * another node's file may be broken or hostile) and segments known but gone
+ * (evicted by their node) are marked. The loop thread then merges the result:
+ * new segments enter the index, vanished ones leave it. A listing that fails
+ * drops nothing.
+ *
+ * Threads: the walk (disc_before, disc_scan_node) runs on an I/O thread and
+ * touches only its struct disc, a snapshot the loop thread took
+ * (disc_new); at open, hc__disc_sync runs the same walk on the loop thread.
+ * Everything else runs on the loop thread. */
+#include "store_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* A remote segment known when the walk started, and what the walk saw of it. */
+struct known {
+    const char *node;
+    uint64_t seq;
+    uint32_t seg;
+    bool seen, node_found, dir_ok;
+};
+
+/* A new remote segment: its loaded .idx. */
+struct found {
+    struct found *next;
+    char node[HC_MAX_NODE + 1];
+    uint64_t seq;
+    struct idx_data idx;
+};
+
+/* A discovery job: the snapshot it starts from and what it found. Owned by
+ * the pool from submit to done. */
+struct disc {
+    struct hc_io_req req;
+    struct hc_store *s;
+    char *root, *self;
+    struct known *known;
+    size_t nknown;
+    char *arena;
+    bool root_ok;
+    struct found *found;
+};
+
+/* Orders by (node, seq). Any thread. */
+static int known_cmp(const void *a, const void *b)
+{
+    const struct known *x = a, *y = b;
+    int c = strcmp(x->node, y->node);
+    if (c)
+        return c;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void disc_free(struct disc *d)
+{
+    struct found *f, *next;
+    for (f = d->found; f; f = next) {
+        next = f->next;
+        hc__idx_free(&f->idx);
+        free(f);
+    }
+    free(d->root);
+    free(d->self);
+    free(d->known);
+    free(d->arena);
+    free(d);
+}
+
+/* Builds a discovery job with a snapshot of the remote segments known now
+ * (loop thread). */
+static struct disc *disc_new(struct hc_store *s)
+{
+    struct disc *d = calloc(1, sizeof(*d));
+    size_t n = 0, arena = 0;
+    if (!d)
+        return NULL;
+    d->s = s;
+    d->root = strdup(s->root);
+    d->self = strdup(s->nodes[0]);
+    for (uint32_t i = 0; i < s->segs_cap; i++)
+        if (s->segs[i] && !s->segs[i]->local && s->segs[i]->state != SEG_DEAD)
+            n++;
+    for (uint32_t i = 0; i < s->nnodes; i++)
+        arena += strlen(s->nodes[i]) + 1;
+    d->known = calloc(n ? n : 1, sizeof(*d->known));
+    d->arena = malloc(arena ? arena : 1);
+    if (!d->root || !d->self || !d->known || !d->arena) {
+        disc_free(d);
+        return NULL;
+    }
+    /* Node names copied once: the I/O thread must not read s->nodes. */
+    const char **names = calloc(s->nnodes ? s->nnodes : 1, sizeof(*names));
+    if (!names) {
+        disc_free(d);
+        return NULL;
+    }
+    char *p = d->arena;
+    for (uint32_t i = 0; i < s->nnodes; i++) {
+        size_t l = strlen(s->nodes[i]) + 1;
+        memcpy(p, s->nodes[i], l);
+        names[i] = p;
+        p += l;
+    }
+    for (uint32_t i = 0; i < s->segs_cap; i++) {
+        struct seg *seg = s->segs[i];
+        if (seg && !seg->local && seg->state != SEG_DEAD)
+            d->known[d->nknown++] =
+                (struct known){.node = names[seg->node], .seq = seg->seq, .seg = seg->id};
+    }
+    free(names);
+    if (d->nknown)
+        qsort(d->known, d->nknown, sizeof(*d->known), known_cmp);
+    return d;
+}
+
+/* Any thread. */
+static struct known *known_find(struct disc *d, const char *node, uint64_t seq)
+{
+    struct known k = {.node = node, .seq = seq};
+    if (!d->nknown)
+        return NULL;
+    return bsearch(&k, d->known, d->nknown, sizeof(k), known_cmp);
+}
+
+/* Lists one other node's directory: new .idx files are loaded, known ones
+ * marked seen. Returns 0 if the listing was complete. Called on an I/O
+ * thread (on the loop thread at open); touches only d. */
+static int disc_scan_node(struct disc *d, const char *node)
+{
+    char *dir = hc__path_join(d->root, node);
+    DIR *dh;
+    struct dirent *de;
+    if (!dir)
+        return -ENOMEM;
+    dh = opendir(dir);
+    if (!dh) {
+        int rc = -errno;
+        free(dir);
+        return rc;
+    }
+    while ((errno = 0, de = readdir(dh))) {
+        uint64_t seq;
+        if (!hc__parse_seq_name(de->d_name, "idx", &seq))
+            continue;
+        struct known *k = known_find(d, node, seq);
+        if (k) {
+            k->seen = true;
+            continue;
+        }
+        struct found *f = calloc(1, sizeof(*f));
+        char *path = hc__path_join(dir, de->d_name);
+        int rc = f && path ? hc__idx_load(path, seq, &f->idx) : -ENOMEM;
+        if (rc < 0) {
+            if (rc != -ENOENT)
+                hc_log(HC_LOG_WARN, "store: skipping %s: %s", path ? path : de->d_name,
+                       strerror(-rc));
+            free(f);
+            free(path);
+            continue;
+        }
+        free(path);
+        memcpy(f->node, node, strlen(node) + 1); /* valid node name: <= HC_MAX_NODE */
+        f->seq = seq;
+        f->next = d->found;
+        d->found = f;
+    }
+    int rc = errno ? -errno : 0;
+    closedir(dh);
+    free(dir);
+    return rc;
+}
+
+/* The directory walk: on an I/O thread, or at open. Touches only d. */
+static int disc_before(struct hc_io_req *req)
+{
+    struct disc *d = container_of(req, struct disc, req);
+    DIR *dh = opendir(d->root);
+    struct dirent *de;
+
+    if (!dh)
+        return 0;
+    d->root_ok = true;
+    while ((errno = 0, de = readdir(dh))) {
+        const char *node = de->d_name;
+        if (!hc_node_name_ok(node, strlen(node)) || !strcmp(node, d->self))
+            continue;
+        if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
+            continue;
+        /* Known segments of this node: the node is present. */
+        struct known k = {.node = node, .seq = 0};
+        size_t lo = 0, hi = d->nknown;
+        while (lo < hi) { /* first entry >= (node, 0) */
+            size_t mid = (lo + hi) / 2;
+            if (known_cmp(&d->known[mid], &k) < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        int rc = disc_scan_node(d, node);
+        for (size_t i = lo; i < d->nknown && !strcmp(d->known[i].node, node); i++) {
+            d->known[i].node_found = true;
+            d->known[i].dir_ok = rc == 0 || rc == -ENOENT;
+        }
+    }
+    if (errno)
+        d->root_ok = false; /* incomplete listing: vanish nothing */
+    closedir(dh);
+    return 0;
+}
+
+/* Merges a discovery's results (loop thread): new remote segments enter the
+ * index, vanished ones leave it. */
+static void disc_merge(struct hc_store *s, struct disc *d)
+{
+    for (size_t i = 0; d->root_ok && i < d->nknown; i++) {
+        struct known *k = &d->known[i];
+        if (k->seen || (k->node_found && !k->dir_ok))
+            continue;
+        struct seg *seg = s->segs[k->seg];
+        if (seg && !seg->local && seg->state == SEG_SEALED && seg->seq == k->seq &&
+            !strcmp(s->nodes[seg->node], k->node))
+            hc__seg_drop(s, seg, false);
+    }
+    for (struct found *f = d->found; f; f = f->next) {
+        int node = hc__node_intern(s, f->node);
+        if (node < 0)
+            continue;
+        bool dup = false;
+        for (uint32_t i = 0; i < s->segs_cap && !dup; i++) {
+            struct seg *x = s->segs[i];
+            dup = x && x->state != SEG_DEAD && (int)x->node == node && x->seq == f->seq;
+        }
+        if (dup)
+            continue;
+        struct seg *seg = hc__seg_new(s, (uint32_t)node, f->seq, false, SEG_SEALED);
+        if (!seg) {
+            hc_log(HC_LOG_ERR, "store: out of memory adding segment of node %s", f->node);
+            continue;
+        }
+        seg->size = f->idx.seg_bytes;
+        hc__idx_merge(s, seg, &f->idx);
+    }
+}
+
+/* Back on the loop thread. */
+static void disc_done(struct hc_io_req *req)
+{
+    struct disc *d = container_of(req, struct disc, req);
+    struct hc_store *s = d->s;
+    s->inflight--;
+    s->disc_busy = false;
+    disc_merge(s, d);
+    disc_free(d);
+}
+
+/* Starts a discovery on the pool (one at a time: s->disc_busy). */
+void hc__disc_submit(struct hc_store *s)
+{
+    struct disc *d = disc_new(s);
+    if (!d)
+        return;
+    s->disc_busy = true;
+    hc__task_submit(s, &d->req, HC_IO_PRIO_LOW, disc_before, disc_done, NULL);
+}
+
+/* The same walk and merge on the calling thread (the loop thread, at open,
+ * before the loop runs). Returns 0 or -ENOMEM. */
+int hc__disc_sync(struct hc_store *s)
+{
+    struct disc *d = disc_new(s);
+    if (!d)
+        return -ENOMEM;
+    disc_before(&d->req);
+    disc_merge(s, d);
+    disc_free(d);
+    return 0;
+}

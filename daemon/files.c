@@ -1,0 +1,135 @@
+/* Files on the mount: the names the store gives them and the few blocking
+ * calls it makes on whole files (see store.h for the layout).
+ *
+ * Threads: every function here may run on any thread; each touches only its
+ * arguments, except hc__seg_path (reads s->root and s->nodes: loop thread)
+ * and hc__open_file (see its comment). */
+#include "store_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* Parses "<16 hex digits>.<ext>". Any thread. */
+bool hc__parse_seq_name(const char *name, const char *ext, uint64_t *seq)
+{
+    size_t n = strlen(name), el = strlen(ext);
+    if (n != 16 + 1 + el || name[16] != '.' || strcmp(name + 17, ext) != 0)
+        return false;
+    uint64_t v = 0;
+    for (int i = 0; i < 16; i++) {
+        char c = name[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0)
+            return false;
+        v = v << 4 | (uint64_t)d;
+    }
+    *seq = v;
+    return true;
+}
+
+/* Returns "a/b" (malloc'ed), or NULL when out of memory. Any thread. */
+char *hc__path_join(const char *a, const char *b)
+{
+    char *p;
+    if (asprintf(&p, "%s/%s", a, b) < 0)
+        return NULL;
+    return p;
+}
+
+/* Writes the path of seg's file with extension ext. Loop thread (reads
+ * s->nodes). */
+void hc__seg_path(const struct hc_store *s, const struct seg *seg, const char *ext, char *buf,
+                  size_t size)
+{
+    snprintf(buf, size, "%s/%s/%016" PRIx64 ".%s", s->root, s->nodes[seg->node], seg->seq, ext);
+}
+
+/* Opens path with O_DIRECT when asked, falling back to buffered I/O when the
+ * filesystem refuses it (EINVAL), with one log line per store. Returns the fd
+ * or -errno. Any thread: called on an I/O thread (a segment opened for reads)
+ * and on the loop thread (a new segment). Of the store it reads only
+ * s->cfg.use_direct_io and s->root, which are never written after open, and
+ * s->direct_warned, atomically. */
+int hc__open_file(struct hc_store *s, const char *path, int flags, mode_t mode, bool *direct)
+{
+    int fd;
+    *direct = false;
+    if (s->cfg.use_direct_io) {
+        fd = open(path, flags | O_DIRECT, mode);
+        if (fd >= 0) {
+            *direct = true;
+            return fd;
+        }
+        if (errno != EINVAL)
+            return -errno;
+        if (!__atomic_exchange_n(&s->direct_warned, 1, __ATOMIC_RELAXED))
+            hc_log(HC_LOG_WARN, "store: O_DIRECT not supported under %s; using buffered I/O",
+                   s->root);
+    }
+    fd = open(path, flags, mode);
+    return fd >= 0 ? fd : -errno;
+}
+
+/* Any thread. Returns 0 or -errno. */
+static int write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Reads len bytes at off, or fails: -ENODATA at end of file, else -errno.
+ * Any thread. */
+int hc__pread_all(int fd, void *buf, size_t len, uint64_t off)
+{
+    char *p = buf;
+    while (len > 0) {
+        ssize_t n = pread(fd, p, len, (off_t)off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            return -ENODATA;
+        p += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* Writes buf to tmp, fsyncs it and renames it to path. Blocking; any thread.
+ * Returns 0 or -errno (tmp removed). */
+int hc__write_file_atomic(const char *tmp, const char *path, const void *buf, size_t len)
+{
+    int rc, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    rc = write_all(fd, buf, len);
+    if (rc == 0 && fsync(fd) < 0)
+        rc = -errno;
+    if (close(fd) < 0 && rc == 0)
+        rc = -errno;
+    if (rc == 0 && rename(tmp, path) < 0)
+        rc = -errno;
+    if (rc < 0)
+        unlink(tmp);
+    return rc;
+}

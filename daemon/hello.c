@@ -1,0 +1,208 @@
+/* The handshake. A hello is checked (peer allowed, protocol version,
+ * namespace, options, client count); the daemon then creates the client's
+ * shared region (shm.c) and sends its fd with the reply (SCM_RIGHTS). A hello
+ * that fails its checks gets an error reply and the connection is closed
+ * after it.
+ *
+ * Threads: loop thread only. */
+#include "server_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "hicache_defs.h"
+#include "log.h"
+
+/* The region size for a client: the configured size, or four pages of the
+ * client's page_size_hint when that is more, at most REGION_MAX. */
+static uint64_t region_size_for(const struct hc_config *cfg, uint64_t hint)
+{
+    uint64_t size = cfg->region_size;
+
+    if (hint > REGION_MAX / 4)
+        return REGION_MAX;
+    hint = (hint * 4 + 4095) & ~4095ull;
+    if (hint > size)
+        size = hint;
+    return size > REGION_MAX ? REGION_MAX : size;
+}
+
+/* The hello reply carries the region's fd, so it is written with sendmsg(2)
+ * directly: it is the first thing this connection is ever sent (requests
+ * before hello close the connection), so no queued write can be overtaken. */
+static int send_hello_reply(struct conn *c, const Hicache__Response *resp)
+{
+    size_t len = hicache__response__get_packed_size(resp);
+    uint8_t *frame = malloc(HC_FRAME_HDR + len);
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    struct msghdr msg = {0};
+    struct iovec iov;
+    struct cmsghdr *cm;
+    uv_os_fd_t fd;
+    ssize_t sent;
+
+    if (!frame)
+        return -ENOMEM;
+    hc_frame_put_len(frame, (uint32_t)len);
+    hicache__response__pack(resp, frame + HC_FRAME_HDR);
+    if (uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0) {
+        free(frame);
+        return -EBADF;
+    }
+    iov.iov_base = frame;
+    iov.iov_len = HC_FRAME_HDR + len;
+    memset(&ctl, 0, sizeof(ctl));
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctl.buf;
+    msg.msg_controllen = sizeof(ctl.buf);
+    cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &c->region->fd, sizeof(int));
+    do
+        sent = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    while (sent < 0 && errno == EINTR);
+    if (sent < 0) {
+        int e = -errno;
+        free(frame);
+        return e;
+    }
+    if ((size_t)sent < iov.iov_len) {
+        /* The socket buffer of a new connection took less than a small frame:
+         * queue the rest behind it. */
+        struct write_req *w = malloc(sizeof(*w) + iov.iov_len - (size_t)sent);
+        if (!w) {
+            free(frame);
+            return -ENOMEM;
+        }
+        memcpy(w->data, frame + sent, iov.iov_len - (size_t)sent);
+        w->buf = uv_buf_init((char *)w->data, (unsigned)(iov.iov_len - (size_t)sent));
+        w->req.data = c;
+        c->refs++;
+        if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &w->buf, 1, hc__conn_on_write) < 0) {
+            c->refs--;
+            free(w);
+            free(frame);
+            return -EIO;
+        }
+    }
+    free(frame);
+    return 0;
+}
+
+/* Hello: checks the peer and its options, creates its region and replies
+ * with the region's fd; any failure closes the connection after the error
+ * reply. */
+void hc__handle_hello(struct conn *c, const Hicache__Request *req)
+{
+    struct server *srv = c->srv;
+    const Hicache__Hello *h = req->hello;
+    Hicache__Response resp = HICACHE__RESPONSE__INIT;
+    Hicache__HelloReply hr = HICACHE__HELLO_REPLY__INIT;
+    const char *ns = (const char *)h->namespace_.data;
+    size_t ns_len = h->namespace_.len;
+    const char *bad;
+    char name[64];
+    uint64_t size;
+    int rc;
+
+    if (c->hello) {
+        hc__send_error(c, req->id, -EPROTO, "hello was already received on this connection");
+        return;
+    }
+    /* A refused peer is told at its hello (which it sends right after
+     * connecting), so its library reads the reason instead of a reset; until
+     * then it can hold only a 4 KiB frame buffer, for 10 s at most. */
+    if (c->denied) {
+        hc_log(HC_LOG_WARN, "refused pid %d uid %u: not in allowed_uids / allowed_gids",
+               (int)c->pid, (unsigned)c->uid);
+        hc__send_error(c, req->id, -EACCES, "uid %u is not allowed to use this daemon",
+                       (unsigned)c->uid);
+        goto close;
+    }
+    if (h->protocol_version != HC_PROTOCOL_VERSION) {
+        hc__send_error(c, req->id, -EPROTO,
+                       "protocol version %u is not supported (daemon speaks %d)",
+                       h->protocol_version, HC_PROTOCOL_VERSION);
+        goto close;
+    }
+    if (ns_len == 0) {
+        ns = "default";
+        ns_len = strlen(ns);
+    }
+    bad = hc_name_invalid("namespace", ns, ns_len);
+    if (bad) {
+        hc__send_error(c, req->id, -EINVAL, "%s", bad);
+        goto close;
+    }
+    if (h->compression > HC_COMPRESSION_ZSTD) {
+        hc__send_error(c, req->id, -EINVAL,
+                       "compression %u is not known (0 daemon default, 1 off, 2 zstd)",
+                       h->compression);
+        goto close;
+    }
+    if (h->readers_per_page > HC_MAX_READERS_PER_PAGE) {
+        hc__send_error(c, req->id, -EINVAL, "readers_per_page %u exceeds %u", h->readers_per_page,
+                       HC_MAX_READERS_PER_PAGE);
+        goto close;
+    }
+    if (srv->stats.clients > srv->cfg->max_clients) {
+        hc__send_error(c, req->id, -EBUSY, "too many clients (max_clients is %u)",
+                       srv->cfg->max_clients);
+        goto close;
+    }
+    /* The store learns a namespace at its first set (conn_ns): hellos alone,
+     * whatever names they carry, cost the store nothing. */
+    memcpy(c->ns_name, ns, ns_len);
+    c->ns_len = ns_len;
+    c->ns = hc_store_ns_lookup(srv->store, ns, ns_len);
+    c->sopts.readers = h->readers_per_page;
+    c->sopts.compression = h->compression;
+    size = region_size_for(srv->cfg, h->page_size_hint);
+    snprintf(name, sizeof(name), "hicache-client-%" PRIu64, c->num);
+    rc = hc_region_create(&c->region, size, name);
+    if (rc < 0) {
+        hc__send_error(c, req->id, rc, "cannot create the shared region of %" PRIu64 " bytes: %s",
+                       size, strerror(-rc));
+        goto close;
+    }
+    hr.protocol_version = HC_PROTOCOL_VERSION;
+    hr.region_size = c->region->size;
+    hr.slot_align = 4096;
+    hr.max_batch = srv->cfg->max_batch;
+    hr.max_frame = srv->cfg->max_frame_bytes;
+    hr.node_id = srv->cfg->node_id;
+    resp.id = req->id;
+    resp.hello = &hr;
+    rc = send_hello_reply(c, &resp);
+    if (rc < 0) {
+        hc_log(HC_LOG_WARN, "client %" PRIu64 ": cannot send the hello reply: %s", c->num,
+               strerror(-rc));
+        hc__conn_close(c);
+        return;
+    }
+    /* The client holds the region now (its mapping stays ours): one fd per
+     * client instead of two. */
+    close(c->region->fd);
+    c->region->fd = -1;
+    c->hello = true;
+    c->dec.max_frame = srv->cfg->max_frame_bytes;
+    hc_log(HC_LOG_DEBUG,
+           "client %" PRIu64 " (pid %d uid %u) namespace %.*s rank %u region %" PRIu64
+           " bytes, readers_per_page %u, compression %u",
+           c->num, (int)c->pid, (unsigned)c->uid, (int)ns_len, ns, h->rank, c->region->size,
+           h->readers_per_page, h->compression);
+    return;
+close:
+    hc__conn_close_after_flush(c);
+}

@@ -1,0 +1,362 @@
+/* The get path: storage reads of records (struct rd). A get that no lingering
+ * page or read in flight serves (coalesce.c) reads the record's header block
+ * and payload in one request, on an I/O thread that checks everything before
+ * a byte is handed out (rd_after). A record this run wrote that reads back
+ * short or bad is read again at once (RD_RETRIES), one that meets an I/O error
+ * a little later, from the tick (RD_EIO_RETRIES); a record that stays bad is a
+ * miss, counted in corrupt_records and dropped from the index.
+ *
+ * Threads: loop thread, except rd_after and rd_before_retry, which run on an
+ * I/O thread and touch only their rd, its buffers and the request's fd. */
+#include "store_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "crc32c.h"
+#include "log.h"
+
+#define RD_RETRIES 3 /* re-reads of a bad record this run wrote before it is dropped */
+
+/* Later re-reads of a record this run wrote after an I/O error: RD_EIO_RETRIES
+ * of them, the first RD_EIO_DELAY_MS later, each delay twice the one before
+ * (at the store's tick, so at most about 1.5 s plus a tick in all). */
+#define RD_EIO_RETRIES 4
+#define RD_EIO_DELAY_MS 100
+
+/* Answers a get with a hit of len bytes. */
+void hc__client_hit(struct hc_store *s, hc_store_cb cb, void *data, uint64_t len)
+{
+    s->st->hits++;
+    s->st->bytes_served += len;
+    cb(data, 0, len);
+}
+
+void hc__rd_free(struct rd *r)
+{
+    free(r->hdr);
+    free(r->bounce);
+    free(r->plain);
+    free(r);
+}
+
+/* Called on an I/O thread once the header block and payload are in: checks
+ * everything before a byte is handed out, and decompresses a compressed
+ * record (its CRC covers the stored bytes, its header the original length). */
+static int rd_after(struct hc_io_req *req)
+{
+    struct rd *r = container_of(req, struct rd, req);
+    struct hdr_view v;
+
+    if (hc__hdr_check(r->hdr, &v) < 0 || v.orig != r->len || v.zstd != (r->sblocks != 0) ||
+        v.nslen != r->nslen || v.klen != r->klen || memcmp(v.ns, r->names, r->nslen) != 0 ||
+        memcmp(v.key, r->names + r->nslen, r->klen) != 0)
+        return -EBADMSG;
+    if (r->sblocks) {
+        int rc;
+        if (round_up(v.len) != (uint64_t)r->sblocks * HC_STORE_ALIGN ||
+            hc_crc32c(0, r->bounce, v.len) != v.payload_crc)
+            return -EBADMSG;
+        if ((rc = hc__zdecompress(r->plain, r->len, r->bounce, v.len)) < 0)
+            return rc;
+        memcpy(r->buf, r->plain, r->len);
+        r->stored = (uint32_t)v.len;
+        return 0;
+    }
+    const void *p = r->bounce ? r->bounce : r->buf;
+    r->crc = hc_crc32c(0, p, r->len);
+    if (r->crc != v.payload_crc)
+        return -EBADMSG;
+    if (r->bounce)
+        memcpy(r->buf, r->bounce, r->len);
+    r->stored = r->len;
+    return 0;
+}
+
+/* Back on the loop thread (tests may turn the result into a failure). */
+static void rd_done(struct hc_io_req *req)
+{
+    struct rd *r = container_of(req, struct rd, req);
+    struct hc_store *s = r->s;
+    ssize_t result = req->result;
+
+    s->inflight--;
+    if (s->fail_reads > 0) {
+        s->fail_reads--;
+        result = s->fail_err;
+    }
+    hc__rd_finish(s, r, result);
+}
+
+/* Called on an I/O thread before a re-read of a record this run wrote: the
+ * file's view may lag its writes. Through FUSE (JuiceFS) a page of the file
+ * can be cached as it was before a write that is already acknowledged (the
+ * cache dropped it while the write was in flight and read it back from the
+ * filesystem before the write reached it), and the cached size can be short:
+ * refresh the attributes and drop the record's range from the page cache so
+ * the read goes to the filesystem again. Failures only make the retry less
+ * likely to help. */
+static int rd_before_retry(struct hc_io_req *req)
+{
+    struct rd *r = container_of(req, struct rd, req);
+    uint64_t len =
+        HC_STORE_ALIGN + (r->sblocks ? (uint64_t)r->sblocks * HC_STORE_ALIGN : round_up(r->len));
+    struct statx stx;
+
+    (void)statx(req->fd, "", AT_EMPTY_PATH | AT_STATX_FORCE_SYNC, STATX_SIZE, &stx);
+    (void)posix_fadvise(req->fd, (off_t)r->off, (off_t)len, POSIX_FADV_DONTNEED);
+    return 0;
+}
+
+/* Submits r's storage read, or parks it until its segment's fd is open. */
+void hc__rd_submit(struct hc_store *s, struct rd *r)
+{
+    struct seg *seg = r->seg;
+
+    seg->last_use_ms = s->now_ms;
+    if (seg->fd < 0) {
+        r->wnext = seg->waiters;
+        seg->waiters = r;
+        if (!seg->opening && hc__seg_open(s, seg) < 0) {
+            seg->waiters = r->wnext;
+            hc__rd_finish(s, r, -ENOMEM);
+        }
+        return;
+    }
+    memset(&r->req, 0, sizeof(r->req));
+    r->req.op = HC_IO_READ;
+    r->req.prio = HC_IO_PRIO_HIGH;
+    r->req.fd = seg->fd;
+    r->req.offset = r->off;
+    r->req.iov[0] = (struct iovec){r->hdr, HC_STORE_ALIGN};
+    if (r->sblocks)
+        r->req.iov[1] = (struct iovec){r->bounce, (size_t)r->sblocks * HC_STORE_ALIGN};
+    else if (r->bounce)
+        r->req.iov[1] = (struct iovec){r->bounce, round_up(r->len)};
+    else
+        r->req.iov[1] = (struct iovec){r->buf, r->len};
+    r->req.iovcnt = 2;
+    r->req.before = r->retries || r->eio_retries ? rd_before_retry : NULL;
+    r->req.after = rd_after;
+    r->req.done = rd_done;
+    r->req.data = r;
+    s->inflight++;
+    hc_io_submit(s->io, &r->req);
+}
+
+/* A read of a record this run wrote and acknowledged that failed with result:
+ * tries it again, now or later, when that may help. Returns true when it
+ * did (r is in flight or waits on s->rd_later). */
+static bool rd_retry(struct hc_store *s, struct rd *r, ssize_t result)
+{
+    struct seg *seg = r->seg;
+
+    if ((result == -EBADMSG || result == -ENODATA) && seg->fresh && r->retries < RD_RETRIES) {
+        /* Its bytes were whole on storage before the page became visible,
+         * so a short read or a failed check is most likely the file's view
+         * lagging the write (rd_before_retry). Read again, with the segment
+         * still held and joiners still joining; only a record that keeps
+         * failing is bad. */
+        r->retries++;
+        hc_log(HC_LOG_INFO,
+               "store: record in segment %016" PRIx64 " at %" PRIu64
+               " read back %s; reading again (%u/%u)",
+               seg->seq, r->off, result == -ENODATA ? "short" : "bad", r->retries, RD_RETRIES);
+        hc__rd_submit(s, r);
+        return true;
+    }
+    if (result == -EIO && seg->fresh && !s->stopping && r->eio_retries < RD_EIO_RETRIES) {
+        /* JuiceFS answers EIO for a while when it compacts the slices of a
+         * file that is being written and read (it deletes the old slices a
+         * read still uses; juicedata/juicefs#6000), which the open segment
+         * is. The record was acknowledged: try again a little later. */
+        r->retry_at_ms = s->now_ms + ((uint64_t)RD_EIO_DELAY_MS << r->eio_retries);
+        r->eio_retries++;
+        hc_log(HC_LOG_INFO,
+               "store: record in segment %016" PRIx64 " at %" PRIu64
+               ": I/O error; reading again in %" PRIu64 " ms (%u/%u)",
+               seg->seq, r->off, r->retry_at_ms - s->now_ms, r->eio_retries, RD_EIO_RETRIES);
+        r->lnext = s->rd_later;
+        s->rd_later = r;
+        s->inflight++;
+        return true;
+    }
+    return false;
+}
+
+/* A read that failed for good: a bad or short record leaves the index and is
+ * a miss, so is a segment that vanished; anything else is an I/O error. The
+ * getter and every joiner get the answer, and r is freed. */
+static void rd_fail(struct hc_store *s, struct rd *r, ssize_t result)
+{
+    struct seg *seg = r->seg;
+    struct join *j, *next;
+    int st;
+
+    if (result == -EBADMSG || result == -ENODATA) {
+        const struct hc_index_ent *e = hc_index_lookup(&s->ix, r->pn.h);
+        s->st->corrupt_records++;
+        hc_log(HC_LOG_WARN,
+               "store: bad record in segment %s/%016" PRIx64 " at %" PRIu64 " (%s): dropped",
+               s->nodes[seg->node], seg->seq, r->off,
+               result == -ENODATA ? "short read" : "failed its checks");
+        if (e && e->seg == seg->id && (uint64_t)e->off * HC_STORE_ALIGN == r->off) {
+            struct hc_index_ent out;
+            hc_index_remove(&s->ix, r->pn.h, &out);
+            hc__acct_del(s, seg, out.len);
+        }
+        st = -ENOENT;
+    } else if (result == -ENOENT || (!seg->local && (result == -EBADF || result == -ESTALE))) {
+        /* The segment vanished: another node evicted it. Through JuiceFS a
+         * handle opened before the unlink by the other node can also answer
+         * EBADF (seen in CI on two mounts) or ESTALE: a miss too, and the
+         * next discovery drops the segment. */
+        st = -ENOENT;
+    } else {
+        s->st->io_errors++;
+        st = (int)result;
+    }
+    hc__seg_maybe_free(s, seg);
+    if (st == -ENOENT)
+        s->st->misses++;
+    r->cb(r->data, st, 0);
+    for (j = r->joins; j; j = next) {
+        next = j->next;
+        if (st == -ENOENT)
+            s->st->misses++;
+        j->cb(j->data, st, 0);
+        free(j);
+    }
+    hc__rd_free(r);
+}
+
+/* Ends a storage read (or its open) with result: tries a failed read of a
+ * record this run wrote again (rd_retry); else the read leaves the table of
+ * reads in flight and lets go of its segment, and a good page goes to the
+ * getter, its joiners and its other readers (hc__rd_fanout, coalesce.c), a
+ * failure becomes a miss or an error (rd_fail). */
+void hc__rd_finish(struct hc_store *s, struct rd *r, ssize_t result)
+{
+    if (rd_retry(s, r, result))
+        return;
+    if (r->in_tab) {
+        hc__ptab_del(&s->reading, &r->pn);
+        r->in_tab = false;
+    }
+    r->seg->refs--;
+    if (result < 0) {
+        rd_fail(s, r, result);
+        return;
+    }
+    s->st->bytes_read_storage += r->stored;
+    hc__rd_fanout(s, r);
+}
+
+/* Submits the reads waiting to be tried again whose time has come (all of
+ * them when stopping, which makes them finish with their error). */
+void hc__rd_later_run(struct hc_store *s, bool all)
+{
+    struct rd **pp = &s->rd_later, *r;
+
+    while ((r = *pp)) {
+        if (!all && !s->stopping && r->retry_at_ms > s->now_ms) {
+            pp = &r->lnext;
+            continue;
+        }
+        *pp = r->lnext;
+        r->lnext = NULL;
+        s->inflight--;
+        if (s->stopping)
+            hc__rd_finish(s, r, -EIO);
+        else
+            hc__rd_submit(s, r);
+    }
+}
+
+/* Allocates the read of the record e names into buf, with the daemon-owned
+ * buffers it needs: the stored blocks and the page of a compressed record,
+ * or a bounce buffer for a page that may linger (the lingering entry then
+ * takes it over without a copy) or for O_DIRECT into an unaligned slot.
+ * Returns NULL when out of memory. */
+static struct rd *rd_new(struct hc_store *s, const struct hc_index_ent *e, void *buf, bool linger)
+{
+    uint32_t sblocks = e->flags & HC_INDEX_FLAGS_USER;
+    bool unaligned = ((uintptr_t)buf % HC_STORE_ALIGN) != 0 || e->len % HC_STORE_ALIGN != 0;
+    struct rd *r = calloc(1, sizeof(*r));
+
+    if (!r || posix_memalign((void **)&r->hdr, HC_STORE_ALIGN, HC_STORE_ALIGN) != 0)
+        goto nomem;
+    if (sblocks) {
+        if (posix_memalign(&r->bounce, HC_STORE_ALIGN, (size_t)sblocks * HC_STORE_ALIGN) != 0) {
+            r->bounce = NULL;
+            goto nomem;
+        }
+        if (!(r->plain = malloc(e->len)))
+            goto nomem;
+    } else if (linger || (s->cfg.use_direct_io && unaligned)) {
+        if (posix_memalign(&r->bounce, HC_STORE_ALIGN, round_up(e->len)) != 0) {
+            r->bounce = NULL;
+            goto nomem;
+        }
+    }
+    r->s = s;
+    r->seg = s->segs[e->seg];
+    r->off = (uint64_t)e->off * HC_STORE_ALIGN;
+    r->len = e->len;
+    r->sblocks = sblocks;
+    r->buf = buf;
+    return r;
+nomem:
+    if (r)
+        hc__rd_free(r);
+    return NULL;
+}
+
+/* Starts a get. joinable: may be served by a lingering page, or lead or join
+ * a coalesced read. readers: the getter's readers per page. Returns 0 (cb
+ * will run) or -errno (cb will not). */
+int hc__get_start(struct hc_store *s, int ns, const char *key, size_t klen, void *buf, uint64_t cap,
+                  uint32_t readers, hc_store_cb cb, void *data, bool joinable)
+{
+    struct hc_hash h = hc__page_hash(s, ns, key, klen);
+    const struct hc_index_ent *e = hc_index_lookup(&s->ix, h);
+    struct rd *r;
+    int rc;
+
+    if (!e) {
+        rc = hc__defer_cb(s, cb, data, -ENOENT, 0);
+        if (rc == 0)
+            s->st->misses++;
+        return rc;
+    }
+    if (e->len > cap)
+        return hc__defer_cb(s, cb, data, -ENOSPC, e->len);
+    joinable = joinable && s->cfg.coalesce_reads;
+    if (joinable && (rc = hc__get_coalesced(s, ns, key, klen, buf, cap, cb, data, h, e)) != 0)
+        return rc < 0 ? rc : 0;
+
+    r = rd_new(s, e, buf,
+               readers > 1 && joinable && s->cfg.read_linger_ms &&
+                   e->len <= s->cfg.read_linger_bytes);
+    if (!r)
+        return -ENOMEM;
+    r->readers = readers;
+    r->cb = cb;
+    r->data = data;
+    r->pn.h = h;
+    r->nslen = s->ns[ns].len;
+    r->klen = (uint16_t)klen;
+    memcpy(r->names, s->ns[ns].name, r->nslen);
+    memcpy(r->names + r->nslen, key, klen);
+    r->seg->refs++;
+    if (joinable) {
+        hc__ptab_add(&s->reading, &r->pn);
+        r->in_tab = true;
+    }
+    hc__rd_submit(s, r);
+    return 0;
+}

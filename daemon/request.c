@@ -1,0 +1,320 @@
+/* Requests after hello, translated into engine calls: a set or get batch
+ * becomes one store call per page (the reply goes once every page's callback
+ * ran), exists is answered from the index, stats and clear at once. Every
+ * key, slot and count from the client is checked before use.
+ *
+ * Threads: loop thread only (store callbacks run there too). */
+#include "server_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hicache_defs.h" /* HC_MAX_BATCH */
+#include "log.h"
+
+/* Every page of batch b has its answer: reply, and let the connection take
+ * the next request. */
+static void batch_finish(struct batch *b)
+{
+    struct conn *c = b->conn;
+    Hicache__Response resp = HICACHE__RESPONSE__INIT;
+
+    if (!c->closing) {
+        resp.id = b->id;
+        resp.n_results = b->n;
+        resp.results = b->results;
+        resp.n_lengths = b->n;
+        resp.lengths = b->lengths;
+        hc__conn_send(c, &resp);
+    }
+    hc_region_unref(b->region);
+    free(b->results);
+    free(b->lengths);
+    free(b);
+    c->inflight--;
+    if (!c->closing)
+        hc__conn_process(c);
+    hc__conn_unref(c);
+}
+
+/* The store's callback of one page of a batch. */
+static void batch_cb(void *data, int status, uint64_t len)
+{
+    struct batch_item *it = data;
+    struct batch *b = it->b;
+
+    b->results[it->i] = status;
+    b->lengths[it->i] = len;
+    if (--b->remaining == 0)
+        batch_finish(b);
+}
+
+/* The connection's namespace id, interning the name when create (a set) and
+ * looking it up otherwise. Returns the id, -ENOENT for a namespace the store
+ * has never seen (every key is then a miss), or -ENOSPC. */
+static int conn_ns(struct conn *c, bool create)
+{
+    if (c->ns < 0) {
+        int rc = create ? hc_store_ns(c->srv->store, c->ns_name, c->ns_len)
+                        : hc_store_ns_lookup(c->srv->store, c->ns_name, c->ns_len);
+        if (rc < 0)
+            return rc;
+        c->ns = rc;
+    }
+    return c->ns;
+}
+
+/* A set or get batch: checks every key and slot, then one store call per
+ * page; the reply goes once all of them answered (batch_finish). */
+static void handle_batch(struct conn *c, const Hicache__Request *req, bool is_get)
+{
+    struct server *srv = c->srv;
+    Hicache__Slot **pages = is_get ? req->get->pages : req->set->pages;
+    size_t n = is_get ? req->get->n_pages : req->set->n_pages;
+    struct batch *b;
+    size_t i;
+    int ns;
+
+    if (n > srv->cfg->max_batch) {
+        hc__send_error(c, req->id, -E2BIG, "batch of %zu keys exceeds the limit of %u", n,
+                       srv->cfg->max_batch);
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        const char *bad =
+            hc_name_invalid("key", (const char *)pages[i]->key.data, pages[i]->key.len);
+        if (bad) {
+            hc__send_error(c, req->id, -EINVAL, "key %zu: %s", i, bad);
+            return;
+        }
+        if (hc_region_check(c->region, pages[i]->offset, pages[i]->length) < 0) {
+            hc__send_error(c, req->id, -ERANGE,
+                           "slot %zu [%" PRIu64 ", +%" PRIu64 ") is outside the region of %" PRIu64
+                           " bytes",
+                           i, pages[i]->offset, pages[i]->length, c->region->size);
+            return;
+        }
+    }
+    ns = conn_ns(c, !is_get);
+    if (ns == -ENOSPC) {
+        hc__send_error(c, req->id, -ENOSPC, "too many namespaces in the store");
+        return;
+    }
+    b = calloc(1, sizeof(*b) + n * sizeof(b->items[0]));
+    if (!b)
+        goto nomem;
+    b->results = calloc(n ? n : 1, sizeof(*b->results));
+    b->lengths = calloc(n ? n : 1, sizeof(*b->lengths));
+    if (!b->results || !b->lengths) {
+        free(b->results);
+        free(b->lengths);
+        free(b);
+        goto nomem;
+    }
+    b->conn = c;
+    b->id = req->id;
+    b->n = (unsigned)n;
+    b->remaining = (unsigned)n + 1; /* +1 until every item is submitted */
+    b->region = c->region;
+    hc_region_ref(c->region);
+    c->refs++;
+    c->inflight++;
+
+    for (i = 0; i < n; i++) {
+        const Hicache__Slot *s = pages[i];
+        uint8_t *buf = c->region->base + s->offset;
+        int rc;
+
+        b->items[i].b = b;
+        b->items[i].i = (unsigned)i;
+        if (ns < 0) {
+            rc = -ENOENT; /* a namespace nobody ever stored into */
+            srv->stats.gets++;
+            srv->stats.misses++;
+        } else if (is_get)
+            rc = hc_store_get_ex(srv->store, ns, (const char *)s->key.data, s->key.len, buf,
+                                 s->length, &c->sopts, batch_cb, &b->items[i]);
+        else
+            rc = hc_store_set_ex(srv->store, ns, (const char *)s->key.data, s->key.len, buf,
+                                 s->length, &c->sopts, batch_cb, &b->items[i]);
+        if (rc < 0) {
+            b->results[i] = rc;
+            b->remaining--;
+        }
+    }
+    if (--b->remaining == 0)
+        batch_finish(b);
+    return;
+
+nomem:
+    hc__send_error(c, req->id, -ENOMEM, "out of memory");
+}
+
+/* The keys of an exists request, from its repeated field or from its packed
+ * field (each key followed by a NUL). Fills key/klen (HC_MAX_BATCH entries)
+ * and *n. Returns NULL, or a readable reason for -EINVAL / -E2BIG (*e2big). */
+static const char *exists_keys(const Hicache__ExistsRequest *ex, unsigned max_batch,
+                               const char **key, size_t *klen, size_t *n, bool *e2big, char *why,
+                               size_t whylen)
+{
+    const ProtobufCBinaryData *pk = &ex->packed_keys;
+    size_t i, limit = max_batch < HC_MAX_BATCH ? max_batch : HC_MAX_BATCH;
+
+    *e2big = false;
+    if (pk->len == 0) {
+        if (ex->n_keys > limit) {
+            *e2big = true;
+            snprintf(why, whylen, "batch of %zu keys exceeds the limit of %zu", ex->n_keys, limit);
+            return why;
+        }
+        for (i = 0; i < ex->n_keys; i++) {
+            key[i] = (const char *)ex->keys[i].data;
+            klen[i] = ex->keys[i].len;
+        }
+        *n = ex->n_keys;
+    } else {
+        const char *p = (const char *)pk->data, *end = p + pk->len;
+
+        if (ex->n_keys > 0)
+            return "an exists request carries keys or packed_keys, not both";
+        if (end[-1] != '\0')
+            return "packed_keys does not end with a NUL byte";
+        for (i = 0; p < end; i++) {
+            const char *nul = memchr(p, '\0', (size_t)(end - p));
+
+            if (i == limit) {
+                *e2big = true;
+                snprintf(why, whylen, "batch of more than %zu keys exceeds the limit", limit);
+                return why;
+            }
+            key[i] = p;
+            klen[i] = (size_t)(nul - p);
+            p = nul + 1;
+        }
+        *n = i;
+    }
+    for (i = 0; i < *n; i++) {
+        const char *bad = hc_name_invalid("key", key[i], klen[i]);
+        if (bad) {
+            snprintf(why, whylen, "key %zu: %s", i, bad);
+            return why;
+        }
+    }
+    return NULL;
+}
+
+/* Exists: answered from the index, with how many leading keys exist. */
+static void handle_exists(struct conn *c, const Hicache__Request *req)
+{
+    struct server *srv = c->srv;
+    Hicache__Response resp = HICACHE__RESPONSE__INIT;
+    const char *key[HC_MAX_BATCH], *bad;
+    size_t klen[HC_MAX_BATCH];
+    int32_t results[HC_MAX_BATCH];
+    uint64_t lengths[HC_MAX_BATCH];
+    char why[128];
+    bool leading = true, e2big;
+    size_t i, n = 0;
+    int ns;
+
+    bad = exists_keys(req->exists, srv->cfg->max_batch, key, klen, &n, &e2big, why, sizeof(why));
+    if (bad) {
+        hc__send_error(c, req->id, e2big ? -E2BIG : -EINVAL, "%s", bad);
+        return;
+    }
+    ns = conn_ns(c, false);
+    for (i = 0; i < n; i++) {
+        lengths[i] = ns < 0 ? 0 : hc_store_exists(srv->store, ns, key[i], klen[i]);
+        results[i] = lengths[i] ? 0 : -ENOENT;
+        if (!lengths[i])
+            leading = false;
+        else if (leading)
+            resp.leading++;
+    }
+    srv->stats.exists += n;
+    resp.id = req->id;
+    resp.n_results = n;
+    resp.results = results;
+    resp.n_lengths = n;
+    resp.lengths = lengths;
+    hc__conn_send(c, &resp);
+}
+
+/* Stats: the counters as JSON. */
+static void handle_stats(struct conn *c, const Hicache__Request *req)
+{
+    struct server *srv = c->srv;
+    Hicache__Response resp = HICACHE__RESPONSE__INIT;
+    char *json;
+
+    srv->stats.inflight_bytes = hc_io_pool_inflight_bytes(srv->io);
+    json = hc_stats_json(&srv->stats, srv->cfg->node_id,
+                         (uv_now(&srv->loop) - srv->start_ms) / 1000, srv->cfg->capacity_bytes);
+    if (!json) {
+        hc__send_error(c, req->id, -ENOMEM, "out of memory");
+        return;
+    }
+    resp.id = req->id;
+    resp.stats_json = json;
+    hc__conn_send(c, &resp);
+    free(json);
+}
+
+/* Clear: drops the connection's namespace (hc_store_clear). */
+static void handle_clear(struct conn *c, const Hicache__Request *req)
+{
+    Hicache__Response resp = HICACHE__RESPONSE__INIT;
+    int ns = conn_ns(c, false);
+    uint64_t dropped = ns < 0 ? 0 : hc_store_clear(c->srv->store, ns);
+
+    hc_log(HC_LOG_INFO, "client %" PRIu64 " (pid %d) cleared its namespace: %" PRIu64 " pages",
+           c->num, (int)c->pid, dropped);
+    resp.id = req->id;
+    resp.n_lengths = 1;
+    resp.lengths = &dropped;
+    hc__conn_send(c, &resp);
+}
+
+/* Dispatches one decoded request; everything but hello needs a hello first. */
+void hc__handle_request(struct conn *c, const Hicache__Request *req)
+{
+    if (req->body_case == HICACHE__REQUEST__BODY_HELLO) {
+        hc__handle_hello(c, req);
+        return;
+    }
+    if (!c->hello) {
+        hc__send_error(c, req->id, -EPROTO, "the first request must be hello");
+        hc__conn_close_after_flush(c);
+        return;
+    }
+    switch (req->body_case) {
+    case HICACHE__REQUEST__BODY_SET:
+        handle_batch(c, req, false);
+        break;
+    case HICACHE__REQUEST__BODY_GET:
+        handle_batch(c, req, true);
+        break;
+    case HICACHE__REQUEST__BODY_EXISTS:
+        handle_exists(c, req);
+        break;
+    case HICACHE__REQUEST__BODY_STATS:
+        handle_stats(c, req);
+        break;
+    case HICACHE__REQUEST__BODY_CLEAR:
+        handle_clear(c, req);
+        break;
+    case HICACHE__REQUEST__BODY_PING: {
+        Hicache__Response resp = HICACHE__RESPONSE__INIT;
+        resp.id = req->id;
+        resp.nonce = req->ping->nonce;
+        hc__conn_send(c, &resp);
+        break;
+    }
+    default:
+        hc__send_error(c, req->id, -EPROTO, "unknown message type");
+        break;
+    }
+}

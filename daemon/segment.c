@@ -1,0 +1,480 @@
+/* Segments: the descriptors of this node's and other nodes' segment files,
+ * their lifecycle and their fds.
+ *
+ * A local segment is created open (SEG_OPEN) and takes appends at its tail
+ * (write.c); it stops taking them when full, old or failed (SEG_CLOSING),
+ * and once its pending writes are over its .idx is written (SEG_SEALING) and
+ * it is immutable (SEG_SEALED), like every segment of another node. A
+ * dropped segment (SEG_DEAD) leaves the index at once and is freed once no
+ * read, open or unlink uses it.
+ *
+ * Ordered commit: a segment's pending writes sit on its list in offset order;
+ * a record is committed (put in the index, its callbacks run) only when it
+ * and every earlier record of the segment are finished, so a restart's scan
+ * keeps every acknowledged page: it steps over a record whose payload fails
+ * its CRC (the header gives the size) and stops only at the first bad header
+ * or torn tail, which an acknowledged record never follows. A failed write
+ * closes the segment for appends and fails the records behind it too (they
+ * could not survive a scan).
+ *
+ * fds: a segment read needs its fd, opened on an I/O thread the first time
+ * (reads wait for it on the segment); idle fds of sealed segments beyond
+ * MAX_FDS are closed, least recently used first.
+ *
+ * Threads: every function here runs on the loop thread, except the *_before
+ * callbacks, which run on an I/O thread and say so. Blocking on the loop
+ * thread: hc__seg_create (one file create per segment), hc__seal_sync (open
+ * and close only), close() of fds, and the unlinks of unlink_submit when
+ * memory is short. */
+#include "store_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define MAX_FDS 256u /* idle segment fds kept open; more are closed LRU */
+
+/* Adds a segment descriptor. Returns it, or NULL on -ENOMEM. */
+struct seg *hc__seg_new(struct hc_store *s, uint32_t node, uint64_t seq, bool local,
+                        enum seg_state state)
+{
+    uint32_t id;
+    for (id = 0; id < s->segs_cap; id++)
+        if (!s->segs[id])
+            break;
+    if (id == s->segs_cap) {
+        uint32_t ncap = s->segs_cap ? s->segs_cap * 2 : 64;
+        struct seg **n = realloc(s->segs, ncap * sizeof(*n));
+        if (!n)
+            return NULL;
+        memset(n + s->segs_cap, 0, (ncap - s->segs_cap) * sizeof(*n));
+        s->segs = n;
+        s->segs_cap = ncap;
+    }
+    struct seg *seg = calloc(1, sizeof(*seg));
+    if (!seg)
+        return NULL;
+    seg->id = id;
+    seg->node = node;
+    seg->seq = seq;
+    seg->local = local;
+    seg->state = state;
+    seg->fd = -1;
+    seg->last_use_ms = s->now_ms;
+    s->segs[id] = seg;
+    s->st->segments++;
+    return seg;
+}
+
+/* Closes seg's fd, if open. A close() on the mount, on the loop thread. */
+void hc__seg_close_fd(struct hc_store *s, struct seg *seg)
+{
+    if (seg->fd >= 0) {
+        close(seg->fd);
+        seg->fd = -1;
+        s->nfds--;
+    }
+}
+
+/* Frees a dropped segment once nothing uses it. */
+void hc__seg_maybe_free(struct hc_store *s, struct seg *seg)
+{
+    if (seg->state != SEG_DEAD || seg->refs || seg->opening || seg->unlinking || seg->unlink_wanted)
+        return;
+    hc__seg_close_fd(s, seg);
+    s->segs[seg->id] = NULL;
+    free(seg->recs);
+    free(seg);
+}
+
+struct unlink_task {
+    struct hc_io_req req;
+    struct hc_store *s;
+    struct seg *seg;
+    char idx[PATH_MAX], data[PATH_MAX];
+};
+
+/* Called on an I/O thread: the .idx goes first, so that a crash in between
+ * leaves an unsealed segment (scanned again), never an index without data. */
+static int unlink_before(struct hc_io_req *req)
+{
+    struct unlink_task *t = container_of(req, struct unlink_task, req);
+    int rc = 0;
+    if (unlink(t->idx) < 0 && errno != ENOENT)
+        rc = -errno;
+    if (unlink(t->data) < 0 && errno != ENOENT)
+        rc = -errno;
+    return rc;
+}
+
+/* Back on the loop thread: the segment may go now. */
+static void unlink_done(struct hc_io_req *req)
+{
+    struct unlink_task *t = container_of(req, struct unlink_task, req);
+    struct hc_store *s = t->s;
+    struct seg *seg = t->seg;
+
+    s->inflight--;
+    s->unlinks--;
+    if (req->result < 0)
+        hc_log(HC_LOG_WARN, "store: removing %s: %s", t->data, strerror((int)-req->result));
+    seg->unlinking = false;
+    free(t);
+    hc__seg_maybe_free(s, seg);
+}
+
+/* Removes seg's files on an I/O thread (on the loop thread when out of
+ * memory). */
+static void unlink_submit(struct hc_store *s, struct seg *seg)
+{
+    struct unlink_task *t = calloc(1, sizeof(*t));
+    seg->unlink_wanted = false;
+    if (!t) {
+        char idx[PATH_MAX], data[PATH_MAX];
+        hc__seg_path(s, seg, "idx", idx, sizeof(idx));
+        hc__seg_path(s, seg, "seg", data, sizeof(data));
+        unlink(idx);
+        unlink(data);
+        return;
+    }
+    t->s = s;
+    t->seg = seg;
+    hc__seg_path(s, seg, "idx", t->idx, sizeof(t->idx));
+    hc__seg_path(s, seg, "seg", t->data, sizeof(t->data));
+    seg->unlinking = true;
+    s->unlinks++;
+    hc__task_submit(s, &t->req, HC_IO_PRIO_LOW, unlink_before, unlink_done, NULL);
+}
+
+/* Drops a sealed segment from the view: its index entries go at once (new
+ * gets miss); reads in flight keep the fd until they finish. evict: this
+ * node's segment dropped for space, its files are removed. */
+void hc__seg_drop(struct hc_store *s, struct seg *seg, bool evict)
+{
+    size_t n = hc__index_drop_seg(s, seg);
+
+    hc__linger_drop(s, seg->id, -1);
+    seg->state = SEG_DEAD;
+    s->st->segments--;
+    if (seg->local)
+        hc__local_bytes_set(s, s->local_bytes - seg->size);
+    if (evict) {
+        s->st->evicted_pages += n;
+        s->st->evicted_segments++;
+        if (seg->opening)
+            seg->unlink_wanted = true; /* after the open, or it would fail */
+        else
+            unlink_submit(s, seg);
+    }
+    hc__seg_maybe_free(s, seg);
+}
+
+/* ---- opens for reads ------------------------------------------------------ */
+
+struct open_task {
+    struct hc_io_req req;
+    struct hc_store *s;
+    struct seg *seg;
+    int fd;
+    bool direct;
+    char path[PATH_MAX];
+};
+
+/* Called on an I/O thread: opening a file is a metadata round trip on the
+ * mount, kept off the loop thread. Of the store, hc__open_file reads only
+ * what never changes after open (see there). */
+static int open_before(struct hc_io_req *req)
+{
+    struct open_task *t = container_of(req, struct open_task, req);
+    t->fd = hc__open_file(t->s, t->path, O_RDONLY | O_CLOEXEC, 0, &t->direct);
+    return t->fd < 0 ? t->fd : 0;
+}
+
+/* Back on the loop thread: keeps the fd (unless another open won) and
+ * submits or fails the reads that waited for it. */
+static void open_done(struct hc_io_req *req)
+{
+    struct open_task *t = container_of(req, struct open_task, req);
+    struct hc_store *s = t->s;
+    struct seg *seg = t->seg;
+    struct rd *r, *list = NULL, *next;
+
+    s->inflight--;
+    seg->opening = false;
+    if (req->result == 0) {
+        if (seg->fd < 0) {
+            seg->fd = t->fd;
+            seg->fd_direct = t->direct;
+            s->nfds++;
+        } else {
+            close(t->fd);
+        }
+    }
+    /* Waiters were pushed at the head: reverse to serve them in order. */
+    for (r = seg->waiters; r; r = next) {
+        next = r->wnext;
+        r->wnext = list;
+        list = r;
+    }
+    seg->waiters = NULL;
+    if (seg->unlink_wanted)
+        unlink_submit(s, seg);
+    for (r = list; r; r = next) {
+        next = r->wnext;
+        if (req->result == 0)
+            hc__rd_submit(s, r);
+        else
+            hc__rd_finish(s, r, req->result);
+    }
+    free(t);
+}
+
+/* Opens seg's file for reads on an I/O thread; the reads on seg->waiters go
+ * on once it is open (hc__rd_submit) or fail with its error (hc__rd_finish).
+ * The caller checked that no open is in flight. Returns 0 or -ENOMEM
+ * (nothing submitted). */
+int hc__seg_open(struct hc_store *s, struct seg *seg)
+{
+    struct open_task *t = calloc(1, sizeof(*t));
+    if (!t)
+        return -ENOMEM;
+    t->s = s;
+    t->seg = seg;
+    hc__seg_path(s, seg, "seg", t->path, sizeof(t->path));
+    seg->opening = true;
+    hc__task_submit(s, &t->req, HC_IO_PRIO_HIGH, open_before, open_done, NULL);
+    return 0;
+}
+
+static int lru_cmp(const void *a, const void *b)
+{
+    const struct seg *x = *(struct seg *const *)a, *y = *(struct seg *const *)b;
+    return x->last_use_ms < y->last_use_ms ? -1 : x->last_use_ms > y->last_use_ms;
+}
+
+/* Closes the least recently used idle fds of sealed segments over MAX_FDS. */
+void hc__fd_trim(struct hc_store *s)
+{
+    if (s->nfds <= MAX_FDS)
+        return;
+    struct seg **c = malloc(s->segs_cap * sizeof(*c));
+    size_t n = 0;
+    if (!c)
+        return;
+    for (uint32_t i = 0; i < s->segs_cap; i++) {
+        struct seg *seg = s->segs[i];
+        if (seg && seg->fd >= 0 && seg->state == SEG_SEALED && !seg->refs && !seg->opening)
+            c[n++] = seg;
+    }
+    qsort(c, n, sizeof(*c), lru_cmp);
+    for (size_t i = 0; i < n && s->nfds > MAX_FDS * 3 / 4; i++)
+        hc__seg_close_fd(s, c[i]);
+    free(c);
+}
+
+/* ---- sealing ------------------------------------------------------------- */
+
+struct seal_task {
+    struct hc_io_req req;
+    struct hc_store *s;
+    struct seg *seg;
+    int fd;
+    unsigned char *buf;
+    size_t len;
+    char tmp[PATH_MAX], path[PATH_MAX];
+};
+
+/* Called on an I/O thread: data first, then the index that vouches for it.
+ * t->fd is the segment's: it stays open until seal_done runs (fd_trim closes
+ * only sealed segments' fds, and a sealing segment cannot be dropped). */
+static int seal_before(struct hc_io_req *req)
+{
+    struct seal_task *t = container_of(req, struct seal_task, req);
+    if (fdatasync(t->fd) < 0 && errno != EINVAL)
+        return -errno;
+    return hc__write_file_atomic(t->tmp, t->path, t->buf, t->len);
+}
+
+/* Back on the loop thread: the segment is sealed (a failed .idx leaves it to
+ * a restart's scan). */
+static void seal_done(struct hc_io_req *req)
+{
+    struct seal_task *t = container_of(req, struct seal_task, req);
+    struct hc_store *s = t->s;
+    struct seg *seg = t->seg;
+
+    s->inflight--;
+    if (req->result < 0) {
+        s->st->io_errors++;
+        hc_log(HC_LOG_ERR, "store: sealing %s: %s (a restart will scan it)", t->path,
+               strerror((int)-req->result));
+    }
+    seg->state = SEG_SEALED;
+    free(seg->recs);
+    seg->recs = NULL;
+    seg->nrecs = seg->caprecs = 0;
+    free(t->buf);
+    free(t);
+    hc__evict_capacity(s);
+}
+
+/* Seals a local segment whose writes are all finished: its .idx is written on
+ * an I/O thread from a snapshot taken now. */
+static void seal_submit(struct hc_store *s, struct seg *seg)
+{
+    struct seal_task *t = calloc(1, sizeof(*t));
+    if (!t || hc__idx_encode(s, seg, &t->buf, &t->len) < 0) {
+        hc_log(HC_LOG_ERR, "store: out of memory sealing segment %016" PRIx64, seg->seq);
+        free(t);
+        seg->state = SEG_SEALED; /* no more appends; a restart scans it */
+        return;
+    }
+    t->s = s;
+    t->seg = seg;
+    t->fd = seg->fd;
+    hc__seg_path(s, seg, "idx.tmp", t->tmp, sizeof(t->tmp));
+    hc__seg_path(s, seg, "idx", t->path, sizeof(t->path));
+    seg->state = SEG_SEALING;
+    hc__task_submit(s, &t->req, HC_IO_PRIO_LOW, seal_before, seal_done, NULL);
+}
+
+/* Same, blocking, on the calling thread (the loop thread at close and open).
+ * Returns 0 or -errno. */
+int hc__seal_sync(struct hc_store *s, struct seg *seg)
+{
+    char tmp[PATH_MAX], path[PATH_MAX];
+    unsigned char *buf;
+    size_t len;
+    int rc = hc__idx_encode(s, seg, &buf, &len);
+    if (rc < 0)
+        return rc;
+    if (seg->fd >= 0 && fdatasync(seg->fd) < 0 && errno != EINVAL) {
+        rc = -errno;
+        free(buf);
+        return rc;
+    }
+    hc__seg_path(s, seg, "idx.tmp", tmp, sizeof(tmp));
+    hc__seg_path(s, seg, "idx", path, sizeof(path));
+    rc = hc__write_file_atomic(tmp, path, buf, len);
+    free(buf);
+    if (rc == 0) {
+        seg->state = SEG_SEALED;
+        free(seg->recs);
+        seg->recs = NULL;
+        seg->nrecs = seg->caprecs = 0;
+    }
+    return rc;
+}
+
+/* Stops appends to seg; it seals once its pending writes are done. */
+void hc__seg_close_appends(struct hc_store *s, struct seg *seg)
+{
+    if (s->open == seg)
+        s->open = NULL;
+    if (seg->state != SEG_OPEN)
+        return;
+    seg->state = SEG_CLOSING;
+    if (!seg->pend_head)
+        seal_submit(s, seg);
+}
+
+/* Creates the next local segment file and makes it the open one. Blocking,
+ * on the loop thread (one file create per segment, from a set). Returns 0
+ * or -errno. */
+int hc__seg_create(struct hc_store *s)
+{
+    struct seg tmpl = {.node = 0, .seq = s->next_seq};
+    char path[PATH_MAX];
+    bool direct;
+    int fd;
+
+    for (int tries = 0;; tries++) {
+        hc__seg_path(s, &tmpl, "seg", path, sizeof(path));
+        fd = hc__open_file(s, path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644, &direct);
+        if (fd != -EEXIST || tries == 16)
+            break;
+        tmpl.seq = ++s->next_seq; /* someone left a file there: never reuse it */
+    }
+    if (fd < 0) {
+        hc_log(HC_LOG_ERR, "store: creating %s: %s", path, strerror(-fd));
+        return fd;
+    }
+    struct seg *seg = hc__seg_new(s, 0, s->next_seq, true, SEG_OPEN);
+    if (!seg) {
+        close(fd);
+        unlink(path);
+        return -ENOMEM;
+    }
+    s->next_seq++;
+    seg->fresh = true;
+    seg->fd = fd;
+    seg->fd_direct = direct;
+    s->nfds++;
+    seg->opened_ms = s->now_ms;
+    seg->opened_known = s->have_now;
+    s->open = seg;
+    return 0;
+}
+
+/* ---- ordered commit -------------------------------------------------------- */
+
+/* Appends r to the records seg's .idx will list. Returns 0 or -ENOMEM. */
+int hc__seg_rec_add(struct seg *seg, const struct seg_rec *r)
+{
+    if (seg->nrecs == seg->caprecs) {
+        size_t ncap = seg->caprecs ? seg->caprecs * 2 : 64;
+        struct seg_rec *n = realloc(seg->recs, ncap * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        seg->recs = n;
+        seg->caprecs = ncap;
+    }
+    seg->recs[seg->nrecs++] = *r;
+    return 0;
+}
+
+/* Commits the finished records at the head of seg's pending list, in order:
+ * index first (the page is visible), then the callbacks. Seals the segment
+ * once it is closed and nothing is pending. */
+void hc__seg_commit(struct hc_store *s, struct seg *seg)
+{
+    struct wrec *w;
+    while ((w = seg->pend_head) && w->done) {
+        seg->pend_head = w->next;
+        if (!seg->pend_head)
+            seg->pend_tail = NULL;
+        if (w->in_tab)
+            hc__ptab_del(&s->writing, &w->pn);
+
+        int st = w->status;
+        if (st < 0 && !seg->cascade)
+            seg->cascade = st;
+        else if (st == 0 && seg->cascade)
+            st = seg->cascade;
+        struct seg_rec rec = {.h = w->pn.h,
+                              .off = w->off,
+                              .len = (uint32_t)w->len,
+                              .ns = w->ns,
+                              .sblocks = hc__wrec_sblocks(w)};
+        if (st == 0 && hc__seg_rec_add(seg, &rec) < 0)
+            st = -ENOMEM;
+        if (st == 0) {
+            if (!hc__tombstoned(s, w->ns, seg->seq, w->off))
+                hc__index_put(s, seg, w->pn.h, w->off, (uint32_t)w->len, w->ns,
+                              hc__wrec_sblocks(w));
+        } else {
+            s->st->set_errors++;
+        }
+        for (struct waiter *x = w->waiters; x; x = x->next)
+            x->cb(x->data, st, st == 0 ? w->len : 0);
+        hc__wrec_free(w);
+    }
+    if (seg->state == SEG_CLOSING && !seg->pend_head)
+        seal_submit(s, seg);
+}

@@ -1,0 +1,505 @@
+/* Store internals: the structures the parts of the store share and the
+ * functions one part calls in another (prefix hc__). Private to the store;
+ * store.h is the contract the rest of the daemon sees.
+ *
+ * The parts, one file each:
+ *   store.c      open, close, tick, reconfigure, quiesce, every hc_store_*
+ *                entry point (argument checks), deferred callbacks
+ *   files.c      names and paths on the mount, blocking whole-file helpers
+ *   record.c     record header: encode and check (pure)
+ *   idxfile.c    .idx files: encode, parse, load, merge into the index
+ *   nsmap.c      namespace and node name tables
+ *   ptab.c       tables of the writes and reads in flight and of lingering pages
+ *   tombstone.c  clear and its tombstones (cleared.json)
+ *   segment.c    segment lifecycle: create, fd cache and opens, ordered
+ *                commit, sealing, drop and unlink
+ *   write.c      the set path: dedupe, compression, placement
+ *   compress.c   zstd, one context of each kind per thread
+ *   read.c       the get path: storage reads, their checks and retries
+ *   coalesce.c   joins of a read in flight, read linger, copies for joiners
+ *   discovery.c  other nodes' sealed segments
+ *   evict.c      index entries and their accounting; capacity and free-space
+ *                eviction
+ *   recover.c    restart: this node's segments from their .idx or a scan
+ *
+ * Threads: everything in struct hc_store, struct seg and the tables belongs to
+ * the loop thread, which alone changes it. An I/O thread works on the request
+ * it was handed (struct wrec, rd, join and the *_task structs) and the buffers
+ * that request points to; every function that runs there says so above it.
+ * Two places read more than their request, each with its reason in the code:
+ *   - hc__open_file (files.c; a segment open on an I/O thread) reads s->root
+ *     and s->cfg.use_direct_io, both set at open and never written after
+ *     (hc_store_reconfigure leaves use_direct_io alone), and sets
+ *     s->direct_warned with an atomic exchange;
+ *   - a copy for a joiner (coalesce.c, join_before) reads the leader's read or
+ *     the lingering page it copies from, which the loop thread keeps alive and
+ *     unchanged until the copy's done has run (rd.copies, linger.refs).
+ * Calls on the mount that still run on the loop thread and block it: the
+ * create of a new segment file (hc__seg_create), the write of cleared.json at
+ * a clear, the statvfs of the free-space watermark, close() of segment fds,
+ * an unlink when memory is short, and all of open and close (recover.c,
+ * hc__seal_sync, the first discovery). */
+#ifndef HC_STORE_INT_H
+#define HC_STORE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "index.h"
+#include "io.h"
+#include "key.h" /* HC_MAX_KEY, HC_MAX_NS */
+#include "store.h"
+
+#define NS_LIMIT 65535u                 /* namespaces a store interns */
+#define ZBLOCKS_MAX HC_INDEX_FLAGS_USER /* stored blocks of a compressed record */
+#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+
+/* ---- sizes, clocks, little-endian fields (any thread) ------------------- */
+
+static inline uint64_t round_up(uint64_t n)
+{
+    return (n + HC_STORE_ALIGN - 1) & ~(uint64_t)(HC_STORE_ALIGN - 1);
+}
+
+/* Bytes a record of a len-byte payload takes in its segment. */
+static inline uint64_t rec_size(uint64_t len)
+{
+    return HC_STORE_ALIGN + round_up(len);
+}
+
+/* Bytes a record takes: sblocks is the stored payload of a compressed record
+ * in HC_STORE_ALIGN blocks, 0 for a raw one of len bytes. */
+static inline uint64_t ent_rec_size(uint64_t len, uint32_t sblocks)
+{
+    return sblocks ? HC_STORE_ALIGN + (uint64_t)sblocks * HC_STORE_ALIGN : rec_size(len);
+}
+
+static inline uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Integers on disk are little-endian (the hosts we run on): stored as is. */
+static inline void put16(unsigned char *p, uint16_t v)
+{
+    memcpy(p, &v, 2);
+}
+static inline void put32(unsigned char *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+}
+static inline void put64(unsigned char *p, uint64_t v)
+{
+    memcpy(p, &v, 8);
+}
+static inline uint16_t get16(const unsigned char *p)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+static inline uint32_t get32(const unsigned char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+static inline uint64_t get64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline uint64_t realtime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- types --------------------------------------------------------------- */
+
+/* Intrusive hash table of in-flight writes or reads, keyed by page hash. */
+struct pnode {
+    struct pnode *next;
+    struct hc_hash h;
+};
+
+struct ptab {
+    struct pnode **b;
+    size_t mask;
+    size_t n;
+};
+
+struct nsent {
+    char *name;
+    uint16_t len;
+    bool tomb; /* cleared: this node's records before (tomb_seq, tomb_off) are gone */
+    uint64_t tomb_seq, tomb_off;
+};
+
+/* A committed record of an unsealed local segment: what its .idx will list. */
+struct seg_rec {
+    struct hc_hash h;
+    uint64_t off;
+    uint32_t len; /* original length */
+    uint16_t ns;
+    uint16_t sblocks; /* compressed: stored blocks; 0 raw */
+};
+
+enum seg_state {
+    SEG_OPEN,    /* local, takes appends */
+    SEG_CLOSING, /* local, no appends, writes pending */
+    SEG_SEALING, /* local, the .idx is being written */
+    SEG_SEALED,  /* immutable: local or remote */
+    SEG_DEAD,    /* dropped; freed once reads, open and unlink tasks are over */
+};
+
+struct wrec;
+struct rd;
+
+struct seg {
+    uint32_t id;   /* slot in s->segs, the index's segment id */
+    uint32_t node; /* index in s->nodes; 0 is this node */
+    uint64_t seq;
+    enum seg_state state;
+    bool local;
+    bool fresh; /* local, created by this run: its records were acknowledged by us */
+    int fd;     /* -1 until opened */
+    bool fd_direct;
+    bool opening;       /* an open task is in flight */
+    bool unlink_wanted; /* evicted while an open was in flight */
+    bool unlinking;     /* the unlink task is in flight */
+    struct rd *waiters; /* reads waiting for the open */
+    uint32_t refs;      /* reads in flight */
+    uint64_t size;      /* bytes: allocated tail (local) or from the .idx */
+    uint64_t pages;     /* index entries pointing here */
+    uint64_t last_use_ms;
+    uint64_t opened_ms;
+    bool opened_known;
+    /* local unsealed segments only */
+    struct wrec *pend_head, *pend_tail;
+    int cascade; /* error of a failed record: the ones behind it fail too */
+    struct seg_rec *recs;
+    size_t nrecs, caprecs;
+};
+
+struct deferred {
+    struct deferred *next;
+    hc_store_cb cb;
+    void *data;
+    int status;
+    uint64_t len;
+};
+
+struct waiter {
+    struct waiter *next;
+    hc_store_cb cb;
+    void *data;
+};
+
+/* A record write. Its req belongs to the pool from submit to done; on the I/O
+ * thread wrec_compress reads buf and len and sets zbuf and zlen, and
+ * wrec_before copies buf into bounce (if any) and sets hdr's CRCs from the
+ * bytes to write. Meanwhile the loop thread changes only fields these do not
+ * read: waiters, the list links (next, zprev, znext, pn), in_tab and
+ * cleared. */
+struct wrec {
+    struct hc_io_req req;
+    struct hc_store *s;
+    struct pnode pn;
+    bool in_tab;
+    struct wrec *next; /* the segment's pending list */
+    struct seg *seg;
+    uint64_t off;
+    uint64_t len;
+    uint16_t ns;
+    const void *buf;
+    void *bounce; /* O_DIRECT copy of an unaligned payload */
+    unsigned char *hdr;
+    bool done;
+    int status;
+    struct waiter *waiters, *wtail; /* the setter, then dedupe joiners */
+    /* compression: the set asked for it; zbuf (aligned, zero-padded to the
+     * block) holds zlen bytes of zstd frame once the task kept it */
+    bool compress;
+    bool cleared; /* its namespace was cleared while it was compressed */
+    void *zbuf;
+    uint64_t zlen;
+    struct wrec *zprev, *znext; /* s->compressing while the task runs */
+};
+
+struct join;
+
+/* A storage read (the leader of a coalesced group). While its req is in
+ * flight, rd_before_retry and rd_after (I/O thread) read off, len, sblocks,
+ * the names and the buffers and set crc, stored and the bytes in buf and
+ * plain; the loop thread meanwhile only adds joins and changes pn and
+ * in_tab. */
+struct rd {
+    struct hc_io_req req;
+    struct hc_store *s;
+    struct pnode pn;
+    bool in_tab;
+    struct rd *wnext; /* the segment's waiters for an open */
+    struct rd *lnext; /* reads waiting to be tried again (hc_store->rd_later) */
+    struct seg *seg;
+    uint64_t off;
+    uint32_t len;     /* original length */
+    uint32_t sblocks; /* compressed record: stored blocks, read into bounce */
+    uint32_t stored;  /* payload bytes on storage, set by rd_after */
+    uint32_t readers; /* the getter's readers per page (linger) */
+    void *buf;
+    void *bounce; /* daemon-owned: O_DIRECT, linger, or the compressed bytes */
+    void *plain;  /* compressed record: the decompressed page */
+    unsigned char *hdr;
+    hc_store_cb cb;
+    void *data;
+    struct join *joins;
+    unsigned copies;      /* joiner copy tasks in flight */
+    unsigned retries;     /* re-reads after a short or failed read (RD_RETRIES) */
+    unsigned eio_retries; /* later re-reads after an I/O error (RD_EIO_RETRIES) */
+    uint64_t retry_at_ms; /* when the next later re-read is due */
+    uint32_t crc;         /* payload CRC32C, set by rd_after */
+    uint16_t nslen, klen;
+    char names[HC_MAX_NS + HC_MAX_KEY]; /* namespace then key, for the check */
+};
+
+/* A page kept in memory after its storage read for the other readers of an
+ * MLA page (struct hc_store_opts). Alive while in the table or while a copy
+ * from it is in flight. */
+struct linger {
+    struct pnode pn;
+    struct linger *prev, *next; /* age order, oldest first, while in_tab */
+    void *buf;                  /* the verified page, daemon-owned */
+    uint32_t len;
+    uint32_t seg; /* the record it came from */
+    uint64_t off;
+    uint16_t ns;
+    uint32_t remaining; /* gets still expected */
+    uint64_t expires_ms;
+    unsigned refs; /* copies in flight */
+    bool in_tab;
+};
+
+/* A get served by a copy: it joined a leader's read (lead), or a lingering
+ * page (lin). */
+struct join {
+    struct hc_io_req req;
+    struct hc_store *s;
+    struct join *next;
+    struct rd *lead;
+    struct linger *lin;
+    void *buf;
+    uint64_t cap;
+    hc_store_cb cb;
+    void *data;
+    int ns;
+    uint16_t klen;
+    char key[HC_MAX_KEY];
+};
+
+/* The store. Loop thread only, except three fields read by hc__open_file on
+ * I/O threads: root and cfg.use_direct_io, never written after open (the
+ * other fields of cfg change at a reload, use_direct_io does not), and
+ * direct_warned, accessed only atomically. */
+struct hc_store {
+    struct hc_store_config cfg;
+    /* Reads of records this run wrote that met an I/O error, each counted in
+     * inflight until hc_store_tick submits it again, or hc_store_quiesce ends
+     * it with its error (the daemon stops the store only once no request is in
+     * flight, so there such a read has usually used up its tries). */
+    struct rd *rd_later;
+    unsigned fail_reads; /* tests: the next reads finish with fail_err (hc__store_fail_reads) */
+    int fail_err;
+    char *root; /* <mount>/<root_dir>; read on I/O threads */
+    char *dir;  /* root/<node_id> */
+    struct hc_io_pool *io;
+    struct hc_stats *st;
+    uint64_t epoch;
+    struct hc_index ix;
+
+    struct nsent *ns;
+    uint32_t nns, ns_cap;
+    uint32_t *ns_map; /* open addressing: id + 1, 0 empty */
+    uint32_t ns_map_cap;
+
+    char **nodes;
+    uint32_t nnodes, nodes_cap;
+
+    struct seg **segs;
+    uint32_t segs_cap;
+    struct seg *open;
+    uint64_t next_seq;
+    uint64_t local_bytes;
+
+    struct ptab writing, reading, lingering;
+    struct linger *lhead, *ltail; /* lingering pages, oldest first */
+    struct wrec *compressing;     /* sets whose compression task runs */
+
+    struct deferred *dhead, *dtail;
+    struct hc_io_req dreq;
+    bool dreq_busy;
+
+    bool disc_busy, disc_started;
+    uint64_t last_disc_ms;
+    uint64_t now_ms;
+    bool have_now;
+    uint64_t last_statvfs_ms;
+    unsigned unlinks;
+
+    unsigned inflight; /* requests submitted whose done has not run */
+    unsigned nfds;
+    bool stopping;
+    bool opened;       /* open() finished: close() may seal */
+    int direct_warned; /* atomic (I/O threads): set by the first O_DIRECT fallback */
+};
+
+struct hdr_view {
+    uint64_t len;  /* payload bytes on storage */
+    uint64_t orig; /* page length (== len unless compressed) */
+    bool zstd;
+    uint32_t payload_crc;
+    const char *ns, *key;
+    uint16_t nslen, klen;
+};
+
+/* A parsed .idx: the raw buffer plus views into it. */
+struct idx_data {
+    unsigned char *buf;
+    uint64_t seq, seg_bytes;
+    uint32_t nns, nent;
+    const unsigned char **ns_name; /* each: u16 length then bytes */
+    const unsigned char *ents;
+};
+
+/* ---- files.c: names and paths, blocking file helpers ---------------------- */
+
+bool hc__parse_seq_name(const char *name, const char *ext, uint64_t *seq);
+char *hc__path_join(const char *a, const char *b);
+void hc__seg_path(const struct hc_store *s, const struct seg *seg, const char *ext, char *buf,
+                  size_t size);
+int hc__open_file(struct hc_store *s, const char *path, int flags, mode_t mode, bool *direct);
+int hc__pread_all(int fd, void *buf, size_t len, uint64_t off);
+int hc__write_file_atomic(const char *tmp, const char *path, const void *buf, size_t len);
+
+/* ---- record.c: record headers --------------------------------------------- */
+
+void hc__hdr_fill(unsigned char *h, const char *ns, uint16_t nslen, const char *key, size_t klen,
+                  uint64_t len, uint64_t epoch);
+void hc__hdr_set_zstd(unsigned char *h, uint64_t stored);
+void hc__hdr_finish(unsigned char *h, uint32_t payload_crc);
+int hc__hdr_check(const unsigned char *h, struct hdr_view *v);
+
+/* ---- idxfile.c: .idx files ------------------------------------------------ */
+
+void hc__idx_free(struct idx_data *d);
+int hc__idx_load(const char *path, uint64_t seq, struct idx_data *d);
+int hc__idx_encode(const struct hc_store *s, const struct seg *seg, unsigned char **out,
+                   size_t *outlen);
+void hc__idx_merge(struct hc_store *s, struct seg *seg, const struct idx_data *d);
+
+/* ---- nsmap.c: namespaces and nodes ---------------------------------------- */
+
+int hc__ns_find(const struct hc_store *s, const char *name, size_t len);
+int hc__ns_intern(struct hc_store *s, const char *name, size_t len);
+int hc__node_intern(struct hc_store *s, const char *name);
+struct hc_hash hc__page_hash(const struct hc_store *s, int ns, const char *key, size_t klen);
+
+/* ---- ptab.c: pending tables ----------------------------------------------- */
+
+int hc__ptab_init(struct ptab *t);
+struct pnode *hc__ptab_find(const struct ptab *t, struct hc_hash h);
+void hc__ptab_add(struct ptab *t, struct pnode *n);
+void hc__ptab_del(struct ptab *t, struct pnode *n);
+
+/* ---- tombstone.c: clear ----------------------------------------------------- */
+
+bool hc__tombstoned(const struct hc_store *s, uint16_t ns, uint64_t seq, uint64_t off);
+int hc__tomb_load(struct hc_store *s, char *err, size_t errlen);
+uint64_t hc__clear(struct hc_store *s, int ns);
+
+/* ---- segment.c: segment lifecycle ----------------------------------------- */
+
+struct seg *hc__seg_new(struct hc_store *s, uint32_t node, uint64_t seq, bool local,
+                        enum seg_state state);
+void hc__seg_close_fd(struct hc_store *s, struct seg *seg);
+void hc__seg_maybe_free(struct hc_store *s, struct seg *seg);
+void hc__seg_drop(struct hc_store *s, struct seg *seg, bool evict);
+int hc__seg_open(struct hc_store *s, struct seg *seg);
+int hc__seal_sync(struct hc_store *s, struct seg *seg);
+void hc__seg_close_appends(struct hc_store *s, struct seg *seg);
+int hc__seg_create(struct hc_store *s);
+int hc__seg_rec_add(struct seg *seg, const struct seg_rec *r);
+void hc__seg_commit(struct hc_store *s, struct seg *seg);
+void hc__fd_trim(struct hc_store *s);
+
+/* ---- write.c: the set path ------------------------------------------------ */
+
+int hc__set_start(struct hc_store *s, int ns, const char *key, size_t klen, const void *buf,
+                  uint64_t len, uint32_t compression, hc_store_cb cb, void *data);
+void hc__wrec_free(struct wrec *w);
+uint16_t hc__wrec_sblocks(const struct wrec *w);
+void hc__write_clear_ns(struct hc_store *s, int ns);
+
+/* ---- compress.c: zstd ------------------------------------------------------- */
+
+uint64_t hc__zlimit(uint64_t len);
+void hc__zcompress(const void *src, uint64_t len, void **zbuf, uint64_t *zlen);
+int hc__zdecompress(void *dst, size_t len, const void *src, size_t slen);
+
+/* ---- read.c: the get path ------------------------------------------------- */
+
+int hc__get_start(struct hc_store *s, int ns, const char *key, size_t klen, void *buf, uint64_t cap,
+                  uint32_t readers, hc_store_cb cb, void *data, bool joinable);
+void hc__client_hit(struct hc_store *s, hc_store_cb cb, void *data, uint64_t len);
+void hc__rd_free(struct rd *r);
+void hc__rd_submit(struct hc_store *s, struct rd *r);
+void hc__rd_finish(struct hc_store *s, struct rd *r, ssize_t result);
+void hc__rd_later_run(struct hc_store *s, bool all);
+
+/* ---- coalesce.c: joins and linger ----------------------------------------- */
+
+int hc__get_coalesced(struct hc_store *s, int ns, const char *key, size_t klen, void *buf,
+                      uint64_t cap, hc_store_cb cb, void *data, struct hc_hash h,
+                      const struct hc_index_ent *e);
+void hc__rd_fanout(struct hc_store *s, struct rd *r);
+void hc__linger_unlink(struct hc_store *s, struct linger *l);
+void hc__linger_expire(struct hc_store *s, uint64_t now);
+void hc__linger_drop(struct hc_store *s, int64_t seg, int ns);
+
+/* ---- discovery.c: other nodes --------------------------------------------- */
+
+int hc__disc_sync(struct hc_store *s);
+void hc__disc_submit(struct hc_store *s);
+
+/* ---- evict.c: accounting and eviction ------------------------------------- */
+
+void hc__index_put(struct hc_store *s, struct seg *seg, struct hc_hash h, uint64_t off,
+                   uint32_t len, uint16_t ns, uint16_t sblocks);
+void hc__acct_del(struct hc_store *s, struct seg *seg, uint64_t len);
+size_t hc__index_drop_seg(struct hc_store *s, struct seg *seg);
+size_t hc__index_drop_ns(struct hc_store *s, int ns);
+void hc__local_bytes_set(struct hc_store *s, uint64_t v);
+void hc__evict_capacity(struct hc_store *s);
+void hc__evict_free_space(struct hc_store *s, uint64_t now_ms);
+
+/* ---- recover.c: restart ----------------------------------------------------- */
+
+int hc__load_local(struct hc_store *s, char *err, size_t errlen);
+
+/* ---- store.c ------------------------------------------------------------------ */
+
+int hc__defer_cb(struct hc_store *s, hc_store_cb cb, void *data, int status, uint64_t len);
+void hc__task_submit(struct hc_store *s, struct hc_io_req *req, enum hc_io_prio prio,
+                     int (*before)(struct hc_io_req *), void (*done)(struct hc_io_req *),
+                     void *data);
+
+#endif
