@@ -1,5 +1,5 @@
 # hicached: daemon, client library, CLI and tests.
-# make [all|run|serve|test|bench|install|clean|format] [SANITIZER=address|undefined] [V=1]
+# make [all|run|serve|test|bench|install|clean|format] [SANITIZER=address|undefined|thread] [V=1]
 
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
@@ -60,6 +60,15 @@ SHELL_TESTS := $(wildcard tests/juicefs/test_*.sh)
 # to the plain build.
 ifneq ($(SANITIZER),)
 SHELL_TESTS := $(filter-out tests/juicefs/test_suites_on_juicefs.sh,$(SHELL_TESTS))
+endif
+# ThreadSanitizer checks the daemon's threads: the unit and integration suites
+# (a daemon over a real socket, several client processes). The shell and
+# Python suites drive the same code over FUSE or from Python, with timeouts
+# that a 5-15x slower daemon would miss; the other builds run them.
+PY_TESTS := tests/python
+ifeq ($(SANITIZER),thread)
+SHELL_TESTS :=
+PY_TESTS :=
 endif
 HARNESS_SRC := $(wildcard tests/integration/harness*.c)
 
@@ -170,7 +179,7 @@ test: deps
 		build/default/libhicache.so.$(VERSION),true)
 	$(Q)bash scripts/install-python-deps.sh >/dev/null
 	$(Q)HICACHE_PY_LIB=$(PY_LIB_BUILD)/libhicache.so bash scripts/run-tests.sh $(BUILD) \
-		$(UNIT_BIN) $(INTEG_BIN) $(SHELL_TESTS) tests/python
+		$(UNIT_BIN) $(INTEG_BIN) $(SHELL_TESTS) $(PY_TESTS)
 
 # `make install [PREFIX=/usr/local] [DESTDIR=...]`: binaries, library (static,
 # shared with its symlinks), header, pkg-config file, systemd units (ExecStart
