@@ -8,6 +8,7 @@
 #   scripts/bench/emulate.sh up   --state DIR --mount DIR [--meta-rtt-us N]
 #                                 [--obj-rtt-us N] [--cache-size MIB] [--tag NAME]
 #   scripts/bench/emulate.sh down --state DIR
+#   scripts/bench/emulate.sh remount --state DIR  (unmount, empty the cache, mount)
 #   scripts/bench/emulate.sh work --state DIR     (JSON: the volume's work so far)
 #
 # The delay: this kernel has no sch_netem, so every packet that reaches a
@@ -104,6 +105,40 @@ down() {
 
 if [ "$CMD" = down ]; then
     down
+    exit 0
+fi
+
+# The client in its namespace for the network only (nsenter --net), so the
+# FUSE mount lands in this mount namespace.
+jfs_mount() {
+    local juicefs=$1 cli=$2 mnt=$3 cache=$4
+    mkdir -p "$mnt" "$STATE/cache"
+    nsenter --net="/run/netns/$cli" "$juicefs" mount -d --no-usage-report \
+        --log "$STATE/juicefs.log" --cache-dir "$STATE/cache" --cache-size "$cache" \
+        redis://10.203.1.2:6379/1 "$mnt" >"$STATE/mount.out" 2>&1 || {
+        tail -n 5 "$STATE/mount.out" >&2
+        grep -qiE 'fuse|permission denied' "$STATE/mount.out" && skip "FUSE mount refused"
+        die "juicefs mount failed (log $STATE/juicefs.log)"
+    }
+    for _ in $(seq 100); do
+        mountpoint -q "$mnt" && [ -e "$mnt/.stats" ] && return 0
+        sleep 0.1
+    done
+    die "$mnt is not mounted after 10 s"
+}
+
+# ---------------------------------------------------------------- remount
+if [ "$CMD" = remount ]; then
+    [ -f "$ENVF" ] || die "no emulated volume in $STATE"
+    # shellcheck disable=SC1090
+    . "$ENVF"
+    "$JUICEFS" umount "$MOUNT" >/dev/null 2>&1 || umount -l "$MOUNT" 2>/dev/null || true
+    for _ in $(seq 100); do
+        mountpoint -q "$MOUNT" || break
+        sleep 0.1
+    done
+    rm -rf "$STATE/cache"
+    jfs_mount "$JUICEFS" "$TAG-cli" "$MOUNT" "$CACHE_SIZE"
     exit 0
 fi
 
@@ -224,24 +259,12 @@ for k in 1 2; do
     [ "$(ns "$CLI" redis-cli -h "10.203.$k.2" ping 2>/dev/null)" = PONG ] || die "Redis 10.203.$k.2 does not answer"
 done
 
-# The client in its namespace for the network only (nsenter --net), so the
-# FUSE mount lands in this mount namespace.
 jfs() { nsenter --net="/run/netns/$CLI" "$JUICEFS" "$@"; }
 jfs format --storage redis --bucket redis://10.203.2.2:6379/1 --trash-days 0 \
     redis://10.203.1.2:6379/1 "$TAG-vol" >"$STATE/format.log" 2>&1 ||
     die "juicefs format failed: $(tail -n 3 "$STATE/format.log")"
-mkdir -p "$MNT" "$STATE/cache"
+mkdir -p "$MNT"
 mountpoint -q "$MNT" && die "$MNT is already a mount point"
-jfs mount -d --no-usage-report --log "$STATE/juicefs.log" --cache-dir "$STATE/cache" \
-    --cache-size "$CACHE_SIZE" redis://10.203.1.2:6379/1 "$MNT" >"$STATE/mount.out" 2>&1 || {
-    tail -n 5 "$STATE/mount.out" >&2
-    grep -qiE 'fuse|permission denied' "$STATE/mount.out" && skip "FUSE mount refused"
-    die "juicefs mount failed (log $STATE/juicefs.log)"
-}
-for _ in $(seq 100); do
-    mountpoint -q "$MNT" && [ -e "$MNT/.stats" ] && break
-    sleep 0.1
-done
-mountpoint -q "$MNT" || die "$MNT is not mounted after 10 s"
+jfs_mount "$JUICEFS" "$CLI" "$MNT" "$CACHE_SIZE"
 trap - EXIT
 say "up: $MNT (metadata +${META_US} us, object store +${OBJ_US} us a round trip, cache ${CACHE_SIZE} MiB; tag $TAG)"

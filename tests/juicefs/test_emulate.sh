@@ -5,7 +5,8 @@
 # client's namespace), a file written through the mount reads back byte for
 # byte after the page cache is dropped, and with no local cache that read
 # comes from the object store (its GET count and bytes in the volume's
-# work). Then `down` leaves no mount, namespace or process behind. A second
+# work); after `remount` it reads back again. Then `down` leaves no mount,
+# namespace or process behind. A second
 # `up` over a leftover is taken down first. Bounded: about 20 s.
 #
 # usage: tests/juicefs/test_emulate.sh [BUILD_DIR]
@@ -81,6 +82,10 @@ if [ "$gets" -ge 3 ] && [ "$gbytes" -ge $((12 << 20)) ]; then
 else
     ko "no cache, yet the read made $gets object GETs of $gbytes bytes"
 fi
+
+bash "$EMU" remount --state "$T" >"$T/remount.log" 2>&1 && cmp -s "$T/src" "$MNT/f" &&
+    ok "remount (cache emptied): the file reads back byte for byte" ||
+    ko "remount: $(tail -n 3 "$T/remount.log")"
 
 # up again over the running one: it is taken down first, then up again
 bash "$EMU" up --state "$T" --mount "$MNT" --meta-rtt-us 0 --obj-rtt-us 0 --cache-size 0 \
