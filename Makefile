@@ -186,12 +186,15 @@ test: deps
 # and the config path rewritten to BINDIR and SYSCONFDIR), a default config
 # (an existing one is kept), the example mount unit as documentation, and the
 # Python package when pip is there.
-# `make bench [QUICK=1]`: hicached vs SGLang's HiCacheFile vs fio, memcpy and a
-# bare socket round trip, on a local directory and on JuiceFS (root needed).
+# `make bench [QUICK=1] [EMULATE=1]`: hicached vs SGLang's HiCacheFile vs fio,
+# memcpy and a bare socket round trip, on a local directory and on JuiceFS
+# (root needed); EMULATE=1 adds JuiceFS with its metadata engine and object
+# store behind emulated network round trips (scripts/bench/emulate.sh).
 # Table and plots in var/bench/results/; see docs/BENCHMARKS.md.
 bench: deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)BENCH_NO_BUILD=1 bash scripts/bench/run.sh --build $(BUILD) $(if $(filter-out 0,$(QUICK)),--quick)
+	$(Q)BENCH_NO_BUILD=1 bash scripts/bench/run.sh --build $(BUILD) $(if $(filter-out 0,$(QUICK)),--quick) \
+		$(if $(filter-out 0,$(EMULATE)),--emulate)
 
 install: all
 	install -D -m 0755 $(DAEMON) $(DESTDIR)$(BINDIR)/hicached

@@ -413,6 +413,10 @@ class Store:
         # JuiceFS has no block device: count the disk under its bucket and cache
         self.dev_path = Path(jfs.state) if jfs else self.path
 
+    def work(self):
+        """The volume's work so far (emulated deployments), else {}."""
+        return self.jfs.work() if self.jfs and hasattr(self.jfs, "work") else {}
+
     def make_cold(self):
         """Nothing of the store left in memory: JuiceFS unmounted, its cache
         dir emptied and mounted again; then sync and drop the page cache."""
@@ -440,6 +444,36 @@ class JuiceFS:
         self.down(keep_redis=True)
         shutil.rmtree(self.cache, ignore_errors=True)
         self.up()
+
+
+class Emulated:
+    """A JuiceFS volume whose metadata engine and object store sit behind
+    emulated network round trips (scripts/bench/emulate.sh)."""
+
+    def __init__(self, state, mnt, meta_us, obj_us, cache_mib, tag):
+        self.state, self.mnt = state, mnt
+        self.up_args = ["--meta-rtt-us", str(meta_us), "--obj-rtt-us", str(obj_us),
+                        "--cache-size", str(cache_mib), "--tag", tag]
+
+    def _emu(self, *a):
+        r = sh(["bash", str(ROOT / "scripts/bench/emulate.sh"), *a, "--state", self.state],
+               check=False)
+        if r.returncode != 0:
+            raise RuntimeError(f"emulate.sh {a[0]} failed:\n" + r.stdout + r.stderr)
+        return r.stdout
+
+    def up(self):
+        self._emu("up", "--mount", self.mnt, *self.up_args)
+
+    def down(self):
+        self._emu("down")
+
+    def remount_clear(self):
+        self._emu("remount")
+
+    def work(self):
+        w = json.loads(self._emu("work"))
+        return {k: v for k, v in w.items() if isinstance(v, (int, float))}
 
 
 class Daemon:
@@ -512,8 +546,10 @@ class Bench:
         log("  {store:8} {system:14} {cfg:10} {phase:7} {gbps:7.3f} GB/s {pps:8.0f} p/s "
             "p50 {p50_ms:8.2f} ms p99 {p99_ms:8.2f} ms".format(**kw))
 
-    def phase(self, W, ranks, name, store, system, cfg, dev, daemon=None, data_dir=None, **kw):
+    def phase(self, W, ranks, name, store, system, cfg, dev, daemon=None, data_dir=None,
+              store_obj=None, label=None, **kw):
         s0 = daemon.stats() if daemon else {}
+        w0 = store_obj.work() if store_obj else {}
         d0 = dev.read()
         f0 = (0, 0) if (name == "backup" and data_dir) else None  # data_dir starts empty
         res = W.call(ranks, "run", phase=name, start_at=time.monotonic() + 0.1, **kw)
@@ -524,17 +560,19 @@ class Bench:
             os.sync()  # untimed: the block-device count includes the write-back
         d1 = dev.read()
         s1 = daemon.stats() if daemon else {}
+        w1 = store_obj.work() if store_obj else {}
         act = [r for r in res if r["lats"]]
         wall = max(r["t1"] for r in act) - min(r["t0"] for r in act)
         pb = self.page_bytes
         pages = sum(r["pages"] for r in act)
-        if name == "exists":
+        is_exists = name.startswith("exists")
+        if is_exists:
             pages = sum(len(r["lats"]) for r in act) * min(BATCH, self.pages)
-        nbytes = pages * pb if name != "exists" else 0
+        nbytes = pages * pb if not is_exists else 0
         lats = [x for r in act for x in r["lats"]]
-        per_client = [r["pages"] * pb / (r["t1"] - r["t0"]) / 1e9 for r in act] if name != "exists" else []
+        per_client = [r["pages"] * pb / (r["t1"] - r["t0"]) / 1e9 for r in act] if not is_exists else []
         row = dict(
-            store=store, system=system, cfg=cfg, phase=name, ranks=len(act), page_bytes=pb,
+            store=store, system=system, cfg=cfg, phase=label or name, ranks=len(act), page_bytes=pb,
             pages=pages, bytes=nbytes, seconds=wall,
             gbps=nbytes / wall / 1e9 if wall > 0 else 0.0, pps=pages / wall if wall > 0 else 0.0,
             client_gbps=statistics.mean(per_client) if per_client else 0.0,
@@ -548,6 +586,8 @@ class Bench:
         for k in ("bytes_written", "bytes_read_storage", "dedup_hits", "coalesced_reads", "bytes_served"):
             if s0 or s1:
                 row["hc_" + k] = s1.get(k, 0) - s0.get(k, 0)
+        for k in w1:
+            row["jfs_" + k] = w1[k] - w0.get(k, 0)
         if f0 is not None:
             f1 = tree_usage(data_dir)
             row["files_created"] = f1[0] - f0[0]
@@ -576,13 +616,14 @@ class Bench:
         logf = self.out / f"hicached-{store.name}-{system}.log"
         if system != "hicachefile":
             daemon = Daemon(self.build, store.path, sock, logf,
-                            DAEMON_ARGS[system] + STORE_DAEMON_ARGS.get(store.name, []))
+                            DAEMON_ARGS[system] + STORE_DAEMON_ARGS.get("juicefs" if store.jfs else store.name, []))
             daemon.start()
         bk = dict(system=system, world=len(ranks), sock=sock, file_dir=str(data_dir),
                   model=geo["model"], tag=tag)
         try:
             W.call(ranks, "backend", **bk)
-            common = dict(store=store.name, system=system, cfg=cfg, dev=dev, daemon=daemon)
+            common = dict(store=store.name, system=system, cfg=cfg, dev=dev, daemon=daemon,
+                          store_obj=store)
             self.phase(W, ranks, "backup", data_dir=data_dir, **common)
             # cold: daemon stopped (seals its segment), JuiceFS remounted with an
             # empty cache, page cache dropped, daemon started again (empty memory)
@@ -601,6 +642,11 @@ class Bench:
                 W.call([0], "zero_dst")
                 self.phase(W, [0], "hot", **common)["phase"] = "hot-1"
             self.phase(W, ranks, "exists", rounds=a.exists_rounds, **common)
+            # exists-cold: the kernel's dentries and inodes dropped and JuiceFS's
+            # attribute and entry caches (1 s) expired: one batch a rank
+            drop_caches()
+            time.sleep(1.2)
+            self.phase(W, ranks, "exists", rounds=1, label="exists-cold", **common)
             if daemon and kind == "mha" and page_label == "1M" and store.name == "local" \
                     and system == "hicached":
                 self.latency_floor(W, daemon)
@@ -700,6 +746,13 @@ class Bench:
         if a.jfs_mount:
             stores.append(Store("juicefs", a.jfs_mount,
                                 JuiceFS(a.jfs_state, a.jfs_port, a.jfs_mount, a.jfs_cache)))
+        emulated = []
+        for spec in a.emulate or []:
+            name, meta_us, obj_us, cache = spec.split(":")
+            st = Path(a.work) / "emulate" / name
+            emu = Emulated(str(st), str(st / "mnt"), int(meta_us), int(obj_us), int(cache),
+                           "hcb" + str(len(emulated)))
+            emulated.append((name, emu))
         page_sizes = [1 * MiB] if a.quick else [256 * KiB, 1 * MiB, 4 * MiB]
         label = {256 * KiB: "256K", 1 * MiB: "1M", 4 * MiB: "4M"}
         W = Workers(max(MHA["ranks"], MLA["ranks"]))
@@ -708,6 +761,14 @@ class Bench:
             self.limits["memcpy_gbps"] = self.memcpy()
             self.limits["fio"] = {}
             for st in stores:
+                for ps in page_sizes:
+                    per_job = self.pages_for(ps) * ps
+                    self.limits["fio"][f"{st.name}-{label[ps]}"] = self.fio(st, ps, per_job, MHA["ranks"])
+            stores += [Store(name, emu.mnt, emu) for name, emu in emulated]
+            for name, emu in emulated:
+                log(f"emulated deployment {name}: {' '.join(emu.up_args)}")
+                emu.up()
+            for st in stores[len(stores) - len(emulated):]:
                 for ps in page_sizes:
                     per_job = self.pages_for(ps) * ps
                     self.limits["fio"][f"{st.name}-{label[ps]}"] = self.fio(st, ps, per_job, MHA["ranks"])
@@ -737,6 +798,11 @@ class Bench:
             W.close()
             rtt_srv.terminate()
             rtt_srv.wait()
+            for _, emu in emulated:
+                try:
+                    emu.down()
+                except Exception:
+                    log("emulate down failed:\n" + traceback.format_exc())
         self.extra["elapsed_s"] = time.monotonic() - self.t_start
         self.save()
 
@@ -779,8 +845,8 @@ class Bench:
             ok = "yes" if r["verified"] and r.get("all_hit", True) else "NO"
             lines.append("| " + " | ".join([
                 r["store"], r["system"], r["cfg"], r["phase"], str(r["ranks"]),
-                f"{r['gbps']:.3f}" if r["phase"] != "exists" else "-",
-                f"{r['client_gbps']:.3f}" if r["phase"] != "exists" else "-",
+                f"{r['gbps']:.3f}" if not r["phase"].startswith("exists") else "-",
+                f"{r['client_gbps']:.3f}" if not r["phase"].startswith("exists") else "-",
                 f"{r['pps']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
                 wr, str(r.get("files_created", "")) if r["phase"] == "backup" else "", rd, ok]) + " |")
         return "\n".join(lines)
@@ -827,6 +893,9 @@ def main():
     ap.add_argument("--rtt-rounds", type=int, default=2000)
     ap.add_argument("--rss-pages", type=int, default=1_000_000)
     ap.add_argument("--load-before", default="")
+    ap.add_argument("--emulate", action="append",
+                    help="NAME:META_RTT_US:OBJ_RTT_US:CACHE_MIB, an emulated JuiceFS deployment "
+                         "(scripts/bench/emulate.sh); repeatable")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: must run as root (drop_caches, JuiceFS mount)")

@@ -3,7 +3,15 @@
 # on a local directory and on a real JuiceFS mount (Redis + file storage +
 # local cache), in one run. Needs root (drop_caches, FUSE).
 #
-#   scripts/bench/run.sh [--quick] [--no-juicefs] [--out DIR] [--build DIR]
+#   scripts/bench/run.sh [--quick] [--emulate] [--no-juicefs] [--out DIR] [--build DIR]
+#
+# --emulate (make bench EMULATE=1) adds emulated production deployments
+# (scripts/bench/emulate.sh: metadata Redis and object-store Redis behind
+# network round trips): metadata +0.2 ms; metadata +0.5 ms and object store
+# +5 ms with a 2 GiB local cache; the same with no cache. Each phase's row
+# then carries the volume's work (jfs_*: metadata calls and transactions,
+# object GETs/PUTs and bytes, FUSE ops, compactions). It runs the quick
+# sizes (1 MiB pages) to stay under 15 minutes.
 #
 # BENCH_NO_BUILD=1 skips `make all` and uses the binaries already in the build
 # directory (for measuring a given build while the tree is being edited).
@@ -20,9 +28,11 @@ QUICK=${QUICK:-}
 BUILD=build/default
 OUT=$ROOT/var/bench/results
 JFS=1
+EMULATE=${EMULATE:-}
 while [ $# -gt 0 ]; do
     case $1 in
     --quick) QUICK=1; shift ;;
+    --emulate) EMULATE=1; shift ;;
     --no-juicefs) JFS=0; shift ;;
     --out) OUT=$2; shift 2 ;;
     --build) BUILD=$2; shift 2 ;;
@@ -87,6 +97,11 @@ fi
 
 args=(--build "$BUILD" --out "$OUT" --work "$WORK" --local "$LOCAL" --sockrt "$WORK/bin/sockrt"
     --rssload "$WORK/bin/rssload" --load-before "$(cut -d' ' -f1-3 /proc/loadavg)")
+if [ -n "$EMULATE" ] && [ "$EMULATE" != 0 ]; then
+    QUICK=1
+    args+=(--emulate emu-m0.2:200:0:2048 --emulate emu-m0.5-o5:500:5000:2048
+        --emulate emu-m0.5-o5-nocache:500:5000:0)
+fi
 if [ -n "$QUICK" ] && [ "$QUICK" != 0 ]; then
     args+=(--quick --mla-pages 64 --exists-rounds 10 --rtt-rounds 1000 --rss-pages 100000)
 fi
