@@ -90,7 +90,7 @@ PC := $(BUILD)/hicache.pc
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 INTEG_BIN := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(INTEG_SRC))
 
-.PHONY: all deps run serve test test-c test-python bench install clean format check-format
+.PHONY: all deps run serve test test-c test-python bench install wheel clean format check-format
 .DEFAULT_GOAL := all
 
 all: $(DAEMON) $(CTL) $(LOAD) $(LIBA) $(LIBSO) $(PC)
@@ -236,6 +236,14 @@ install: all
 			--no-deps --no-warn-script-location $$iso --prefix=$(PREFIX) \
 			$(if $(DESTDIR),--root=$(DESTDIR)) "$$tmp"; rc=$$?; rm -rf "$$tmp"; exit $$rc; \
 	fi
+
+# `make wheel`: the Python package as a wheel in build/wheel/, with libhicache
+# inside it (client/python/setup.py builds it with this Makefile), so
+# `pip install build/wheel/hicache-*.whl` in any venv is enough.
+wheel: deps
+	$(Q)rm -rf build/wheel && mkdir -p build/wheel
+	$(Q)$(PYTHON) -m pip wheel -q --no-deps --disable-pip-version-check -w build/wheel client/python
+	$(Q)ls build/wheel/*.whl
 
 format:
 	$(Q)clang-format -i $(FORMAT_SRC)

@@ -73,3 +73,44 @@ def test_library_is_found_through_hicache_lib(tmp_path):
     env = dict(os.environ, HICACHE_LIB=str(tmp_path / "missing.so"), PYTHONPATH=hc_testenv.PKG)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert "ERR libhicache not found: set HICACHE_LIB" in r.stdout
+
+
+def test_wheel_in_a_fresh_venv_needs_nothing_else(tmp_path, daemon):
+    """`make wheel`'s build (pip wheel of client/python in the checkout) puts
+    libhicache inside the package: a fresh venv with only that wheel (and
+    numpy, its dependency, from the index) imports juicefs_hicache_storage
+    and round-trips a page through the daemon with no HICACHE_LIB set, using
+    the library from the wheel."""
+    whl = tmp_path / "wheel"
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+         "--disable-pip-version-check", "-w", str(whl), hc_testenv.PKG],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    wheels = list(whl.glob("hicache-*.whl"))
+    assert len(wheels) == 1 and "linux" in wheels[0].name, wheels  # a platform wheel
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    py = str(venv / "bin" / "python")
+    r = subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                        str(wheels[0])], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    code = textwrap.dedent(
+        f"""
+        import numpy as np, hicache._lib as l
+        from juicefs_hicache_storage import HiCacheJuiceFS
+        b = HiCacheJuiceFS({{"tp_rank": 0, "tp_size": 1, "model_name": "wheel",
+                             "extra_config": {{"socket_path": {daemon.socket!r}}}}})
+        page = np.random.default_rng(3).integers(0, 256, 65536, dtype=np.uint8)
+        assert b.set("wheel-page", page)
+        out = np.zeros_like(page)
+        assert b.get("wheel-page", out) is out and (out == page).all()
+        print(l.lib_path())
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("HICACHE_LIB", "PYTHONPATH")}
+    r = subprocess.run([py, "-c", code], capture_output=True, text=True, env=env,
+                       cwd=str(tmp_path), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().startswith(str(venv)), r.stdout  # the wheel's own library
