@@ -10,6 +10,7 @@ SYSCONFDIR ?= /etc
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 DOCDIR ?= $(PREFIX)/share/doc/hicached
 PYTHON ?= python3
+INSTALL_PYTHON ?= 1
 DESTDIR ?=
 PKG_CONFIG ?= pkg-config
 CC ?= cc
@@ -56,10 +57,10 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 INTEG_SRC := $(wildcard tests/integration/test_*.c)
 SHELL_TESTS := $(wildcard tests/juicefs/test_*.sh)
 # Under a sanitizer the suites run once on the local directory; the full rerun
-# of every suite on JuiceFS (filesystem semantics, not memory errors) is left
-# to the plain build.
+# of every suite on JuiceFS (filesystem semantics, not memory errors) and the
+# Debian package (it packages the plain build) are left to the plain build.
 ifneq ($(SANITIZER),)
-SHELL_TESTS := $(filter-out tests/juicefs/test_suites_on_juicefs.sh,$(SHELL_TESTS))
+SHELL_TESTS := $(filter-out tests/juicefs/test_suites_on_juicefs.sh tests/juicefs/test_deb.sh,$(SHELL_TESTS))
 endif
 # ThreadSanitizer checks the daemon's threads: the unit and integration suites
 # (a daemon over a real socket, several client processes). The shell and
@@ -90,7 +91,7 @@ PC := $(BUILD)/hicache.pc
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 INTEG_BIN := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(INTEG_SRC))
 
-.PHONY: all deps run serve test test-c test-python bench install wheel clean format check-format
+.PHONY: all deps run serve test test-c test-python bench install wheel deb clean format check-format
 .DEFAULT_GOAL := all
 
 all: $(DAEMON) $(CTL) $(LOAD) $(LIBA) $(LIBSO) $(PC)
@@ -222,7 +223,9 @@ install: all
 		install -D -m 0644 systemd/config.json $(DESTDIR)$(SYSCONFDIR)/hicached/config.json; \
 	fi
 	install -D -m 0644 systemd/mnt-jfs.mount $(DESTDIR)$(DOCDIR)/mnt-jfs.mount
-	@if [ ! -d client/python ]; then \
+	@if [ "$(INSTALL_PYTHON)" = 0 ]; then \
+		echo "INSTALL_PYTHON=0: Python package not installed"; \
+	elif [ ! -d client/python ]; then \
 		echo "no client/python: Python package not installed"; \
 	elif ! $(PYTHON) -m pip --version >/dev/null 2>&1; then \
 		echo "NOTE: no pip for $(PYTHON): the Python package (client/python) was NOT installed"; \
@@ -244,6 +247,13 @@ wheel: deps
 	$(Q)rm -rf build/wheel && mkdir -p build/wheel
 	$(Q)$(PYTHON) -m pip wheel -q --no-deps --disable-pip-version-check -w build/wheel client/python
 	$(Q)ls build/wheel/*.whl
+
+# `make deb`: build/deb/hicached_<version>_<arch>.deb (scripts/make-deb.sh):
+# daemon, CLI, library with header and pkg-config file, units (socket group
+# hicached), /etc/hicached/config.json as a conffile, the hicached user and
+# group made by postinst.
+deb: all
+	$(Q)bash scripts/make-deb.sh $(BUILD)
 
 format:
 	$(Q)clang-format -i $(FORMAT_SRC)
