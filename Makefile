@@ -57,10 +57,12 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 INTEG_SRC := $(wildcard tests/integration/test_*.c)
 SHELL_TESTS := $(wildcard tests/juicefs/test_*.sh)
 # Under a sanitizer the suites run once on the local directory; the full rerun
-# of every suite on JuiceFS (filesystem semantics, not memory errors) and the
-# Debian package (it packages the plain build) are left to the plain build.
+# of every suite on JuiceFS (filesystem semantics, not memory errors), the
+# Debian package (it packages the plain build) and the units under a real
+# systemd are left to the plain build.
 ifneq ($(SANITIZER),)
-SHELL_TESTS := $(filter-out tests/juicefs/test_suites_on_juicefs.sh tests/juicefs/test_deb.sh,$(SHELL_TESTS))
+SHELL_TESTS := $(filter-out tests/juicefs/test_suites_on_juicefs.sh tests/juicefs/test_deb.sh \
+	tests/juicefs/test_systemd.sh,$(SHELL_TESTS))
 endif
 # ThreadSanitizer checks the daemon's threads: the unit and integration suites
 # (a daemon over a real socket, several client processes). The shell and
