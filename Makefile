@@ -80,6 +80,10 @@ FORMAT_SRC = $(wildcard common/*.[ch] daemon/*.[ch] client/*.[ch] tools/*.[ch] t
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 COMMON_OBJ := $(call obj,$(COMMON_SRC)) $(BUILD)/obj/gen/hicache.pb-c.o
+# common/prom.c (Prometheus text, over jansson) serves the daemon and
+# hicachectl, not the client library
+PROM_OBJ := $(call obj,common/prom.c)
+LIB_COMMON_OBJ := $(filter-out $(PROM_OBJ),$(COMMON_OBJ))
 ENGINE_OBJ := $(call obj,$(ENGINE_SRC))
 CLIENT_OBJ := $(call obj,$(CLIENT_SRC))
 HARNESS_OBJ := $(call obj,$(HARNESS_SRC))
@@ -124,11 +128,11 @@ $(DAEMON): $(BUILD)/obj/daemon/main.o $(BUILD)/libhcd.a
 	@echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_D)
 
-$(LIBA): $(CLIENT_OBJ) $(COMMON_OBJ)
+$(LIBA): $(CLIENT_OBJ) $(LIB_COMMON_OBJ)
 	@echo "  AR      $@"
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(LIBSO): $(CLIENT_OBJ) $(COMMON_OBJ)
+$(LIBSO): $(CLIENT_OBJ) $(LIB_COMMON_OBJ)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,libhicache.so.$(SOVERSION) -o $@ $^ \
 		$(shell $(PKG_CONFIG) --libs libprotobuf-c) -pthread
@@ -139,7 +143,7 @@ $(PC): client/hicache.pc.in Makefile
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
-$(CTL): $(BUILD)/obj/client/hicachectl.o $(LIBA)
+$(CTL): $(BUILD)/obj/client/hicachectl.o $(PROM_OBJ) $(LIBA)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libprotobuf-c jansson) -pthread
 

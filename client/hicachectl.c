@@ -19,6 +19,7 @@
 
 #include "hicache.h"
 #include "key.h"
+#include "prom.h"
 #include "stats_map.h"
 
 #define EXIT_DONE 0
@@ -37,7 +38,9 @@ static void usage(FILE *f)
     fprintf(f, "usage: hicachectl [--socket PATH] [--namespace NS] [--timeout MS] COMMAND\n"
                "\n"
                "commands:\n"
-               "  stats [--json]     daemon counters (a table, or the daemon's JSON)\n"
+               "  stats [--json|--prometheus]\n"
+               "                     daemon counters (a table, the daemon's JSON, or\n"
+               "                     Prometheus text for node_exporter's textfile collector)\n"
                "  ping               round trip to the daemon\n"
                "  exists KEY...      print \"KEY yes LENGTH\" or \"KEY no\" per key\n"
                "  put KEY FILE       store FILE's bytes as page KEY (FILE - = stdin)\n"
@@ -144,7 +147,7 @@ static void human_duration(char *out, size_t n, uint64_t s)
 
 static const char *describe(const char *name)
 {
-#define DESCRIBE(n, d)                                                                             \
+#define DESCRIBE(n, k, d)                                                                          \
     if (strcmp(name, #n) == 0)                                                                     \
         return d;
     HC_STATS_MAP(DESCRIBE)
@@ -209,7 +212,7 @@ static int print_stats_table(json_t *root)
 
 static int cmd_stats(struct ctl *x, int argc, char **argv)
 {
-    bool as_json = false;
+    bool as_json = false, as_prom = false;
     json_error_t jerr;
     json_t *root;
     char *js = NULL;
@@ -218,11 +221,15 @@ static int cmd_stats(struct ctl *x, int argc, char **argv)
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0)
             as_json = true;
+        else if (strcmp(argv[i], "--prometheus") == 0)
+            as_prom = true;
         else
             return fail("stats: unknown argument '%s' (try --help)", argv[i]);
     }
     if (ctl_connect(x) != EXIT_DONE)
         return EXIT_ERROR;
+    if (as_json && as_prom)
+        return fail("stats: --json and --prometheus exclude each other");
     r = hc_stats(x->c, &js);
     if (r < 0)
         return fail("stats: %s", hc_strerror(r));
@@ -244,6 +251,13 @@ static int cmd_stats(struct ctl *x, int argc, char **argv)
 
         if (s != NULL)
             printf("%s\n", s);
+        free(s);
+        r = s != NULL ? EXIT_DONE : fail("stats: out of memory");
+    } else if (as_prom) {
+        char *s = hc_prom_text(root);
+
+        if (s != NULL)
+            fputs(s, stdout);
         free(s);
         r = s != NULL ? EXIT_DONE : fail("stats: out of memory");
     } else {

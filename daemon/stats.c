@@ -26,7 +26,7 @@ char *hc_stats_json(const struct hc_stats *st, const char *node_id, uint64_t upt
 
     if (!o)
         return NULL;
-#define HC_STATS_SET(name, desc) rc |= json_object_set_new(o, #name, counter(st->name));
+#define HC_STATS_SET(name, kind, desc) rc |= json_object_set_new(o, #name, counter(st->name));
     HC_STATS_MAP(HC_STATS_SET)
 #undef HC_STATS_SET
     rc |= json_object_set_new(o, "node_id", node_id ? json_string(node_id) : json_null());

@@ -9,7 +9,7 @@
 #include "stats_map.h"
 
 struct hc_stats {
-#define HC_STATS_FIELD(name, desc) uint64_t name;
+#define HC_STATS_FIELD(name, kind, desc) uint64_t name;
     HC_STATS_MAP(HC_STATS_FIELD)
 #undef HC_STATS_FIELD
 };

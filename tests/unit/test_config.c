@@ -768,7 +768,7 @@ START_TEST(test_stats_json)
                                                "evicted_pages"};
 
     memset(&st, 0, sizeof(st));
-#define SET(name, desc) st.name = (val += 1000003) + (1ull << 40);
+#define SET(name, kind, desc) st.name = (val += 1000003) + (1ull << 40);
     HC_STATS_MAP(SET)
 #undef SET
     text = hc_stats_json(&st, "node-7", 3600, 5 * GiB);
@@ -776,7 +776,7 @@ START_TEST(test_stats_json)
     root = json_loads(text, 0, &je);
     ck_assert_msg(root != NULL, "%s", je.text);
     ck_assert(json_is_object(root));
-#define CHECK(name, desc)                                                                          \
+#define CHECK(name, kind, desc)                                                                    \
     v = json_object_get(root, #name);                                                              \
     ck_assert_msg(json_is_integer(v), "%s missing or not an integer", #name);                      \
     ck_assert_uint_eq((uint64_t)json_integer_value(v), st.name);                                   \
