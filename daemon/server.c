@@ -244,8 +244,13 @@ int hc_server_run(struct hc_config *cfg, int argc, char **argv)
         rc = uv_pipe_open(&srv->listener, fd);
         if (rc < 0)
             hc_log(HC_LOG_ERR, "cannot use the socket passed by systemd: %s", uv_strerror(rc));
-    } else {
+    } else if (fd == -ENOENT) {
         rc = listen_path(srv);
+    } else {
+        /* systemd meant to pass sockets and they are unusable: binding the
+         * path ourselves would replace the socket systemd listens on. */
+        hc_log(HC_LOG_ERR, "cannot use the sockets passed by systemd: %s", strerror(-fd));
+        rc = fd;
     }
     if (rc == 0) {
         rc = uv_listen((uv_stream_t *)&srv->listener, 128, hc__on_connection);
