@@ -188,22 +188,13 @@ static void complete_whole(struct hc_io_req *req)
     req->result = rc < 0 ? (ssize_t)rc : (ssize_t)req->total;
 }
 
-/* Called on an I/O thread for a request just taken from the queue. Returns
- * true if it is finished already (before() failed, a task, nothing to
- * transfer, or bad arguments), with result set. */
+/* Called on an I/O thread for a request just taken from the queue (checked
+ * by hc_io_submit). Returns true if it is finished already (before() failed,
+ * a task, or nothing to transfer), with result set. */
 static bool start_req(struct hc_io_req *req)
 {
     int rc;
 
-    if (req->op != HC_IO_READ && req->op != HC_IO_WRITE && req->op != HC_IO_TASK) {
-        req->result = -EINVAL;
-        return true;
-    }
-    if (req->op != HC_IO_TASK && (req->curcnt < 0 || req->offset > (uint64_t)INT64_MAX)) {
-        /* curcnt < 0 marks bad iov arguments found at submit */
-        req->result = -EINVAL;
-        return true;
-    }
     rc = req->before ? req->before(req) : 0;
     if (rc < 0) {
         req->result = rc;
@@ -750,38 +741,52 @@ static void admit(struct hc_io_pool *pool)
     }
 }
 
-void hc_io_submit(struct hc_io_pool *pool, struct hc_io_req *req)
+/* The sum of req's iov lengths in *total. Returns 0, or -EINVAL for a
+ * request the pool cannot run: an unknown op or prio, no done callback, and
+ * for a read or write an iovcnt outside [0, HC_IO_MAX_IOV], lengths whose sum
+ * overflows ssize_t, or an offset beyond INT64_MAX. */
+static int req_check(const struct hc_io_req *req, size_t *total)
 {
-    size_t total = 0;
-    bool bad = req->iovcnt < 0 || req->iovcnt > HC_IO_MAX_IOV;
+    size_t sum = 0;
 
-    assert(req->done != NULL);
-    if (!bad && req->op != HC_IO_TASK) {
-        for (int i = 0; i < req->iovcnt; i++) {
-            if (req->iov[i].iov_len > (size_t)SSIZE_MAX - total) {
-                bad = true;
-                break;
-            }
-            total += req->iov[i].iov_len;
-        }
+    if (!req->done || (req->prio != HC_IO_PRIO_HIGH && req->prio != HC_IO_PRIO_LOW))
+        return -EINVAL;
+    if (req->op == HC_IO_TASK) {
+        *total = 0;
+        return 0;
     }
+    if ((req->op != HC_IO_READ && req->op != HC_IO_WRITE) || req->iovcnt < 0 ||
+        req->iovcnt > HC_IO_MAX_IOV || req->offset > (uint64_t)INT64_MAX)
+        return -EINVAL;
+    for (int i = 0; i < req->iovcnt; i++) {
+        if (req->iov[i].iov_len > (size_t)SSIZE_MAX - sum)
+            return -EINVAL;
+        sum += req->iov[i].iov_len;
+    }
+    *total = sum;
+    return 0;
+}
+
+int hc_io_submit(struct hc_io_pool *pool, struct hc_io_req *req)
+{
+    size_t total;
+
+    if (!pool || !req || req_check(req, &total) < 0)
+        return -EINVAL;
     req->result = 0;
     req->next = NULL;
     req->xferred = 0;
-    if (bad || req->op == HC_IO_TASK) {
-        req->total = 0;
-        req->curcnt = bad ? -1 : 0; /* -1: start_req answers -EINVAL */
-    } else {
-        req->total = total;
-        req->curcnt = 0;
+    req->total = total;
+    req->curcnt = 0;
+    if (req->op != HC_IO_TASK)
         for (int i = 0; i < req->iovcnt; i++)
             if (req->iov[i].iov_len > 0)
                 req->cur[req->curcnt++] = req->iov[i];
-    }
 
     pool->pending++;
-    list_push(&pool->wait[req->prio == HC_IO_PRIO_HIGH ? HC_IO_PRIO_HIGH : HC_IO_PRIO_LOW], req);
+    list_push(&pool->wait[req->prio], req);
     admit(pool);
+    return 0;
 }
 
 unsigned hc_io_pool_drain(struct hc_io_pool *pool)
