@@ -16,8 +16,8 @@
  *
  * Thread rule: the accounting (pending, inflight_*, wait queues, high_streak)
  * is touched by the loop thread only; the functions under "I/O thread" below
- * run on I/O threads and touch only the request they hold and, under
- * done_lock, the completion list. */
+ * run on I/O threads and touch only the request they hold, the completion
+ * list under done_lock, and wake (set at create). */
 #include "io_int.h"
 
 #include <errno.h>

@@ -2,11 +2,15 @@
  * contract): the pool and thread structures, the request lists, and what the
  * two engines share with the pool's admission and completion in io.c.
  *
- * Thread rule: the fields of struct hc_io_pool marked "loop thread only" are
- * touched by the loop thread alone; cfg, wake, wake_arg, threads and nthreads
- * are written once at create, before any I/O thread starts, and only read
- * after; everything else an I/O thread touches is under the lock that the
- * field's comment names, or atomic (io_thread.load). */
+ * Thread rule: the fields of struct hc_io_pool under "loop thread only" are
+ * touched by the loop thread alone. cfg, wake, wake_arg, threads, nthreads
+ * and each io_thread's pool, efd, ring_ok and lock_ok are set at create
+ * before the threads start and only read while they run. An io_thread's ring
+ * is used by that thread alone while it runs (the loop thread sets it up
+ * before the start and releases it after the join). The queues, the stop
+ * flags and the completion list are touched under the lock their comment
+ * names; load is atomic; a request belongs to the thread that holds it (see
+ * struct hc_io_req). */
 #ifndef HC_IO_INT_H
 #define HC_IO_INT_H
 
@@ -24,7 +28,8 @@ struct req_list {
 };
 
 /* One I/O thread. With HC_IO_ENGINE_THREADS only pool, tid and started are
- * used: the threads share the pool's queue. */
+ * used (efd is -1, ring_ok and lock_ok false): the threads share the pool's
+ * queue. */
 struct io_thread {
     struct hc_io_pool *pool;
     pthread_t tid;
