@@ -1,8 +1,8 @@
-/* The request glue (daemon/request.c) where the store refuses: the daemon
- * runs in a child process of this test (hc_server_run), with hc_store_ns
- * wrapped at link time (-Wl,--wrap=hc_store_ns, see the Makefile) so that
- * interning one namespace name fails with -ENOMEM, and a client of
- * libhicache talks to it over its socket. */
+/* The daemon in-process: hc_server_run in a child process of the suite,
+ * talked to over its socket with libhicache. hc_store_ns is wrapped at link
+ * time (-Wl,--wrap=hc_store_ns, see the Makefile) so that interning one
+ * namespace name fails with -ENOMEM, which nothing else can make happen on
+ * demand. */
 #include "hicache.h"
 #include "config.h"
 #include "server.h"
@@ -37,29 +37,49 @@ int __wrap_hc_store_ns(struct hc_store *s, const char *ns, size_t len)
 static char tmpdir[256], sock[300];
 static pid_t daemon_pid = -1;
 
-/* The daemon in a child; returns once a client can connect. */
-static void daemon_start(void)
+/* A fresh directory with data/ for the mount point; the socket path in it. */
+static void dirs_make(char *mount, size_t mlen)
 {
-    char mount[300];
-
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/hc-request.XXXXXX");
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/hc-server.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-    snprintf(mount, sizeof(mount), "%s/data", tmpdir);
+    snprintf(mount, mlen, "%s/data", tmpdir);
     snprintf(sock, sizeof(sock), "%s/hicached.sock", tmpdir);
     ck_assert_int_eq(mkdir(mount, 0755), 0);
-    daemon_pid = fork();
-    ck_assert_int_ge(daemon_pid, 0);
-    if (daemon_pid == 0) {
-        char *argv[] = {"hicached", "--mount-point", mount,   "--socket",
-                        sock,       "--node-id",     "node1", NULL};
+}
+
+/* Runs hc_server_run in a child (with the listen variables given, when
+ * listen_fds is not NULL, as systemd would set them for it) and returns the
+ * child's pid. */
+static pid_t daemon_fork(const char *mount, const char *listen_fds)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        char *argv[] = {"hicached", "--mount-point", (char *)mount, "--socket",
+                        sock,       "--node-id",     "node1",       NULL};
         struct hc_config cfg;
-        char err[256];
+        char err[256], num[32];
         bool exit_now = false;
+        if (listen_fds) {
+            snprintf(num, sizeof(num), "%d", (int)getpid());
+            setenv("LISTEN_PID", num, 1);
+            setenv("LISTEN_FDS", listen_fds, 1);
+        }
         if (hc_config_init(&cfg) < 0 ||
             hc_config_parse_args(&cfg, 7, argv, &exit_now, err, sizeof(err)) < 0)
             _exit(3);
         _exit(hc_server_run(&cfg, 7, argv));
     }
+    return pid;
+}
+
+/* The daemon in a child; returns once a client can connect. */
+static void daemon_start(void)
+{
+    char mount[300];
+
+    dirs_make(mount, sizeof(mount));
+    daemon_pid = daemon_fork(mount, NULL);
     for (int i = 0; i < 500; i++) {
         hc_client *c = NULL;
         if (hc_connect(&c, sock, NULL) == 0) {
@@ -131,12 +151,43 @@ START_TEST(t_set_ns_nomem)
 }
 END_TEST
 
+/* Sockets that systemd says it passed but that are not all open (1000 of
+ * them from fd 3 on), or a LISTEN_FDS that does not parse: the daemon
+ * refuses to start (exit status 1) instead of binding its own socket path,
+ * which would replace the socket systemd listens on. */
+START_TEST(t_activation_unusable)
+{
+    const char *bad[] = {"1000", "junk"};
+    char mount[300];
+    struct stat st;
+
+    dirs_make(mount, sizeof(mount));
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        pid_t pid = daemon_fork(mount, bad[i]);
+        int status = -1, n = 0;
+        while (waitpid(pid, &status, WNOHANG) == 0 && n++ < 500)
+            nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+        if (n > 500) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            ck_abort_msg("LISTEN_FDS=%s: the daemon started anyway", bad[i]);
+        }
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1, "LISTEN_FDS=%s: status %#x",
+                      bad[i], status);
+        ck_assert_msg(stat(sock, &st) < 0 && errno == ENOENT, "LISTEN_FDS=%s: %s was bound", bad[i],
+                      sock);
+    }
+    daemon_stop();
+}
+END_TEST
+
 int main(void)
 {
-    Suite *s = suite_create("request");
-    TCase *tc = tcase_create("request");
+    Suite *s = suite_create("server");
+    TCase *tc = tcase_create("server");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, t_set_ns_nomem);
+    tcase_add_test(tc, t_activation_unusable);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
