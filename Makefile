@@ -157,6 +157,11 @@ $(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(BUILD)/libhcd.a
 	@echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS_D)
 
+# hc_server_run in a child process of the suite, with namespace
+# interning made to fail: hc_store_ns wrapped by the suite, and libhicache.
+$(BUILD)/tests/test_server: LDFLAGS += -Wl,--wrap=hc_store_ns
+$(BUILD)/tests/test_server: $(LIBA)
+
 # Integration suites: a real daemon, real sockets, through libhicache.
 $(INTEG_BIN): $(BUILD)/tests/%: $(BUILD)/obj/tests/integration/%.o $(HARNESS_OBJ) $(LIBA)
 	@mkdir -p $(dir $@)

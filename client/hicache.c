@@ -400,15 +400,70 @@ static int connect_unix(const char *path, int64_t deadline)
     return r;
 }
 
-HC_EXPORT int hc_connect(hc_client **out, const char *socket_path, const hc_connect_opts *opts)
+/* Takes the daemon's hello reply hr and the region's fd: maps the region (no
+ * shorter than announced, which would SIGBUS us on access) and keeps the
+ * daemon's limits. Returns 0 or -errno. */
+static int take_hello_reply(struct hc_client *c, const Hicache__HelloReply *hr, int memfd)
+{
+    struct stat st;
+
+    if (hr == NULL || memfd < 0 || hr->protocol_version != HC_PROTOCOL_VERSION ||
+        hr->region_size == 0 || hr->region_size > SIZE_MAX)
+        return -EPROTO;
+    if (fstat(memfd, &st) < 0 || (uint64_t)st.st_size < hr->region_size)
+        return -EPROTO;
+    c->region = mmap(NULL, (size_t)hr->region_size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+    if (c->region == MAP_FAILED)
+        return -errno;
+    c->region_size = hr->region_size;
+    c->slot_align = hr->slot_align;
+    if (c->slot_align == 0 || (c->slot_align & (c->slot_align - 1)) != 0 ||
+        c->slot_align > c->region_size)
+        c->slot_align = HC_DEFAULT_ALIGN;
+    c->max_batch = hr->max_batch;
+    if (c->max_batch == 0 || c->max_batch > HC_MAX_BATCH)
+        c->max_batch = HC_MAX_BATCH;
+    if (hr->max_frame != 0)
+        c->max_frame = hr->max_frame;
+    c->node_id = strdup(hr->node_id != NULL ? hr->node_id : "");
+    return c->node_id == NULL ? -ENOMEM : 0;
+}
+
+/* The handshake on c's fresh connection: sends the hello for namespace ns
+ * with opts (may be NULL) and takes the reply. Returns 0, or -errno (the
+ * daemon's refusal, or a reply that does not hold). */
+static int say_hello(struct hc_client *c, const char *ns, const hc_connect_opts *opts)
 {
     Hicache__Request req = HICACHE__REQUEST__INIT;
     Hicache__Hello hello = HICACHE__HELLO__INIT;
     Hicache__Response *resp = NULL;
+    int memfd = -1;
+    int r;
+
+    hello.protocol_version = HC_PROTOCOL_VERSION;
+    hello.namespace_.data = (uint8_t *)ns;
+    hello.namespace_.len = strlen(ns);
+    hello.rank = opts != NULL ? opts->rank : 0;
+    hello.page_size_hint = opts != NULL ? opts->page_size_hint : 0;
+    hello.readers_per_page = opts != NULL ? opts->readers_per_page : 0;
+    hello.compression = opts != NULL ? opts->compression : HC_COMPRESSION_DEFAULT;
+    hello.client_name = program_invocation_short_name;
+    req.body_case = HICACHE__REQUEST__BODY_HELLO;
+    req.hello = &hello;
+    r = call(c, &req, &memfd, &resp);
+    if (r == 0)
+        r = resp->status < 0 ? resp->status : take_hello_reply(c, resp->hello, memfd);
+    if (resp != NULL)
+        hicache__response__free_unpacked(resp, NULL);
+    if (memfd >= 0)
+        close(memfd);
+    return r;
+}
+
+HC_EXPORT int hc_connect(hc_client **out, const char *socket_path, const hc_connect_opts *opts)
+{
     const char *ns = opts != NULL && opts->ns != NULL ? opts->ns : "default";
     struct hc_client *c;
-    struct stat st;
-    int memfd = -1;
     int r;
 
     if (out == NULL)
@@ -439,68 +494,16 @@ HC_EXPORT int hc_connect(hc_client **out, const char *socket_path, const hc_conn
     hc_frame_decoder_init(&c->dec, HC_CLIENT_MAX_RESPONSE);
 
     r = connect_unix(socket_path, now_ms() + c->timeout_ms);
-    if (r < 0)
-        goto err;
-    c->fd = r;
-
-    hello.protocol_version = HC_PROTOCOL_VERSION;
-    hello.namespace_.data = (uint8_t *)ns;
-    hello.namespace_.len = strlen(ns);
-    hello.rank = opts != NULL ? opts->rank : 0;
-    hello.page_size_hint = opts != NULL ? opts->page_size_hint : 0;
-    hello.readers_per_page = opts != NULL ? opts->readers_per_page : 0;
-    hello.compression = opts != NULL ? opts->compression : HC_COMPRESSION_DEFAULT;
-    hello.client_name = program_invocation_short_name;
-    req.body_case = HICACHE__REQUEST__BODY_HELLO;
-    req.hello = &hello;
-    r = call(c, &req, &memfd, &resp);
-    if (r < 0)
-        goto err;
-    if (resp->status < 0) {
-        r = resp->status;
-        goto err;
+    if (r >= 0) {
+        c->fd = r;
+        r = say_hello(c, ns, opts);
     }
-    r = -EPROTO;
-    if (resp->hello == NULL || memfd < 0 || resp->hello->protocol_version != HC_PROTOCOL_VERSION ||
-        resp->hello->region_size == 0 || resp->hello->region_size > SIZE_MAX)
-        goto err;
-    /* A region shorter than announced would SIGBUS us on access. */
-    if (fstat(memfd, &st) < 0 || (uint64_t)st.st_size < resp->hello->region_size)
-        goto err;
-    c->region =
-        mmap(NULL, (size_t)resp->hello->region_size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
-    if (c->region == MAP_FAILED) {
-        r = -errno;
-        goto err;
+    if (r < 0) {
+        hc_close(c);
+        return r;
     }
-    close(memfd);
-    memfd = -1;
-    c->region_size = resp->hello->region_size;
-    c->slot_align = resp->hello->slot_align;
-    if (c->slot_align == 0 || (c->slot_align & (c->slot_align - 1)) != 0 ||
-        c->slot_align > c->region_size)
-        c->slot_align = HC_DEFAULT_ALIGN;
-    c->max_batch = resp->hello->max_batch;
-    if (c->max_batch == 0 || c->max_batch > HC_MAX_BATCH)
-        c->max_batch = HC_MAX_BATCH;
-    if (resp->hello->max_frame != 0)
-        c->max_frame = resp->hello->max_frame;
-    c->node_id = strdup(resp->hello->node_id != NULL ? resp->hello->node_id : "");
-    if (c->node_id == NULL) {
-        r = -ENOMEM;
-        goto err;
-    }
-    hicache__response__free_unpacked(resp, NULL);
     *out = c;
     return 0;
-
-err:
-    if (resp != NULL)
-        hicache__response__free_unpacked(resp, NULL);
-    if (memfd >= 0)
-        close(memfd);
-    hc_close(c);
-    return r;
 }
 
 HC_EXPORT void hc_close(hc_client *c)
@@ -813,76 +816,93 @@ static void chunk_abandon(struct hc_batch *b, struct hc_chunk *k, int err)
     k->resp = NULL;
 }
 
+/* Fills and sends the next chunk of b when there is room for one (fewer than
+ * two in flight, pages left, no fatal error). Returns true when it did
+ * something (a chunk sent, or pages refused or abandoned), so the caller
+ * looks again; false when the oldest chunk must be waited for instead. A
+ * stream failure sets *fatal and *next past the last page. Call with c->lock
+ * held. */
+static bool batch_push(struct hc_client *c, struct hc_batch *b, size_t *next, int *fatal)
+{
+    struct hc_chunk *k = &b->q[(b->qhead + b->nq) % 2];
+    size_t before = *next;
+    int r;
+
+    if (*fatal != 0 || *next >= b->n || b->nq >= 2)
+        return false;
+    chunk_fill(c, b, next, k);
+    if (k->count == 0)
+        return *next != before; /* only refused pages: look again */
+    r = chunk_send(c, b, k);
+    if (r >= 0) {
+        b->nq++;
+        return true;
+    }
+    /* Nothing of it left: release its slots again. */
+    c->head = b->nq > 0 ? b->q[(b->qhead + b->nq - 1) % 2].ring_end : c->tail;
+    chunk_abandon(b, k, r);
+    if (r != -EMSGSIZE && r != -ENOMEM) {
+        *fatal = conn_fail(c, r);
+        *next = b->n;
+    }
+    return true;
+}
+
+/* Waits for the oldest chunk of b in flight and finishes it. Returns 0, or a
+ * stream error, recorded in c, with every chunk in flight abandoned. Call with
+ * c->lock held. */
+static int batch_pop(struct hc_client *c, struct hc_batch *b)
+{
+    int r = chunk_wait(c, b);
+
+    if (r == 0) {
+        struct hc_chunk *k = &b->q[b->qhead];
+
+        r = chunk_finish(c, b, k);
+        b->answered = b->answered || r == 0;
+        hicache__response__free_unpacked(k->resp, NULL);
+        k->resp = NULL;
+        c->tail = k->ring_end;
+    }
+    if (r < 0) {
+        int fatal = conn_fail(c, r);
+
+        for (unsigned j = 0; j < b->nq; j++)
+            chunk_abandon(b, &b->q[(b->qhead + j) % 2], fatal);
+        b->nq = 0;
+        c->head = c->tail = 0;
+        return fatal;
+    }
+    b->qhead = (b->qhead + 1) % 2;
+    b->nq--;
+    return 0;
+}
+
 /* Runs a whole batch: chunks filled, sent and finished in order, up to two in
  * flight. Returns pages stored (set), hits (get), or
  * -errno as documented in hicache.h. Takes c->lock. */
 static int batch_run(struct hc_client *c, struct hc_batch *b)
 {
     size_t next = 0, i;
-    int fatal = 0, r;
+    int fatal, r;
 
     pthread_mutex_lock(&c->lock);
-    if (c->broken) {
-        fatal = c->broken;
-        goto out;
-    }
-    for (;;) {
-        if (fatal == 0 && next < b->n && b->nq < 2) {
-            struct hc_chunk *k = &b->q[(b->qhead + b->nq) % 2];
-            size_t before = next;
-
-            chunk_fill(c, b, &next, k);
-            if (k->count > 0) {
-                r = chunk_send(c, b, k);
-                if (r < 0) {
-                    /* Nothing of it left: release its slots again. */
-                    c->head = b->nq > 0 ? b->q[(b->qhead + b->nq - 1) % 2].ring_end : c->tail;
-                    chunk_abandon(b, k, r);
-                    if (r != -EMSGSIZE && r != -ENOMEM) {
-                        fatal = conn_fail(c, r);
-                        next = b->n;
-                    }
-                } else {
-                    b->nq++;
-                }
-                continue;
-            }
-            if (next != before)
-                continue; /* only refused pages: look again */
-        }
-        if (b->nq == 0) {
-            /* Cannot happen (a page no larger than the region always fits
-             * the empty ring), but never leave a result unset. */
-            for (i = next; fatal == 0 && i < b->n; i++)
-                b->results[i] = -ENOSPC;
+    fatal = c->broken;
+    while (fatal == 0 || b->nq > 0) {
+        if (batch_push(c, b, &next, &fatal))
+            continue;
+        if (b->nq == 0)
             break;
-        }
-        r = chunk_wait(c, b);
-        if (r == 0) {
-            struct hc_chunk *k = &b->q[b->qhead];
-
-            r = chunk_finish(c, b, k);
-            b->answered = b->answered || r == 0;
-            hicache__response__free_unpacked(k->resp, NULL);
-            k->resp = NULL;
-            c->tail = k->ring_end;
-        }
-        if (r < 0) {
-            unsigned j;
-
-            fatal = conn_fail(c, r);
-            for (j = 0; j < b->nq; j++)
-                chunk_abandon(b, &b->q[(b->qhead + j) % 2], fatal);
-            b->nq = 0;
-            c->head = c->tail = 0;
-            break;
-        }
-        b->qhead = (b->qhead + 1) % 2;
-        b->nq--;
+        r = batch_pop(c, b);
+        if (r < 0)
+            fatal = r;
     }
-
-out:
+    /* Cannot happen (a page no larger than the region always fits the empty
+     * ring), but never leave a result unset. */
+    for (i = next; fatal == 0 && i < b->n; i++)
+        b->results[i] = -ENOSPC;
     pthread_mutex_unlock(&c->lock);
+
     if (fatal != 0) {
         for (i = next; i < b->n; i++)
             b->results[i] = fatal;

@@ -523,73 +523,80 @@ err:
     return -EINVAL;
 }
 
-/* Applies one value to c: from JSON (j) or from the command line (s). Returns
- * 0, -ENOMEM, or -EINVAL with "must be ... (got ...)" in why. On error c is
- * unchanged. */
-static int opt_apply(struct hc_config *c, const struct opt *o, const json_t *j, const char *s,
-                     char *why, size_t whylen)
+/* A value of an option as opt_parse read it, before it goes into the
+ * config. */
+struct opt_val {
+    const char *str; /* the string given (JSON string or command line), or NULL */
+    size_t len;
+    uint64_t u;
+    double d;
+    bool b;
+    char *copy; /* OPT_LIST: the parsed list, owned */
+    bool ok;    /* the value meets o's type and bounds */
+};
+
+/* Reads the value of o from JSON (j) or from the command line (s) into *v and
+ * checks it against o's type and bounds (v->ok). Returns 0, or -ENOMEM. */
+static int opt_parse(const struct opt *o, const json_t *j, const char *s, struct opt_val *v)
 {
-    char need[200], got[HC_GOT_MAX * 4 + 16];
-    const char *str = s;
-    size_t len = s ? strlen(s) : 0;
-    uint64_t u = 0;
-    double d = 0;
-    bool b = false, ok = false;
-    char *copy = NULL;
     int rc;
 
+    *v = (struct opt_val){.str = s, .len = s ? strlen(s) : 0};
     if (j && json_is_string(j)) {
-        str = json_string_value(j);
-        len = json_string_length(j);
+        v->str = json_string_value(j);
+        v->len = json_string_length(j);
     } else if (j) {
-        str = NULL;
+        v->str = NULL;
     }
+    const char *str = v->str;
+    size_t len = v->len;
 
     switch (o->type) {
     case OPT_PATH:
     case OPT_SOCKET:
-        ok = str && len > 0 && strlen(str) == len && (o->type == OPT_PATH || len <= HC_SOCKET_MAX);
+        v->ok =
+            str && len > 0 && strlen(str) == len && (o->type == OPT_PATH || len <= HC_SOCKET_MAX);
         break;
     case OPT_NAME:
-        ok = str && hc_node_name_ok(str, len);
+        v->ok = str && hc_node_name_ok(str, len);
         break;
     case OPT_LIST:
-        rc = parse_list(j, s, &copy);
+        rc = parse_list(j, s, &v->copy);
         if (rc == -ENOMEM)
             return rc;
-        ok = rc == 0;
+        v->ok = rc == 0;
         break;
     case OPT_SIZE:
     case OPT_SIZE32:
     case OPT_U32:
         if (j && json_is_integer(j)) {
-            ok = json_integer_value(j) >= 0;
-            u = (uint64_t)json_integer_value(j);
+            v->ok = json_integer_value(j) >= 0;
+            v->u = (uint64_t)json_integer_value(j);
         } else if (str && o->type != OPT_U32) {
-            ok = strlen(str) == len && parse_size(str, &u);
+            v->ok = strlen(str) == len && parse_size(str, &v->u);
         } else if (str && !j) {
-            ok = parse_u64(str, len, &u);
+            v->ok = parse_u64(str, len, &v->u);
         }
-        ok = ok && u >= o->min && u <= o->max;
+        v->ok = v->ok && v->u >= o->min && v->u <= o->max;
         break;
     case OPT_DOUBLE:
         if (j && json_is_number(j)) {
-            d = json_number_value(j);
-            ok = true;
+            v->d = json_number_value(j);
+            v->ok = true;
         } else if (str && !j && len > 0) {
             char *end;
             errno = 0;
-            d = strtod(str, &end);
-            ok = *end == '\0' && errno == 0;
+            v->d = strtod(str, &end);
+            v->ok = *end == '\0' && errno == 0;
         }
-        ok = ok && isfinite(d) && d >= o->dmin && d <= o->dmax;
+        v->ok = v->ok && isfinite(v->d) && v->d >= o->dmin && v->d <= o->dmax;
         break;
     case OPT_BOOL:
         if (j && json_is_boolean(j)) {
-            b = json_is_true(j);
-            ok = true;
+            v->b = json_is_true(j);
+            v->ok = true;
         } else if (str && !j) {
-            ok = parse_bool(str, &b);
+            v->ok = parse_bool(str, &v->b);
         }
         break;
     case OPT_MODE:
@@ -597,53 +604,74 @@ static int opt_apply(struct hc_config *c, const struct opt *o, const json_t *j, 
         if (j && json_is_integer(j) && json_integer_value(j) >= 0) {
             char digits[24];
             snprintf(digits, sizeof(digits), "%" JSON_INTEGER_FORMAT, json_integer_value(j));
-            ok = parse_mode(digits, &u);
+            v->ok = parse_mode(digits, &v->u);
         } else if (str) {
-            ok = strlen(str) == len && parse_mode(str, &u);
+            v->ok = strlen(str) == len && parse_mode(str, &v->u);
         }
-        ok = ok && u <= o->max;
+        v->ok = v->ok && v->u <= o->max;
         break;
     case OPT_CHOICE:
-        ok = str && strlen(str) == len && choice_find(o->arg, str, len, &u);
+        v->ok = str && strlen(str) == len && choice_find(o->arg, str, len, &v->u);
         break;
     }
 
-    if (!ok) {
-        requirement(o, j != NULL, need, sizeof(need));
-        describe(j, s, got, sizeof(got));
-        snprintf(why, whylen, "must be %s (got %s)", need, got);
-        return -EINVAL;
-    }
+    return 0;
+}
 
+/* Stores the checked value v of o into c. Returns 0, or -ENOMEM (c
+ * unchanged). */
+static int opt_store(struct hc_config *c, const struct opt *o, struct opt_val *v)
+{
     switch (o->type) {
     case OPT_PATH:
     case OPT_SOCKET:
     case OPT_NAME:
-        copy = strndup(str, len);
-        if (!copy)
+        v->copy = strndup(v->str, v->len);
+        if (!v->copy)
             return -ENOMEM;
         /* fall through */
     case OPT_LIST:
         free(*str_field(c, o));
-        *str_field(c, o) = copy;
+        *str_field(c, o) = v->copy;
         break;
     case OPT_SIZE:
-        *(uint64_t *)((char *)c + o->off) = u;
+        *(uint64_t *)((char *)c + o->off) = v->u;
         break;
     case OPT_SIZE32:
     case OPT_U32:
     case OPT_MODE:
     case OPT_CHOICE:
-        *(uint32_t *)((char *)c + o->off) = (uint32_t)u;
+        *(uint32_t *)((char *)c + o->off) = (uint32_t)v->u;
         break;
     case OPT_DOUBLE:
-        *(double *)((char *)c + o->off) = d;
+        *(double *)((char *)c + o->off) = v->d;
         break;
     case OPT_BOOL:
-        *(bool *)((char *)c + o->off) = b;
+        *(bool *)((char *)c + o->off) = v->b;
         break;
     }
     return 0;
+}
+
+/* Applies one value to c: from JSON (j) or from the command line (s). Returns
+ * 0, -ENOMEM, or -EINVAL with "must be ... (got ...)" in why. On error c is
+ * unchanged. */
+static int opt_apply(struct hc_config *c, const struct opt *o, const json_t *j, const char *s,
+                     char *why, size_t whylen)
+{
+    char need[200], got[HC_GOT_MAX * 4 + 16];
+    struct opt_val v;
+    int rc = opt_parse(o, j, s, &v);
+
+    if (rc < 0)
+        return rc;
+    if (!v.ok) {
+        requirement(o, j != NULL, need, sizeof(need));
+        describe(j, s, got, sizeof(got));
+        snprintf(why, whylen, "must be %s (got %s)", need, got);
+        return -EINVAL;
+    }
+    return opt_store(c, o, &v);
 }
 
 /* ---- whole configs ---- */

@@ -100,6 +100,60 @@ static int send_hello_reply(struct conn *c, const Hicache__Response *resp)
     return 0;
 }
 
+/* The checks of a hello before the daemon spends anything on the client:
+ * peer allowed, protocol version, namespace (*ns, *ns_len: "default" when
+ * empty), options, room for one more client. Returns true when the hello is
+ * refused: the error reply is sent and the caller closes after it. */
+static bool hello_refused(struct conn *c, const Hicache__Request *req, const char **ns,
+                          size_t *ns_len)
+{
+    const Hicache__Hello *h = req->hello;
+    const char *bad;
+
+    /* A refused peer is told at its hello (which it sends right after
+     * connecting), so its library reads the reason instead of a reset; until
+     * then it can hold only a 4 KiB frame buffer, for 10 s at most. */
+    if (c->denied) {
+        hc_log(HC_LOG_WARN, "refused pid %d uid %u: not in allowed_uids / allowed_gids",
+               (int)c->pid, (unsigned)c->uid);
+        hc__send_error(c, req->id, -EACCES, "uid %u is not allowed to use this daemon",
+                       (unsigned)c->uid);
+        return true;
+    }
+    if (h->protocol_version != HC_PROTOCOL_VERSION) {
+        hc__send_error(c, req->id, -EPROTO,
+                       "protocol version %u is not supported (daemon speaks %d)",
+                       h->protocol_version, HC_PROTOCOL_VERSION);
+        return true;
+    }
+    if (*ns_len == 0) {
+        *ns = "default";
+        *ns_len = strlen(*ns);
+    }
+    bad = hc_name_invalid("namespace", *ns, *ns_len);
+    if (bad) {
+        hc__send_error(c, req->id, -EINVAL, "%s", bad);
+        return true;
+    }
+    if (h->compression > HC_COMPRESSION_ZSTD) {
+        hc__send_error(c, req->id, -EINVAL,
+                       "compression %u is not known (0 daemon default, 1 off, 2 zstd)",
+                       h->compression);
+        return true;
+    }
+    if (h->readers_per_page > HC_MAX_READERS_PER_PAGE) {
+        hc__send_error(c, req->id, -EINVAL, "readers_per_page %u exceeds %u", h->readers_per_page,
+                       HC_MAX_READERS_PER_PAGE);
+        return true;
+    }
+    if (c->srv->stats.clients > c->srv->cfg->max_clients) {
+        hc__send_error(c, req->id, -EBUSY, "too many clients (max_clients is %u)",
+                       c->srv->cfg->max_clients);
+        return true;
+    }
+    return false;
+}
+
 /* Hello: checks the peer and its options, creates its region and replies
  * with the region's fd; any failure closes the connection after the error
  * reply. */
@@ -111,7 +165,6 @@ void hc__handle_hello(struct conn *c, const Hicache__Request *req)
     Hicache__HelloReply hr = HICACHE__HELLO_REPLY__INIT;
     const char *ns = (const char *)h->namespace_.data;
     size_t ns_len = h->namespace_.len;
-    const char *bad;
     char name[64];
     uint64_t size;
     int rc;
@@ -120,47 +173,8 @@ void hc__handle_hello(struct conn *c, const Hicache__Request *req)
         hc__send_error(c, req->id, -EPROTO, "hello was already received on this connection");
         return;
     }
-    /* A refused peer is told at its hello (which it sends right after
-     * connecting), so its library reads the reason instead of a reset; until
-     * then it can hold only a 4 KiB frame buffer, for 10 s at most. */
-    if (c->denied) {
-        hc_log(HC_LOG_WARN, "refused pid %d uid %u: not in allowed_uids / allowed_gids",
-               (int)c->pid, (unsigned)c->uid);
-        hc__send_error(c, req->id, -EACCES, "uid %u is not allowed to use this daemon",
-                       (unsigned)c->uid);
+    if (hello_refused(c, req, &ns, &ns_len))
         goto close;
-    }
-    if (h->protocol_version != HC_PROTOCOL_VERSION) {
-        hc__send_error(c, req->id, -EPROTO,
-                       "protocol version %u is not supported (daemon speaks %d)",
-                       h->protocol_version, HC_PROTOCOL_VERSION);
-        goto close;
-    }
-    if (ns_len == 0) {
-        ns = "default";
-        ns_len = strlen(ns);
-    }
-    bad = hc_name_invalid("namespace", ns, ns_len);
-    if (bad) {
-        hc__send_error(c, req->id, -EINVAL, "%s", bad);
-        goto close;
-    }
-    if (h->compression > HC_COMPRESSION_ZSTD) {
-        hc__send_error(c, req->id, -EINVAL,
-                       "compression %u is not known (0 daemon default, 1 off, 2 zstd)",
-                       h->compression);
-        goto close;
-    }
-    if (h->readers_per_page > HC_MAX_READERS_PER_PAGE) {
-        hc__send_error(c, req->id, -EINVAL, "readers_per_page %u exceeds %u", h->readers_per_page,
-                       HC_MAX_READERS_PER_PAGE);
-        goto close;
-    }
-    if (srv->stats.clients > srv->cfg->max_clients) {
-        hc__send_error(c, req->id, -EBUSY, "too many clients (max_clients is %u)",
-                       srv->cfg->max_clients);
-        goto close;
-    }
     /* The store learns a namespace at its first set (conn_ns): hellos alone,
      * whatever names they carry, cost the store nothing. */
     memcpy(c->ns_name, ns, ns_len);

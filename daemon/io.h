@@ -72,7 +72,8 @@ struct hc_io_req {
 
     /* set by the pool before done runs: bytes transferred (the whole length)
      * on success, 0 for a task that succeeded, or -errno. A read that meets
-     * end of file before the whole length gives -ENODATA. */
+     * end of file before the whole length gives -ENODATA. (Bad arguments are
+     * refused by hc_io_submit, never reported here.) */
     ssize_t result;
 
     /* private to the pool */
@@ -103,8 +104,13 @@ int hc_io_pool_create(struct hc_io_pool **out, const struct hc_io_config *cfg,
                       void (*wake)(void *arg), void *wake_arg);
 
 /* Loop thread only. Queues req (see struct hc_io_req for ownership). Never
- * runs done synchronously. */
-void hc_io_submit(struct hc_io_pool *pool, struct hc_io_req *req);
+ * runs done synchronously. Returns 0, or -EINVAL with req untouched and not
+ * queued (done will not run) when the pool cannot run it: an unknown op or
+ * prio, done NULL, and for a read or write an iovcnt outside
+ * [0, HC_IO_MAX_IOV], iov lengths whose sum overflows ssize_t, or an offset
+ * beyond INT64_MAX. A task (HC_IO_TASK with a known prio and done set) is
+ * never refused. */
+int hc_io_submit(struct hc_io_pool *pool, struct hc_io_req *req);
 
 /* Loop thread only. Runs the done callback of every finished request, and
  * admits waiting requests as bytes in flight drop. Returns how many ran. */

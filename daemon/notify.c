@@ -58,28 +58,36 @@ int hc_listen_fds(void)
     const char *e;
     char *end;
     long pid, n;
-    int flags, rc = -1;
+    int flags, rc = -ENOENT;
 
     e = getenv("LISTEN_PID");
     if (!e)
         goto out;
     errno = 0;
     pid = strtol(e, &end, 10);
-    if (errno || end == e || *end || pid <= 0 || pid != (long)getpid())
+    if (errno || end == e || *end || pid <= 0) {
+        rc = -EINVAL;
         goto out;
+    }
+    if (pid != (long)getpid())
+        goto out; /* meant for another process */
     e = getenv("LISTEN_FDS");
     if (!e)
         goto out;
     errno = 0;
     n = strtol(e, &end, 10);
-    if (errno || end == e || *end || n < 1 || n > 1024)
+    if (errno || end == e || *end || n < 0 || n > 1024) {
+        rc = -EINVAL;
+        goto out;
+    }
+    if (n == 0)
         goto out;
     for (int fd = LISTEN_FDS_START; fd < LISTEN_FDS_START + n; fd++) {
         flags = fcntl(fd, F_GETFD);
-        if (flags < 0)
+        if (flags < 0 || (!(flags & FD_CLOEXEC) && fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0)) {
+            rc = -errno;
             goto out;
-        if (!(flags & FD_CLOEXEC) && fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0)
-            goto out;
+        }
     }
     rc = LISTEN_FDS_START;
 

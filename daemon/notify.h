@@ -8,8 +8,11 @@
 int hc_notify(const char *state);
 
 /* Takes sockets passed by systemd socket activation: if $LISTEN_PID is this
- * process and $LISTEN_FDS >= 1, returns the first fd (3) and unsets the
- * variables; returns -1 when none were passed. */
+ * process and $LISTEN_FDS >= 1, marks them close-on-exec and returns the
+ * first fd (3). Returns -ENOENT when none were passed to this process
+ * ($LISTEN_PID unset or another process, $LISTEN_FDS unset or 0), -EINVAL
+ * when a variable does not parse, or -errno when a passed fd is unusable
+ * (-EBADF: not open). Unsets the variables in every case. */
 int hc_listen_fds(void);
 
 #endif

@@ -144,8 +144,12 @@ void hc__rd_submit(struct hc_store *s, struct rd *r)
     r->req.after = rd_after;
     r->req.done = rd_done;
     r->req.data = r;
+    int rc = hc_io_submit(s->io, &r->req);
+    if (rc < 0) {
+        hc__rd_finish(s, r, rc);
+        return;
+    }
     s->inflight++;
-    hc_io_submit(s->io, &r->req);
 }
 
 /* A read of a record this run wrote and acknowledged that failed with result:

@@ -54,7 +54,8 @@ static void batch_cb(void *data, int status, uint64_t len)
 
 /* The connection's namespace id, interning the name when create (a set) and
  * looking it up otherwise. Returns the id, -ENOENT for a namespace the store
- * has never seen (every key is then a miss), or -ENOSPC. */
+ * has never seen (a get: every key is then a miss), or for a set -ENOSPC or
+ * -ENOMEM. */
 static int conn_ns(struct conn *c, bool create)
 {
     if (c->ns < 0) {
@@ -130,10 +131,13 @@ static void handle_batch(struct conn *c, const Hicache__Request *req, bool is_ge
 
         b->items[i].b = b;
         b->items[i].i = (unsigned)i;
-        if (ns < 0) {
+        if (ns < 0 && is_get) {
             rc = -ENOENT; /* a namespace nobody ever stored into */
             srv->stats.gets++;
             srv->stats.misses++;
+        } else if (ns < 0) {
+            rc = ns; /* -ENOMEM: the name could not be interned */
+            srv->stats.set_errors++;
         } else if (is_get)
             rc = hc_store_get_ex(srv->store, ns, (const char *)s->key.data, s->key.len, buf,
                                  s->length, &c->sopts, batch_cb, &b->items[i]);

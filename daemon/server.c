@@ -171,10 +171,10 @@ static int listen_path(struct server *srv)
     return 0;
 }
 
-int hc_server_run(struct hc_config *cfg, int argc, char **argv)
+/* What the storage engine takes from the configuration. */
+static struct hc_store_config store_config(const struct hc_config *cfg)
 {
-    struct server *srv;
-    struct hc_store_config sc = {
+    return (struct hc_store_config){
         .mount_point = cfg->mount_point,
         .root_dir = cfg->root_dir,
         .node_id = cfg->node_id,
@@ -190,15 +190,84 @@ int hc_server_run(struct hc_config *cfg, int argc, char **argv)
         .read_linger_ms = cfg->read_linger_ms,
         .read_linger_bytes = cfg->read_linger_bytes,
     };
-    struct hc_io_config ioc = {
+}
+
+/* What the I/O pool takes from the configuration. */
+static struct hc_io_config io_config(const struct hc_config *cfg)
+{
+    return (struct hc_io_config){
         .engine = (enum hc_io_engine)cfg->io_engine, /* same values, see config.h */
         .threads = cfg->io_threads,
         .queue_depth = cfg->queue_depth,
         .max_inflight_bytes = cfg->max_inflight_bytes,
     };
-    char err[512] = "";
+}
+
+/* Listens on the socket systemd passed, or else on cfg->socket_path. Returns
+ * 0, or a negative code with the reason logged and the listener closed. */
+static int listen_socket(struct server *srv)
+{
+    const struct hc_config *cfg = srv->cfg;
+    int fd, rc;
+
+    uv_pipe_init(&srv->loop, &srv->listener, 0);
+    srv->listener.data = srv;
+    fd = hc_listen_fds();
+    if (fd >= 0) {
+        srv->socket_activated = true;
+        rc = uv_pipe_open(&srv->listener, fd);
+        if (rc < 0)
+            hc_log(HC_LOG_ERR, "cannot use the socket passed by systemd: %s", uv_strerror(rc));
+    } else if (fd == -ENOENT) {
+        rc = listen_path(srv);
+    } else {
+        /* systemd meant to pass sockets and they are unusable: binding the
+         * path ourselves would replace the socket systemd listens on. */
+        hc_log(HC_LOG_ERR, "cannot use the sockets passed by systemd: %s", strerror(-fd));
+        rc = fd;
+    }
+    if (rc == 0) {
+        rc = uv_listen((uv_stream_t *)&srv->listener, 128, hc__on_connection);
+        if (rc < 0)
+            hc_log(HC_LOG_ERR, "cannot listen on %s: %s", cfg->socket_path, uv_strerror(rc));
+    }
+    if (rc < 0)
+        uv_close((uv_handle_t *)&srv->listener, NULL);
+    return rc;
+}
+
+/* Starts the tick (sealing and discovery run from it, so it runs at half the
+ * shorter of their intervals, within [10, 200] ms) and the signal handlers. */
+static void timers_and_signals_start(struct server *srv)
+{
+    const struct hc_config *cfg = srv->cfg;
     uint64_t tick_ms;
-    int fd, rc, status = 1;
+
+    uv_timer_init(&srv->loop, &srv->tick);
+    uv_timer_init(&srv->loop, &srv->stop_check);
+    srv->tick.data = srv->stop_check.data = srv;
+    tick_ms = cfg->seal_interval_ms < cfg->discovery_interval_ms ? cfg->seal_interval_ms
+                                                                 : cfg->discovery_interval_ms;
+    tick_ms /= 2;
+    tick_ms = tick_ms < 10 ? 10 : tick_ms > 200 ? 200 : tick_ms;
+    uv_timer_start(&srv->tick, on_tick, tick_ms, tick_ms);
+    uv_signal_init(&srv->loop, &srv->sig_term);
+    uv_signal_init(&srv->loop, &srv->sig_int);
+    uv_signal_init(&srv->loop, &srv->sig_hup);
+    srv->sig_term.data = srv->sig_int.data = srv->sig_hup.data = srv;
+    uv_signal_start(&srv->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&srv->sig_int, on_signal, SIGINT);
+    uv_signal_start(&srv->sig_hup, on_signal, SIGHUP);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+int hc_server_run(struct hc_config *cfg, int argc, char **argv)
+{
+    struct server *srv;
+    struct hc_store_config sc = store_config(cfg);
+    struct hc_io_config ioc = io_config(cfg);
+    char err[512] = "";
+    int rc, status = 1;
 
     srv = calloc(1, sizeof(*srv));
     if (!srv) {
@@ -235,45 +304,11 @@ int hc_server_run(struct hc_config *cfg, int argc, char **argv)
                *err ? err : strerror(-rc));
         goto out_io;
     }
-
-    uv_pipe_init(&srv->loop, &srv->listener, 0);
-    srv->listener.data = srv;
-    fd = hc_listen_fds();
-    if (fd >= 0) {
-        srv->socket_activated = true;
-        rc = uv_pipe_open(&srv->listener, fd);
-        if (rc < 0)
-            hc_log(HC_LOG_ERR, "cannot use the socket passed by systemd: %s", uv_strerror(rc));
-    } else {
-        rc = listen_path(srv);
-    }
-    if (rc == 0) {
-        rc = uv_listen((uv_stream_t *)&srv->listener, 128, hc__on_connection);
-        if (rc < 0)
-            hc_log(HC_LOG_ERR, "cannot listen on %s: %s", cfg->socket_path, uv_strerror(rc));
-    }
-    if (rc < 0) {
-        uv_close((uv_handle_t *)&srv->listener, NULL);
+    if (listen_socket(srv) < 0) {
         hc_store_close(srv->store);
         goto out_io;
     }
-
-    uv_timer_init(&srv->loop, &srv->tick);
-    uv_timer_init(&srv->loop, &srv->stop_check);
-    srv->tick.data = srv->stop_check.data = srv;
-    tick_ms = cfg->seal_interval_ms < cfg->discovery_interval_ms ? cfg->seal_interval_ms
-                                                                 : cfg->discovery_interval_ms;
-    tick_ms /= 2;
-    tick_ms = tick_ms < 10 ? 10 : tick_ms > 200 ? 200 : tick_ms;
-    uv_timer_start(&srv->tick, on_tick, tick_ms, tick_ms);
-    uv_signal_init(&srv->loop, &srv->sig_term);
-    uv_signal_init(&srv->loop, &srv->sig_int);
-    uv_signal_init(&srv->loop, &srv->sig_hup);
-    srv->sig_term.data = srv->sig_int.data = srv->sig_hup.data = srv;
-    uv_signal_start(&srv->sig_term, on_signal, SIGTERM);
-    uv_signal_start(&srv->sig_int, on_signal, SIGINT);
-    uv_signal_start(&srv->sig_hup, on_signal, SIGHUP);
-    signal(SIGPIPE, SIG_IGN);
+    timers_and_signals_start(srv);
 
     srv->start_ms = uv_now(&srv->loop);
     hc_log(HC_LOG_INFO, "serving %s/%s/%s on %s (node %s)", cfg->mount_point, cfg->root_dir,

@@ -86,8 +86,8 @@ struct hc_store;
 int hc_store_open(struct hc_store **out, const struct hc_store_config *cfg, struct hc_io_pool *io,
                   struct hc_stats *stats, char *err, size_t errlen);
 
-/* Interns a namespace name (validated by the caller). Returns an id >= 0, or
- * -ENOSPC when too many namespaces (65535) exist. */
+/* Interns a namespace name (validated by the caller). Returns an id >= 0,
+ * -ENOSPC when too many namespaces (65535) exist, or -ENOMEM. */
 int hc_store_ns(struct hc_store *s, const char *ns, size_t len);
 
 /* Looks a namespace name up without interning it (no side effects). Every

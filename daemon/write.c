@@ -162,6 +162,10 @@ static int wrec_place(struct hc_store *s, struct wrec *w)
     w->req.done = wrec_done;
     w->req.data = w;
 
+    /* done runs on this thread later, so what follows is in place by then */
+    rc = hc_io_submit(s->io, &w->req);
+    if (rc < 0)
+        return rc;
     seg->size += size;
     hc__local_bytes_set(s, s->local_bytes + size);
     if (seg->pend_tail)
@@ -170,7 +174,6 @@ static int wrec_place(struct hc_store *s, struct wrec *w)
         seg->pend_head = w;
     seg->pend_tail = w;
     s->inflight++;
-    hc_io_submit(s->io, &w->req);
     hc__evict_capacity(s);
     return 0;
 }

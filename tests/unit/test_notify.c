@@ -142,8 +142,29 @@ static int activated_child(int nfds)
     if (getsockopt(3, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM)
         return 4;
     /* a second call finds nothing */
-    if (hc_listen_fds() != -1)
+    if (hc_listen_fds() != -ENOENT)
         return 5;
+    return 0;
+}
+
+/* Run in a child like activated_child: fds that systemd says it passed but
+ * that are not open give -EBADF, and the variables are gone all the same. */
+static int closed_child(void)
+{
+    char num[32];
+    close(3);
+    close(4);
+    snprintf(num, sizeof(num), "%d", (int)getpid());
+    setenv("LISTEN_PID", num, 1);
+    setenv("LISTEN_FDS", "2", 1);
+    if (hc_listen_fds() != -EBADF)
+        return 1;
+    if (getenv("LISTEN_PID") || getenv("LISTEN_FDS"))
+        return 2;
+    setenv("LISTEN_PID", "junk", 1);
+    setenv("LISTEN_FDS", "1", 1);
+    if (hc_listen_fds() != -EINVAL)
+        return 3;
     return 0;
 }
 
@@ -152,7 +173,7 @@ static void run_child(int nfds)
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0)
-        _exit(activated_child(nfds));
+        _exit(nfds > 0 ? activated_child(nfds) : closed_child());
     int st;
     ck_assert_int_eq(waitpid(pid, &st, 0), pid);
     ck_assert(WIFEXITED(st));
@@ -166,6 +187,12 @@ START_TEST(t_listen_fds_ours)
 }
 END_TEST
 
+START_TEST(t_listen_fds_closed)
+{
+    run_child(0);
+}
+END_TEST
+
 START_TEST(t_listen_fds_not_ours)
 {
     char num[32];
@@ -173,21 +200,21 @@ START_TEST(t_listen_fds_not_ours)
     setenv("LISTEN_PID", num, 1);
     setenv("LISTEN_FDS", "1", 1);
     setenv("LISTEN_FDNAMES", "x", 1);
-    ck_assert_int_eq(hc_listen_fds(), -1);
+    ck_assert_int_eq(hc_listen_fds(), -ENOENT);
     /* meant for another process: still not passed on to our children */
     ck_assert_ptr_null(getenv("LISTEN_PID"));
     ck_assert_ptr_null(getenv("LISTEN_FDS"));
 
     unsetenv("LISTEN_PID");
-    ck_assert_int_eq(hc_listen_fds(), -1);
+    ck_assert_int_eq(hc_listen_fds(), -ENOENT);
 
     snprintf(num, sizeof(num), "%d", (int)getpid());
     setenv("LISTEN_PID", num, 1);
     setenv("LISTEN_FDS", "0", 1);
-    ck_assert_int_eq(hc_listen_fds(), -1);
+    ck_assert_int_eq(hc_listen_fds(), -ENOENT);
     setenv("LISTEN_PID", num, 1);
     setenv("LISTEN_FDS", "junk", 1);
-    ck_assert_int_eq(hc_listen_fds(), -1);
+    ck_assert_int_eq(hc_listen_fds(), -EINVAL);
 }
 END_TEST
 
@@ -202,6 +229,7 @@ static Suite *notify_suite(void)
     tcase_add_test(tc, t_notify_errors);
     tcase_add_test(tc, t_listen_fds_ours);
     tcase_add_test(tc, t_listen_fds_not_ours);
+    tcase_add_test(tc, t_listen_fds_closed);
     suite_add_tcase(s, tc);
     return s;
 }
