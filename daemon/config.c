@@ -25,6 +25,7 @@
 
 #include "hicache_defs.h"
 #include "key.h"
+#include "metrics.h"
 
 #define KiB (UINT64_C(1) << 10)
 #define MiB (UINT64_C(1) << 20)
@@ -38,6 +39,7 @@
 enum opt_type {
     OPT_PATH,   /* char *: non-empty, no NUL */
     OPT_SOCKET, /* char *: non-empty, fits sun_path with its NUL */
+    OPT_LISTEN, /* char *: HOST:PORT or a socket path (metrics.h); "" or null: off */
     OPT_NAME,   /* char *: [A-Za-z0-9_.-]{1,64}, not "." or ".." */
     OPT_LIST,   /* char *: comma-separated names or ids; NULL = anyone */
     OPT_SIZE,   /* uint64_t: integer, or string with K/M/G/T suffix */
@@ -81,6 +83,8 @@ static const struct opt opts[] = {
     STR_OPT(root_dir, OPT_NAME, "NAME", "directory under the mount point for all nodes' data"),
     STR_OPT(node_id, OPT_NAME, "NAME", "this node's directory under root_dir"),
     STR_OPT(socket_path, OPT_SOCKET, "PATH", "control socket (also --socket)"),
+    STR_OPT(metrics_listen, OPT_LISTEN, "ADDR",
+            "Prometheus endpoint, HOST:PORT or a socket path (off when empty)"),
     {"socket_mode", OPT_MODE, FIELD(socket_mode, uint32_t), 0, 0777, 0, 0, 0, "MODE",
      "octal permissions of the control socket"},
     STR_OPT(allowed_uids, OPT_LIST, "LIST", "users (names or uids, comma-separated) allowed in"),
@@ -130,8 +134,8 @@ static char **str_field(struct hc_config *c, const struct opt *o)
 
 static bool opt_is_string(const struct opt *o)
 {
-    return o->type == OPT_PATH || o->type == OPT_SOCKET || o->type == OPT_NAME ||
-           o->type == OPT_LIST;
+    return o->type == OPT_PATH || o->type == OPT_SOCKET || o->type == OPT_LISTEN ||
+           o->type == OPT_NAME || o->type == OPT_LIST;
 }
 
 /* Writes a message into err (if any) and returns rc. */
@@ -293,6 +297,12 @@ static void requirement(const struct opt *o, bool from_json, char *buf, size_t l
         break;
     case OPT_SOCKET:
         snprintf(buf, len, "a non-empty path of at most %zu bytes", (size_t)HC_SOCKET_MAX);
+        break;
+    case OPT_LISTEN:
+        snprintf(buf, len,
+                 "HOST:PORT (numeric IPv4, [IPv6] or localhost), an absolute socket "
+                 "path, or %s for off",
+                 from_json ? "null or \"\"" : "\"\"");
         break;
     case OPT_NAME:
         snprintf(buf, len, "1 to %u characters of [A-Za-z0-9_.-], not '.', without '..'",
@@ -560,6 +570,13 @@ static int opt_parse(const struct opt *o, const json_t *j, const char *s, struct
     case OPT_NAME:
         v->ok = str && hc_node_name_ok(str, len);
         break;
+    case OPT_LISTEN:
+        /* null or "": off (NULL) */
+        v->ok = (j && json_is_null(j)) ||
+                (str && strlen(str) == len && (len == 0 || hc_metrics_listen_invalid(str) == NULL));
+        if (v->ok && str && len > 0 && !(v->copy = strndup(str, len)))
+            return -ENOMEM;
+        break;
     case OPT_LIST:
         rc = parse_list(j, s, &v->copy);
         if (rc == -ENOMEM)
@@ -631,6 +648,7 @@ static int opt_store(struct hc_config *c, const struct opt *o, struct opt_val *v
             return -ENOMEM;
         /* fall through */
     case OPT_LIST:
+    case OPT_LISTEN:
         free(*str_field(c, o));
         *str_field(c, o) = v->copy;
         break;
@@ -1138,6 +1156,9 @@ static void fmt_value(const struct hc_config *c, const struct opt *o, char *buf,
     case OPT_NAME:
     case OPT_LIST:
         snprintf(buf, len, "%s", *(char *const *)p ? *(char *const *)p : "anyone");
+        break;
+    case OPT_LISTEN:
+        snprintf(buf, len, "%s", *(char *const *)p ? *(char *const *)p : "off");
         break;
     case OPT_SIZE:
         fmt_size(*(const uint64_t *)p, buf, len);

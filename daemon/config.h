@@ -16,6 +16,7 @@ struct hc_config {
     char *mount_point;              /* directory holding <root_dir>; default /mnt/jfs */
     char *root_dir;                 /* default "hicache"; [A-Za-z0-9_.-]{1,64} */
     char *socket_path;              /* default /run/hicached/hicached.sock */
+    char *metrics_listen;           /* Prometheus endpoint (metrics.h); NULL = off */
     char *node_id;                  /* default: host name (sanitized); [A-Za-z0-9_.-]{1,64} */
     uint64_t region_size;           /* per client, default 64 MiB, 1 MiB .. 4 GiB */
     uint64_t segment_size;          /* default 256 MiB, 1 MiB .. 64 GiB */

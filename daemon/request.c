@@ -22,6 +22,8 @@ static void batch_finish(struct batch *b)
     struct conn *c = b->conn;
     Hicache__Response resp = HICACHE__RESPONSE__INIT;
 
+    hc_latency_record(b->is_get ? &c->srv->lat.get : &c->srv->lat.set,
+                      (uv_hrtime() - b->t0_ns) / 1000);
     if (!c->closing) {
         resp.id = b->id;
         resp.n_results = b->n;
@@ -75,6 +77,7 @@ static void handle_batch(struct conn *c, const Hicache__Request *req, bool is_ge
     struct server *srv = c->srv;
     Hicache__Slot **pages = is_get ? req->get->pages : req->set->pages;
     size_t n = is_get ? req->get->n_pages : req->set->n_pages;
+    uint64_t t0_ns = uv_hrtime();
     struct batch *b;
     size_t i;
     int ns;
@@ -117,6 +120,8 @@ static void handle_batch(struct conn *c, const Hicache__Request *req, bool is_ge
     }
     b->conn = c;
     b->id = req->id;
+    b->t0_ns = t0_ns;
+    b->is_get = is_get;
     b->n = (unsigned)n;
     b->remaining = (unsigned)n + 1; /* +1 until every item is submitted */
     b->region = c->region;
@@ -215,6 +220,7 @@ static void handle_exists(struct conn *c, const Hicache__Request *req)
 {
     struct server *srv = c->srv;
     Hicache__Response resp = HICACHE__RESPONSE__INIT;
+    uint64_t t0_ns = uv_hrtime();
     const char *key[HC_MAX_BATCH], *bad;
     size_t klen[HC_MAX_BATCH];
     int32_t results[HC_MAX_BATCH];
@@ -245,6 +251,7 @@ static void handle_exists(struct conn *c, const Hicache__Request *req)
     resp.n_lengths = n;
     resp.lengths = lengths;
     hc__conn_send(c, &resp);
+    hc_latency_record(&srv->lat.exists, (uv_hrtime() - t0_ns) / 1000);
 }
 
 /* Stats: the counters as JSON. */
@@ -255,7 +262,7 @@ static void handle_stats(struct conn *c, const Hicache__Request *req)
     char *json;
 
     srv->stats.inflight_bytes = hc_io_pool_inflight_bytes(srv->io);
-    json = hc_stats_json(&srv->stats, srv->cfg->node_id,
+    json = hc_stats_json(&srv->stats, &srv->lat, srv->cfg->node_id,
                          (uv_now(&srv->loop) - srv->start_ms) / 1000, srv->cfg->capacity_bytes);
     if (!json) {
         hc__send_error(c, req->id, -ENOMEM, "out of memory");

@@ -18,7 +18,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "log.h"
+#include "prom.h"
 #include "notify.h"
 
 /* Called on an I/O thread when completions wait: uv_async_send is the one
@@ -93,6 +96,8 @@ static void begin_stop(struct server *srv, const char *why)
      * it bound), so no new client finds a socket that nobody serves. A socket
      * passed by systemd is left alone: systemd owns it. */
     close_handle((uv_handle_t *)&srv->listener);
+    hc_metrics_stop(srv->metrics);
+    srv->metrics = NULL;
     for (c = srv->conns; c; c = c->next) {
         if (c->reading) {
             uv_read_stop((uv_stream_t *)&c->pipe);
@@ -261,6 +266,35 @@ static void timers_and_signals_start(struct server *srv)
     signal(SIGPIPE, SIG_IGN);
 }
 
+/* The Prometheus text of the counters and histograms (metrics.h). */
+static char *metrics_text(void *arg)
+{
+    struct server *srv = arg;
+    json_t *o;
+    char *text;
+
+    srv->stats.inflight_bytes = hc_io_pool_inflight_bytes(srv->io);
+    o = hc_stats_object(&srv->stats, &srv->lat, srv->cfg->node_id,
+                        (uv_now(&srv->loop) - srv->start_ms) / 1000, srv->cfg->capacity_bytes);
+    text = o ? hc_prom_text(o) : NULL;
+    json_decref(o);
+    return text;
+}
+
+/* metrics_listen: a failure to listen there is logged and the daemon serves
+ * on without the endpoint (the cache matters more than its metrics; stats
+ * stay available through hicachectl). */
+static void metrics_start(struct server *srv)
+{
+    char err[256] = "";
+
+    if (!srv->cfg->metrics_listen)
+        return;
+    if (hc_metrics_start(&srv->loop, srv->cfg->metrics_listen, metrics_text, srv, &srv->metrics,
+                         err, sizeof(err)) < 0)
+        hc_log(HC_LOG_ERR, "no Prometheus endpoint: %s", err);
+}
+
 int hc_server_run(struct hc_config *cfg, int argc, char **argv)
 {
     struct server *srv;
@@ -309,6 +343,7 @@ int hc_server_run(struct hc_config *cfg, int argc, char **argv)
         goto out_io;
     }
     timers_and_signals_start(srv);
+    metrics_start(srv);
 
     srv->start_ms = uv_now(&srv->loop);
     hc_log(HC_LOG_INFO, "serving %s/%s/%s on %s (node %s)", cfg->mount_point, cfg->root_dir,

@@ -29,6 +29,7 @@
 #include "hicache.pb-c.h"
 #include "io.h"
 #include "key.h"
+#include "metrics.h"
 #include "shm.h"
 #include "stats.h"
 #include "store.h"
@@ -82,6 +83,8 @@ struct batch {
     struct conn *conn;
     struct hc_region *region;
     uint64_t id;
+    uint64_t t0_ns; /* received (uv_hrtime), for the latency histogram */
+    bool is_get;
     unsigned n;
     unsigned remaining;
     int32_t *results;
@@ -113,6 +116,8 @@ struct server {
     struct hc_io_pool *io;
     struct hc_store *store;
     struct hc_stats stats;
+    struct hc_latencies lat;    /* batch requests, receipt to reply */
+    struct hc_metrics *metrics; /* the Prometheus endpoint, when configured */
     struct conn *conns;
     uint64_t next_conn;
     uint64_t start_ms;

@@ -771,7 +771,7 @@ START_TEST(test_stats_json)
 #define SET(name, kind, desc) st.name = (val += 1000003) + (1ull << 40);
     HC_STATS_MAP(SET)
 #undef SET
-    text = hc_stats_json(&st, "node-7", 3600, 5 * GiB);
+    text = hc_stats_json(&st, NULL, "node-7", 3600, 5 * GiB);
     ck_assert_ptr_nonnull(text);
     root = json_loads(text, 0, &je);
     ck_assert_msg(root != NULL, "%s", je.text);
@@ -795,7 +795,7 @@ START_TEST(test_stats_json)
 
     /* zeroes and a missing node id */
     memset(&st, 0, sizeof(st));
-    text = hc_stats_json(&st, NULL, 0, 0);
+    text = hc_stats_json(&st, NULL, NULL, 0, 0);
     ck_assert_ptr_nonnull(text);
     root = json_loads(text, 0, &je);
     ck_assert_ptr_nonnull(root);
