@@ -19,7 +19,9 @@
 #
 # usage: tests/juicefs/test_meta_stall.sh [BUILD_DIR]   (default build/default)
 # env: JFS_TEST_PORT (Redis port, 6397); HICACHED_BIN, HICACHECTL_BIN (other
-# binaries, e.g. an older build, to show what the test catches).
+# binaries, e.g. an older build, to show what the test catches);
+# HICACHE_PY_LIB (the libhicache the probe loads: a plain one under a
+# sanitizer, as make test sets it).
 # State (volume, mount, socket, logs): BUILD_DIR/test_meta_stall/, removed at
 # the end unless KEEP=1.
 # Exit: 0 pass, 1 fail, 77 skip (FUSE unusable here: the reason is printed).
@@ -28,8 +30,6 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=${1:-$ROOT/build/default}
 case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
-HICACHED=${HICACHED_BIN:-$BUILD/hicached}
-CTL=${HICACHECTL_BIN:-$BUILD/hicachectl}
 PORT=${JFS_TEST_PORT:-6397}
 PAGES=6
 FAST_MS=50       # exists and stats while Redis is stopped
@@ -38,101 +38,22 @@ SLACK_MS=2000    # a put or get may end this much after its client timeout
 PROBE_S=8        # how long exists and stats are probed while stopped
 CALL_S=30        # bound on every client call (timeout(1))
 
-for b in "$HICACHED" "$CTL"; do
-    [ -x "$b" ] || { echo "FAIL: $b not built (make BUILD=... all)"; exit 1; }
-done
-
-T=$BUILD/test_meta_stall
-STATE=$T/jfs
-MNT=$T/mnt
-SOCK=$T/hicached.sock
-DLOG=$T/hicached.log
+NAME=test_meta_stall
+VOLUME=hicache-ms
+RPID=
+stage_before_down() { [ -n "$RPID" ] && kill -CONT "$RPID" 2>/dev/null; }
+. "$ROOT/tests/juicefs/stage.sh"
 NODE=ms
 DATA=$MNT/hicache/$NODE
-HPID=
-RPID=
-. "$ROOT/tests/juicefs/checks.sh"
-note() { echo "note: $*"; }
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-T0=$(now_ms)
-el() { echo "t+$(($(now_ms) - T0)) ms"; }
 
-cleanup() {
-    [ -n "$RPID" ] && kill -CONT "$RPID" 2>/dev/null
-    if [ -n "$HPID" ] && kill -0 "$HPID" 2>/dev/null; then
-        kill -TERM "$HPID" 2>/dev/null
-        for _ in $(seq 100); do
-            kill -0 "$HPID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$HPID" 2>/dev/null
-        wait "$HPID" 2>/dev/null
-    fi
-    "$ROOT/scripts/juicefs-down.sh" --state-dir "$STATE" --purge >"$T/down.log" 2>&1 ||
-        { echo "test_meta_stall: teardown failed:"; cat "$T/down.log"; }
-    if grep -q " $T/" /proc/self/mounts; then
-        echo "test_meta_stall: something is still mounted under $T; left in place"
-    elif [ "${KEEP:-0}" != 1 ]; then
-        rm -rf "$T"
-    fi
-}
-
-# A leftover of an interrupted run: take it down before starting again.
-if [ -d "$STATE" ]; then
-    [ -r "$STATE/redis/redis.pid" ] && kill -CONT "$(cat "$STATE/redis/redis.pid")" 2>/dev/null
-    "$ROOT/scripts/juicefs-down.sh" --state-dir "$STATE" --purge >/dev/null 2>&1
-fi
-grep -q " $T/" /proc/self/mounts && { echo "FAIL: $T still has a mount from an earlier run"; exit 1; }
-rm -rf "$T"
-mkdir -p "$T"
-trap cleanup EXIT
-
-"$ROOT/scripts/juicefs-up.sh" --state-dir "$STATE" --port "$PORT" --name hicache-ms \
-    --mount "$MNT" --cache-size 256 >>"$T/up.log" 2>&1
-rc=$?
-if [ $rc -eq 77 ]; then
-    echo "SKIP: test_meta_stall: FUSE is unusable on this machine:"
-    grep -i 'fuse' "$T/up.log" | tail -n 3 | grep . || tail -n 3 "$T/up.log"
-    exit 77
-fi
-[ $rc -eq 0 ] || { cat "$T/up.log"; echo "FAIL: juicefs-up exited $rc"; exit 1; }
+up_first
 RPID=$(cat "$STATE/redis/redis.pid" 2>/dev/null)
 [ -n "$RPID" ] && kill -0 "$RPID" 2>/dev/null || { echo "FAIL: no Redis pid in $STATE/redis"; exit 1; }
 ok "volume mounted at $MNT, its Redis is pid $RPID on port $PORT ($(el))"
 
-"$HICACHED" --mount-point "$MNT" --socket "$SOCK" --node-id "$NODE" --foreground \
-    --segment-size 64M --seal-interval-ms 1000 --discovery-interval-ms 1000 \
-    --min-free-ratio 0.01 --io-threads 4 --read-linger-ms 0 >>"$DLOG" 2>&1 &
-HPID=$!
-up=0
-for _ in $(seq 200); do
-    "$CTL" --socket "$SOCK" ping >/dev/null 2>&1 && { up=1; break; }
-    kill -0 "$HPID" 2>/dev/null || break
-    sleep 0.05
-done
-[ $up = 1 ] || { tail -n 5 "$DLOG"; ko "hicached starts on $MNT"; exit 1; }
+daemon_start --segment-size 64M --seal-interval-ms 1000 --discovery-interval-ms 1000 \
+    --min-free-ratio 0.01 --io-threads 4 --read-linger-ms 0 || { ko "hicached starts on $MNT"; exit 1; }
 ok "hicached on $MNT (seal interval 1 s, min_free_ratio 0.01, 4 I/O threads)"
-
-# ctl ARGS...: hicachectl bounded by timeout(1); sets RC (124: killed by the
-# bound) and MS (wall time). OUT names the output file (default ctl.out).
-ctl() {
-    local t=$(now_ms)
-    timeout "$CALL_S" "$CTL" --socket "$SOCK" "$@" >"$T/${OUT:-ctl}.out" 2>"$T/${OUT:-ctl}.err"
-    RC=$?
-    MS=$(($(now_ms) - t))
-}
-
-alive() {
-    if kill -0 "$HPID" 2>/dev/null; then
-        ok "hicached (pid $HPID) still alive $1"
-    else
-        wait "$HPID"
-        ko "hicached died $1: exit status $?; log tail:"
-        tail -n 20 "$DLOG"
-        HPID=
-        exit 1
-    fi
-}
 
 newkey() { echo "$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')_$1"; }
 
@@ -213,7 +134,7 @@ print("%d exists/stats calls on one connection in %.0f s of the stall: median %.
 sys.exit(1 if fails or slow else 0)
 PY
 mkfifo "$T/probe.in"
-python3 "$T/probe.py" "$BUILD/libhicache.so" "$SOCK" $FAST_MS $PROBE_S "${keys[@]}" \
+python3 "$T/probe.py" "${HICACHE_PY_LIB:-$BUILD/libhicache.so}" "$SOCK" $FAST_MS $PROBE_S "${keys[@]}" \
     <"$T/probe.in" >"$T/probe.out" 2>&1 &
 PROBE=$!
 exec 7>"$T/probe.in"
@@ -284,7 +205,7 @@ elif [ "$grc" = 0 ] && [ "$gms" -le $limit ] && cmp -s "$T/page.1" "$T/got.stall
 else
     ko "a get during the stall: exit $grc after $gms ms (want exit 2, or 0 with the right bytes, within $limit ms)"
 fi
-alive "during the stall"
+alive "during the stall" || exit 1
 
 echo "--- Redis resumed (SIGCONT) ($(el))"
 kill -CONT "$RPID"
@@ -317,7 +238,7 @@ ctl exists "${keys[@]}" "$newk"
 ctl --timeout 20000 put "$putkey" "$T/stalled"
 [ $RC -eq 0 ] && ok "the page whose put failed during the stall can be stored now" ||
     ko "put of the stalled page after SIGCONT: exit $RC"
-alive "after SIGCONT"
+alive "after SIGCONT" || exit 1
 
 t=$(now_ms)
 kill -TERM "$HPID"
