@@ -162,9 +162,9 @@ static void efd_clear(int efd)
 
 /* ---- I/O thread side ---------------------------------------------------- */
 
-/* Called on an I/O thread. Pushes the finished requests in fin onto the pool's
- * completion list with one lock, and wakes the loop thread if that list was
- * empty. */
+/* Called on an I/O thread (or on the loop thread, for a task with no work).
+ * Pushes the finished requests in fin onto the pool's completion list with
+ * one lock, and wakes the loop thread if that list was empty. */
 static void finish_flush(struct hc_io_pool *pool, struct req_list *fin)
 {
     bool was_empty;
@@ -780,6 +780,16 @@ void hc_io_submit(struct hc_io_pool *pool, struct hc_io_req *req)
     }
 
     pool->pending++;
+    if (req->op == HC_IO_TASK && !req->before && !req->after) {
+        /* No work for an I/O thread: straight to the completion list (done
+         * still runs from hc_io_pool_drain, never in here), so that it never
+         * waits behind threads blocked on the mount. */
+        struct req_list one = {NULL, NULL};
+        pool->inflight++;
+        list_push(&one, req);
+        finish_flush(pool, &one);
+        return;
+    }
     list_push(&pool->wait[req->prio == HC_IO_PRIO_HIGH ? HC_IO_PRIO_HIGH : HC_IO_PRIO_LOW], req);
     admit(pool);
 }

@@ -11,7 +11,10 @@
 #     connect and get their exists answered too;
 #   - a put that needs a new segment (the open one was sealed by age) and a
 #     get must end within the client's timeout (--timeout 4000) with an
-#     error (exit 2), or for the get with the right bytes, never hang.
+#     error (exit 2), or for the get with the right bytes, never hang;
+#   - answers that need no storage come at once although both I/O threads
+#     (the default) are blocked on the mount: a get of a key never stored is
+#     a miss, a put of a stored page a dedupe hit.
 # Then SIGCONT: within 60 s a new page round-trips, the old pages read back
 # byte for byte, and SIGTERM stops hicached with exit 0. Tears everything
 # down, also on failure (Redis gets SIGCONT first). Bounded: every client call
@@ -52,8 +55,8 @@ RPID=$(cat "$STATE/redis/redis.pid" 2>/dev/null)
 ok "volume mounted at $MNT, its Redis is pid $RPID on port $PORT ($(el))"
 
 daemon_start --segment-size 64M --seal-interval-ms 1000 --discovery-interval-ms 1000 \
-    --min-free-ratio 0.01 --io-threads 4 --read-linger-ms 0 || { ko "hicached starts on $MNT"; exit 1; }
-ok "hicached on $MNT (seal interval 1 s, min_free_ratio 0.01, 4 I/O threads)"
+    --min-free-ratio 0.01 --read-linger-ms 0 || { ko "hicached starts on $MNT"; exit 1; }
+ok "hicached on $MNT (seal interval 1 s, min_free_ratio 0.01, the default 2 I/O threads)"
 
 newkey() { echo "$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')_$1"; }
 
@@ -165,6 +168,17 @@ bg_ctl put put "$putkey" "$T/stalled" &
 BG_PUT=$!
 bg_ctl get get "${keys[0]}" "$T/got.stalled" &
 BG_GET=$!
+
+# Answers that need no storage: a get of a key never stored (a miss) and a
+# put of a stored key (a dedupe hit) answer at once, even with every I/O
+# thread blocked on the mount (within 1 s: hicachectl starts a process).
+sleep 0.3
+ctl --timeout 2000 get "$(newkey never)" "$T/got.never"
+[ $RC -eq 1 ] && [ $MS -le 1000 ] && ok "a get of a key never stored answers a miss in $MS ms during the stall" ||
+    ko "a get of a key never stored during the stall: exit $RC after $MS ms (want 1, a miss): $(head -c 160 "$T/ctl.err")"
+ctl --timeout 2000 put "${keys[1]}" "$T/page.2"
+[ $RC -eq 0 ] && [ $MS -le 1000 ] && ok "a put of a stored page (dedupe) answers in $MS ms during the stall" ||
+    ko "a put of a stored page during the stall: exit $RC after $MS ms: $(head -c 160 "$T/ctl.err")"
 
 # Meanwhile, a new client each time (hicachectl: process start, connect,
 # hello, request) must be answered too: not within 50 ms (a process start on
