@@ -176,7 +176,8 @@ struct unlink_task {
 };
 
 /* Called on an I/O thread: the .idx goes first, so that a crash in between
- * leaves an unsealed segment (scanned again), never an index without data. */
+ * leaves an unsealed segment (scanned again), never an index without data.
+ * Reads only its task (the paths were made for it at submit). */
 static int unlink_before(struct hc_io_req *req)
 {
     struct unlink_task *t = container_of(req, struct unlink_task, req);
@@ -376,8 +377,10 @@ struct seal_task {
 };
 
 /* Called on an I/O thread: data first, then the index that vouches for it.
- * t->fd is the segment's: it stays open until seal_done runs (fd_trim closes
- * only sealed segments' fds, and a sealing segment cannot be dropped). */
+ * Reads only its task: the .idx bytes are a snapshot taken at submit, and
+ * t->fd is the segment's, which stays open until seal_done runs (fd_trim
+ * closes only sealed segments' fds, and a sealing segment cannot be
+ * dropped). */
 static int seal_before(struct hc_io_req *req)
 {
     struct seal_task *t = container_of(req, struct seal_task, req);
