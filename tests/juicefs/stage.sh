@@ -1,7 +1,8 @@
 # Sourced by the shell tests that bring up their own JuiceFS volume and run
 # one hicached on it (test_mount_loss.sh, test_meta_stall.sh): their state
 # under the build dir, the bring-up (exit 77 when FUSE is unusable), the
-# teardown at exit, also on failure, and the bounded client call.
+# teardown at exit, also on failure, starting and stopping the daemon, and the
+# bounded client call.
 #
 # Before sourcing, the test sets ROOT, BUILD, NAME (its name: the state dir
 # is BUILD/NAME), PORT (its own Redis port), VOLUME (the volume's name) and
@@ -99,6 +100,32 @@ daemon_start() {
     echo "hicached did not come up:"
     tail -n 5 "$DLOG"
     return 1
+}
+
+# daemon_stop WHEN: SIGTERM, at most 30 s; the exit status must be 0. Prints
+# the daemon's log since LOGPOS.
+daemon_stop() {
+    local t rc
+    t=$(now_ms)
+    kill -TERM "$HPID"
+    for _ in $(seq 300); do
+        kill -0 "$HPID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$HPID" 2>/dev/null; then
+        ko "$1: hicached still running 30 s after SIGTERM"
+        kill -KILL "$HPID"
+        wait "$HPID"
+    else
+        wait "$HPID"
+        rc=$?
+        [ $rc -eq 0 ] && ok "$1: SIGTERM, hicached exits 0 in $(($(now_ms) - t)) ms" ||
+            ko "$1: SIGTERM, hicached exits $rc in $(($(now_ms) - t)) ms"
+    fi
+    HPID=
+    echo "  daemon log of this run:"
+    tail -n +$((LOGPOS + 1)) "$DLOG" | sed 's/^/    /'
+    LOGPOS=$(wc -l <"$DLOG")
 }
 
 # ctl ARGS...: hicachectl bounded by timeout(1); sets RC (124: killed by the

@@ -254,23 +254,7 @@ ctl --timeout 20000 put "$putkey" "$T/stalled"
     ko "put of the stalled page after SIGCONT: exit $RC"
 alive "after SIGCONT" || exit 1
 
-t=$(now_ms)
-kill -TERM "$HPID"
-for _ in $(seq 300); do
-    kill -0 "$HPID" 2>/dev/null || break
-    sleep 0.1
-done
-if kill -0 "$HPID" 2>/dev/null; then
-    ko "hicached still running 30 s after SIGTERM"
-else
-    wait "$HPID"
-    rc=$?
-    [ $rc -eq 0 ] && ok "SIGTERM: hicached exits 0 in $(($(now_ms) - t)) ms" ||
-        ko "SIGTERM: hicached exits $rc"
-    HPID=
-fi
-echo "  daemon log:"
-sed 's/^/    /' "$DLOG" | tail -n 25
+daemon_stop "after SIGCONT"
 
 echo "test_meta_stall: $pass passed, $fail failed ($(el))"
 [ $fail -eq 0 ]

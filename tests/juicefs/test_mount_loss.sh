@@ -130,32 +130,6 @@ check_enotconn() {
     esac
 }
 
-# stop_daemon WHEN: SIGTERM, at most 30 s; the exit status must be 0. Prints
-# the daemon's log since LOGPOS.
-stop_daemon() {
-    local t rc
-    t=$(now_ms)
-    kill -TERM "$HPID"
-    for _ in $(seq 300); do
-        kill -0 "$HPID" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$HPID" 2>/dev/null; then
-        ko "$1: hicached still running 30 s after SIGTERM"
-        kill -KILL "$HPID"
-        wait "$HPID"
-    else
-        wait "$HPID"
-        rc=$?
-        [ $rc -eq 0 ] && ok "$1: SIGTERM, hicached exits 0 in $(($(now_ms) - t)) ms" ||
-            ko "$1: SIGTERM, hicached exits $rc in $(($(now_ms) - t)) ms"
-    fi
-    HPID=
-    echo "  daemon log of this run:"
-    tail -n +$((LOGPOS + 1)) "$DLOG" | sed 's/^/    /'
-    LOGPOS=$(wc -l <"$DLOG")
-}
-
 # recover: the documented procedure (hicached already stopped): umount the
 # dead mount, mount again, start hicached.
 recover() {
@@ -242,7 +216,7 @@ ctl ping
 [ $RC -eq 0 ] && ok "ping answers after the seal timer fired" || ko "ping after the seal timer: exit $RC"
 
 echo "--- SIGTERM on a dead mount ($(el))"
-stop_daemon "dead mount, open segment already failed to seal"
+daemon_stop "dead mount, open segment already failed to seal"
 
 echo "--- recovery: umount, remount, restart ($(el))"
 # A long seal interval from here on: in the second loss below, only the seal
@@ -271,7 +245,7 @@ ctl put "$key2" "$T/new.2"
 [ $RC -eq 0 ] || ko "put before the second loss: exit $RC"
 kill_mount
 alive "right after the second loss"
-stop_daemon "second loss, SIGTERM $(($(now_ms) - T_LOSS)) ms after the kill"
+daemon_stop "second loss, SIGTERM $(($(now_ms) - T_LOSS)) ms after the kill"
 check_enotconn
 grep -Eq 'sealing segment .*(not connected|connection abort)' <(tail -n 5 "$DLOG") &&
     ok "the failed seal at exit is logged" || ko "no failed seal at exit in the log"
@@ -291,7 +265,7 @@ for k in "$key:new.1" "$key2:new.2"; do
         ko "get of page ${k#*:} of the second open segment: exit $RC: $(cat "$T/ctl.err")"
     fi
 done
-stop_daemon "after the second recovery"
+daemon_stop "after the second recovery"
 note "at the end, $DATA holds: $(cd "$DATA" && stat -c '%n (%s B)' -- * | tr '\n' ' ')"
 
 echo "test_mount_loss: $pass passed, $fail failed ($(el))"
