@@ -4,11 +4,15 @@
  * dropped; with the filesystem under min_free_ratio, one at a time. A read in
  * flight keeps a dropped segment's fd open, so a drop never breaks it.
  *
- * Threads: loop thread only. Blocking on the loop thread: the statvfs of the
- * free-space check, at most once a second. */
+ * Threads: loop thread, except statvfs_before, which runs on an I/O thread:
+ * the free-space check's statvfs, at most once a second, never blocks the
+ * loop thread; its result is acted on when it comes back. */
 #include "store_int.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sys/statvfs.h>
 
 #include "log.h"
@@ -125,19 +129,57 @@ void hc__evict_capacity(struct hc_store *s)
         hc__seg_drop(s, v, true);
 }
 
-/* One segment at a time while the filesystem is short of free space (the
- * statvfs sees a drop only once the unlink is done). The statvfs blocks the
- * loop thread, at most once a second. */
+struct statvfs_task {
+    struct hc_io_req req;
+    struct hc_store *s;
+    char dir[PATH_MAX];
+    double free_ratio; /* set by statvfs_before */
+};
+
+/* Called on an I/O thread: a statvfs on the mount is a metadata round trip.
+ * Reads and writes only its task (dir was copied into it at submit). */
+static int statvfs_before(struct hc_io_req *req)
+{
+    struct statvfs_task *t = container_of(req, struct statvfs_task, req);
+    struct statvfs sv;
+    if (statvfs(t->dir, &sv) < 0)
+        return -errno;
+    if (sv.f_blocks == 0)
+        return -ENODATA;
+    t->free_ratio = (double)sv.f_bavail / (double)sv.f_blocks;
+    return 0;
+}
+
+/* Back on the loop thread: keeps the result and drops one segment while the
+ * filesystem is short of free space (the next statvfs sees a drop only once
+ * its unlink is done, so none is asked while an unlink is in flight). */
+static void statvfs_done(struct hc_io_req *req)
+{
+    struct statvfs_task *t = container_of(req, struct statvfs_task, req);
+    struct hc_store *s = t->s;
+    struct seg *v;
+
+    s->inflight--;
+    s->statvfs_busy = false;
+    if (req->result == 0 && !s->stopping && !s->unlinks && s->cfg.min_free_ratio > 0 &&
+        t->free_ratio < s->cfg.min_free_ratio && (v = oldest_sealed_local(s)))
+        hc__seg_drop(s, v, true);
+    free(t);
+}
+
+/* At a tick: refreshes the free-space figure on an I/O thread, at most once a
+ * second and one at a time, unless an unlink is in flight. */
 void hc__evict_free_space(struct hc_store *s, uint64_t now_ms)
 {
-    struct statvfs sv;
-    struct seg *v;
-    if (s->cfg.min_free_ratio <= 0 || s->unlinks || now_ms - s->last_statvfs_ms < 1000)
+    struct statvfs_task *t;
+    if (s->cfg.min_free_ratio <= 0 || s->unlinks || s->statvfs_busy ||
+        now_ms - s->last_statvfs_ms < 1000)
+        return;
+    if (!(t = calloc(1, sizeof(*t))))
         return;
     s->last_statvfs_ms = now_ms;
-    if (statvfs(s->dir, &sv) < 0 || sv.f_blocks == 0)
-        return;
-    if ((double)sv.f_bavail / (double)sv.f_blocks < s->cfg.min_free_ratio &&
-        (v = oldest_sealed_local(s)))
-        hc__seg_drop(s, v, true);
+    t->s = s;
+    snprintf(t->dir, sizeof(t->dir), "%s", s->dir);
+    s->statvfs_busy = true;
+    hc__task_submit(s, &t->req, HC_IO_PRIO_LOW, statvfs_before, statvfs_done, NULL);
 }

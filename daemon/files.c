@@ -53,8 +53,8 @@ void hc__seg_path(const struct hc_store *s, const struct seg *seg, const char *e
 
 /* Opens path with O_DIRECT when asked, falling back to buffered I/O when the
  * filesystem refuses it (EINVAL), with one log line per store. Returns the fd
- * or -errno. Any thread: called on an I/O thread (a segment opened for reads)
- * and on the loop thread (a new segment). Of the store it reads only
+ * or -errno. Any thread: called on an I/O thread (a segment opened for reads
+ * or created) and on the loop thread at open (recovery). Of the store it reads only
  * s->cfg.use_direct_io and s->root, which are never written after open, and
  * s->direct_warned, atomically. */
 int hc__open_file(struct hc_store *s, const char *path, int flags, mode_t mode, bool *direct)

@@ -37,7 +37,9 @@
 enum hc_io_op {
     HC_IO_READ = 1,  /* preadv of iov at offset, whole length or error */
     HC_IO_WRITE = 2, /* pwritev of iov at offset, whole length or error */
-    HC_IO_TASK = 3,  /* no I/O: before() is the work, run on an I/O thread */
+    HC_IO_TASK = 3,  /* no I/O: before() is the work, run on an I/O thread; a
+                        task with neither before() nor after() skips the
+                        threads: its done runs from the next drain */
 };
 
 enum hc_io_prio {

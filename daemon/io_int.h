@@ -120,7 +120,8 @@ static inline void list_splice(struct req_list *dst, struct req_list *src)
 /* ---- io.c: shared by both engines, called on an I/O thread -------------- */
 
 /* Pushes the finished requests in fin onto the pool's completion list with
- * one lock, and wakes the loop thread if that list was empty. */
+ * one lock, and wakes the loop thread if that list was empty. Also called on
+ * the loop thread, by hc_io_submit, for a task with no work. */
 void hc__io_finish_flush(struct hc_io_pool *pool, struct req_list *fin);
 /* Once the whole length is done: runs after() and sets result. */
 void hc__io_complete_whole(struct hc_io_req *req);

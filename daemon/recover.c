@@ -5,7 +5,8 @@
  * removed. The next segment seq is chosen past every seq used before.
  *
  * Threads: loop thread, at open, before the loop runs; blocking I/O on the
- * mount throughout. */
+ * mount throughout. That may stay synchronous: it is start-up, and the server
+ * does not listen before hc_store_open returns. */
 #include "store_int.h"
 
 #include <dirent.h>

@@ -1,6 +1,7 @@
 /* Requests after hello, translated into engine calls: a set or get batch
  * becomes one store call per page (the reply goes once every page's callback
- * ran), exists is answered from the index, stats and clear at once. Every
+ * ran), exists is answered from the index and stats at once, clear once its
+ * tombstones are saved. Every
  * key, slot and count from the client is checked before use.
  *
  * Threads: loop thread only (store callbacks run there too). */
@@ -274,19 +275,72 @@ static void handle_stats(struct conn *c, const Hicache__Request *req)
     free(json);
 }
 
-/* Clear: drops the connection's namespace (hc_store_clear). */
-static void handle_clear(struct conn *c, const Hicache__Request *req)
+/* A clear in flight: the store answers once its tombstones are saved. */
+struct clear_req {
+    struct conn *conn;
+    uint64_t id;
+};
+
+/* Sends the answer of a clear: the pages dropped, or the error that kept its
+ * tombstones from being saved. */
+static void clear_reply(struct conn *c, uint64_t id, int status, uint64_t dropped)
 {
     Hicache__Response resp = HICACHE__RESPONSE__INIT;
-    int ns = conn_ns(c, false);
-    uint64_t dropped = ns < 0 ? 0 : hc_store_clear(c->srv->store, ns);
 
+    if (status < 0) {
+        hc_log(HC_LOG_ERR, "client %" PRIu64 " (pid %d): clear not saved: %s", c->num, (int)c->pid,
+               strerror(-status));
+        hc__send_error(c, id, status, "clear: the tombstones were not saved (%s)",
+                       strerror(-status));
+        return;
+    }
     hc_log(HC_LOG_INFO, "client %" PRIu64 " (pid %d) cleared its namespace: %" PRIu64 " pages",
            c->num, (int)c->pid, dropped);
-    resp.id = req->id;
+    resp.id = id;
     resp.n_lengths = 1;
     resp.lengths = &dropped;
     hc__conn_send(c, &resp);
+}
+
+/* The store's callback of a clear. */
+static void clear_cb(void *data, int status, uint64_t dropped)
+{
+    struct clear_req *r = data;
+    struct conn *c = r->conn;
+
+    if (!c->closing)
+        clear_reply(c, r->id, status, dropped);
+    free(r);
+    c->inflight--;
+    if (!c->closing)
+        hc__conn_process(c);
+    hc__conn_unref(c);
+}
+
+/* Clear: drops the connection's namespace (hc_store_clear); the answer goes
+ * once the tombstones are saved. */
+static void handle_clear(struct conn *c, const Hicache__Request *req)
+{
+    int ns = conn_ns(c, false), rc;
+    struct clear_req *r;
+
+    if (ns < 0) { /* a namespace the store never saw: nothing to drop */
+        clear_reply(c, req->id, 0, 0);
+        return;
+    }
+    if (!(r = malloc(sizeof(*r)))) {
+        hc__send_error(c, req->id, -ENOMEM, "out of memory");
+        return;
+    }
+    *r = (struct clear_req){.conn = c, .id = req->id};
+    rc = hc_store_clear(c->srv->store, ns, clear_cb, r);
+    if (rc < 0) {
+        free(r);
+        hc__send_error(c, req->id, rc, "clear: %s", strerror(-rc));
+        return;
+    }
+    c->refs++;
+    c->inflight++;
 }
 
 /* Dispatches one decoded request; everything but hello needs a hello first. */

@@ -22,16 +22,22 @@
  * MAX_FDS are closed, least recently used first.
  *
  * Threads: every function here runs on the loop thread, except the *_before
- * callbacks, which run on an I/O thread and say so. Blocking on the loop
- * thread: hc__seg_create (one file create per segment), hc__seal_sync (open
- * and close only), close() of fds, and the unlinks of unlink_submit when
- * memory is short. */
+ * callbacks, which run on an I/O thread and say so. The rule for those: each
+ * reads only its task (handed to it at submit, not touched by the loop thread
+ * until its done runs) and of the store only what is immutable after open
+ * (hc__open_file). Every call on the mount after start-up runs in one of them:
+ * create, open, fdatasync, the .idx write and rename, unlink and close. Only
+ * hc__seal_sync blocks its caller: it runs at open (recovery, before the
+ * server listens) and at close (shutdown, once quiesced). The one other
+ * exception: with no memory to hand an fd over, hc__fd_close closes it on
+ * the loop thread. */
 #include "store_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -72,11 +78,80 @@ struct seg *hc__seg_new(struct hc_store *s, uint32_t node, uint64_t seq, bool lo
     return seg;
 }
 
-/* Closes seg's fd, if open. A close() on the mount, on the loop thread. */
+/* ---- closing fds ------------------------------------------------------------ */
+
+struct close_task {
+    struct hc_io_req req;
+    struct hc_store *s;
+    int *fds;
+    size_t n;
+};
+
+/* Called on an I/O thread: a close() on the mount is a round trip (a flush of
+ * a written file) and is kept off the loop thread. Reads only its task: the
+ * fds are no longer the store's. */
+static int close_before(struct hc_io_req *req)
+{
+    struct close_task *t = container_of(req, struct close_task, req);
+    for (size_t i = 0; i < t->n; i++)
+        close(t->fds[i]);
+    return 0;
+}
+
+static void close_submit(struct hc_store *s);
+
+/* Back on the loop thread: the next batch, if fds were handed over meanwhile. */
+static void close_done(struct hc_io_req *req)
+{
+    struct close_task *t = container_of(req, struct close_task, req);
+    struct hc_store *s = t->s;
+
+    s->inflight--;
+    s->closing_busy = false;
+    free(t->fds);
+    free(t);
+    if (s->nclosing)
+        close_submit(s);
+}
+
+/* Hands the fds of s->closing to an I/O thread, one task at a time. */
+static void close_submit(struct hc_store *s)
+{
+    struct close_task *t;
+    if (s->closing_busy || !(t = calloc(1, sizeof(*t))))
+        return; /* out of memory: the next hc__fd_close tries again */
+    t->s = s;
+    t->fds = s->closing;
+    t->n = s->nclosing;
+    s->closing = NULL;
+    s->nclosing = s->capclosing = 0;
+    s->closing_busy = true;
+    hc__task_submit(s, &t->req, HC_IO_PRIO_LOW, close_before, close_done, NULL);
+}
+
+/* Closes fd (a segment's, or one nobody wants) on an I/O thread. Only when
+ * memory is too short to hand it over is it closed here, on the loop thread. */
+void hc__fd_close(struct hc_store *s, int fd)
+{
+    if (s->nclosing == s->capclosing) {
+        size_t ncap = s->capclosing ? s->capclosing * 2 : 16;
+        int *n = realloc(s->closing, ncap * sizeof(*n));
+        if (!n) {
+            close(fd);
+            return;
+        }
+        s->closing = n;
+        s->capclosing = ncap;
+    }
+    s->closing[s->nclosing++] = fd;
+    close_submit(s);
+}
+
+/* Closes seg's fd, if open (on an I/O thread, hc__fd_close). */
 void hc__seg_close_fd(struct hc_store *s, struct seg *seg)
 {
     if (seg->fd >= 0) {
-        close(seg->fd);
+        hc__fd_close(s, seg->fd);
         seg->fd = -1;
         s->nfds--;
     }
@@ -101,7 +176,8 @@ struct unlink_task {
 };
 
 /* Called on an I/O thread: the .idx goes first, so that a crash in between
- * leaves an unsealed segment (scanned again), never an index without data. */
+ * leaves an unsealed segment (scanned again), never an index without data.
+ * Reads only its task (the paths were made for it at submit). */
 static int unlink_before(struct hc_io_req *req)
 {
     struct unlink_task *t = container_of(req, struct unlink_task, req);
@@ -129,20 +205,17 @@ static void unlink_done(struct hc_io_req *req)
     hc__seg_maybe_free(s, seg);
 }
 
-/* Removes seg's files on an I/O thread (on the loop thread when out of
- * memory). */
+/* Removes seg's files on an I/O thread. When memory is short, seg stays
+ * (unlink_wanted) and hc__unlink_retry submits it again at a later tick. */
 static void unlink_submit(struct hc_store *s, struct seg *seg)
 {
     struct unlink_task *t = calloc(1, sizeof(*t));
-    seg->unlink_wanted = false;
     if (!t) {
-        char idx[PATH_MAX], data[PATH_MAX];
-        hc__seg_path(s, seg, "idx", idx, sizeof(idx));
-        hc__seg_path(s, seg, "seg", data, sizeof(data));
-        unlink(idx);
-        unlink(data);
+        seg->unlink_wanted = true;
+        s->unlink_retry = true;
         return;
     }
+    seg->unlink_wanted = false;
     t->s = s;
     t->seg = seg;
     hc__seg_path(s, seg, "idx", t->idx, sizeof(t->idx));
@@ -150,6 +223,19 @@ static void unlink_submit(struct hc_store *s, struct seg *seg)
     seg->unlinking = true;
     s->unlinks++;
     hc__task_submit(s, &t->req, HC_IO_PRIO_LOW, unlink_before, unlink_done, NULL);
+}
+
+/* At a tick: submits again the unlinks that found no memory. */
+void hc__unlink_retry(struct hc_store *s)
+{
+    if (!s->unlink_retry)
+        return;
+    s->unlink_retry = false;
+    for (uint32_t i = 0; i < s->segs_cap; i++) {
+        struct seg *seg = s->segs[i];
+        if (seg && seg->state == SEG_DEAD && seg->unlink_wanted && !seg->opening)
+            unlink_submit(s, seg);
+    }
 }
 
 /* Drops a sealed segment from the view: its index entries go at once (new
@@ -213,7 +299,7 @@ static void open_done(struct hc_io_req *req)
             seg->fd_direct = t->direct;
             s->nfds++;
         } else {
-            close(t->fd);
+            hc__fd_close(s, t->fd);
         }
     }
     /* Waiters were pushed at the head: reverse to serve them in order. */
@@ -291,8 +377,10 @@ struct seal_task {
 };
 
 /* Called on an I/O thread: data first, then the index that vouches for it.
- * t->fd is the segment's: it stays open until seal_done runs (fd_trim closes
- * only sealed segments' fds, and a sealing segment cannot be dropped). */
+ * Reads only its task: the .idx bytes are a snapshot taken at submit, and
+ * t->fd is the segment's, which stays open until seal_done runs (fd_trim
+ * closes only sealed segments' fds, and a sealing segment cannot be
+ * dropped). */
 static int seal_before(struct hc_io_req *req)
 {
     struct seal_task *t = container_of(req, struct seal_task, req);
@@ -384,41 +472,109 @@ void hc__seg_close_appends(struct hc_store *s, struct seg *seg)
         seal_submit(s, seg);
 }
 
-/* Creates the next local segment file and makes it the open one. Blocking,
- * on the loop thread (one file create per segment, from a set). Returns 0
- * or -errno. */
+/* ---- creating the next segment ------------------------------------------ */
+
+struct create_task {
+    struct hc_io_req req;
+    struct hc_store *s;
+    uint64_t seq; /* the first seq to try; on return, the one created */
+    int fd;
+    bool direct;
+    char dir[PATH_MAX]; /* this node's directory */
+    char path[PATH_MAX];
+};
+
+/* Called on an I/O thread: creates dir/<seq>.seg, stepping over names someone
+ * left there (a seq is never reused). It reads only its task, and of the
+ * store what hc__open_file reads (immutable after open, see there). */
+static int create_before(struct hc_io_req *req)
+{
+    struct create_task *t = container_of(req, struct create_task, req);
+    for (int tries = 0;; tries++) {
+        if (snprintf(t->path, sizeof(t->path), "%s/%016" PRIx64 ".seg", t->dir, t->seq) >=
+            (int)sizeof(t->path))
+            return -ENAMETOOLONG;
+        t->fd =
+            hc__open_file(t->s, t->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644, &t->direct);
+        if (t->fd != -EEXIST || tries == 16)
+            break;
+        t->seq++;
+    }
+    return t->fd < 0 ? t->fd : 0;
+}
+
+/* Called on an I/O thread: the file created by create_before is not wanted
+ * (no memory for its descriptor). Reads only its task. */
+static int create_undo_before(struct hc_io_req *req)
+{
+    struct create_task *t = container_of(req, struct create_task, req);
+    close(t->fd);
+    unlink(t->path);
+    return 0;
+}
+
+/* Back on the loop thread after create_undo_before. */
+static void create_undo_done(struct hc_io_req *req)
+{
+    struct create_task *t = container_of(req, struct create_task, req);
+    t->s->inflight--;
+    free(t);
+}
+
+/* Back on the loop thread: the new segment becomes the open one and the sets
+ * waiting for it take their places (hc__place_waiting), or they fail with
+ * the create's error. */
+static void create_done(struct hc_io_req *req)
+{
+    struct create_task *t = container_of(req, struct create_task, req);
+    struct hc_store *s = t->s;
+    struct seg *seg = NULL;
+    int rc = (int)req->result;
+
+    s->inflight--;
+    s->creating = false;
+    if (rc == 0) {
+        if (t->seq >= s->next_seq)
+            s->next_seq = t->seq + 1;
+        seg = hc__seg_new(s, 0, t->seq, true, SEG_OPEN);
+        if (!seg)
+            rc = -ENOMEM;
+    }
+    if (rc < 0 && rc != -ENOMEM)
+        hc_log(HC_LOG_ERR, "store: creating %s: %s", t->path, strerror(-rc));
+    if (seg) {
+        seg->fresh = true;
+        seg->fd = t->fd;
+        seg->fd_direct = t->direct;
+        s->nfds++;
+        seg->opened_ms = s->now_ms;
+        seg->opened_known = s->have_now;
+        s->open = seg;
+        free(t);
+    } else if (req->result == 0) {
+        /* The task is reused to take the file away again: no allocation. */
+        hc__task_submit(s, &t->req, HC_IO_PRIO_LOW, create_undo_before, create_undo_done, NULL);
+    } else {
+        free(t);
+    }
+    hc__place_waiting(s, rc);
+}
+
+/* Creates the next local segment file on an I/O thread; once it is there it
+ * becomes the open one and hc__place_waiting runs (with the create's error
+ * if it failed). One create at a time: the caller checked s->creating.
+ * Returns 0, or -ENOMEM with nothing submitted. */
 int hc__seg_create(struct hc_store *s)
 {
-    struct seg tmpl = {.node = 0, .seq = s->next_seq};
-    char path[PATH_MAX];
-    bool direct;
-    int fd;
-
-    for (int tries = 0;; tries++) {
-        hc__seg_path(s, &tmpl, "seg", path, sizeof(path));
-        fd = hc__open_file(s, path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644, &direct);
-        if (fd != -EEXIST || tries == 16)
-            break;
-        tmpl.seq = ++s->next_seq; /* someone left a file there: never reuse it */
-    }
-    if (fd < 0) {
-        hc_log(HC_LOG_ERR, "store: creating %s: %s", path, strerror(-fd));
-        return fd;
-    }
-    struct seg *seg = hc__seg_new(s, 0, s->next_seq, true, SEG_OPEN);
-    if (!seg) {
-        close(fd);
-        unlink(path);
+    struct create_task *t = calloc(1, sizeof(*t));
+    if (!t)
         return -ENOMEM;
-    }
-    s->next_seq++;
-    seg->fresh = true;
-    seg->fd = fd;
-    seg->fd_direct = direct;
-    s->nfds++;
-    seg->opened_ms = s->now_ms;
-    seg->opened_known = s->have_now;
-    s->open = seg;
+    t->s = s;
+    t->seq = s->next_seq;
+    t->fd = -1;
+    snprintf(t->dir, sizeof(t->dir), "%s", s->dir);
+    s->creating = true;
+    hc__task_submit(s, &t->req, HC_IO_PRIO_HIGH, create_before, create_done, NULL);
     return 0;
 }
 

@@ -10,9 +10,10 @@
  * flight at a time and carries every answer queued before it returns.
  *
  * Threads: loop thread only (the deferred task has no work on its I/O
- * thread). Blocking on the mount: hc_store_open and hc_store_close, and
- * through the parts they call, hc_store_set_ex (a new segment file),
- * hc_store_clear (cleared.json) and hc_store_tick (statvfs, closing fds). */
+ * thread). Only hc_store_open and hc_store_close block on the mount: the
+ * first runs at start-up (recovery, before the server listens), the second
+ * at shutdown once quiesced; both may stay synchronous. Every other call on
+ * the mount goes to the I/O pool (store_int.h). */
 #include "store_int.h"
 
 #include <errno.h>
@@ -155,11 +156,11 @@ int hc_store_ns_lookup(struct hc_store *s, const char *ns, size_t len)
     return id >= 0 ? id : -ENOENT;
 }
 
-uint64_t hc_store_clear(struct hc_store *s, int ns)
+int hc_store_clear(struct hc_store *s, int ns, hc_store_cb cb, void *data)
 {
-    if (!s || !ns_valid(s, ns))
-        return 0;
-    return hc__clear(s, ns);
+    if (!s || !cb || !ns_valid(s, ns))
+        return -EINVAL;
+    return hc__clear(s, ns, cb, data);
 }
 
 void hc__store_fail_reads(struct hc_store *s, int err, unsigned n)
@@ -189,6 +190,7 @@ void hc_store_tick(struct hc_store *s, uint64_t now_ms)
     }
     hc__evict_capacity(s);
     hc__evict_free_space(s, now_ms);
+    hc__unlink_retry(s);
     hc__fd_trim(s);
     if (!s->disc_started) {
         s->disc_started = true;
@@ -356,6 +358,9 @@ void hc_store_close(struct hc_store *s)
         free(seg);
     }
     free(s->segs);
+    for (size_t i = 0; i < s->nclosing; i++) /* left by a close task that found no memory */
+        close(s->closing[i]);
+    free(s->closing);
     for (struct deferred *d = s->dhead, *next; d; d = next) {
         next = d->next;
         free(d);

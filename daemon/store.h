@@ -3,11 +3,13 @@
  * dedupe and read coalescing (DESIGN §4, §5). Part of the storage engine: no
  * libuv or protobuf here; server.c translates requests into these calls.
  *
- * Threads: every function here is called on the loop thread. Storage I/O
- * (record reads and writes, opens for reads, seals, unlinks, discovery) runs
- * on the hc_io_pool given at open; a few calls on the mount still run on the
- * loop thread (store_int.h lists them). Callbacks run on the loop thread (from
- * hc_io_pool_drain), never synchronously inside the call that registered them.
+ * Threads: every function here is called on the loop thread. Every call on
+ * the mount (record reads and writes, segment creates and opens, seals,
+ * unlinks, closes, cleared.json, statvfs, discovery) runs on the hc_io_pool
+ * given at open, except in hc_store_open and hc_store_close (start-up and
+ * shutdown): the loop thread never waits on the mount while serving.
+ * Callbacks run on the loop thread (from hc_io_pool_drain), never
+ * synchronously inside the call that registered them.
  *
  * On the mount: <mount_point>/<root_dir>/<node_id>/ holds this node's
  * segments. A segment is <seq>.seg (16 hex digits); once sealed it has a
@@ -146,8 +148,12 @@ uint64_t hc_store_exists(struct hc_store *s, int ns, const char *key, size_t kle
  * seen later are picked up again. Sets of ns in flight at the clear still
  * finish and run their callbacks, but their pages stay out of the view and
  * are no dedupe target: a set of the same key after the clear writes again.
- * Returns the number of pages dropped. */
-uint64_t hc_store_clear(struct hc_store *s, int ns);
+ * The drop is at once; cb runs once the tombstones are on the mount, with 0
+ * and the number of pages dropped as len, or with -errno (len 0) when they
+ * could not be saved: this node then sees the namespace cleared until a
+ * restart, which brings its pages back. Returns 0 (cb will run), or -errno
+ * with nothing changed and cb never called (-EINVAL, -ENOMEM). */
+int hc_store_clear(struct hc_store *s, int ns, hc_store_cb cb, void *data);
 
 /* Periodic work, called on the loop thread every few hundred ms with a
  * monotonic clock in ms: seal the open segment by age, evict for capacity and

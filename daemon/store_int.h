@@ -34,11 +34,17 @@
  *   - a copy for a joiner (coalesce.c, join_before) reads the leader's read or
  *     the lingering page it copies from, which the loop thread keeps alive and
  *     unchanged until the copy's done has run (rd.copies, linger.refs).
- * Calls on the mount that still run on the loop thread and block it: the
- * create of a new segment file (hc__seg_create), the write of cleared.json at
- * a clear, the statvfs of the free-space watermark, close() of segment fds,
- * an unlink when memory is short, and all of open and close (recover.c,
- * hc__seal_sync, the first discovery). */
+ *
+ * The loop thread never waits on the mount while serving: every create,
+ * open, write, fsync, rename, unlink, close, readdir and statvfs runs in a
+ * task on the I/O pool (hc__task_submit; its before on an I/O thread, its
+ * done back on the loop thread), and what waits for one (a set for a new
+ * segment, a clear for cleared.json, a read for an open) is answered from
+ * its done. The exceptions: hc_store_open (recover.c, hc__tomb_load, the
+ * first discovery, hc__seal_sync of leftovers) runs at start-up before the
+ * server listens, and hc_store_close (hc__seal_sync) at shutdown once
+ * quiesced; both stay synchronous. hc__fd_close closes on the loop thread
+ * only when there is no memory to hand the fd over. */
 #ifndef HC_STORE_INT_H
 #define HC_STORE_INT_H
 
@@ -353,7 +359,24 @@ struct hc_store {
     uint64_t now_ms;
     bool have_now;
     uint64_t last_statvfs_ms;
+    bool statvfs_busy; /* a free-space statvfs task is in flight */
     unsigned unlinks;
+    bool unlink_retry; /* a dropped segment's unlink waits for memory */
+
+    /* sets waiting for the next segment, in arrival order (linked by next),
+     * while its create task is in flight (creating) */
+    struct wrec *place_head, *place_tail;
+    bool creating;
+
+    /* fds to close on an I/O thread, handed over one batch at a time */
+    int *closing;
+    size_t nclosing, capclosing;
+    bool closing_busy;
+
+    /* clears waiting for the next write of cleared.json (tomb_busy: one in
+     * flight) */
+    struct deferred *tomb_wait;
+    bool tomb_busy;
 
     unsigned inflight; /* requests submitted whose done has not run */
     unsigned nfds;
@@ -424,13 +447,15 @@ void hc__ptab_del(struct ptab *t, struct pnode *n);
 
 bool hc__tombstoned(const struct hc_store *s, uint16_t ns, uint64_t seq, uint64_t off);
 int hc__tomb_load(struct hc_store *s, char *err, size_t errlen);
-uint64_t hc__clear(struct hc_store *s, int ns);
+int hc__clear(struct hc_store *s, int ns, hc_store_cb cb, void *data);
 
 /* ---- segment.c: segment lifecycle ----------------------------------------- */
 
 struct seg *hc__seg_new(struct hc_store *s, uint32_t node, uint64_t seq, bool local,
                         enum seg_state state);
+void hc__fd_close(struct hc_store *s, int fd);
 void hc__seg_close_fd(struct hc_store *s, struct seg *seg);
+void hc__unlink_retry(struct hc_store *s);
 void hc__seg_maybe_free(struct hc_store *s, struct seg *seg);
 void hc__seg_drop(struct hc_store *s, struct seg *seg, bool evict);
 int hc__seg_open(struct hc_store *s, struct seg *seg);
@@ -448,6 +473,7 @@ int hc__set_start(struct hc_store *s, int ns, const char *key, size_t klen, cons
 void hc__wrec_free(struct wrec *w);
 uint16_t hc__wrec_sblocks(const struct wrec *w);
 void hc__write_clear_ns(struct hc_store *s, int ns);
+void hc__place_waiting(struct hc_store *s, int rc);
 
 /* ---- compress.c: zstd ------------------------------------------------------- */
 

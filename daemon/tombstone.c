@@ -5,13 +5,19 @@
  * fsynced and renamed). Other nodes' pages are not tombstoned: those seen
  * later are picked up again.
  *
- * Threads: loop thread only. Blocking on the mount, on the loop thread:
- * hc__clear writes cleared.json (create, write, fsync, rename); hc__tomb_load
- * reads it at open. */
+ * A clear answers once cleared.json is written, on an I/O thread, with an
+ * error if it could not be (a restart would bring the pages back). One write
+ * is in flight at a time; clears meanwhile wait for the next one, which
+ * carries all of them.
+ *
+ * Threads: loop thread, except tomb_before, which runs on an I/O thread.
+ * hc__tomb_load reads cleared.json at open, blocking: start-up, before the
+ * server listens. */
 #include "store_int.h"
 
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,16 +32,15 @@ bool hc__tombstoned(const struct hc_store *s, uint16_t ns, uint64_t seq, uint64_
     return e->tomb && (seq < e->tomb_seq || (seq == e->tomb_seq && off < e->tomb_off));
 }
 
-/* Writes cleared.json (tmp + fsync + rename). Blocking, on the loop thread.
- * Returns 0 or -errno. */
-static int tomb_save(struct hc_store *s)
+/* The tombstones as cleared.json's text (malloc'ed), or NULL when out of
+ * memory. */
+static char *tomb_encode(const struct hc_store *s)
 {
     json_t *root = json_object();
-    char *text = NULL, *tmp = NULL, *path = NULL;
-    int rc = -ENOMEM;
+    char *text = NULL;
 
     if (!root)
-        return -ENOMEM;
+        return NULL;
     for (uint32_t i = 0; i < s->nns; i++) {
         const struct nsent *n = &s->ns[i];
         if (!n->tomb)
@@ -46,17 +51,84 @@ static int tomb_save(struct hc_store *s)
             goto out;
     }
     text = json_dumps(root, JSON_SORT_KEYS | JSON_INDENT(2));
-    tmp = hc__path_join(s->dir, "cleared.json.tmp");
-    path = hc__path_join(s->dir, "cleared.json");
-    if (!text || !tmp || !path)
-        goto out;
-    rc = hc__write_file_atomic(tmp, path, text, strlen(text));
 out:
-    free(text);
-    free(tmp);
-    free(path);
     json_decref(root);
-    return rc;
+    return text;
+}
+
+/* A write of cleared.json and the clears it answers. */
+struct tomb_task {
+    struct hc_io_req req;
+    struct hc_store *s;
+    struct deferred *clears; /* each clear's callback; len: the pages it dropped */
+    char *text;              /* NULL: no memory to encode it */
+    char tmp[PATH_MAX], path[PATH_MAX];
+};
+
+/* Called on an I/O thread: writes cleared.json (tmp + fsync + rename). Reads
+ * only its task: the text and the paths were made for it at submit. */
+static int tomb_before(struct hc_io_req *req)
+{
+    struct tomb_task *t = container_of(req, struct tomb_task, req);
+    if (!t->text)
+        return -ENOMEM;
+    return hc__write_file_atomic(t->tmp, t->path, t->text, strlen(t->text));
+}
+
+static void tomb_submit(struct hc_store *s, struct tomb_task *t);
+
+/* Runs the callbacks of the clears on list with status (0 or -errno). */
+static void clears_answer(struct deferred *list, int status)
+{
+    for (struct deferred *d = list, *next; d; d = next) {
+        next = d->next;
+        d->cb(d->data, status, status == 0 ? d->len : 0);
+        free(d);
+    }
+}
+
+/* Back on the loop thread: answers the clears the write carried, and starts
+ * the next write for the clears that came meanwhile. */
+static void tomb_done(struct hc_io_req *req)
+{
+    struct tomb_task *t = container_of(req, struct tomb_task, req);
+    struct hc_store *s = t->s;
+    struct deferred *done = t->clears, *waiting = s->tomb_wait;
+    int rc = (int)req->result;
+
+    s->inflight--;
+    s->tomb_busy = false;
+    if (rc < 0) {
+        s->st->io_errors++;
+        hc_log(HC_LOG_ERR, "store: saving %s: %s (a restart brings the cleared pages back)",
+               t->path, strerror(-rc));
+    }
+    free(t->text);
+    free(t);
+    if (waiting) {
+        struct tomb_task *n = calloc(1, sizeof(*n));
+        if (n) {
+            tomb_submit(s, n);
+        } else {
+            s->tomb_wait = NULL;
+            clears_answer(waiting, -ENOMEM);
+        }
+    }
+    clears_answer(done, rc < 0 ? rc : 0);
+}
+
+/* Writes cleared.json as the table is now on an I/O thread, for the clears
+ * on s->tomb_wait (t: zeroed, the caller's until now). */
+static void tomb_submit(struct hc_store *s, struct tomb_task *t)
+{
+    t->s = s;
+    t->text = tomb_encode(s);
+    snprintf(t->tmp, sizeof(t->tmp), "%s/cleared.json.tmp", s->dir);
+    snprintf(t->path, sizeof(t->path), "%s/cleared.json", s->dir);
+    t->clears = s->tomb_wait;
+    s->tomb_wait = NULL;
+    s->tomb_busy = true;
+    hc__task_submit(s, &t->req, HC_IO_PRIO_HIGH, tomb_before, tomb_done, NULL);
 }
 
 /* Reads cleared.json if present (at open). Returns 0 or -errno with err
@@ -106,12 +178,21 @@ out:
     return rc;
 }
 
-/* hc_store_clear of a valid ns: see store.h. Returns the pages dropped. */
-uint64_t hc__clear(struct hc_store *s, int ns)
+/* hc_store_clear of a valid ns: see store.h. Returns 0 (cb will run once
+ * cleared.json is written), or -ENOMEM with nothing changed. */
+int hc__clear(struct hc_store *s, int ns, hc_store_cb cb, void *data)
 {
-    size_t n = hc__index_drop_ns(s, ns);
+    struct deferred *d = calloc(1, sizeof(*d));
+    struct tomb_task *t = NULL;
     struct nsent *e = &s->ns[ns];
 
+    if (!d || (!s->tomb_busy && !(t = calloc(1, sizeof(*t))))) {
+        free(d);
+        return -ENOMEM;
+    }
+    d->cb = cb;
+    d->data = data;
+    d->len = hc__index_drop_ns(s, ns);
     hc__write_clear_ns(s, ns);
     hc__linger_drop(s, -1, ns);
 
@@ -125,9 +206,9 @@ uint64_t hc__clear(struct hc_store *s, int ns)
         e->tomb_seq = s->next_seq;
         e->tomb_off = 0;
     }
-    int rc = tomb_save(s);
-    if (rc < 0)
-        hc_log(HC_LOG_ERR, "store: saving cleared.json: %s (a restart brings '%s' back)",
-               strerror(-rc), e->name);
-    return n;
+    d->next = s->tomb_wait;
+    s->tomb_wait = d;
+    if (t)
+        tomb_submit(s, t);
+    return 0;
 }

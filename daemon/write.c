@@ -5,10 +5,14 @@
  * one when it has no room) and written on an I/O thread; segment.c commits
  * records in offset order.
  *
+ * When the open segment is full (or there is none), the sets queue in arrival
+ * order on s->place_head while the next segment file is created on an I/O
+ * thread (hc__seg_create); hc__place_waiting places them once it exists.
+ *
  * Threads: loop thread, except wrec_before and wrec_compress, which run on an
- * I/O thread and touch only their wrec and the bytes it points to. Blocking
- * on the loop thread: wrec_place creates a new segment file when the open one
- * is full (hc__seg_create). */
+ * I/O thread and touch only their wrec and the bytes it points to (handed to
+ * them in the request; the loop thread leaves those fields alone meanwhile,
+ * see struct wrec). Nothing here waits on the mount. */
 #include "store_int.h"
 
 #include <errno.h>
@@ -110,25 +114,23 @@ static int waiter_add(struct wrec *w, hc_store_cb cb, void *data)
     return 0;
 }
 
-/* Takes w's place at the tail of the open segment (a new one if it has no
- * room) and submits its write. w is filled except for the placement. Returns
- * 0, or -errno with nothing submitted (w still the caller's). */
-static int wrec_place(struct hc_store *s, struct wrec *w)
+/* True when the open segment has room for w. */
+static bool open_has_room(const struct hc_store *s, const struct wrec *w)
+{
+    return s->open &&
+           s->open->size + ent_rec_size(w->len, hc__wrec_sblocks(w)) <= s->cfg.segment_size;
+}
+
+/* Takes w's place at the tail of the open segment, which has room for it
+ * (open_has_room), and submits its write. w is filled except for the
+ * placement. Returns 0, or -errno with nothing submitted (w still the
+ * caller's). */
+static int wrec_put(struct hc_store *s, struct wrec *w)
 {
     uint64_t plen = w->zbuf ? w->zlen : w->len, size = ent_rec_size(w->len, hc__wrec_sblocks(w));
     struct seg *seg = s->open;
     int rc;
 
-    if (seg && seg->size + size > s->cfg.segment_size) {
-        hc__seg_close_appends(s, seg);
-        seg = NULL;
-    }
-    if (!seg) {
-        rc = hc__seg_create(s);
-        if (rc < 0)
-            return rc;
-        seg = s->open;
-    }
     bool aligned = ((uintptr_t)w->buf % HC_STORE_ALIGN) == 0 && w->len % HC_STORE_ALIGN == 0;
     if (!w->zbuf && seg->fd_direct && !aligned) {
         if (posix_memalign(&w->bounce, HC_STORE_ALIGN, round_up(w->len)) != 0) {
@@ -178,6 +180,73 @@ static int wrec_place(struct hc_store *s, struct wrec *w)
     return 0;
 }
 
+/* Ends a set that will not be written: the write failed to start (rc < 0,
+ * counted as a set error) or its namespace was cleared first (rc 0, answered
+ * as a write in flight at the clear is). Runs its callbacks and frees it. */
+static void wrec_abandon(struct hc_store *s, struct wrec *w, int rc)
+{
+    if (w->in_tab)
+        hc__ptab_del(&s->writing, &w->pn);
+    if (rc < 0)
+        s->st->set_errors++;
+    for (struct waiter *x = w->waiters; x; x = x->next)
+        x->cb(x->data, rc, rc == 0 ? w->len : 0);
+    hc__wrec_free(w);
+}
+
+/* Places w at the tail of the open segment, or, when it has no room or sets
+ * wait already, queues w (in arrival order) for the next segment, whose file
+ * is created on an I/O thread (hc__seg_create): a set never waits for the
+ * mount on the loop thread. Returns 0 (placed or queued: w is the store's
+ * now), or -errno with nothing done (w still the caller's). */
+static int wrec_place(struct hc_store *s, struct wrec *w)
+{
+    if (!s->place_head && open_has_room(s, w))
+        return wrec_put(s, w);
+    if (!s->creating) {
+        if (s->open)
+            hc__seg_close_appends(s, s->open);
+        int rc = hc__seg_create(s);
+        if (rc < 0)
+            return rc;
+    }
+    w->next = NULL;
+    if (s->place_tail)
+        s->place_tail->next = w;
+    else
+        s->place_head = w;
+    s->place_tail = w;
+    return 0;
+}
+
+/* The create of a segment is over (segment.c), with rc its error: the sets
+ * queued for it take their places in order, those of a cleared namespace end
+ * unwritten, and when the new segment fills up a next one is created. If the
+ * create failed, every queued set fails with its error. */
+void hc__place_waiting(struct hc_store *s, int rc)
+{
+    struct wrec *w;
+    while ((w = s->place_head)) {
+        if (rc == 0 && !w->cleared && !open_has_room(s, w)) {
+            if (s->open)
+                hc__seg_close_appends(s, s->open);
+            rc = hc__seg_create(s);
+            if (rc == 0)
+                return;
+        }
+        s->place_head = w->next;
+        if (!s->place_head)
+            s->place_tail = NULL;
+        w->next = NULL;
+        if (w->cleared)
+            wrec_abandon(s, w, 0);
+        else if (rc < 0)
+            wrec_abandon(s, w, rc);
+        else if (wrec_put(s, w) < 0)
+            wrec_abandon(s, w, -ENOMEM);
+    }
+}
+
 /* Takes w off the list of sets being compressed. */
 static void zlist_del(struct hc_store *s, struct wrec *w)
 {
@@ -204,13 +273,7 @@ static void wrec_compressed(struct hc_io_req *req)
     zlist_del(s, w);
     if (!w->cleared && (rc = wrec_place(s, w)) == 0)
         return;
-    if (w->in_tab)
-        hc__ptab_del(&s->writing, &w->pn);
-    if (rc < 0)
-        s->st->set_errors++;
-    for (struct waiter *x = w->waiters; x; x = x->next)
-        x->cb(x->data, rc, rc == 0 ? w->len : 0);
-    hc__wrec_free(w);
+    wrec_abandon(s, w, rc);
 }
 
 /* hc_store_set_ex once its arguments were checked (compression: enum
@@ -310,11 +373,15 @@ static void writing_detach_ns(struct hc_store *s, int ns)
 }
 
 /* A clear of namespace ns (tombstone.c): its writes in flight stay out of the
- * dedupe table, and its sets being compressed are not written at all. */
+ * dedupe table, and its sets being compressed or waiting for a new segment
+ * are not written at all (they would land after the clear point). */
 void hc__write_clear_ns(struct hc_store *s, int ns)
 {
     writing_detach_ns(s, ns);
     for (struct wrec *w = s->compressing; w; w = w->znext)
+        if (w->ns == ns)
+            w->cleared = true;
+    for (struct wrec *w = s->place_head; w; w = w->next)
         if (w->ns == ns)
             w->cleared = true;
 }

@@ -23,8 +23,6 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=${1:-$ROOT/build/default}
 case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
-HICACHED=$BUILD/hicached
-CTL=$BUILD/hicachectl
 PORT=${JFS_TEST_PORT:-6394}
 JUICEFS=${JUICEFS:-$ROOT/var/juicefs-venv/bin/juicefs}
 SEAL_MS=1000
@@ -33,64 +31,14 @@ OPEN_PAGES=4
 CALL_S=30    # bound on every client call (timeout(1))
 HANG_MS=15000 # a call slower than this counts as a hang (hicachectl's own timeout is 20 s)
 
-for b in "$HICACHED" "$CTL"; do
-    [ -x "$b" ] || { echo "FAIL: $b not built (make BUILD=... all)"; exit 1; }
-done
-
-T=$BUILD/test_mount_loss
-STATE=$T/jfs
-MNT=$T/mnt
-SOCK=$T/hicached.sock
-DLOG=$T/hicached.log
+NAME=test_mount_loss
+VOLUME=hicache-ml
+. "$ROOT/tests/juicefs/stage.sh"
+CTL_OPTS=(--timeout 20000)
 NODE=ml
 DATA=$MNT/hicache/$NODE
-HPID=
-. "$ROOT/tests/juicefs/checks.sh"
-note() { echo "note: $*"; }
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-T0=$(now_ms)
-el() { echo "t+$(($(now_ms) - T0)) ms"; }
 
-cleanup() {
-    if [ -n "$HPID" ] && kill -0 "$HPID" 2>/dev/null; then
-        kill -TERM "$HPID" 2>/dev/null
-        for _ in $(seq 100); do
-            kill -0 "$HPID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$HPID" 2>/dev/null
-        wait "$HPID" 2>/dev/null
-    fi
-    "$ROOT/scripts/juicefs-down.sh" --state-dir "$STATE" --purge >"$T/down.log" 2>&1 ||
-        { echo "test_mount_loss: teardown failed:"; cat "$T/down.log"; }
-    if grep -q " $T/" /proc/self/mounts; then
-        echo "test_mount_loss: something is still mounted under $T; left in place"
-    elif [ "${KEEP:-0}" != 1 ]; then
-        rm -rf "$T"
-    fi
-}
-
-# A leftover of an interrupted run: take it down before starting again.
-if [ -d "$STATE" ]; then
-    "$ROOT/scripts/juicefs-down.sh" --state-dir "$STATE" --purge >/dev/null 2>&1
-fi
-grep -q " $T/" /proc/self/mounts && { echo "FAIL: $T still has a mount from an earlier run"; exit 1; }
-rm -rf "$T"
-mkdir -p "$T"
-trap cleanup EXIT
-
-up() {
-    "$ROOT/scripts/juicefs-up.sh" --state-dir "$STATE" --port "$PORT" --name hicache-ml \
-        --mount "$MNT" --cache-size 256 >>"$T/up.log" 2>&1
-}
-up
-rc=$?
-if [ $rc -eq 77 ]; then
-    echo "SKIP: test_mount_loss: FUSE is unusable on this machine:"
-    grep -i 'fuse' "$T/up.log" | tail -n 3 | grep . || tail -n 3 "$T/up.log"
-    exit 77
-fi
-[ $rc -eq 0 ] || { cat "$T/up.log"; echo "FAIL: juicefs-up exited $rc"; exit 1; }
+up_first
 [ -x "$JUICEFS" ] || { echo "FAIL: no juicefs binary at $JUICEFS"; exit 1; }
 ok "volume mounted at $MNT ($(el))"
 
@@ -110,43 +58,10 @@ mount_pids() {
     return 0
 }
 
-# Starts hicached on $MNT in the background (seal interval $DSEAL ms); waits
-# for its socket.
+# Starts hicached on $MNT (seal interval $DSEAL ms); waits for its socket.
 start_daemon() {
-    touch "$DLOG"
-    LOGPOS=$(wc -l <"$DLOG")
-    "$HICACHED" --mount-point "$MNT" --socket "$SOCK" --node-id "$NODE" --foreground \
-        --segment-size 64M --seal-interval-ms "$DSEAL" --discovery-interval-ms 1000 \
-        --read-linger-ms 0 >>"$DLOG" 2>&1 &
-    HPID=$!
-    for _ in $(seq 200); do
-        "$CTL" --socket "$SOCK" ping >/dev/null 2>&1 && return 0
-        kill -0 "$HPID" 2>/dev/null || break
-        sleep 0.05
-    done
-    echo "hicached did not come up:"
-    tail -n 5 "$DLOG"
-    return 1
-}
-
-# ctl ARGS...: hicachectl bounded by timeout(1); sets RC (124: killed by the
-# bound) and MS (wall time).
-ctl() {
-    local t=$(now_ms)
-    timeout "$CALL_S" "$CTL" --socket "$SOCK" --timeout 20000 "$@" >"$T/ctl.out" 2>"$T/ctl.err"
-    RC=$?
-    MS=$(($(now_ms) - t))
-}
-
-alive() {
-    if kill -0 "$HPID" 2>/dev/null; then
-        ok "hicached (pid $HPID) still alive $1"
-    else
-        wait "$HPID"
-        ko "hicached died $1: exit status $?; log tail:"
-        tail -n 20 "$DLOG"
-        HPID=
-    fi
+    daemon_start --segment-size 64M --seal-interval-ms "$DSEAL" --discovery-interval-ms 1000 \
+        --read-linger-ms 0
 }
 
 echo "--- hicached up, pages stored ($(el))"
@@ -213,32 +128,6 @@ check_enotconn() {
     *"not connected"* | *"connection abort"*) ok "the mount answers ENOTCONN after the kill" ;;
     *) ko "after the kill, touch in $MNT says '${err:-nothing}', not ENOTCONN" ;;
     esac
-}
-
-# stop_daemon WHEN: SIGTERM, at most 30 s; the exit status must be 0. Prints
-# the daemon's log since LOGPOS.
-stop_daemon() {
-    local t rc
-    t=$(now_ms)
-    kill -TERM "$HPID"
-    for _ in $(seq 300); do
-        kill -0 "$HPID" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$HPID" 2>/dev/null; then
-        ko "$1: hicached still running 30 s after SIGTERM"
-        kill -KILL "$HPID"
-        wait "$HPID"
-    else
-        wait "$HPID"
-        rc=$?
-        [ $rc -eq 0 ] && ok "$1: SIGTERM, hicached exits 0 in $(($(now_ms) - t)) ms" ||
-            ko "$1: SIGTERM, hicached exits $rc in $(($(now_ms) - t)) ms"
-    fi
-    HPID=
-    echo "  daemon log of this run:"
-    tail -n +$((LOGPOS + 1)) "$DLOG" | sed 's/^/    /'
-    LOGPOS=$(wc -l <"$DLOG")
 }
 
 # recover: the documented procedure (hicached already stopped): umount the
@@ -327,7 +216,7 @@ ctl ping
 [ $RC -eq 0 ] && ok "ping answers after the seal timer fired" || ko "ping after the seal timer: exit $RC"
 
 echo "--- SIGTERM on a dead mount ($(el))"
-stop_daemon "dead mount, open segment already failed to seal"
+daemon_stop "dead mount, open segment already failed to seal"
 
 echo "--- recovery: umount, remount, restart ($(el))"
 # A long seal interval from here on: in the second loss below, only the seal
@@ -356,7 +245,7 @@ ctl put "$key2" "$T/new.2"
 [ $RC -eq 0 ] || ko "put before the second loss: exit $RC"
 kill_mount
 alive "right after the second loss"
-stop_daemon "second loss, SIGTERM $(($(now_ms) - T_LOSS)) ms after the kill"
+daemon_stop "second loss, SIGTERM $(($(now_ms) - T_LOSS)) ms after the kill"
 check_enotconn
 grep -Eq 'sealing segment .*(not connected|connection abort)' <(tail -n 5 "$DLOG") &&
     ok "the failed seal at exit is logged" || ko "no failed seal at exit in the log"
@@ -376,7 +265,7 @@ for k in "$key:new.1" "$key2:new.2"; do
         ko "get of page ${k#*:} of the second open segment: exit $RC: $(cat "$T/ctl.err")"
     fi
 done
-stop_daemon "after the second recovery"
+daemon_stop "after the second recovery"
 note "at the end, $DATA holds: $(cd "$DATA" && stat -c '%n (%s B)' -- * | tr '\n' ' ')"
 
 echo "test_mount_loss: $pass passed, $fail failed ($(el))"

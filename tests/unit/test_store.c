@@ -129,6 +129,19 @@ static void cb(void *data, int status, uint64_t len)
     r->len = len;
 }
 
+/* hc_store_clear, run to its answer: returns the pages dropped; the
+ * tombstones must have been saved. */
+static uint64_t clear_ns(struct hc_store *s, int ns)
+{
+    struct res r = {0};
+    ck_assert_int_eq(hc_store_clear(s, ns, cb, &r), 0);
+    ck_assert(!r.done); /* never inside the call */
+    drain_all();
+    ck_assert(r.done);
+    ck_assert_int_eq(r.status, 0);
+    return r.len;
+}
+
 static void fill(unsigned char *p, size_t len, uint64_t seed)
 {
     uint64_t x = seed * 0x9E3779B97F4A7C15ULL + 1;
@@ -865,7 +878,7 @@ START_TEST(test_no_join_of_an_older_record)
     ck_assert_int_eq(hc_store_get(s, ns, key, strlen(key), b1, len, cb, &r1), 0);
     drain_all();
     ck_assert(!r1.done); /* waiting to be tried again */
-    ck_assert_uint_eq(hc_store_clear(s, ns), 1);
+    ck_assert_uint_eq(clear_ns(s, ns), 1);
     memset(&w, 0, sizeof(w));
     ck_assert_int_eq(hc_store_set(s, ns, key, strlen(key), fresh, len, cb, &w), 0);
     drain_all();
@@ -938,19 +951,20 @@ START_TEST(test_capacity)
 }
 END_TEST
 
-/* 64 KiB pages: 15 records (68 KiB each) fill a 1 MiB segment. With 3 MiB of
- * capacity, 45 pages fill segments 1-3; the 46th rolls and evicts segment 1
- * while a read of page 0 is in flight. */
+/* 64 KiB pages: 15 records (68 KiB each) fill a 1 MiB segment. 46 pages fill
+ * segments 1-3 and start segment 4; a capacity of 3 MiB, set while a read of
+ * page 0 is in flight, evicts segment 1 at the next tick. (The segment a set
+ * rolls to is created on an I/O thread, so a set no longer evicts inside its
+ * call: the tick does it here, at a known moment.) */
 static void read_during_eviction(bool reopen)
 {
     struct hc_stats st;
     struct hc_store_config cfg = base_cfg("n1");
     cfg.segment_size = 1 * MiB;
-    cfg.capacity_bytes = 3 * MiB;
     struct hc_store *s = open_store(&cfg, &st);
     int ns = hc_store_ns(s, "ns", 2);
     size_t len = 64 * KiB;
-    for (int i = 0; i < 45; i++)
+    for (int i = 0; i < 46; i++)
         put_page(s, ns, i, len);
     ck_assert_uint_eq(st.evicted_pages, 0);
     if (reopen) { /* no fd open: the read starts with an open task */
@@ -965,10 +979,13 @@ static void read_during_eviction(bool reopen)
     node_file(seg1, "n1", first_seq("n1"), "seg");
     key_of(0, key);
     ck_assert_int_eq(hc_store_get(s, ns, key, strlen(key), out, len, cb, &rg), 0);
-    fill(in, len, 45);
-    key_of(45, key);
-    ck_assert_int_eq(hc_store_set(s, ns, key, strlen(key), in, len, cb, &rs), 0);
+    cfg.capacity_bytes = 3 * MiB;
+    hc_store_reconfigure(s, &cfg);
+    hc_store_tick(s, 1000);
     ck_assert_uint_eq(st.evicted_segments, 1); /* evicted with the read in flight */
+    fill(in, len, 46);
+    key_of(46, key);
+    ck_assert_int_eq(hc_store_set(s, ns, key, strlen(key), in, len, cb, &rs), 0);
     ck_assert(!page_exists(s, ns, 0));
     drain_all();
     ck_assert(rg.done && rs.done);
@@ -1078,7 +1095,7 @@ START_TEST(test_clear)
         put_page(s, n1, i, 5000);
         put_page(s, n2, i, 6000);
     }
-    ck_assert_uint_eq(hc_store_clear(s, n1), 10);
+    ck_assert_uint_eq(clear_ns(s, n1), 10);
     ck_assert_uint_eq(st.pages, 10);
     ck_assert(!page_exists(s, n1, 3));
     ck_assert_int_eq(get_page(s, n1, 3, 5000), -ENOENT);
@@ -1239,21 +1256,27 @@ START_TEST(test_clear_inflight_write)
     int ns = hc_store_ns(s, "ns", 2);
     size_t len = 2 * MiB;
     unsigned char *a = malloc(len), *b = malloc(len);
-    struct res r1 = {0}, r2 = {0};
+    struct res r1 = {0}, r2 = {0}, rc = {0};
     char key[128];
     fill(a, len, 7);
     fill(b, len, 7);
     key_of(7, key);
 
+    /* A page of another namespace first: the segment is open (created on an
+     * I/O thread), so the set below is a write in flight, not a set waiting
+     * for a segment (which a clear keeps from being written at all). */
+    put_page(s, hc_store_ns(s, "other", 5), 1, 4 * KiB);
     ck_assert_int_eq(hc_store_set(s, ns, key, strlen(key), a, len, cb, &r1), 0);
-    ck_assert_uint_eq(hc_store_clear(s, ns), 0); /* nothing visible yet */
+    ck_assert_int_eq(hc_store_clear(s, ns, cb, &rc), 0);
     ck_assert_int_eq(hc_store_set(s, ns, key, strlen(key), b, len, cb, &r2), 0);
-    ck_assert(!r1.done && !r2.done);
+    ck_assert(!r1.done && !r2.done && !rc.done);
     drain_all();
-    ck_assert(r1.done && r2.done);
+    ck_assert(r1.done && r2.done && rc.done);
+    ck_assert_int_eq(rc.status, 0);
+    ck_assert_uint_eq(rc.len, 0); /* nothing was visible yet */
     ck_assert_int_eq(r1.status, 0);
     ck_assert_int_eq(r2.status, 0);
-    ck_assert_uint_eq(st.bytes_written, 2 * len);
+    ck_assert_uint_eq(st.bytes_written, 4 * KiB + 2 * len);
     ck_assert_uint_eq(st.dedup_hits, 0);
     ck_assert_uint_eq(hc_store_exists(s, ns, key, strlen(key)), len);
     ck_assert_int_eq(get_page(s, ns, 7, len), 0);
@@ -1264,12 +1287,90 @@ START_TEST(test_clear_inflight_write)
 
     s = open_store(&cfg, &st);
     ns = hc_store_ns(s, "ns", 2);
-    ck_assert_uint_eq(st.pages, 1);
+    ck_assert_uint_eq(st.pages, 2); /* and the page of "other" */
     ck_assert_uint_eq(hc_store_exists(s, ns, key, strlen(key)), len);
     ck_assert_int_eq(get_page(s, ns, 7, len), 0);
     close_store(s);
     free(a);
     free(b);
+}
+END_TEST
+
+/* A clear whose tombstones cannot be saved (cleared.json.tmp is a directory
+ * here) answers an error, not success: the drop holds in memory, and a
+ * restart brings the pages back, as the error warns. A later clear that
+ * saves them answers 0. */
+START_TEST(test_clear_unsaved_is_error)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = base_cfg("n1");
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "ns", 2);
+    char tmp[PATH_MAX];
+    struct res r = {0};
+
+    put_page(s, ns, 1, 8 * KiB);
+    put_page(s, ns, 2, 8 * KiB);
+    snprintf(tmp, sizeof(tmp), "%s/hicache/n1/cleared.json.tmp", tmpdir);
+    ck_assert_int_eq(mkdir(tmp, 0755), 0);
+    ck_assert_int_eq(hc_store_clear(s, ns, cb, &r), 0);
+    ck_assert(!r.done);
+    ck_assert(!page_exists(s, ns, 1)); /* dropped at once */
+    drain_all();
+    ck_assert(r.done);
+    ck_assert_int_lt(r.status, 0);
+    ck_assert_uint_eq(r.len, 0);
+    ck_assert_uint_ge(st.io_errors, 1);
+    close_store(s);
+
+    s = open_store(&cfg, &st); /* not saved: the pages come back */
+    ns = hc_store_ns(s, "ns", 2);
+    ck_assert(page_exists(s, ns, 1) && page_exists(s, ns, 2));
+    ck_assert_int_eq(rmdir(tmp), 0);
+    ck_assert_uint_eq(clear_ns(s, ns), 2);
+    close_store(s);
+    s = open_store(&cfg, &st); /* saved: they stay gone */
+    ns = hc_store_ns(s, "ns", 2);
+    ck_assert(!page_exists(s, ns, 1) && !page_exists(s, ns, 2));
+    close_store(s);
+}
+END_TEST
+
+/* A set that needs a new segment waits for its create (an I/O task) instead
+ * of creating it inside the call; a clear of its namespace meanwhile keeps it
+ * from being written (it would land after the clear point), answered as a
+ * write in flight at a clear is. Sets queued behind it are placed in order. */
+START_TEST(test_set_waits_for_segment)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = base_cfg("n1");
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "ns", 2), other = hc_store_ns(s, "other", 5);
+    size_t len = 8 * KiB;
+    unsigned char *a = malloc(len);
+    struct res r1 = {0}, r2 = {0}, rc = {0};
+    char k1[128], k2[128];
+
+    fill(a, len, 1);
+    key_of(1, k1);
+    key_of(2, k2);
+    ck_assert_int_eq(hc_store_set(s, ns, k1, strlen(k1), a, len, cb, &r1), 0);
+    ck_assert_int_eq(hc_store_set(s, other, k2, strlen(k2), a, len, cb, &r2), 0);
+    ck_assert_uint_eq(st.segments, 0); /* the create is an I/O task */
+    ck_assert_int_eq(hc_store_clear(s, ns, cb, &rc), 0);
+    drain_all();
+    ck_assert(r1.done && r2.done && rc.done);
+    ck_assert_int_eq(r1.status, 0);
+    ck_assert_int_eq(r2.status, 0);
+    ck_assert_int_eq(rc.status, 0);
+    ck_assert_uint_eq(st.segments, 1);
+    ck_assert_uint_eq(st.bytes_written, len); /* only the page of "other" */
+    ck_assert(!page_exists(s, ns, 1));
+    ck_assert(page_exists(s, other, 2));
+    put_page(s, ns, 1, len); /* after the clear: written, kept */
+    ck_assert(page_exists(s, ns, 1));
+    close_store(s);
+    free(a);
 }
 END_TEST
 
@@ -1369,7 +1470,7 @@ START_TEST(test_ns_lookup)
     ck_assert_int_eq(hc_store_ns_lookup(b, "gamma", 5), -ENOENT);
     close_store(b);
 
-    ck_assert_uint_eq(hc_store_clear(a, la), 5);
+    ck_assert_uint_eq(clear_ns(a, la), 5);
     ck_assert(!page_exists(a, la, 0));
     ck_assert_int_eq(get_page(a, la, 0, 9000), -ENOENT);
     close_store(a);
@@ -1571,7 +1672,7 @@ START_TEST(test_linger_dropped_with_page)
     put_page(s, ns, 0, len);
     ck_assert_int_eq(get_page_opts(s, ns, 0, len, &o), 0);
     ck_assert_uint_eq(st.linger_bytes, len);
-    ck_assert_uint_eq(hc_store_clear(s, ns), 1);
+    ck_assert_uint_eq(clear_ns(s, ns), 1);
     ck_assert_uint_eq(st.linger_bytes, 0);
     ck_assert_int_eq(get_page_opts(s, ns, 0, len, &o), -ENOENT);
 
@@ -1864,7 +1965,7 @@ START_TEST(test_compress_clear_inflight)
     fill_bf16ish(kv, len, 1);
     key_of(1, key);
     ck_assert_int_eq(hc_store_set(s, ns, key, strlen(key), kv, len, cb, &r), 0);
-    hc_store_clear(s, ns);
+    clear_ns(s, ns);
     drain_all();
     ck_assert(r.done);
     ck_assert_int_eq(r.status, 0);
@@ -1921,6 +2022,8 @@ int main(void)
     tcase_add_test(tc, test_free_space_eviction);
     tcase_add_test(tc, test_scan_skips_bad_payload);
     tcase_add_test(tc, test_clear_inflight_write);
+    tcase_add_test(tc, test_clear_unsaved_is_error);
+    tcase_add_test(tc, test_set_waits_for_segment);
     tcase_add_test(tc, test_seq_monotonic);
     tcase_add_test(tc, test_ns_lookup);
     tcase_add_test(tc, test_linger_one_read_per_page);
