@@ -62,4 +62,12 @@ class BinaryDistribution(Distribution):
         return _in_tree() and os.environ.get("HICACHE_NO_LIB_BUILD") != "1"
 
 
-setup(cmdclass={"build_py": BuildPyWithLib}, distclass=BinaryDistribution)
+options = {}
+if _in_tree():
+    # setuptools' scratch (build/, *.egg-info) goes under the tree's build/,
+    # not into client/python
+    base = TREE / "build" / "python-pkg"
+    base.mkdir(parents=True, exist_ok=True)
+    options = {"build": {"build_base": str(base)}, "egg_info": {"egg_base": str(base)}}
+
+setup(cmdclass={"build_py": BuildPyWithLib}, distclass=BinaryDistribution, options=options)
