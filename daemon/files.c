@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -51,6 +52,29 @@ void hc__seg_path(const struct hc_store *s, const struct seg *seg, const char *e
     snprintf(buf, size, "%s/%s/%016" PRIx64 ".%s", s->root, s->nodes[seg->node], seg->seq, ext);
 }
 
+/* Opens path as a regular file, and only as one: a file on the shared volume
+ * may be anything another node put there. Never follows a symlink in the
+ * last component (-ELOOP), never blocks in the open on a FIFO or a device
+ * (O_NONBLOCK; for a regular file it changes nothing), and refuses what is
+ * not a regular file with -EBADMSG, as a damaged file is refused. Returns
+ * the fd or -errno. Any thread. */
+int hc__open_regular(const char *path, int flags, mode_t mode)
+{
+    struct stat st;
+    int fd = open(path, flags | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, mode), rc;
+
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0)
+        rc = -errno;
+    else if (!S_ISREG(st.st_mode))
+        rc = -EBADMSG;
+    else
+        return fd;
+    close(fd);
+    return rc;
+}
+
 /* Opens path with O_DIRECT when asked, falling back to buffered I/O when the
  * filesystem refuses it (EINVAL), with one log line per store. Returns the fd
  * or -errno. Any thread: called on an I/O thread (a segment opened for reads
@@ -62,19 +86,18 @@ int hc__open_file(struct hc_store *s, const char *path, int flags, mode_t mode, 
     int fd;
     *direct = false;
     if (s->cfg.use_direct_io) {
-        fd = open(path, flags | O_DIRECT, mode);
+        fd = hc__open_regular(path, flags | O_DIRECT, mode);
         if (fd >= 0) {
             *direct = true;
             return fd;
         }
-        if (errno != EINVAL)
-            return -errno;
+        if (fd != -EINVAL)
+            return fd;
         if (!__atomic_exchange_n(&s->direct_warned, 1, __ATOMIC_RELAXED))
             hc_log(HC_LOG_WARN, "store: O_DIRECT not supported under %s; using buffered I/O",
                    s->root);
     }
-    fd = open(path, flags, mode);
-    return fd >= 0 ? fd : -errno;
+    return hc__open_regular(path, flags, mode);
 }
 
 /* Any thread. Returns 0 or -errno. */
@@ -119,9 +142,9 @@ int hc__pread_all(int fd, void *buf, size_t len, uint64_t off)
  * Returns 0 or -errno (tmp removed). */
 int hc__write_file_atomic(const char *tmp, const char *path, const void *buf, size_t len)
 {
-    int rc, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int rc, fd = hc__open_regular(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0)
-        return -errno;
+        return fd;
     rc = write_all(fd, buf, len);
     if (rc == 0 && fsync(fd) < 0)
         rc = -errno;

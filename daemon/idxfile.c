@@ -97,9 +97,9 @@ int hc__idx_load(const char *path, uint64_t seq, struct idx_data *d)
 {
     struct stat sb;
     unsigned char *buf;
-    int rc, fd = open(path, O_RDONLY | O_CLOEXEC);
+    int rc, fd = hc__open_regular(path, O_RDONLY, 0);
     if (fd < 0)
-        return -errno;
+        return fd;
     if (fstat(fd, &sb) < 0) {
         rc = -errno;
         goto err;

@@ -227,10 +227,10 @@ static int load_unsealed(struct hc_store *s, uint64_t seq, const char *spath, ui
                          char *err, size_t errlen)
 {
     struct seg *seg = hc__seg_new(s, 0, seq, true, SEG_CLOSING);
-    int rc, fd = open(spath, O_RDONLY | O_CLOEXEC);
+    int rc, fd = hc__open_regular(spath, O_RDONLY, 0);
 
     if (!seg || fd < 0) {
-        rc = !seg ? -ENOMEM : -errno;
+        rc = !seg ? -ENOMEM : fd;
         snprintf(err, errlen, "%s: %s", spath, strerror(-rc));
         if (fd >= 0)
             close(fd);

@@ -409,6 +409,7 @@ bool hc__parse_seq_name(const char *name, const char *ext, uint64_t *seq);
 char *hc__path_join(const char *a, const char *b);
 void hc__seg_path(const struct hc_store *s, const struct seg *seg, const char *ext, char *buf,
                   size_t size);
+int hc__open_regular(const char *path, int flags, mode_t mode);
 int hc__open_file(struct hc_store *s, const char *path, int flags, mode_t mode, bool *direct);
 int hc__pread_all(int fd, void *buf, size_t len, uint64_t off);
 int hc__write_file_atomic(const char *tmp, const char *path, const void *buf, size_t len);

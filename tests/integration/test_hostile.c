@@ -1,0 +1,166 @@
+/* Integration: files on the shared root that another node (or anyone who can
+ * write the volume) made hostile (issue 12, defect 1). A FIFO named like an
+ * index in another node's directory must not stop a daemon from starting;
+ * FIFOs in place of another node's sealed segments must make its pages
+ * misses, not hang the I/O threads, so that every client goes on being
+ * served and SIGTERM still stops the daemon; a symlink in place of a segment
+ * is not followed. Every client call is bounded (3 s) so that a hang fails
+ * the test instead of stalling it. */
+#include "harness.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define HO_LEN 65536
+#define HO_PAGES 8
+
+static hc_client *ho_connect(const struct hd *d)
+{
+    hc_client *c = NULL;
+    hc_connect_opts o = {.page_size_hint = HO_LEN, .timeout_ms = 3000};
+
+    ck_assert_int_eq(hc_connect(&c, d->sock, &o), 0);
+    return c;
+}
+
+/* Stores HO_PAGES pages "<prefix>-i" through d; asserts all stored. */
+static void ho_store(const struct hd *d, const char *prefix)
+{
+    struct h_batch b;
+    hc_client *c = ho_connect(d);
+
+    ck_assert_int_eq(h_batch_init(&b, prefix, HO_PAGES, HO_LEN, 1), 0);
+    h_batch_fill(&b, 5);
+    ck_assert_int_eq(hc_batch_set(c, b.hc, b.n, b.results), HO_PAGES);
+    h_batch_free(&b);
+    hc_close(c);
+}
+
+/* Reads the pages "<prefix>-i" through d: returns how many came back (each
+ * checked byte for byte); the call must answer within the client timeout. */
+static int ho_read(const struct hd *d, const char *prefix)
+{
+    struct h_batch b;
+    hc_client *c = ho_connect(d);
+    int hits = 0;
+
+    ck_assert_int_eq(h_batch_init(&b, prefix, HO_PAGES, HO_LEN, 1), 0);
+    h_batch_zero(&b);
+    int rc = hc_batch_get(c, b.hc, b.n, b.results);
+    ck_assert_msg(rc >= 0, "get of %s: %s", prefix, hc_strerror(rc));
+    for (size_t i = 0; i < b.n; i++) {
+        if (b.results[i] != 0)
+            continue;
+        ck_assert_msg(h_page_check(&b.pages[i], 5) < 0, "page %s differs", b.pages[i].key);
+        hits++;
+    }
+    h_batch_free(&b);
+    hc_close(c);
+    return hits;
+}
+
+START_TEST(test_fifo_index_of_another_node)
+{
+    struct hd *a = hd_new("nodeA", NULL);
+    char dir[H_PATH + 64], fifo[H_PATH + 96];
+    uint64_t t0;
+
+    snprintf(dir, sizeof(dir), "%s/hicache", a->mount);
+    mkdir(dir, 0755);
+    snprintf(dir, sizeof(dir), "%s/hicache/evil", a->mount);
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    snprintf(fifo, sizeof(fifo), "%s/0000000000000001.idx", dir);
+    ck_assert_int_eq(mkfifo(fifo, 0644), 0);
+    snprintf(fifo, sizeof(fifo), "%s/0000000000000002.idx", dir);
+    ck_assert_int_eq(symlink("/dev/zero", fifo), 0);
+    t0 = h_now_ms();
+    ck_assert_msg(hd_try_start(a, NULL) == 0,
+                  "a FIFO named like another node's index stopped the start");
+    ck_assert_uint_lt(h_now_ms() - t0, 5000);
+    ho_store(a, "own");
+    ck_assert_int_eq(ho_read(a, "own"), HO_PAGES);
+    hd_stop(a);
+}
+END_TEST
+
+/* Replaces every .seg in dir by a FIFO (or, every other one, by a symlink
+ * to /dev/zero); returns how many. */
+static int ho_poison_segments(const char *dir)
+{
+    DIR *dh = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+    char path[H_PATH + 300];
+
+    ck_assert_ptr_nonnull(dh);
+    while ((e = readdir(dh)) != NULL) {
+        size_t l = strlen(e->d_name);
+
+        if (l < 5 || strcmp(e->d_name + l - 4, ".seg") != 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        ck_assert_int_eq(unlink(path), 0);
+        if (n % 2 == 0)
+            ck_assert_int_eq(mkfifo(path, 0644), 0);
+        else
+            ck_assert_int_eq(symlink("/dev/zero", path), 0);
+        n++;
+    }
+    closedir(dh);
+    return n;
+}
+
+START_TEST(test_fifo_segments_of_another_node)
+{
+    struct hd *b = hd_new("nodeB", "--seal-interval-ms", "100", "--segment-size", "1048576", NULL);
+    struct hd *a = hd_new_peer(b, "nodeA", "--io-threads", "2", NULL);
+    char dir[H_PATH + 64];
+    hc_client *c;
+    uint64_t t0;
+    int n;
+
+    /* B writes two batches into sealed segments, then stops (sealing) */
+    hd_start(b);
+    ho_store(b, "b1");
+    ho_store(b, "b2");
+    hd_stop(b);
+    snprintf(dir, sizeof(dir), "%s/hicache/nodeB", b->mount);
+    n = ho_poison_segments(dir);
+    ck_assert_int_ge(n, 2);
+
+    hd_start(a);
+    c = ho_connect(a);
+    const char *k = "b1-0";
+    uint64_t len = 0;
+    ck_assert_int_eq(hc_batch_exists(c, &k, 1, &len), 1); /* the index names B's pages */
+    hc_close(c);
+    /* every get of them: answered (a miss), not stuck on a FIFO; twice, and
+     * with as many of them as I/O threads, so stuck threads would show */
+    t0 = h_now_ms();
+    ck_assert_int_eq(ho_read(a, "b1"), 0);
+    ck_assert_int_eq(ho_read(a, "b2"), 0);
+    ck_assert_int_eq(ho_read(a, "b1"), 0);
+    ck_assert_uint_lt(h_now_ms() - t0, 5000);
+    /* and the daemon goes on serving everyone */
+    ho_store(a, "a1");
+    ck_assert_int_eq(ho_read(a, "a1"), HO_PAGES);
+    ck_assert_int_gt(hd_stat(a, "corrupt_records"), 0);
+    hd_stop(a); /* SIGTERM ends it: nothing left blocked */
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("integration_hostile");
+    TCase *tc = h_tcase("hostile", 60);
+
+    tcase_add_test(tc, test_fifo_index_of_another_node);
+    tcase_add_test(tc, test_fifo_segments_of_another_node);
+    suite_add_tcase(s, tc);
+    return h_run_suite(s);
+}
