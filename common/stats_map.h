@@ -36,6 +36,7 @@
     X(io_errors, counter, "storage reads and writes that failed")                                  \
     X(set_errors, counter, "sets refused or failed")                                               \
     X(bad_requests, counter, "requests refused as malformed")                                      \
+    X(quarantined_files, counter, "bad files of this node set aside at start (*.bad-*)")           \
     X(inflight_bytes, gauge, "bytes of storage I/O in flight now")
 
 #endif

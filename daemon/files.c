@@ -9,10 +9,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -73,6 +75,31 @@ int hc__open_regular(const char *path, int flags, mode_t mode)
         return fd;
     close(fd);
     return rc;
+}
+
+/* Sets a file of this node's directory aside that the store cannot use (not
+ * a regular file, unreadable, malformed): renamed to <name>.bad-<unix
+ * seconds>, a name nothing parses, never deleted (it may hold data someone
+ * wants), logged, and counted in quarantined_files. Returns 0 or -errno (the
+ * rename failed: logged; the caller goes on without the file). Loop thread,
+ * at open (start-up). */
+int hc__quarantine(struct hc_store *s, const char *path, const char *why)
+{
+    char to[PATH_MAX];
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(to, sizeof(to), "%s.bad-%lld", path, (long long)ts.tv_sec);
+    if (rename(path, to) < 0) {
+        int rc = -errno;
+
+        hc_log(HC_LOG_ERR, "store: %s is unusable (%s) and cannot be set aside: %s", path, why,
+               strerror(-rc));
+        return rc;
+    }
+    s->st->quarantined_files++;
+    hc_log(HC_LOG_WARN, "store: %s is unusable (%s): set aside as %s", path, why, to);
+    return 0;
 }
 
 /* Opens path with O_DIRECT when asked, falling back to buffered I/O when the

@@ -220,28 +220,50 @@ static int load_sealed(struct hc_store *s, uint64_t seq, const char *ipath, uint
     return 0;
 }
 
+/* Sets segment file spath aside (hc__quarantine), and its .idx with it. */
+static void quarantine_segment(struct hc_store *s, const char *spath, const char *ipath,
+                               const char *why)
+{
+    struct stat st;
+
+    hc__quarantine(s, spath, why);
+    if (lstat(ipath, &st) == 0)
+        hc__quarantine(s, ipath, "its segment was set aside");
+}
+
 /* Loads unsealed segment seq (spath, size bytes): scans it, indexes its good
- * records and seals it; one without a good record is removed. Returns 0, or
- * -errno with err set. */
-static int load_unsealed(struct hc_store *s, uint64_t seq, const char *spath, uint64_t size,
-                         char *err, size_t errlen)
+ * records and seals it; one without a good record is removed. One that cannot
+ * be opened or read is set aside (quarantine_segment) and the store goes on
+ * without it. Returns 0, or -ENOMEM with err set. */
+static int load_unsealed(struct hc_store *s, uint64_t seq, const char *spath, const char *ipath,
+                         uint64_t size, char *err, size_t errlen)
 {
     struct seg *seg = hc__seg_new(s, 0, seq, true, SEG_CLOSING);
-    int rc, fd = hc__open_regular(spath, O_RDONLY, 0);
+    int rc, fd;
 
-    if (!seg || fd < 0) {
-        rc = !seg ? -ENOMEM : fd;
-        snprintf(err, errlen, "%s: %s", spath, strerror(-rc));
-        if (fd >= 0)
-            close(fd);
-        return rc;
+    if (!seg) {
+        snprintf(err, errlen, "%s: %s", spath, strerror(ENOMEM));
+        return -ENOMEM;
     }
-    seg->fd = fd; /* for the fdatasync of hc__seal_sync */
-    s->nfds++;
-    rc = scan_segment(s, seg, fd, size);
+    fd = hc__open_regular(spath, O_RDONLY, 0);
+    rc = fd;
+    if (fd >= 0) {
+        seg->fd = fd; /* for the fdatasync of hc__seal_sync */
+        s->nfds++;
+        rc = scan_segment(s, seg, fd, size);
+        if (rc == -ENOMEM) {
+            snprintf(err, errlen, "scanning %s: %s", spath, strerror(-rc));
+            return rc;
+        }
+    }
     if (rc < 0) {
-        snprintf(err, errlen, "scanning %s: %s", spath, strerror(-rc));
-        return rc;
+        if (seg->fd >= 0)
+            hc__seg_close_fd(s, seg);
+        quarantine_segment(s, spath, ipath, strerror(-rc));
+        seg->state = SEG_DEAD;
+        s->st->segments--;
+        hc__seg_maybe_free(s, seg);
+        return 0;
     }
     if (seg->nrecs == 0) {
         unlink(spath);
@@ -293,16 +315,21 @@ int hc__load_local(struct hc_store *s, char *err, size_t errlen)
         struct stat sb;
         hc__seg_path(s, &tmpl, "seg", spath, sizeof(spath));
         hc__seg_path(s, &tmpl, "idx", ipath, sizeof(ipath));
-        if (stat(spath, &sb) < 0) {
-            rc = -errno;
-            snprintf(err, errlen, "%s: %s", spath, strerror(-rc));
-            goto out;
+        /* lstat: a symlink, a directory, a FIFO... in place of a segment is
+         * set aside before anything reads it or trusts its .idx */
+        if (lstat(spath, &sb) < 0) {
+            hc_log(HC_LOG_WARN, "store: %s: %s; left out", spath, strerror(errno));
+            continue;
+        }
+        if (!S_ISREG(sb.st_mode)) {
+            quarantine_segment(s, spath, ipath, "not a regular file");
+            continue;
         }
         rc = 0;
         if (has_seq(f.idxs, f.nidx, f.segs[i]))
             rc = load_sealed(s, f.segs[i], ipath, (uint64_t)sb.st_size);
         if (rc == 0)
-            rc = load_unsealed(s, f.segs[i], spath, (uint64_t)sb.st_size, err, errlen);
+            rc = load_unsealed(s, f.segs[i], spath, ipath, (uint64_t)sb.st_size, err, errlen);
         if (rc < 0)
             goto out;
     }

@@ -410,6 +410,7 @@ char *hc__path_join(const char *a, const char *b);
 void hc__seg_path(const struct hc_store *s, const struct seg *seg, const char *ext, char *buf,
                   size_t size);
 int hc__open_regular(const char *path, int flags, mode_t mode);
+int hc__quarantine(struct hc_store *s, const char *path, const char *why);
 int hc__open_file(struct hc_store *s, const char *path, int flags, mode_t mode, bool *direct);
 int hc__pread_all(int fd, void *buf, size_t len, uint64_t off);
 int hc__write_file_atomic(const char *tmp, const char *path, const void *buf, size_t len);

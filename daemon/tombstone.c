@@ -16,11 +16,13 @@
 #include "store_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -55,6 +57,10 @@ out:
     json_decref(root);
     return text;
 }
+
+/* cleared.json is read whole at start: more than this is not a tombstone
+ * table (a namespace name and two numbers an entry). */
+#define TOMB_FILE_MAX (64u << 20)
 
 /* A write of cleared.json and the clears it answers. */
 struct tomb_task {
@@ -137,30 +143,39 @@ int hc__tomb_load(struct hc_store *s, char *err, size_t errlen)
 {
     char *path = hc__path_join(s->dir, "cleared.json");
     json_error_t jerr;
-    json_t *root, *v;
-    const char *name;
-    int rc = 0;
+    json_t *root = NULL, *v;
+    const char *name, *bad = NULL;
+    struct stat st;
+    char why[160];
+    int rc = 0, fd;
 
     if (!path)
         return -ENOMEM;
-    if (access(path, F_OK) < 0) {
+    if (lstat(path, &st) < 0) {
         free(path);
         return 0;
     }
-    root = json_load_file(path, 0, &jerr);
-    if (!root || !json_is_object(root)) {
-        snprintf(err, errlen, "%s: %s", path, root ? "not a JSON object" : jerr.text);
-        rc = -EINVAL;
-        goto out;
+    /* not trusted: opened as a regular file only, its size bounded */
+    fd = hc__open_regular(path, O_RDONLY, 0);
+    if (fd < 0) {
+        snprintf(why, sizeof(why), "%s", fd == -EBADMSG ? "not a regular file" : strerror(-fd));
+        bad = why;
+    } else if (fstat(fd, &st) < 0 || st.st_size > TOMB_FILE_MAX) {
+        bad = "larger than any tombstone table";
+    } else if (!(root = json_loadfd(fd, 0, &jerr)) || !json_is_object(root)) {
+        snprintf(why, sizeof(why), "%s", root ? "not a JSON object" : jerr.text);
+        bad = why;
     }
-    json_object_foreach(root, name, v)
+    if (fd >= 0)
+        close(fd);
+    json_object_foreach(bad ? NULL : root, name, v)
     {
         json_int_t seq, off;
         if (json_unpack(v, "{s:I,s:I}", "seq", &seq, "offset", &off) < 0 || seq < 0 || off < 0 ||
             strlen(name) == 0 || strlen(name) > HC_MAX_NS) {
-            snprintf(err, errlen, "%s: bad entry '%s'", path, name);
-            rc = -EINVAL;
-            goto out;
+            snprintf(why, sizeof(why), "bad entry '%.64s'", name);
+            bad = why;
+            break;
         }
         int id = hc__ns_intern(s, name, strlen(name));
         if (id < 0) {
@@ -172,6 +187,11 @@ int hc__tomb_load(struct hc_store *s, char *err, size_t errlen)
         s->ns[id].tomb_seq = (uint64_t)seq;
         s->ns[id].tomb_off = (uint64_t)off;
     }
+    /* A cache starts anyway: the file is set aside (the clears it recorded
+     * are lost, so pages cleared before can be found again: bytes that were
+     * stored under their keys, never other bytes). */
+    if (bad)
+        hc__quarantine(s, path, bad);
 out:
     json_decref(root);
     free(path);

@@ -4,7 +4,8 @@
  * FIFOs in place of another node's sealed segments must make its pages
  * misses, not hang the I/O threads, so that every client goes on being
  * served and SIGTERM still stops the daemon; a symlink in place of a segment
- * is not followed. Every client call is bounded (3 s) so that a hang fails
+ * is not followed (defect 1). Bad files in its own directory are set aside
+ * and the daemon starts anyway (defect 2). Every client call is bounded (3 s) so that a hang fails
  * the test instead of stalling it. */
 #include "harness.h"
 
@@ -154,6 +155,56 @@ START_TEST(test_fifo_segments_of_another_node)
 }
 END_TEST
 
+/* How many files of dir end in ".bad-<digits>" (set aside). */
+static int ho_count_bad(const char *dir)
+{
+    DIR *dh = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+
+    ck_assert_ptr_nonnull(dh);
+    while ((e = readdir(dh)) != NULL)
+        n += strstr(e->d_name, ".bad-") != NULL;
+    closedir(dh);
+    return n;
+}
+
+/* Defect 2: bad files in the node's own directory (a directory and a FIFO
+ * named like segments, a symlink in place of one, a malformed cleared.json)
+ * are set aside, counted, and the daemon starts and serves the good pages
+ * it had. */
+START_TEST(test_bad_files_of_its_own_node)
+{
+    struct hd *a = hd_new("nodeA", "--seal-interval-ms", "100", NULL);
+    char dir[H_PATH + 64], p[H_PATH + 128];
+    int before;
+
+    hd_start(a);
+    ho_store(a, "kept");
+    hd_stop(a);
+    snprintf(dir, sizeof(dir), "%s/hicache/nodeA", a->mount);
+    before = ho_count_bad(dir);
+    snprintf(p, sizeof(p), "%s/0000000000000001.seg", dir);
+    ck_assert_int_eq(mkdir(p, 0755), 0);
+    snprintf(p, sizeof(p), "%s/0000000000000002.seg", dir);
+    ck_assert_int_eq(mkfifo(p, 0644), 0);
+    snprintf(p, sizeof(p), "%s/0000000000000002.idx", dir); /* its index goes too */
+    ck_assert_int_eq(h_write_file(p, "junk", 4), 0);
+    snprintf(p, sizeof(p), "%s/0000000000000003.seg", dir);
+    ck_assert_int_eq(symlink("/dev/zero", p), 0);
+    snprintf(p, sizeof(p), "%s/cleared.json", dir);
+    ck_assert_int_eq(h_write_file(p, "{not json", 9), 0);
+
+    ck_assert_msg(hd_try_start(a, NULL) == 0, "bad files of its own node stopped the start");
+    ck_assert_int_eq(ho_read(a, "kept"), HO_PAGES);
+    ck_assert_int_eq(hd_stat(a, "quarantined_files"), 5);
+    ck_assert_int_eq(ho_count_bad(dir) - before, 5);
+    ho_store(a, "new");
+    ck_assert_int_eq(ho_read(a, "new"), HO_PAGES);
+    hd_stop(a);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("integration_hostile");
@@ -161,6 +212,7 @@ int main(void)
 
     tcase_add_test(tc, test_fifo_index_of_another_node);
     tcase_add_test(tc, test_fifo_segments_of_another_node);
+    tcase_add_test(tc, test_bad_files_of_its_own_node);
     suite_add_tcase(s, tc);
     return h_run_suite(s);
 }
