@@ -28,7 +28,7 @@
     X(linger_bytes, gauge, "bytes of read pages kept for their other readers now")                 \
     X(compressed_pages, counter, "pages written compressed")                                       \
     X(bytes_saved_compression, counter, "bytes compression kept from being written")               \
-    X(clients, gauge, "clients connected now")                                                     \
+    X(clients, gauge, "clients admitted (after hello) now")                                        \
     X(connections, counter, "connections accepted since start")                                    \
     X(corrupt_records, counter, "records refused for a bad header or checksum")                    \
     X(evicted_pages, counter, "pages dropped by capacity eviction")                                \

@@ -38,7 +38,12 @@ static void on_conn_closed(uv_handle_t *h)
         srv->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    srv->stats.clients--;
+    if (c->slot == CONN_PENDING)
+        srv->n_pending--;
+    else if (c->slot == CONN_DENIED)
+        srv->n_denied--;
+    else if (c->slot == CONN_ADMITTED)
+        srv->stats.clients--;
     hc_log(HC_LOG_DEBUG, "client %" PRIu64 " (pid %d) gone", c->num, (int)c->pid);
     hc__conn_unref(c);
 }
@@ -268,7 +273,6 @@ void hc__on_connection(uv_stream_t *listener, int status)
     if (srv->conns)
         srv->conns->prev = c;
     srv->conns = c;
-    srv->stats.clients++;
     srv->stats.connections++;
     if (uv_fileno((uv_handle_t *)&c->pipe, &fd) == 0 &&
         getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0) {
@@ -279,10 +283,19 @@ void hc__on_connection(uv_stream_t *listener, int status)
     } else {
         c->denied = srv->restrict_peers;
     }
-    if (srv->stopping || srv->stats.clients > srv->cfg->max_clients + CONN_HANDSHAKE_SLACK) {
+    /* Refused peers and peers that have not said hello each have a limit of
+     * their own: neither can take the room of admitted clients. */
+    if (srv->stopping ||
+        (c->denied ? srv->n_denied >= CONN_DENIED_MAX
+                   : srv->n_pending >= srv->cfg->max_clients + CONN_HANDSHAKE_SLACK)) {
         hc__conn_close(c);
         return;
     }
+    c->slot = c->denied ? CONN_DENIED : CONN_PENDING;
+    if (c->denied)
+        srv->n_denied++;
+    else
+        srv->n_pending++;
     hc__conn_process(c);
 }
 

@@ -146,7 +146,7 @@ static bool hello_refused(struct conn *c, const Hicache__Request *req, const cha
                        HC_MAX_READERS_PER_PAGE);
         return true;
     }
-    if (c->srv->stats.clients > c->srv->cfg->max_clients) {
+    if (c->srv->stats.clients >= c->srv->cfg->max_clients) {
         hc__send_error(c, req->id, -EBUSY, "too many clients (max_clients is %u)",
                        c->srv->cfg->max_clients);
         return true;
@@ -210,6 +210,11 @@ void hc__handle_hello(struct conn *c, const Hicache__Request *req)
     close(c->region->fd);
     c->region->fd = -1;
     c->hello = true;
+    if (c->slot == CONN_PENDING) { /* admitted: it leaves the handshake's room */
+        srv->n_pending--;
+        c->slot = CONN_ADMITTED;
+        srv->stats.clients++;
+    }
     c->dec.max_frame = srv->cfg->max_frame_bytes;
     hc_log(HC_LOG_DEBUG,
            "client %" PRIu64 " (pid %d uid %u) namespace %.*s rank %u region %" PRIu64

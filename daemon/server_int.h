@@ -40,6 +40,18 @@
 /* Connections beyond max_clients are refused at hello; this many more may
  * wait in the handshake before new ones are closed at accept. */
 #define CONN_HANDSHAKE_SLACK 16
+/* Peers outside allowed_uids / allowed_gids (known at accept from
+ * SO_PEERCRED) get their EACCES at hello; at most this many at once, apart
+ * from the room of allowed peers: more are closed at accept. */
+#define CONN_DENIED_MAX 16
+
+/* Which limit a connection counts against (set at accept, moved at hello). */
+enum conn_slot {
+    CONN_UNCOUNTED, /* closed at accept: over a limit */
+    CONN_PENDING,   /* an allowed peer before hello: max_clients + CONN_HANDSHAKE_SLACK */
+    CONN_DENIED,    /* a refused peer until its EACCES is out: CONN_DENIED_MAX */
+    CONN_ADMITTED,  /* after hello: max_clients (stats.clients) */
+};
 /* A connection stops being read while this many reply bytes wait for it to
  * read them: a client that never reads cannot make the daemon queue more. */
 #define CONN_MAX_QUEUED (4u << 20)
@@ -72,6 +84,7 @@ struct conn {
     unsigned refs;     /* 1 for the handle, 1 per request in flight */
     bool hello;
     bool denied;
+    enum conn_slot slot;
     bool closing;
     bool reading;
     bool processing; /* hc__conn_process is on the stack: do not re-enter it */
@@ -117,6 +130,8 @@ struct server {
     struct hc_store *store;
     struct hc_stats stats;
     struct hc_latencies lat;    /* batch requests, receipt to reply */
+    unsigned n_pending;         /* CONN_PENDING connections */
+    unsigned n_denied;          /* CONN_DENIED connections */
     struct hc_metrics *metrics; /* the Prometheus endpoint, when configured */
     struct conn *conns;
     uint64_t next_conn;

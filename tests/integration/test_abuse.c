@@ -234,6 +234,96 @@ START_TEST(test_refused_user)
 }
 END_TEST
 
+/* Opens n connections as user nobody that never say hello and holds them
+ * until the parent kills it (issue 12, defect 4). */
+static int hold_as_nobody(int idx, void *arg)
+{
+    const struct hd *d = arg;
+    struct passwd *pw = getpwnam("nobody");
+    struct h_raw *r = calloc(200, sizeof(*r));
+    int held = 0;
+
+    H_REQUIRE(pw != NULL && r != NULL, "no user nobody or no memory");
+    H_REQUIRE(setgid(pw->pw_gid) == 0 && setuid(pw->pw_uid) == 0, "setuid: %s", strerror(errno));
+    for (int i = 0; i < 200; i++)
+        held += h_raw_connect(&r[i], d->sock) == 0;
+    H_REQUIRE(held > 0, "no connection at all");
+    pause(); /* until killed */
+    return 0;
+}
+
+/* A refused uid holding many connections that never say hello cannot lock
+ * allowed users out: with max_clients 16, 200 of its connections leave root's
+ * clients all their room (before: they filled max_clients plus the slack,
+ * and every later connection was closed at accept). */
+START_TEST(test_refused_user_cannot_take_the_room)
+{
+    struct hd *d;
+    pid_t pid;
+    hc_client *cs[15];
+
+    if (geteuid() != 0 || !getpwnam("nobody")) {
+        fprintf(stderr,
+                "test_refused_user_cannot_take_the_room: needs root and 'nobody'; skipped\n");
+        return;
+    }
+    d = hd_new("n1", "--allowed-uids", "0", "--socket-mode", "0666", "--max-clients", "16", NULL);
+    chmod(d->dir, 0755);
+    hd_start(d);
+    pid = h_fork(hold_as_nobody, 0, d);
+    h_sleep_ms(1500); /* its connections are in */
+    for (int i = 0; i < 15; i++) {
+        hc_connect_opts o = {.timeout_ms = 5000};
+        int rc = hc_connect(&cs[i], d->sock, &o);
+        ck_assert_msg(rc == 0, "allowed client %d of 16 refused: %s", i, hc_strerror(rc));
+    }
+    assert_serves(d, "beside-the-refused"); /* the 16th */
+    for (int i = 0; i < 15; i++)
+        hc_close(cs[i]);
+    kill(pid, SIGKILL);
+    h_wait_pid(pid, 5000);
+    hd_stop(d);
+}
+END_TEST
+
+/* More allowed clients connect at once than max_clients: as many as
+ * max_clients are admitted, the rest get EBUSY (before: every hello counted
+ * the connections still in their handshake, and all were refused). */
+START_TEST(test_burst_admits_max_clients)
+{
+    struct hd *d = hd_new("n1", "--max-clients", "24", NULL);
+    struct h_raw r[30];
+    int ok = 0, busy = 0;
+
+    hd_start(d);
+    for (int i = 0; i < 30; i++)
+        ck_assert_int_eq(h_raw_connect(&r[i], d->sock), 0);
+    for (int i = 0; i < 30; i++) {
+        int rc = h_raw_hello(&r[i], "burst", 4096);
+        /* in the order of the hellos: the first 24 while there is room */
+        ck_assert_msg(i < 24 ? rc == 0 : rc == -EBUSY, "hello %d of 30 answered %d", i, rc);
+        ok += rc == 0;
+        busy += rc == -EBUSY;
+    }
+    ck_assert_msg(ok == 24 && busy == 6, "admitted %d, EBUSY %d (want 24 and 6)", ok, busy);
+    h_raw_close(&r[0]); /* room for one more: the stats client */
+    int64_t clients = 0;
+    for (int t = 0; t < 50 && clients != 24; t++) {
+        hc_connect_opts o = {.timeout_ms = 5000};
+        hc_client *c = NULL;
+        if (hc_connect(&c, d->sock, &o) == 0) {
+            clients = h_stat(c, "clients");
+            hc_close(c);
+        }
+        h_sleep_ms(20);
+    }
+    ck_assert_int_eq(clients, 24); /* 23 raw ones and this one: admitted clients only */
+    for (int i = 1; i < 30; i++)
+        h_raw_close(&r[i]);
+    hd_stop(d);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("integration_abuse");
@@ -243,6 +333,8 @@ int main(void)
     tcase_add_test(tc, test_peer_that_never_reads);
     tcase_add_test(tc, test_large_frame_before_hello);
     tcase_add_test(tc, test_refused_user);
+    tcase_add_test(tc, test_refused_user_cannot_take_the_room);
+    tcase_add_test(tc, test_burst_admits_max_clients);
     suite_add_tcase(s, tc);
     return h_run_suite(s);
 }
