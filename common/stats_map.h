@@ -37,6 +37,7 @@
     X(set_errors, counter, "sets refused or failed")                                               \
     X(bad_requests, counter, "requests refused as malformed")                                      \
     X(quarantined_files, counter, "bad files of this node set aside at start (*.bad-*)")           \
+    X(idx_refused, counter, "other nodes' .idx files refused (broken or too large), once each")    \
     X(inflight_bytes, gauge, "bytes of storage I/O in flight now")
 
 #endif

@@ -14,8 +14,10 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "log.h"
 
@@ -46,6 +48,12 @@ struct disc {
     char *arena;
     bool root_ok;
     struct found *found;
+    struct idx_bad *bad_in; /* the store's refused files when the walk started */
+    size_t nbad_in;
+    struct idx_bad *bad_out; /* refused files the walk saw unchanged, or refused now */
+    size_t nbad_out, bad_cap;
+    uint64_t refused;    /* files refused by this walk */
+    uint64_t pass_bytes; /* bytes of .idx read by this walk (HC_IDX_PASS_BYTES) */
 };
 
 /* Orders by (node, seq). Any thread. */
@@ -70,7 +78,39 @@ static void disc_free(struct disc *d)
     free(d->self);
     free(d->known);
     free(d->arena);
+    free(d->bad_in);
+    free(d->bad_out);
     free(d);
+}
+
+/* Orders refused files by (node, seq). Any thread. */
+static int bad_cmp(const void *a, const void *b)
+{
+    const struct idx_bad *x = a, *y = b;
+    int c = strcmp(x->node, y->node);
+    if (c)
+        return c;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Adds a refused file to the walk's list (I/O thread; touches only d). A
+ * file that cannot be remembered is only read again next time. */
+static void bad_push(struct disc *d, const char *node, uint64_t seq, const struct stat *st)
+{
+    if (d->nbad_out == d->bad_cap) {
+        size_t cap = d->bad_cap ? d->bad_cap * 2 : 16;
+        struct idx_bad *n = realloc(d->bad_out, cap * sizeof(*n));
+        if (!n)
+            return;
+        d->bad_out = n;
+        d->bad_cap = cap;
+    }
+    struct idx_bad *b = &d->bad_out[d->nbad_out++];
+    memset(b, 0, sizeof(*b));
+    memcpy(b->node, node, strlen(node) + 1); /* valid node name: <= HC_MAX_NODE */
+    b->seq = seq;
+    b->size = (uint64_t)st->st_size;
+    b->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
 }
 
 /* Builds a discovery job with a snapshot of the remote segments known now
@@ -117,6 +157,15 @@ static struct disc *disc_new(struct hc_store *s)
     free(names);
     if (d->nknown)
         qsort(d->known, d->nknown, sizeof(*d->known), known_cmp);
+    if (s->nidx_bad) { /* sorted by bad_cmp (disc_merge keeps it so) */
+        d->bad_in = malloc(s->nidx_bad * sizeof(*d->bad_in));
+        if (!d->bad_in) {
+            disc_free(d);
+            return NULL;
+        }
+        memcpy(d->bad_in, s->idx_bad, s->nidx_bad * sizeof(*d->bad_in));
+        d->nbad_in = s->nidx_bad;
+    }
     return d;
 }
 
@@ -154,17 +203,41 @@ static int disc_scan_node(struct disc *d, const char *node)
             k->seen = true;
             continue;
         }
+        /* Refused before and unchanged since: not read again. */
+        struct stat st;
+        if (fstatat(dirfd(dh), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        struct idx_bad key = {.seq = seq}, *was;
+        memcpy(key.node, node, strlen(node) + 1);
+        was = d->nbad_in ? bsearch(&key, d->bad_in, d->nbad_in, sizeof(key), bad_cmp) : NULL;
+        if (was && was->size == (uint64_t)st.st_size &&
+            was->mtime_ns == (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec) {
+            bad_push(d, node, seq, &st);
+            continue;
+        }
+        /* A pass reads HC_IDX_PASS_BYTES of new indexes at most; the rest
+         * (at least one file a pass) waits for the next. */
+        if (S_ISREG(st.st_mode) && (uint64_t)st.st_size <= HC_IDX_MAX_BYTES && d->pass_bytes > 0 &&
+            d->pass_bytes + (uint64_t)st.st_size > HC_IDX_PASS_BYTES)
+            continue;
         struct found *f = calloc(1, sizeof(*f));
         char *path = hc__path_join(dir, de->d_name);
-        int rc = f && path ? hc__idx_load(path, seq, &f->idx) : -ENOMEM;
+        int rc = !f || !path                               ? -ENOMEM
+                 : (uint64_t)st.st_size > HC_IDX_MAX_BYTES ? -EFBIG
+                                                           : hc__idx_load(path, seq, &f->idx);
         if (rc < 0) {
-            if (rc != -ENOENT)
-                hc_log(HC_LOG_WARN, "store: skipping %s: %s", path ? path : de->d_name,
-                       strerror(-rc));
+            if (rc != -ENOENT && rc != -ENOMEM) {
+                hc_log(HC_LOG_WARN, "store: refusing %s: %s (not read again until it changes)",
+                       path ? path : de->d_name,
+                       rc == -EFBIG ? "larger than any index this daemon reads" : strerror(-rc));
+                bad_push(d, node, seq, &st);
+                d->refused++;
+            }
             free(f);
             free(path);
             continue;
         }
+        d->pass_bytes += (uint64_t)st.st_size;
         free(path);
         memcpy(f->node, node, strlen(node) + 1); /* valid node name: <= HC_MAX_NODE */
         f->seq = seq;
@@ -216,9 +289,18 @@ static int disc_before(struct hc_io_req *req)
 }
 
 /* Merges a discovery's results (loop thread): new remote segments enter the
- * index, vanished ones leave it. */
+ * index, vanished ones leave it; the refused files the walk saw become the
+ * ones remembered. */
 static void disc_merge(struct hc_store *s, struct disc *d)
 {
+    if (d->nbad_out)
+        qsort(d->bad_out, d->nbad_out, sizeof(*d->bad_out), bad_cmp);
+    free(s->idx_bad);
+    s->idx_bad = d->bad_out;
+    s->nidx_bad = d->nbad_out;
+    d->bad_out = NULL;
+    d->nbad_out = d->bad_cap = 0;
+    s->st->idx_refused += d->refused;
     for (size_t i = 0; d->root_ok && i < d->nknown; i++) {
         struct known *k = &d->known[i];
         if (k->seen || (k->node_found && !k->dir_ok))

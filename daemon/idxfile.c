@@ -28,7 +28,6 @@
 #define IDX_VERSION 1
 #define IDX_HDR 32
 #define IDX_ENT 32
-#define IDX_MAX_BYTES (1ull << 30)
 
 /* Frees a parsed .idx (any thread) and zeroes it. */
 void hc__idx_free(struct idx_data *d)
@@ -104,7 +103,7 @@ int hc__idx_load(const char *path, uint64_t seq, struct idx_data *d)
         rc = -errno;
         goto err;
     }
-    if (sb.st_size < IDX_HDR + 4 || (uint64_t)sb.st_size > IDX_MAX_BYTES) {
+    if (sb.st_size < IDX_HDR + 4 || (uint64_t)sb.st_size > HC_IDX_MAX_BYTES) {
         rc = -EBADMSG;
         goto err;
     }

@@ -358,6 +358,7 @@ void hc_store_close(struct hc_store *s)
         free(seg);
     }
     free(s->segs);
+    free(s->idx_bad);
     for (size_t i = 0; i < s->nclosing; i++) /* left by a close task that found no memory */
         close(s->closing[i]);
     free(s->closing);

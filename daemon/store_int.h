@@ -316,6 +316,22 @@ struct join {
  * I/O threads: root and cfg.use_direct_io, never written after open (the
  * other fields of cfg change at a reload, use_direct_io does not), and
  * direct_warned, accessed only atomically. */
+/* An .idx file of another node is read whole, up to this size: larger is
+ * refused unread (hostile, or from a deployment whose segments no daemon
+ * here indexes in bounded memory). */
+#define HC_IDX_MAX_BYTES (256ull << 20)
+/* Bytes of new .idx files one discovery pass reads at most; the rest waits
+ * for the next pass. */
+#define HC_IDX_PASS_BYTES (512ull << 20)
+
+/* A refused .idx: whose, and the size and mtime it had then. */
+struct idx_bad {
+    char node[HC_MAX_NODE + 1];
+    uint64_t seq;
+    uint64_t size;
+    int64_t mtime_ns;
+};
+
 struct hc_store {
     struct hc_store_config cfg;
     /* Reads of records this run wrote that met an I/O error, each counted in
@@ -355,6 +371,10 @@ struct hc_store {
     bool dreq_busy;
 
     bool disc_busy, disc_started;
+    /* Other nodes' .idx files refused, remembered by (node, seq) with the
+     * size and mtime they had: discovery skips them until they change. */
+    struct idx_bad *idx_bad;
+    size_t nidx_bad;
     uint64_t last_disc_ms;
     uint64_t now_ms;
     bool have_now;

@@ -5,8 +5,9 @@
  * misses, not hang the I/O threads, so that every client goes on being
  * served and SIGTERM still stops the daemon; a symlink in place of a segment
  * is not followed (defect 1). Bad files in its own directory are set aside
- * and the daemon starts anyway (defect 2). Every client call is bounded (3 s) so that a hang fails
- * the test instead of stalling it. */
+ * and the daemon starts anyway (defect 2). Broken indexes of other nodes
+ * are refused once, not at every pass (defect 6). Every client call is bounded (3 s) so that a hang
+ * fails the test instead of stalling it. */
 #include "harness.h"
 
 #include <dirent.h>
@@ -205,6 +206,48 @@ START_TEST(test_bad_files_of_its_own_node)
 }
 END_TEST
 
+/* Defect 6: another node's broken .idx files are refused once each (a file
+ * larger than any index is refused unread) and not read again at every
+ * discovery pass, until they change. */
+START_TEST(test_bad_index_files_read_once)
+{
+    struct hd *a = hd_new("nodeA", "--discovery-interval-ms", "100", NULL);
+    char dir[H_PATH + 64], p[H_PATH + 128];
+    char junk[65536];
+    FILE *f;
+
+    snprintf(dir, sizeof(dir), "%s/hicache", a->mount);
+    mkdir(dir, 0755);
+    snprintf(dir, sizeof(dir), "%s/hicache/other", a->mount);
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    snprintf(p, sizeof(p), "%s/0000000000000001.idx", dir);
+    h_fill(junk, sizeof(junk), "junk", 1);
+    ck_assert_int_eq(h_write_file(p, junk, sizeof(junk)), 0);
+    snprintf(p, sizeof(p), "%s/0000000000000002.idx", dir); /* 2 GiB, sparse */
+    f = fopen(p, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(ftruncate(fileno(f), 2ll << 30), 0);
+    fclose(f);
+
+    hd_start(a);
+    h_sleep_ms(1500); /* about 15 discovery passes */
+    ck_assert_int_eq(hd_stat(a, "idx_refused"), 2);
+    snprintf(p, sizeof(p), "%s/0000000000000001.idx", dir); /* it changes: read again */
+    f = fopen(p, "a");
+    ck_assert_ptr_nonnull(f);
+    fputs("more", f);
+    fclose(f);
+    uint64_t t0 = h_now_ms();
+    while (hd_stat(a, "idx_refused") < 3 && h_now_ms() - t0 < 3000)
+        h_sleep_ms(50);
+    h_sleep_ms(500);
+    ck_assert_int_eq(hd_stat(a, "idx_refused"), 3);
+    ho_store(a, "served");
+    ck_assert_int_eq(ho_read(a, "served"), HO_PAGES);
+    hd_stop(a);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("integration_hostile");
@@ -213,6 +256,7 @@ int main(void)
     tcase_add_test(tc, test_fifo_index_of_another_node);
     tcase_add_test(tc, test_fifo_segments_of_another_node);
     tcase_add_test(tc, test_bad_files_of_its_own_node);
+    tcase_add_test(tc, test_bad_index_files_read_once);
     suite_add_tcase(s, tc);
     return h_run_suite(s);
 }
