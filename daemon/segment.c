@@ -371,6 +371,7 @@ struct seal_task {
     struct hc_store *s;
     struct seg *seg;
     int fd;
+    uint64_t truncate_to; /* > 0: the file ends there (a failed tail cut off) */
     unsigned char *buf;
     size_t len;
     char tmp[PATH_MAX], path[PATH_MAX];
@@ -384,6 +385,8 @@ struct seal_task {
 static int seal_before(struct hc_io_req *req)
 {
     struct seal_task *t = container_of(req, struct seal_task, req);
+    if (t->truncate_to > 0)
+        (void)!ftruncate(t->fd, (off_t)t->truncate_to); /* best effort: space back */
     if (fdatasync(t->fd) < 0 && errno != EINVAL)
         return -errno;
     return hc__write_file_atomic(t->tmp, t->path, t->buf, t->len);
@@ -416,6 +419,22 @@ static void seal_done(struct hc_io_req *req)
  * an I/O thread from a snapshot taken now. */
 static void seal_submit(struct hc_store *s, struct seg *seg)
 {
+    /* Nothing of it was written whole (the volume was full, say): the file
+     * goes, not sealed empty. Disk accounting follows what is on disk. */
+    if (seg->nrecs == 0) {
+        seg->state = SEG_DEAD;
+        s->st->segments--;
+        hc__local_bytes_set(s, s->local_bytes - seg->size);
+        unlink_submit(s, seg);
+        hc__seg_maybe_free(s, seg);
+        return;
+    }
+    uint64_t cut = 0;
+    if (seg->cascade && seg->good_end < seg->size) { /* records failed at its tail */
+        cut = seg->good_end;
+        hc__local_bytes_set(s, s->local_bytes - (seg->size - seg->good_end));
+        seg->size = seg->good_end;
+    }
     struct seal_task *t = calloc(1, sizeof(*t));
     if (!t || hc__idx_encode(s, seg, &t->buf, &t->len) < 0) {
         hc_log(HC_LOG_ERR, "store: out of memory sealing segment %016" PRIx64, seg->seq);
@@ -426,6 +445,7 @@ static void seal_submit(struct hc_store *s, struct seg *seg)
     t->s = s;
     t->seg = seg;
     t->fd = seg->fd;
+    t->truncate_to = cut;
     hc__seg_path(s, seg, "idx.tmp", t->tmp, sizeof(t->tmp));
     hc__seg_path(s, seg, "idx", t->path, sizeof(t->path));
     seg->state = SEG_SEALING;
@@ -621,6 +641,9 @@ void hc__seg_commit(struct hc_store *s, struct seg *seg)
         if (st == 0 && hc__seg_rec_add(seg, &rec) < 0)
             st = -ENOMEM;
         if (st == 0) {
+            uint64_t end = w->off + ent_rec_size(w->len, hc__wrec_sblocks(w));
+            if (end > seg->good_end)
+                seg->good_end = end;
             if (!hc__tombstoned(s, w->ns, seg->seq, w->off))
                 hc__index_put(s, seg, w->pn.h, w->off, (uint32_t)w->len, w->ns,
                               hc__wrec_sblocks(w));

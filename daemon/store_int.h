@@ -192,7 +192,8 @@ struct seg {
     bool opened_known;
     /* local unsealed segments only */
     struct wrec *pend_head, *pend_tail;
-    int cascade; /* error of a failed record: the ones behind it fail too */
+    int cascade;       /* error of a failed record: the ones behind it fail too */
+    uint64_t good_end; /* end of the last record committed whole (local) */
     struct seg_rec *recs;
     size_t nrecs, caprecs;
 };
@@ -370,6 +371,10 @@ struct hc_store {
     struct hc_io_req dreq;
     bool dreq_busy;
 
+    /* After a write or create found the volume full (ENOSPC, EDQUOT): until
+     * then (mono_ms) a set that needs a new segment fails at once, so a full
+     * disk does not get a file per refused set. */
+    uint64_t nospace_until_ms;
     bool disc_busy, disc_started;
     /* Other nodes' .idx files refused, remembered by (node, seq) with the
      * size and mtime they had: discovery skips them until they change. */

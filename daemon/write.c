@@ -23,6 +23,10 @@
 #include "crc32c.h"
 #include "log.h"
 
+/* After the volume answered ENOSPC, sets that need a new segment fail at
+ * once for this long (s->nospace_until_ms). */
+#define NOSPACE_BACKOFF_MS 1000
+
 static const unsigned char zero_block[HC_STORE_ALIGN] __attribute__((aligned(HC_STORE_ALIGN)));
 
 /* Frees w, its waiters and its buffers (not the setter's bytes). */
@@ -86,6 +90,8 @@ static void wrec_done(struct hc_io_req *req)
         s->st->io_errors++;
         hc_log(HC_LOG_ERR, "store: writing segment %016" PRIx64 " at %" PRIu64 ": %s", seg->seq,
                w->off, strerror(-w->status));
+        if (w->status == -ENOSPC || w->status == -EDQUOT)
+            s->nospace_until_ms = mono_ms() + NOSPACE_BACKOFF_MS;
         if (seg->state == SEG_OPEN)
             hc__seg_close_appends(s, seg);
     } else if (w->zbuf) {
@@ -203,6 +209,8 @@ static int wrec_place(struct hc_store *s, struct wrec *w)
 {
     if (!s->place_head && open_has_room(s, w))
         return wrec_put(s, w);
+    if (!s->creating && mono_ms() < s->nospace_until_ms)
+        return -ENOSPC; /* the volume was full a moment ago: no new file */
     if (!s->creating) {
         if (s->open)
             hc__seg_close_appends(s, s->open);
@@ -226,6 +234,9 @@ static int wrec_place(struct hc_store *s, struct wrec *w)
 void hc__place_waiting(struct hc_store *s, int rc)
 {
     struct wrec *w;
+
+    if (rc == -ENOSPC || rc == -EDQUOT)
+        s->nospace_until_ms = mono_ms() + NOSPACE_BACKOFF_MS;
     while ((w = s->place_head)) {
         if (rc == 0 && !w->cleared && !open_has_room(s, w)) {
             if (s->open)
