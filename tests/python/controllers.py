@@ -45,7 +45,7 @@ def backend_args(backend, socket=None, file_dir=None, **extra):
     if backend == "hicache":
         cfg = {"backend_name": "juicefs", "module_path": "juicefs_hicache_storage",
                "class_name": "HiCacheJuiceFS", "interface_v1": 1, "socket_path": socket,
-               "timeout_ms": 2000}
+               "timeout_ms": 8000}
         cfg.update(extra)
         return "dynamic", cfg
     assert backend == "file"

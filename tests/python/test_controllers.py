@@ -177,7 +177,7 @@ def test_daemon_stopped_mid_prefetch_is_a_miss(ctl, daemon, caplog, hybrid):
     t0 = time.monotonic()
     got, _, _ = dst.load(op)
     assert got == 0
-    assert time.monotonic() - t0 < 10
+    assert time.monotonic() - t0 < 16  # within the backend's timeout (8 s), twice at most
     assert not [r for r in caplog.records if r.exc_info], "an exception reached the controller"
     # and the next hit query is a plain miss, not an error
     op = dst.query(toks, extra_pools=extra()) if hybrid else dst.query(toks)
