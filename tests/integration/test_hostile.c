@@ -91,29 +91,33 @@ START_TEST(test_fifo_index_of_another_node)
 END_TEST
 
 /* Replaces every .seg in dir by a FIFO (or, every other one, by a symlink
- * to /dev/zero); returns how many. */
+ * to /dev/zero); returns how many. The names are read first: a directory
+ * listing may show the entries made while it runs (JuiceFS does). */
 static int ho_poison_segments(const char *dir)
 {
     DIR *dh = opendir(dir);
     struct dirent *e;
+    char names[64][256];
     int n = 0;
     char path[H_PATH + 300];
 
     ck_assert_ptr_nonnull(dh);
-    while ((e = readdir(dh)) != NULL) {
+    while ((e = readdir(dh)) != NULL && n < 64) {
         size_t l = strlen(e->d_name);
 
-        if (l < 5 || strcmp(e->d_name + l - 4, ".seg") != 0)
+        if (l < 5 || l >= sizeof(names[0]) || strcmp(e->d_name + l - 4, ".seg") != 0)
             continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        memcpy(names[n++], e->d_name, l + 1);
+    }
+    closedir(dh);
+    for (int i = 0; i < n; i++) {
+        snprintf(path, sizeof(path), "%s/%.255s", dir, names[i]);
         ck_assert_int_eq(unlink(path), 0);
-        if (n % 2 == 0)
+        if (i % 2 == 0)
             ck_assert_int_eq(mkfifo(path, 0644), 0);
         else
             ck_assert_int_eq(symlink("/dev/zero", path), 0);
-        n++;
     }
-    closedir(dh);
     return n;
 }
 
