@@ -174,6 +174,8 @@ static int print_stats_table(json_t *root)
 
     json_object_foreach(root, name, v)
     {
+        if (json_is_object(v) || json_is_array(v))
+            continue; /* the latency histograms: in --json and --prometheus */
         if (json_is_integer(v)) {
             json_int_t i = json_integer_value(v);
             uint64_t u = i < 0 ? 0 : (uint64_t)i;
