@@ -9,8 +9,8 @@
  * Not thread-safe: call at start-up (or reload) on the main thread, before
  * other threads read the struct or after they stopped. */
 #include "config.h"
+#include "store.h" /* HC_STORE_OPEN_MAX */
 
-#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -91,6 +91,8 @@ static const struct opt opts[] = {
     STR_OPT(allowed_gids, OPT_LIST, "LIST", "groups (names or gids, comma-separated) allowed in"),
     SIZE_OPT(region_size, MiB, 4 * GiB, "shared-memory region per client"),
     SIZE_OPT(segment_size, MiB, 64 * GiB, "size of one segment file"),
+    U32_OPT(open_segments, 0, HC_STORE_OPEN_MAX, "N",
+            "segments written at once, each by one writer (0: one per I/O thread)"),
     SIZE_OPT(capacity_bytes, 0, UINT64_MAX, "byte limit of this node's segments (0: none)"),
     {"min_free_ratio", OPT_DOUBLE, FIELD(min_free_ratio, double), 0, 0, 0.0, 0.9, 0, "RATIO",
      "fraction of the volume to keep free"},

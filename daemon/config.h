@@ -20,6 +20,8 @@ struct hc_config {
     char *node_id;                  /* default: host name (sanitized); [A-Za-z0-9_.-]{1,64} */
     uint64_t region_size;           /* per client, default 64 MiB, 1 MiB .. 4 GiB */
     uint64_t segment_size;          /* default 256 MiB, 1 MiB .. 64 GiB */
+    uint32_t open_segments;         /* default 0 = one per I/O thread (at most 16);
+                                       1 .. 16 */
     uint64_t capacity_bytes;        /* default 0 = no limit */
     double min_free_ratio;          /* default 0.05, 0 .. 0.9 */
     uint32_t io_threads;            /* default 2, 1 .. 64 */

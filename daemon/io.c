@@ -172,8 +172,9 @@ static void admit(struct hc_io_pool *pool)
 
 /* The sum of req's iov lengths in *total. Returns 0, or -EINVAL for a
  * request the pool cannot run: an unknown op or prio, no done callback, and
- * for a read or write an iovcnt outside [0, HC_IO_MAX_IOV], lengths whose sum
- * overflows ssize_t, or an offset beyond INT64_MAX. */
+ * for a read or write an iovcnt outside [0, HC_IO_MAX_IOV] (an iovxcnt
+ * outside [1, HC_IO_MAX_IOVX] with iovx), lengths whose sum overflows ssize_t,
+ * or an offset beyond INT64_MAX. */
 static int req_check(const struct hc_io_req *req, size_t *total)
 {
     size_t sum = 0;
@@ -184,13 +185,16 @@ static int req_check(const struct hc_io_req *req, size_t *total)
         *total = 0;
         return 0;
     }
-    if ((req->op != HC_IO_READ && req->op != HC_IO_WRITE) || req->iovcnt < 0 ||
-        req->iovcnt > HC_IO_MAX_IOV || req->offset > (uint64_t)INT64_MAX)
+    const struct iovec *iov = req->iovx ? req->iovx : req->iov;
+    int cnt = req->iovx ? req->iovxcnt : req->iovcnt;
+    if ((req->op != HC_IO_READ && req->op != HC_IO_WRITE) || req->offset > (uint64_t)INT64_MAX)
         return -EINVAL;
-    for (int i = 0; i < req->iovcnt; i++) {
-        if (req->iov[i].iov_len > (size_t)SSIZE_MAX - sum)
+    if (req->iovx ? cnt < 1 || cnt > HC_IO_MAX_IOVX : cnt < 0 || cnt > HC_IO_MAX_IOV)
+        return -EINVAL;
+    for (int i = 0; i < cnt; i++) {
+        if (iov[i].iov_len > (size_t)SSIZE_MAX - sum)
             return -EINVAL;
-        sum += req->iov[i].iov_len;
+        sum += iov[i].iov_len;
     }
     *total = sum;
     return 0;
@@ -206,11 +210,16 @@ int hc_io_submit(struct hc_io_pool *pool, struct hc_io_req *req)
     req->next = NULL;
     req->xferred = 0;
     req->total = total;
+    req->cur = req->inl;
     req->curcnt = 0;
-    if (req->op != HC_IO_TASK)
+    if (req->op != HC_IO_TASK && req->iovx) {
+        req->cur = req->iovx; /* empty entries in it are stepped over by the kernel */
+        req->curcnt = req->iovxcnt;
+    } else if (req->op != HC_IO_TASK) {
         for (int i = 0; i < req->iovcnt; i++)
             if (req->iov[i].iov_len > 0)
-                req->cur[req->curcnt++] = req->iov[i];
+                req->inl[req->curcnt++] = req->iov[i];
+    }
 
     pool->pending++;
     if (req->op == HC_IO_TASK && !req->before && !req->after) {

@@ -33,6 +33,7 @@
 #include <sys/uio.h>
 
 #define HC_IO_MAX_IOV 4
+#define HC_IO_MAX_IOVX 1024 /* buffers of one request through iovx (IOV_MAX) */
 
 enum hc_io_op {
     HC_IO_READ = 1,  /* preadv of iov at offset, whole length or error */
@@ -59,6 +60,13 @@ struct hc_io_req {
     uint64_t offset;
     struct iovec iov[HC_IO_MAX_IOV];
     int iovcnt;
+    /* For more buffers than HC_IO_MAX_IOV (a gathered write): when iovx is
+     * not NULL, the request's buffers are its iovxcnt entries (1 to
+     * HC_IO_MAX_IOVX) and iov/iovcnt are not read. The array belongs to the
+     * pool like the request, from submit until done (a short transfer
+     * advances its entries in place). */
+    struct iovec *iovx;
+    int iovxcnt;
     /* Called on an I/O thread before the I/O (may be NULL). For HC_IO_TASK it
      * is the work itself. Returns 0, or -errno: the I/O is skipped and that
      * becomes result. */
@@ -80,10 +88,11 @@ struct hc_io_req {
 
     /* private to the pool */
     struct hc_io_req *next;
-    size_t total;                    /* sum of iov lengths */
-    size_t xferred;                  /* bytes done so far */
-    struct iovec cur[HC_IO_MAX_IOV]; /* remaining iov after short I/O */
+    size_t total;      /* sum of iov lengths */
+    size_t xferred;    /* bytes done so far */
+    struct iovec *cur; /* what is left to transfer: inl or iovx */
     int curcnt;
+    struct iovec inl[HC_IO_MAX_IOV]; /* the non-empty entries of iov */
 };
 
 enum hc_io_engine {
@@ -109,7 +118,8 @@ int hc_io_pool_create(struct hc_io_pool **out, const struct hc_io_config *cfg,
  * runs done synchronously. Returns 0, or -EINVAL with req untouched and not
  * queued (done will not run) when the pool cannot run it: an unknown op or
  * prio, done NULL, and for a read or write an iovcnt outside
- * [0, HC_IO_MAX_IOV], iov lengths whose sum overflows ssize_t, or an offset
+ * [0, HC_IO_MAX_IOV] (iovxcnt outside [1, HC_IO_MAX_IOVX] when iovx is set),
+ * buffer lengths whose sum overflows ssize_t, or an offset
  * beyond INT64_MAX. A task (HC_IO_TASK with a known prio and done set) is
  * never refused. */
 int hc_io_submit(struct hc_io_pool *pool, struct hc_io_req *req);

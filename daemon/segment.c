@@ -165,6 +165,7 @@ void hc__seg_maybe_free(struct hc_store *s, struct seg *seg)
     hc__seg_close_fd(s, seg);
     s->segs[seg->id] = NULL;
     free(seg->recs);
+    free(seg->wb);
     free(seg);
 }
 
@@ -419,6 +420,8 @@ static void seal_done(struct hc_io_req *req)
  * an I/O thread from a snapshot taken now. */
 static void seal_submit(struct hc_store *s, struct seg *seg)
 {
+    free(seg->wb); /* nothing pending: no write in flight */
+    seg->wb = NULL;
     /* Nothing of it was written whole (the volume was full, say): the file
      * goes, not sealed empty. Disk accounting follows what is on disk. */
     if (seg->nrecs == 0) {
@@ -480,11 +483,16 @@ int hc__seal_sync(struct hc_store *s, struct seg *seg)
     return rc;
 }
 
-/* Stops appends to seg; it seals once its pending writes are done. */
+/* Stops appends to seg (it leaves the open ones); it seals once its pending
+ * writes are done. */
 void hc__seg_close_appends(struct hc_store *s, struct seg *seg)
 {
-    if (s->open == seg)
-        s->open = NULL;
+    for (unsigned i = 0; i < s->nopen; i++) {
+        if (s->opens[i] == seg) {
+            s->opens[i] = s->opens[--s->nopen];
+            break;
+        }
+    }
     if (seg->state != SEG_OPEN)
         return;
     seg->state = SEG_CLOSING;
@@ -497,7 +505,8 @@ void hc__seg_close_appends(struct hc_store *s, struct seg *seg)
 struct create_task {
     struct hc_io_req req;
     struct hc_store *s;
-    uint64_t seq; /* the first seq to try; on return, the one created */
+    struct wbatch *wb; /* the new segment's writer */
+    uint64_t seq;      /* the first seq to try; on return, the one created */
     int fd;
     bool direct;
     char dir[PATH_MAX]; /* this node's directory */
@@ -541,8 +550,8 @@ static void create_undo_done(struct hc_io_req *req)
     free(t);
 }
 
-/* Back on the loop thread: the new segment becomes the open one and the sets
- * waiting for it take their places (hc__place_waiting), or they fail with
+/* Back on the loop thread: the new segment becomes one of the open ones and
+ * the sets waiting for it take their places (hc__place_waiting), or they fail with
  * the create's error. */
 static void create_done(struct hc_io_req *req)
 {
@@ -556,7 +565,7 @@ static void create_done(struct hc_io_req *req)
     if (rc == 0) {
         if (t->seq >= s->next_seq)
             s->next_seq = t->seq + 1;
-        seg = hc__seg_new(s, 0, t->seq, true, SEG_OPEN);
+        seg = t->wb ? hc__seg_new(s, 0, t->seq, true, SEG_OPEN) : NULL;
         if (!seg)
             rc = -ENOMEM;
     }
@@ -569,26 +578,35 @@ static void create_done(struct hc_io_req *req)
         s->nfds++;
         seg->opened_ms = s->now_ms;
         seg->opened_known = s->have_now;
-        s->open = seg;
+        seg->wb = t->wb;
+        if (s->nopen == HC_STORE_OPEN_MAX) /* never: creates start below open_segments */
+            hc__seg_close_appends(s, s->opens[0]);
+        s->opens[s->nopen++] = seg;
         free(t);
     } else if (req->result == 0) {
         /* The task is reused to take the file away again: no allocation. */
+        free(t->wb);
+        t->wb = NULL;
         hc__task_submit(s, &t->req, HC_IO_PRIO_LOW, create_undo_before, create_undo_done, NULL);
     } else {
+        free(t->wb);
         free(t);
     }
     hc__place_waiting(s, rc);
 }
 
 /* Creates the next local segment file on an I/O thread; once it is there it
- * becomes the open one and hc__place_waiting runs (with the create's error
- * if it failed). One create at a time: the caller checked s->creating.
- * Returns 0, or -ENOMEM with nothing submitted. */
+ * becomes one of the open ones and hc__place_waiting runs (with the create's
+ * error if it failed). One create at a time, and only while fewer than
+ * open_segments are open: the caller checked both. Returns 0, or -ENOMEM
+ * with nothing submitted. */
 int hc__seg_create(struct hc_store *s)
 {
     struct create_task *t = calloc(1, sizeof(*t));
-    if (!t)
+    if (!t || !(t->wb = hc__wb_new())) {
+        free(t);
         return -ENOMEM;
+    }
     t->s = s;
     t->seq = s->next_seq;
     t->fd = -1;

@@ -184,6 +184,9 @@ static struct hc_store_config store_config(const struct hc_config *cfg)
         .root_dir = cfg->root_dir,
         .node_id = cfg->node_id,
         .segment_size = cfg->segment_size,
+        .open_segments = cfg->open_segments                    ? cfg->open_segments
+                         : cfg->io_threads < HC_STORE_OPEN_MAX ? cfg->io_threads
+                                                               : HC_STORE_OPEN_MAX,
         .capacity_bytes = cfg->capacity_bytes,
         .min_free_ratio = cfg->min_free_ratio,
         .seal_interval_ms = cfg->seal_interval_ms,

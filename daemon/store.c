@@ -181,12 +181,15 @@ void hc_store_tick(struct hc_store *s, uint64_t now_ms)
     hc__rd_later_run(s, false);
     if (s->stopping)
         return; /* close() seals; nothing new may be in flight */
-    struct seg *o = s->open;
-    if (o && !o->opened_known) {
-        o->opened_ms = now_ms;
-        o->opened_known = true;
-    } else if (o && o->size > 0 && now_ms - o->opened_ms >= s->cfg.seal_interval_ms) {
-        hc__seg_close_appends(s, o); /* the next set opens a new one */
+    for (unsigned i = s->nopen; i-- > 0;) {
+        struct seg *o = s->opens[i];
+        if (!o->opened_known) {
+            o->opened_ms = now_ms;
+            o->opened_known = true;
+        } else if (now_ms - o->opened_ms >= s->cfg.seal_interval_ms &&
+                   (o->size > 0 || s->nopen > 1)) {
+            hc__seg_close_appends(s, o); /* the next set opens a new one */
+        }
     }
     hc__evict_capacity(s);
     hc__evict_free_space(s, now_ms);
@@ -284,6 +287,10 @@ int hc_store_open(struct hc_store **out, const struct hc_store_config *cfg, stru
         goto nomem;
     s->cfg = *cfg;
     s->cfg.segment_size &= ~(uint64_t)(HC_STORE_ALIGN - 1);
+    if (s->cfg.open_segments < 1)
+        s->cfg.open_segments = 1;
+    if (s->cfg.open_segments > HC_STORE_OPEN_MAX)
+        s->cfg.open_segments = HC_STORE_OPEN_MAX;
     s->cfg.mount_point = s->cfg.root_dir = s->cfg.node_id = NULL; /* not kept */
     s->io = io;
     s->st = stats;
@@ -355,6 +362,7 @@ void hc_store_close(struct hc_store *s)
         if (seg->fd >= 0)
             close(seg->fd);
         free(seg->recs);
+        free(seg->wb);
         free(seg);
     }
     free(s->segs);

@@ -40,12 +40,15 @@
 #include "stats.h"
 
 #define HC_STORE_ALIGN 4096u
+#define HC_STORE_OPEN_MAX 16u /* open segments at most (open_segments) */
 
 struct hc_store_config {
     const char *mount_point;        /* existing directory */
     const char *root_dir;           /* under mount_point, e.g. "hicache" */
     const char *node_id;            /* [A-Za-z0-9_.-]{1,64} */
     uint64_t segment_size;          /* bytes; a segment is sealed once full */
+    uint32_t open_segments;         /* segments taking appends at once, 1 ..
+                                       HC_STORE_OPEN_MAX; each has one writer */
     uint64_t capacity_bytes;        /* this node's segment bytes; 0 = no limit */
     double min_free_ratio;          /* keep this fraction of the filesystem free (0..1) */
     uint32_t seal_interval_ms;      /* seal a non-empty open segment this old */

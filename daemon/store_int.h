@@ -192,6 +192,15 @@ struct seg {
     bool opened_known;
     /* local unsealed segments only */
     struct wrec *pend_head, *pend_tail;
+    /* The segment's one writer (write.c): records are written in offset
+     * order, one gathered write in flight at a time (wb), from unsent, the
+     * first pending record not handed to a write yet. backlog: bytes placed
+     * whose write is not over. */
+    struct wrec *unsent;
+    struct wbatch *wb;
+    bool wb_busy;
+    uint64_t backlog;
+    int werr;          /* a write of it failed: what is unsent fails unwritten */
     int cascade;       /* error of a failed record: the ones behind it fail too */
     uint64_t good_end; /* end of the last record committed whole (local) */
     struct seg_rec *recs;
@@ -212,11 +221,12 @@ struct waiter {
     void *data;
 };
 
-/* A record write. Its req belongs to the pool from submit to done; on the I/O
- * thread wrec_compress reads buf and len and sets zbuf and zlen, and
- * wrec_before copies buf into bounce (if any) and sets hdr's CRCs from the
- * bytes to write. Meanwhile the loop thread changes only fields these do not
- * read: waiters, the list links (next, zprev, znext, pn), in_tab and
+/* A record write. While its compression task runs (req, from submit to
+ * done) wrec_compress reads buf and len and sets zbuf and zlen on an I/O
+ * thread; while the gathered write that holds it is in flight (struct
+ * wbatch), wb_before copies buf into bounce (if any) and sets hdr's CRCs from
+ * the bytes to write. Meanwhile the loop thread changes only fields these do
+ * not read: waiters, the list links (next, zprev, znext, pn), in_tab and
  * cleared. */
 struct wrec {
     struct hc_io_req req;
@@ -359,7 +369,9 @@ struct hc_store {
 
     struct seg **segs;
     uint32_t segs_cap;
-    struct seg *open;
+    /* the segments taking appends, at most cfg.open_segments */
+    struct seg *opens[HC_STORE_OPEN_MAX];
+    unsigned nopen;
     uint64_t next_seq;
     uint64_t local_bytes;
 
@@ -501,6 +513,7 @@ void hc__wrec_free(struct wrec *w);
 uint16_t hc__wrec_sblocks(const struct wrec *w);
 void hc__write_clear_ns(struct hc_store *s, int ns);
 void hc__place_waiting(struct hc_store *s, int rc);
+struct wbatch *hc__wb_new(void);
 
 /* ---- compress.c: zstd ------------------------------------------------------- */
 

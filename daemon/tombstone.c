@@ -216,16 +216,17 @@ int hc__clear(struct hc_store *s, int ns, hc_store_cb cb, void *data)
     hc__write_clear_ns(s, ns);
     hc__linger_drop(s, -1, ns);
 
-    /* Everything this node allocated so far lies before this position; writes
-     * still in flight are kept out of the index by the same test. */
+    /* Everything this node allocated so far lies before this position: the
+     * open segments stop taking appends (several are written at once, so no
+     * point inside one of them orders records across them) and every later
+     * record goes to a segment created after now (a create in flight makes
+     * one of seq >= next_seq). Writes still in flight are kept out of the
+     * index by the same test. */
+    while (s->nopen > 0)
+        hc__seg_close_appends(s, s->opens[s->nopen - 1]);
     e->tomb = true;
-    if (s->open) {
-        e->tomb_seq = s->open->seq;
-        e->tomb_off = s->open->size;
-    } else {
-        e->tomb_seq = s->next_seq;
-        e->tomb_off = 0;
-    }
+    e->tomb_seq = s->next_seq;
+    e->tomb_off = 0;
     d->next = s->tomb_wait;
     s->tomb_wait = d;
     if (t)

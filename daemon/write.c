@@ -1,18 +1,19 @@
 /* The set path. A set of a key that is stored or being written costs no
  * write (dedupe): it is answered once the first write is whole. Otherwise the
  * page becomes a record write (struct wrec): compressed first on an I/O thread
- * when asked (compress.c), then placed at the tail of the open segment (a new
- * one when it has no room) and written on an I/O thread; segment.c commits
- * records in offset order.
+ * when asked (compress.c), then placed at the tail of one of the open
+ * segments (open_segments of them at most; a new one when none has room) and
+ * written by that segment's one writer, in offset order, in gathered writes
+ * (struct wbatch); segment.c commits records in offset order.
  *
- * When the open segment is full (or there is none), the sets queue in arrival
+ * When no open segment has room (or there is none), the sets queue in arrival
  * order on s->place_head while the next segment file is created on an I/O
  * thread (hc__seg_create); hc__place_waiting places them once it exists.
  *
- * Threads: loop thread, except wrec_before and wrec_compress, which run on an
- * I/O thread and touch only their wrec and the bytes it points to (handed to
- * them in the request; the loop thread leaves those fields alone meanwhile,
- * see struct wrec). Nothing here waits on the mount. */
+ * Threads: loop thread, except wb_before (with wrec_crc) and wrec_compress,
+ * which run on an I/O thread and touch only their batch or wrec and the bytes
+ * these point to (handed to them in the request; the loop thread leaves those
+ * fields alone meanwhile, see struct wrec). Nothing here waits on the mount. */
 #include "store_int.h"
 
 #include <errno.h>
@@ -43,14 +44,14 @@ void hc__wrec_free(struct wrec *w)
     free(w);
 }
 
-/* Called on an I/O thread: the payload CRC (over the bytes written) and the
- * header CRC. */
-static int wrec_before(struct hc_io_req *req)
+/* Called on an I/O thread, from wb_before: the payload CRC (over the bytes
+ * written) and the header CRC of w, which the gathered write holding it
+ * hands to that thread. */
+static void wrec_crc(struct wrec *w)
 {
-    struct wrec *w = container_of(req, struct wrec, req);
     if (w->zbuf) {
         hc__hdr_finish(w->hdr, hc_crc32c(0, w->zbuf, w->zlen));
-        return 0;
+        return;
     }
     const void *p = w->buf;
     if (w->bounce) {
@@ -58,7 +59,6 @@ static int wrec_before(struct hc_io_req *req)
         p = w->bounce;
     }
     hc__hdr_finish(w->hdr, hc_crc32c(0, p, w->len));
-    return 0;
 }
 
 /* Called on an I/O thread: compresses the page into zbuf. A page that does
@@ -76,24 +76,57 @@ uint16_t hc__wrec_sblocks(const struct wrec *w)
     return w->zbuf ? (uint16_t)(round_up(w->zlen) / HC_STORE_ALIGN) : 0;
 }
 
-/* Back on the loop thread: the write is over; commit what can be, in order. */
-static void wrec_done(struct hc_io_req *req)
-{
-    struct wrec *w = container_of(req, struct wrec, req);
-    struct hc_store *s = w->s;
-    struct seg *seg = w->seg;
+/* ---- the writer of a segment ---------------------------------------------
+ *
+ * JuiceFS keeps a file written by one writer, in order, as one slice per
+ * 64 MiB chunk; writes at scattered offsets of one file (several I/O threads
+ * appending to one segment) leave a slice per write, and a chunk of many
+ * slices is compacted by the client on its first read (downloaded and
+ * uploaded again). So each open segment has one writer: its records go out in
+ * offset order, one gathered write in flight at a time, which takes every
+ * record placed behind it meanwhile (up to WB_MAX_RECS and WB_MAX_BYTES) in
+ * one pwritev. Parallel writes come from several open segments
+ * (open_segments), never from several writers of one file. */
 
+#define WB_MAX_RECS 256u         /* 3 buffers each at most: under HC_IO_MAX_IOVX */
+#define WB_MAX_BYTES (16u << 20) /* 4 JuiceFS blocks */
+/* A segment this far behind (bytes placed whose write is not over) is busy: a
+ * set waits for the segment being created rather than queue behind it. */
+#define OPEN_BUSY_BYTES WB_MAX_BYTES
+
+/* A gathered write: records that follow each other in one segment. One per
+ * local segment created by this run (seg->wb, made with it, freed with it or
+ * at its seal), reused; while its req is in flight wb_before reads the
+ * records it names, as struct wrec says, and the loop thread leaves n, w and
+ * iov alone. */
+struct wbatch {
+    struct hc_io_req req;
+    struct hc_store *s;
+    struct seg *seg;
+    unsigned n;
+    uint64_t bytes;
+    struct wrec *w[WB_MAX_RECS];
+    struct iovec iov[3 * WB_MAX_RECS];
+};
+
+/* Called on an I/O thread: the CRCs of the batch's records, before they are
+ * written. Reads the batch and its records' buffers only. */
+static int wb_before(struct hc_io_req *req)
+{
+    struct wbatch *b = container_of(req, struct wbatch, req);
+    for (unsigned i = 0; i < b->n; i++)
+        wrec_crc(b->w[i]);
+    return 0;
+}
+
+/* Marks w finished with status st (0 or -errno) and counts what it wrote. */
+static void wrec_finish(struct hc_store *s, struct wrec *w, int st)
+{
     s->inflight--;
     w->done = true;
-    if (req->result < 0) {
-        w->status = (int)req->result;
-        s->st->io_errors++;
-        hc_log(HC_LOG_ERR, "store: writing segment %016" PRIx64 " at %" PRIu64 ": %s", seg->seq,
-               w->off, strerror(-w->status));
-        if (w->status == -ENOSPC || w->status == -EDQUOT)
-            s->nospace_until_ms = mono_ms() + NOSPACE_BACKOFF_MS;
-        if (seg->state == SEG_OPEN)
-            hc__seg_close_appends(s, seg);
+    w->status = st;
+    if (st < 0) {
+        return;
     } else if (w->zbuf) {
         s->st->bytes_written += w->zlen;
         s->st->compressed_pages++;
@@ -101,7 +134,105 @@ static void wrec_done(struct hc_io_req *req)
     } else {
         s->st->bytes_written += w->len;
     }
+}
+
+static void wb_kick(struct hc_store *s, struct seg *seg);
+
+/* Back on the loop thread: the gathered write is over; its records commit in
+ * order (segment.c) and the next write of the segment starts. A failed write
+ * closes the segment for appends; what it has unsent fails unwritten. */
+static void wb_done(struct hc_io_req *req)
+{
+    struct wbatch *b = container_of(req, struct wbatch, req);
+    struct hc_store *s = b->s;
+    struct seg *seg = b->seg;
+    int st = req->result < 0 ? (int)req->result : 0;
+
+    seg->wb_busy = false;
+    seg->backlog -= b->bytes;
+    if (st < 0) {
+        s->st->io_errors++;
+        hc_log(HC_LOG_ERR, "store: writing segment %016" PRIx64 " at %" PRIu64 " (%u records): %s",
+               seg->seq, b->w[0]->off, b->n, strerror(-st));
+        if (st == -ENOSPC || st == -EDQUOT)
+            s->nospace_until_ms = mono_ms() + NOSPACE_BACKOFF_MS;
+        if (!seg->werr)
+            seg->werr = st;
+        if (seg->state == SEG_OPEN)
+            hc__seg_close_appends(s, seg);
+    }
+    for (unsigned i = 0; i < b->n; i++)
+        wrec_finish(s, b->w[i], st);
+    b->n = 0;
+    wb_kick(s, seg);
     hc__seg_commit(s, seg);
+}
+
+/* Adds w's buffers (header, payload, zero padding to the block) to b. */
+static void wb_add(struct wbatch *b, struct wrec *w, int *cnt)
+{
+    uint64_t plen = w->zbuf ? w->zlen : w->len;
+    b->iov[(*cnt)++] = (struct iovec){w->hdr, HC_STORE_ALIGN};
+    if (w->zbuf) {
+        b->iov[(*cnt)++] = (struct iovec){w->zbuf, round_up(plen)};
+    } else if (w->bounce) {
+        b->iov[(*cnt)++] = (struct iovec){w->bounce, round_up(plen)};
+    } else {
+        b->iov[(*cnt)++] = (struct iovec){(void *)w->buf, plen};
+        if (round_up(plen) > plen)
+            b->iov[(*cnt)++] = (struct iovec){(void *)zero_block, round_up(plen) - plen};
+    }
+    b->w[b->n++] = w;
+    b->bytes += ent_rec_size(w->len, hc__wrec_sblocks(w));
+}
+
+/* Starts seg's next gathered write when none is in flight: every unsent
+ * record, in order, up to the batch limits. After a failed write they fail
+ * unwritten instead (they could not survive a restart's scan). */
+static void wb_kick(struct hc_store *s, struct seg *seg)
+{
+    struct wbatch *b = seg->wb;
+    int cnt = 0;
+
+    if (seg->wb_busy || !seg->unsent)
+        return;
+    if (seg->werr) { /* only from wb_done, which commits next */
+        for (struct wrec *w = seg->unsent; w; w = w->next) {
+            seg->backlog -= ent_rec_size(w->len, hc__wrec_sblocks(w));
+            wrec_finish(s, w, seg->werr);
+        }
+        seg->unsent = NULL;
+        return;
+    }
+    b->s = s;
+    b->seg = seg;
+    b->n = 0;
+    b->bytes = 0;
+    while (seg->unsent && b->n < WB_MAX_RECS &&
+           (b->n == 0 || b->bytes + ent_rec_size(seg->unsent->len, hc__wrec_sblocks(seg->unsent)) <=
+                             WB_MAX_BYTES)) {
+        wb_add(b, seg->unsent, &cnt);
+        seg->unsent = seg->unsent->next;
+    }
+    memset(&b->req, 0, sizeof(b->req));
+    b->req.op = HC_IO_WRITE;
+    b->req.prio = HC_IO_PRIO_LOW;
+    b->req.fd = seg->fd;
+    b->req.offset = b->w[0]->off;
+    b->req.iovx = b->iov;
+    b->req.iovxcnt = cnt;
+    b->req.before = wb_before;
+    b->req.done = wb_done;
+    b->req.data = b;
+    seg->wb_busy = true;
+    /* Cannot fail: a write of 1 to HC_IO_MAX_IOVX buffers at a valid offset. */
+    (void)!hc_io_submit(s->io, &b->req);
+}
+
+/* A batch for a new open segment (segment.c), or NULL when out of memory. */
+struct wbatch *hc__wb_new(void)
+{
+    return calloc(1, sizeof(struct wbatch));
 }
 
 /* Adds cb(data) to the callbacks w runs when it is committed. Returns 0 or
@@ -120,22 +251,31 @@ static int waiter_add(struct wrec *w, hc_store_cb cb, void *data)
     return 0;
 }
 
-/* True when the open segment has room for w. */
-static bool open_has_room(const struct hc_store *s, const struct wrec *w)
+/* True when seg has room for w. */
+static bool seg_has_room(const struct hc_store *s, const struct seg *seg, const struct wrec *w)
 {
-    return s->open &&
-           s->open->size + ent_rec_size(w->len, hc__wrec_sblocks(w)) <= s->cfg.segment_size;
+    return seg->size + ent_rec_size(w->len, hc__wrec_sblocks(w)) <= s->cfg.segment_size;
 }
 
-/* Takes w's place at the tail of the open segment, which has room for it
- * (open_has_room), and submits its write. w is filled except for the
- * placement. Returns 0, or -errno with nothing submitted (w still the
- * caller's). */
-static int wrec_put(struct hc_store *s, struct wrec *w)
+/* The open segment w goes to: of those with room for it, the one with the
+ * least backlog (the first of equals), or NULL. */
+static struct seg *open_pick(const struct hc_store *s, const struct wrec *w)
 {
-    uint64_t plen = w->zbuf ? w->zlen : w->len, size = ent_rec_size(w->len, hc__wrec_sblocks(w));
-    struct seg *seg = s->open;
-    int rc;
+    struct seg *best = NULL;
+    for (unsigned i = 0; i < s->nopen; i++) {
+        struct seg *seg = s->opens[i];
+        if (seg_has_room(s, seg, w) && (!best || seg->backlog < best->backlog))
+            best = seg;
+    }
+    return best;
+}
+
+/* Takes w's place at the tail of seg, an open segment with room for it, and
+ * hands it to the segment's writer. w is filled except for the placement.
+ * Returns 0, or -ENOMEM with nothing done (w still the caller's). */
+static int wrec_put(struct hc_store *s, struct seg *seg, struct wrec *w)
+{
+    uint64_t size = ent_rec_size(w->len, hc__wrec_sblocks(w));
 
     bool aligned = ((uintptr_t)w->buf % HC_STORE_ALIGN) == 0 && w->len % HC_STORE_ALIGN == 0;
     if (!w->zbuf && seg->fd_direct && !aligned) {
@@ -149,41 +289,42 @@ static int wrec_put(struct hc_store *s, struct wrec *w)
         hc__hdr_set_zstd(w->hdr, w->zlen);
     w->seg = seg;
     w->off = seg->size;
-
-    memset(&w->req, 0, sizeof(w->req));
-    w->req.op = HC_IO_WRITE;
-    w->req.prio = HC_IO_PRIO_LOW;
-    w->req.fd = seg->fd;
-    w->req.offset = w->off;
-    w->req.iov[0] = (struct iovec){w->hdr, HC_STORE_ALIGN};
-    w->req.iovcnt = 2;
-    if (w->zbuf) {
-        w->req.iov[1] = (struct iovec){w->zbuf, round_up(plen)};
-    } else if (w->bounce) {
-        w->req.iov[1] = (struct iovec){w->bounce, round_up(plen)};
-    } else {
-        w->req.iov[1] = (struct iovec){(void *)w->buf, plen};
-        if (round_up(plen) > plen)
-            w->req.iov[w->req.iovcnt++] = (struct iovec){(void *)zero_block, round_up(plen) - plen};
-    }
-    w->req.before = wrec_before;
-    w->req.done = wrec_done;
-    w->req.data = w;
-
-    /* done runs on this thread later, so what follows is in place by then */
-    rc = hc_io_submit(s->io, &w->req);
-    if (rc < 0)
-        return rc;
+    w->next = NULL;
     seg->size += size;
+    seg->backlog += size;
     hc__local_bytes_set(s, s->local_bytes + size);
     if (seg->pend_tail)
         seg->pend_tail->next = w;
     else
         seg->pend_head = w;
     seg->pend_tail = w;
+    if (!seg->unsent)
+        seg->unsent = w;
     s->inflight++;
+    wb_kick(s, seg);
     hc__evict_capacity(s);
     return 0;
+}
+
+/* Starts one more open segment when every open one has writes in flight
+ * and fewer than open_segments are open: parallel writes go to files of
+ * their own. Not while the volume was full a moment ago. */
+static void open_grow(struct hc_store *s)
+{
+    if (s->creating || s->nopen >= s->cfg.open_segments || mono_ms() < s->nospace_until_ms)
+        return;
+    for (unsigned i = 0; i < s->nopen; i++)
+        if (s->opens[i]->backlog == 0)
+            return;
+    (void)hc__seg_create(s); /* -ENOMEM: the open ones go on */
+}
+
+/* Closes the open segments that have no room for w. */
+static void opens_close_full(struct hc_store *s, const struct wrec *w)
+{
+    for (unsigned i = s->nopen; i-- > 0;)
+        if (!seg_has_room(s, s->opens[i], w))
+            hc__seg_close_appends(s, s->opens[i]);
 }
 
 /* Ends a set that will not be written: the write failed to start (rc < 0,
@@ -200,23 +341,30 @@ static void wrec_abandon(struct hc_store *s, struct wrec *w, int rc)
     hc__wrec_free(w);
 }
 
-/* Places w at the tail of the open segment, or, when it has no room or sets
- * wait already, queues w (in arrival order) for the next segment, whose file
- * is created on an I/O thread (hc__seg_create): a set never waits for the
- * mount on the loop thread. Returns 0 (placed or queued: w is the store's
- * now), or -errno with nothing done (w still the caller's). */
+/* Places w at the tail of an open segment (open_pick), or, when none has room,
+ * sets wait already, or the one it would take is OPEN_BUSY_BYTES behind while
+ * a segment is being created, queues w (in arrival order) for the next one,
+ * whose file is created on an I/O thread (hc__seg_create): a set never waits
+ * for the mount on the loop thread. Returns 0 (placed or queued: w is the
+ * store's now), or -errno with nothing done (w still the caller's). */
 static int wrec_place(struct hc_store *s, struct wrec *w)
 {
-    if (!s->place_head && open_has_room(s, w))
-        return wrec_put(s, w);
-    if (!s->creating && mono_ms() < s->nospace_until_ms)
-        return -ENOSPC; /* the volume was full a moment ago: no new file */
-    if (!s->creating) {
-        if (s->open)
-            hc__seg_close_appends(s, s->open);
-        int rc = hc__seg_create(s);
-        if (rc < 0)
-            return rc;
+    struct seg *seg = s->place_head ? NULL : open_pick(s, w);
+    if (seg && (seg->backlog < OPEN_BUSY_BYTES || !s->creating)) {
+        int rc = wrec_put(s, seg, w);
+        if (rc == 0)
+            open_grow(s);
+        return rc;
+    }
+    if (!seg) { /* none has room (or sets wait already) */
+        if (!s->creating && mono_ms() < s->nospace_until_ms)
+            return -ENOSPC; /* the volume was full a moment ago: no new file */
+        opens_close_full(s, w);
+        if (!s->creating) {
+            int rc = hc__seg_create(s);
+            if (rc < 0)
+                return rc;
+        }
     }
     w->next = NULL;
     if (s->place_tail)
@@ -227,10 +375,11 @@ static int wrec_place(struct hc_store *s, struct wrec *w)
     return 0;
 }
 
-/* The create of a segment is over (segment.c), with rc its error: the sets
- * queued for it take their places in order, those of a cleared namespace end
- * unwritten, and when the new segment fills up a next one is created. If the
- * create failed, every queued set fails with its error. */
+/* The create of a segment is over (segment.c, which made it one of the open
+ * ones), with rc its error: the sets queued for it take their places in
+ * order, those of a cleared namespace end unwritten, and when no open segment
+ * has room for the next a new one is created. If the create failed, every
+ * queued set fails with its error. */
 void hc__place_waiting(struct hc_store *s, int rc)
 {
     struct wrec *w;
@@ -238,9 +387,9 @@ void hc__place_waiting(struct hc_store *s, int rc)
     if (rc == -ENOSPC || rc == -EDQUOT)
         s->nospace_until_ms = mono_ms() + NOSPACE_BACKOFF_MS;
     while ((w = s->place_head)) {
-        if (rc == 0 && !w->cleared && !open_has_room(s, w)) {
-            if (s->open)
-                hc__seg_close_appends(s, s->open);
+        struct seg *seg = NULL;
+        if (rc == 0 && !w->cleared && !(seg = open_pick(s, w))) {
+            opens_close_full(s, w);
             rc = hc__seg_create(s);
             if (rc == 0)
                 return;
@@ -253,9 +402,11 @@ void hc__place_waiting(struct hc_store *s, int rc)
             wrec_abandon(s, w, 0);
         else if (rc < 0)
             wrec_abandon(s, w, rc);
-        else if (wrec_put(s, w) < 0)
+        else if (wrec_put(s, seg, w) < 0)
             wrec_abandon(s, w, -ENOMEM);
     }
+    if (rc == 0)
+        open_grow(s);
 }
 
 /* Takes w off the list of sets being compressed. */

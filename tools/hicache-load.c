@@ -25,6 +25,7 @@ struct opts {
     size_t page_size;
     unsigned batch;
     unsigned rounds;
+    int only; /* 0: set then get each batch; 'S': sets only; 'G': gets only */
 };
 
 /* Per-client results, in a shared anonymous mapping the parent reads. */
@@ -108,16 +109,28 @@ static int run_client(const struct opts *o, unsigned id, struct result *res)
                 pages[i].bufs = &bufs[i];
                 pages[i].nbufs = 1;
             }
-            t0 = now_s();
-            rc = hc_batch_set(c, pages, n, results);
-            res->set_s += now_s() - t0;
-            if (rc < 0) {
-                fprintf(stderr, "client %u: set failed: %s\n", id, hc_strerror(rc));
-                res->error = rc;
-                goto out;
+            if (o->only != 'G') {
+                t0 = now_s();
+                rc = hc_batch_set(c, pages, n, results);
+                res->set_s += now_s() - t0;
+                if (rc < 0) {
+                    fprintf(stderr, "client %u: set failed: %s\n", id, hc_strerror(rc));
+                    res->error = rc;
+                    goto out;
+                }
+                res->stored += (unsigned)rc;
+                res->set_bytes += (uint64_t)rc * o->page_size;
             }
-            res->stored += (unsigned)rc;
-            res->set_bytes += (uint64_t)rc * o->page_size;
+            if (o->only == 'S') {
+                for (unsigned i = 0; i < n; i++) {
+                    if (results[i] != 0) {
+                        fprintf(stderr, "client %u: page %s not stored: %s\n", id, keys[i],
+                                hc_strerror(results[i]));
+                        res->bad++;
+                    }
+                }
+                continue;
+            }
 
             memset(dst, 0, n * o->page_size);
             for (unsigned i = 0; i < n; i++)
@@ -181,9 +194,11 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: hicache-load [--socket PATH] [--namespace NS] [--clients N] [--pages N]\n"
                "                    [--shared N] [--page-size SIZE] [--batch N] [--rounds N]\n"
+               "                    [--only set|get]\n"
                "Each client stores --pages pages (the first --shared are the same keys and\n"
                "bytes in every client, as an MLA model's ranks have), reads them back and\n"
-               "compares byte for byte.\n");
+               "compares byte for byte. --only set: stores only; --only get: reads back and\n"
+               "compares pages an earlier --only set run stored (same options).\n");
 }
 
 int main(int argc, char **argv)
@@ -196,12 +211,17 @@ int main(int argc, char **argv)
                      .page_size = 64 * 1024,
                      .batch = 32,
                      .rounds = 1};
-    static const struct option longopts[] = {
-        {"socket", required_argument, 0, 's'},  {"namespace", required_argument, 0, 'n'},
-        {"clients", required_argument, 0, 'c'}, {"pages", required_argument, 0, 'p'},
-        {"shared", required_argument, 0, 'S'},  {"page-size", required_argument, 0, 'z'},
-        {"batch", required_argument, 0, 'b'},   {"rounds", required_argument, 0, 'r'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"socket", required_argument, 0, 's'},
+                                             {"namespace", required_argument, 0, 'n'},
+                                             {"clients", required_argument, 0, 'c'},
+                                             {"pages", required_argument, 0, 'p'},
+                                             {"shared", required_argument, 0, 'S'},
+                                             {"page-size", required_argument, 0, 'z'},
+                                             {"batch", required_argument, 0, 'b'},
+                                             {"rounds", required_argument, 0, 'r'},
+                                             {"only", required_argument, 0, 'o'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
     struct result *res;
     int opt, status = 0;
     double set_s = 0, get_s = 0;
@@ -233,6 +253,13 @@ int main(int argc, char **argv)
             break;
         case 'r':
             o.rounds = (unsigned)atoi(optarg);
+            break;
+        case 'o':
+            if (strcmp(optarg, "set") != 0 && strcmp(optarg, "get") != 0) {
+                fprintf(stderr, "hicache-load: --only takes set or get\n");
+                return 2;
+            }
+            o.only = optarg[0] == 's' ? 'S' : 'G';
             break;
         case 'h':
             usage(stdout);

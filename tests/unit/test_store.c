@@ -1296,6 +1296,104 @@ START_TEST(test_clear_inflight_write)
 }
 END_TEST
 
+/* Several open segments (open_segments 4), each with one writer: a burst of
+ * sets spreads over more than one segment at once; every page reads back
+ * byte for byte, also after a restart from the .idx files and from a scan of
+ * the segments alone; a clear in the middle of a burst drops every page set
+ * before it (some still being written in other open segments) and none set
+ * after it, also after a restart. */
+static void burst(struct hc_store *s, int ns, int from, int n, size_t len, unsigned char **bufs,
+                  struct res *r)
+{
+    char key[128];
+    for (int i = from; i < from + n; i++) {
+        bufs[i] = malloc(len);
+        fill(bufs[i], len, (uint64_t)i);
+        key_of(i, key);
+        ck_assert_int_eq(hc_store_set(s, ns, key, strlen(key), bufs[i], len, cb, &r[i]), 0);
+    }
+}
+
+START_TEST(test_open_segments)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = base_cfg("n1");
+    enum { N = 96, HALF = 48 };
+    size_t len = MiB;
+    unsigned char *bufs[N];
+    struct res r[N], rc = {0};
+    uint64_t seqs[64];
+    memset(r, 0, sizeof(r));
+    cfg.open_segments = 4;
+    cfg.segment_size = 64 * MiB;
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "ns", 2), other = hc_store_ns(s, "other", 5);
+
+    put_page(s, other, 1000, 4 * KiB); /* a segment is open */
+    burst(s, ns, 0, HALF, len, bufs, r);
+    drain_all();
+    for (int i = 0; i < HALF; i++) {
+        ck_assert(r[i].done);
+        ck_assert_int_eq(r[i].status, 0);
+        ck_assert_int_eq(get_page(s, ns, i, len), 0);
+    }
+    close_store(s);
+    /* the burst went to several files at once: 48 MiB in 64 MiB segments */
+    size_t nseg = node_seqs("n1", seqs, 64);
+    ck_assert_uint_ge(nseg, 2);
+    ck_assert_uint_le(nseg, 4);
+
+    s = open_store(&cfg, &st);
+    ns = hc_store_ns(s, "ns", 2);
+    ck_assert_uint_eq(st.pages, HALF + 1);
+    for (int i = 0; i < HALF; i++)
+        ck_assert_int_eq(get_page(s, ns, i, len), 0);
+    close_store(s);
+    for (size_t k = 0; k < nseg; k++) { /* a scan of each segment finds the same */
+        char idx[PATH_MAX];
+        node_file(idx, "n1", seqs[k], "idx");
+        ck_assert_int_eq(unlink(idx), 0);
+    }
+    s = open_store(&cfg, &st);
+    ns = hc_store_ns(s, "ns", 2);
+    ck_assert_uint_eq(st.pages, HALF + 1);
+    for (int i = 0; i < HALF; i++)
+        ck_assert_int_eq(get_page(s, ns, i, len), 0);
+    ck_assert_uint_eq(clear_ns(s, ns), HALF);
+    other = hc_store_ns(s, "other", 5);
+
+    /* A clear while a burst is being written to several open segments. */
+    put_page(s, other, 1001, 4 * KiB);
+    burst(s, ns, HALF, HALF / 2, len, bufs, r);
+    ck_assert_int_eq(hc_store_clear(s, ns, cb, &rc), 0);
+    burst(s, ns, HALF + HALF / 2, HALF / 2, len, bufs, r);
+    drain_all();
+    ck_assert(rc.done);
+    ck_assert_int_eq(rc.status, 0);
+    for (int i = HALF; i < N; i++) {
+        ck_assert(r[i].done);
+        ck_assert_int_eq(r[i].status, 0);
+        int want = i < HALF + HALF / 2 ? -ENOENT : 0;
+        ck_assert_int_eq(get_page(s, ns, i, len), want);
+    }
+    ck_assert_int_eq(get_page(s, other, 1001, 4 * KiB), 0);
+    close_store(s);
+    s = open_store(&cfg, &st);
+    ns = hc_store_ns(s, "ns", 2);
+    for (int i = 0; i < N; i++) {
+        int want = i < HALF + HALF / 2 ? -ENOENT : 0;
+        ck_assert_int_eq(get_page(s, ns, i, len), want);
+    }
+    other = hc_store_ns(s, "other", 5);
+    ck_assert(page_exists(s, other, 1000));
+    ck_assert(page_exists(s, other, 1001));
+    ck_assert_uint_eq(st.pages, HALF / 2 + 2);
+    close_store(s);
+    for (int i = 0; i < N; i++)
+        free(bufs[i]);
+}
+END_TEST
+
 /* A clear whose tombstones cannot be saved (cleared.json.tmp is a directory
  * here) answers an error, not success: the drop holds in memory, and a
  * restart brings the pages back, as the error warns. A later clear that
@@ -2037,6 +2135,7 @@ int main(void)
     tcase_add_test(tc, test_compress_corrupt);
     tcase_add_test(tc, test_compress_linger);
     tcase_add_test(tc, test_compress_clear_inflight);
+    tcase_add_test(tc, test_open_segments);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);
