@@ -2,9 +2,17 @@
  * read is in flight joins it (struct join); a page read for a getter with
  * readers > 1 lingers in memory (struct linger) for the other readers' gets
  * (see struct hc_store_opts). Either way the joiner's bytes come from a copy
- * on an I/O thread: from a daemon-owned buffer as is, or from the leader's
- * slot, which its client may change, checked again against the record's CRC,
- * so that nothing a client does to its own slot reaches another client.
+ * on an I/O thread, and only ever from a daemon-owned buffer, checked before
+ * any copy: never from another client's slot, which that client may change
+ * at any moment (a CRC cannot tell: a client can change bytes and keep it).
+ * A read that went straight into its getter's slot (readers 1, the common
+ * case, which saves a copy) has no such buffer: when a get joins it, the I/O
+ * thread reads the page once more from the file, right after the first read
+ * (from the page cache that read filled, as a rule), into a daemon-owned
+ * buffer (rd.own) for the joiners; a get that joins too late for that gets
+ * one more read, shared by all such joiners (rd_regroup). Gets that declare
+ * more than one reader per page (the ranks of an MLA model) read into a
+ * daemon-owned buffer to begin with: one read for all.
  *
  * Threads: loop thread, except join_before, which runs on an I/O thread (see
  * there for what it reads). */
@@ -14,16 +22,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crc32c.h"
-
-/* The verified page a copy for a joiner takes from: a daemon-owned buffer
- * when the read has one (*owned), else the leader's slot, which its client
- * may change (the copy is then checked against the record's CRC). Called on
- * an I/O thread (join_before). */
-static const void *rd_src(const struct rd *r, bool *owned)
+/* The verified, daemon-owned page a copy for a joiner takes from, or NULL
+ * when the read went straight into its getter's slot. */
+static const void *rd_src(const struct rd *r)
 {
-    *owned = r->plain || r->bounce;
-    return r->plain ? r->plain : r->bounce ? r->bounce : r->buf;
+    return r->plain ? r->plain : r->bounce ? r->bounce : r->own;
 }
 
 /* Frees a lingering page once it is out of the table and no copy reads it. */
@@ -89,7 +92,7 @@ void hc__linger_drop(struct hc_store *s, int64_t seg, int ns)
 static struct linger *linger_new(struct hc_store *s, struct rd *r, uint32_t remaining)
 {
     const struct hc_index_ent *e = hc_index_lookup(&s->ix, r->pn.h);
-    void **bufp = r->plain ? &r->plain : &r->bounce;
+    void **bufp = r->plain ? &r->plain : r->bounce ? &r->bounce : &r->own;
     struct pnode *old;
     struct linger *l;
 
@@ -126,15 +129,14 @@ static struct linger *linger_new(struct hc_store *s, struct rd *r, uint32_t rema
 }
 
 /* Called on an I/O thread: a copy of a verified page into a getter's slot,
- * from a lingering page or the leader's read. A copy from the leader's slot
- * is checked again, so that whatever a client does to its own slot never
- * reaches another client; daemon-owned sources need no second check.
+ * from a lingering page or the leader's daemon-owned buffer (hc__rd_fanout
+ * submits copies only from those).
  *
  * What it reads besides its join, and why the loop thread cannot change or
  * free it meanwhile: of the lingering page, buf and len, set before the page
  * entered the table and never written after; the page is freed only once
  * its refs (one per copy in flight) drop to 0 in join_done. Of the leader,
- * plain, bounce, buf, len and crc: its read is over (the fields were set on
+ * plain, bounce, own and len: its read is over (the fields were set on
  * the loop thread or by rd_after before its done ran), it is out of the table
  * of reads in flight, and nothing takes its buffers (hc__rd_fanout gives
  * copies the leader only when no lingering entry took them); it is freed only
@@ -142,26 +144,17 @@ static struct linger *linger_new(struct hc_store *s, struct rd *r, uint32_t rema
 static int join_before(struct hc_io_req *req)
 {
     struct join *j = container_of(req, struct join, req);
-    const void *src;
-    uint32_t len;
-    bool owned = true;
+    const void *src = j->lin ? j->lin->buf : rd_src(j->lead);
+    uint32_t len = j->lin ? j->lin->len : j->lead->len;
 
-    if (j->lin) {
-        src = j->lin->buf;
-        len = j->lin->len;
-    } else {
-        src = rd_src(j->lead, &owned);
-        len = j->lead->len;
-    }
+    if (!src)
+        return -EBADMSG; /* never: see hc__rd_fanout */
     memcpy(j->buf, src, len);
-    if (owned)
-        return 0;
-    return hc_crc32c(0, j->buf, len) == j->lead->crc ? 0 : -EBADMSG;
+    return 0;
 }
 
-/* Back on the loop thread: answers the joiner; a copy from the leader's slot
- * that failed its check reads the page again, alone. The leader answers after
- * its last copy. */
+/* Back on the loop thread: answers the joiner (a copy that found no source
+ * reads the page again, alone). The leader answers after its last copy. */
 static void join_done(struct hc_io_req *req)
 {
     struct join *j = container_of(req, struct join, req);
@@ -181,8 +174,8 @@ static void join_done(struct hc_io_req *req)
     if (req->result == 0) {
         hc__client_hit(s, j->cb, j->data, lead->len);
     } else {
-        /* The leader's slot changed under the copy: read again, alone. */
-        int rc = hc__get_start(s, j->ns, j->key, j->klen, j->buf, j->cap, 1, j->cb, j->data, false);
+        int rc =
+            hc__get_start(s, j->ns, j->key, j->klen, j->buf, j->cap, 1, j->cb, j->data, GET_OWNED);
         if (rc < 0)
             j->cb(j->data, rc, 0);
     }
@@ -255,6 +248,7 @@ int hc__get_coalesced(struct hc_store *s, int ns, const char *key, size_t klen, 
             j->lead = lead;
             j->next = lead->joins;
             lead->joins = j;
+            __atomic_store_n(&lead->want_own, 1, __ATOMIC_RELEASE);
             s->st->coalesced_reads++;
             return 1;
         }
@@ -262,13 +256,34 @@ int hc__get_coalesced(struct hc_store *s, int ns, const char *key, size_t klen, 
     return 0;
 }
 
+/* The joiners of r, a read that went straight into its getter's slot: they
+ * get the page from one more read into a daemon-owned buffer, which the first
+ * leads and the others join (GET_JOINABLE | GET_OWNED), never from r's slot.
+ * The getter of r is answered. */
+static void rd_regroup(struct hc_store *s, struct rd *r)
+{
+    struct join *j, *next;
+
+    for (j = r->joins, r->joins = NULL; j; j = next) {
+        next = j->next;
+        s->st->coalesced_reads--; /* counted again if it joins the new read */
+        int rc = hc__get_start(s, j->ns, j->key, j->klen, j->buf, j->cap, 1, j->cb, j->data,
+                               GET_JOINABLE | GET_OWNED);
+        if (rc < 0)
+            j->cb(j->data, rc, 0);
+        free(j);
+    }
+    hc__client_hit(s, r->cb, r->data, r->len);
+    hc__rd_free(r);
+}
+
 /* A storage read r finished with a good page (r is out of the table of reads
  * in flight and no longer holds its segment): the getter, its joiners and
  * its other readers get it. The page lingers when the getter's readers
  * expect more gets than joined; the joiners then copy from the lingering page
  * and the leader answers at once. Otherwise the joiners copy from the
- * leader's read and the leader answers after the last copy (its slot may be
- * the source). */
+ * leader's daemon-owned buffer and the leader answers after the last copy;
+ * a read that has none gets its joiners served by another (rd_regroup). */
 void hc__rd_fanout(struct hc_store *s, struct rd *r)
 {
     struct linger *l = NULL;
@@ -280,6 +295,10 @@ void hc__rd_fanout(struct hc_store *s, struct rd *r)
     if (r->readers > njoins + 1 && s->cfg.coalesce_reads && s->cfg.read_linger_ms)
         l = linger_new(s, r, r->readers - 1 - njoins);
     hc__seg_maybe_free(s, r->seg); /* after linger_new, which reads it */
+    if (!l && r->joins && !rd_src(r)) {
+        rd_regroup(s, r);
+        return;
+    }
     if (l || !r->joins) {
         for (j = r->joins, r->joins = NULL; j; j = next) {
             next = j->next;

@@ -6,8 +6,10 @@
  * a little later, from the tick (RD_EIO_RETRIES); a record that stays bad is a
  * miss, counted in corrupt_records and dropped from the index.
  *
- * Threads: loop thread, except rd_after and rd_before_retry, which run on an
- * I/O thread and touch only their rd, its buffers and the request's fd. */
+ * Threads: loop thread, except rd_after (with rd_own_copy) and
+ * rd_before_retry, which run on an I/O thread and touch only their rd, its
+ * buffers and the request's fd (the segment's, open while the read holds
+ * it). */
 #include "store_int.h"
 
 #include <errno.h>
@@ -41,7 +43,26 @@ void hc__rd_free(struct rd *r)
     free(r->hdr);
     free(r->bounce);
     free(r->plain);
+    free(r->own);
     free(r);
+}
+
+/* Called on an I/O thread, from rd_after, for a read that went straight into
+ * its getter's slot and was joined meanwhile: the payload read again from
+ * the file (the page cache the first read filled, as a rule) into a
+ * daemon-owned buffer for the joiners, kept only if it passes the check.
+ * Without it (no memory, a failed read or check) the joiners are served by a
+ * read of their own (coalesce.c). */
+static void rd_own_copy(struct rd *r, int fd, uint32_t crc)
+{
+    void *own;
+    if (posix_memalign(&own, HC_STORE_ALIGN, round_up(r->len)) != 0)
+        return;
+    if (hc__pread_all(fd, own, r->len, r->off + HC_STORE_ALIGN) == 0 &&
+        hc_crc32c(0, own, r->len) == crc)
+        r->own = own;
+    else
+        free(own);
 }
 
 /* Called on an I/O thread once the header block and payload are in: checks
@@ -68,11 +89,14 @@ static int rd_after(struct hc_io_req *req)
         return 0;
     }
     const void *p = r->bounce ? r->bounce : r->buf;
+    r->slot_checked = !r->bounce;
     r->crc = hc_crc32c(0, p, r->len);
     if (r->crc != v.payload_crc)
         return -EBADMSG;
     if (r->bounce)
         memcpy(r->buf, r->bounce, r->len);
+    else if (__atomic_load_n(&r->want_own, __ATOMIC_ACQUIRE))
+        rd_own_copy(r, req->fd, v.payload_crc);
     r->stored = r->len;
     return 0;
 }
@@ -159,6 +183,19 @@ static bool rd_retry(struct hc_store *s, struct rd *r, ssize_t result)
 {
     struct seg *seg = r->seg;
 
+    if (result == -EBADMSG && r->slot_checked) {
+        /* The payload was checked in the getter's slot, which its client can
+         * change at any moment: a failed check there says nothing about the
+         * record. Read it again into a daemon-owned buffer (copied into the
+         * slot after its check) before anyone calls it bad, so that no client
+         * can make a record leave the index for the others. */
+        r->slot_checked = false;
+        if (posix_memalign(&r->bounce, HC_STORE_ALIGN, round_up(r->len)) == 0) {
+            hc__rd_submit(s, r);
+            return true;
+        }
+        r->bounce = NULL;
+    }
     if ((result == -EBADMSG || result == -ENODATA) && seg->fresh && r->retries < RD_RETRIES) {
         /* Its bytes were whole on storage before the page became visible,
          * so a short read or a failed check is most likely the file's view
@@ -256,7 +293,7 @@ void hc__rd_finish(struct hc_store *s, struct rd *r, ssize_t result)
         rd_fail(s, r, result);
         return;
     }
-    s->st->bytes_read_storage += r->stored;
+    s->st->bytes_read_storage += r->stored + (r->own ? r->len : 0);
     hc__rd_fanout(s, r);
 }
 
@@ -283,10 +320,11 @@ void hc__rd_later_run(struct hc_store *s, bool all)
 
 /* Allocates the read of the record e names into buf, with the daemon-owned
  * buffers it needs: the stored blocks and the page of a compressed record,
- * or a bounce buffer for a page that may linger (the lingering entry then
- * takes it over without a copy) or for O_DIRECT into an unaligned slot.
+ * or a bounce buffer (owned) for a page that may linger (the lingering entry
+ * then takes it over without a copy) or that joiners copy, or for O_DIRECT
+ * into an unaligned slot.
  * Returns NULL when out of memory. */
-static struct rd *rd_new(struct hc_store *s, const struct hc_index_ent *e, void *buf, bool linger)
+static struct rd *rd_new(struct hc_store *s, const struct hc_index_ent *e, void *buf, bool owned)
 {
     uint32_t sblocks = e->flags & HC_INDEX_FLAGS_USER;
     bool unaligned = ((uintptr_t)buf % HC_STORE_ALIGN) != 0 || e->len % HC_STORE_ALIGN != 0;
@@ -301,7 +339,7 @@ static struct rd *rd_new(struct hc_store *s, const struct hc_index_ent *e, void 
         }
         if (!(r->plain = malloc(e->len)))
             goto nomem;
-    } else if (linger || (s->cfg.use_direct_io && unaligned)) {
+    } else if (owned || (s->cfg.use_direct_io && unaligned)) {
         if (posix_memalign(&r->bounce, HC_STORE_ALIGN, round_up(e->len)) != 0) {
             r->bounce = NULL;
             goto nomem;
@@ -320,12 +358,13 @@ nomem:
     return NULL;
 }
 
-/* Starts a get. joinable: may be served by a lingering page, or lead or join
- * a coalesced read. readers: the getter's readers per page. Returns 0 (cb
- * will run) or -errno (cb will not). */
+/* Starts a get. how: GET_JOINABLE and GET_OWNED (store_int.h). readers: the
+ * getter's readers per page. Returns 0 (cb will run) or -errno (cb will
+ * not). */
 int hc__get_start(struct hc_store *s, int ns, const char *key, size_t klen, void *buf, uint64_t cap,
-                  uint32_t readers, hc_store_cb cb, void *data, bool joinable)
+                  uint32_t readers, hc_store_cb cb, void *data, unsigned how)
 {
+    bool joinable = (how & GET_JOINABLE) && s->cfg.coalesce_reads;
     struct hc_hash h = hc__page_hash(s, ns, key, klen);
     const struct hc_index_ent *e = hc_index_lookup(&s->ix, h);
     struct rd *r;
@@ -339,13 +378,12 @@ int hc__get_start(struct hc_store *s, int ns, const char *key, size_t klen, void
     }
     if (e->len > cap)
         return hc__defer_cb(s, cb, data, -ENOSPC, e->len);
-    joinable = joinable && s->cfg.coalesce_reads;
     if (joinable && (rc = hc__get_coalesced(s, ns, key, klen, buf, cap, cb, data, h, e)) != 0)
         return rc < 0 ? rc : 0;
 
-    r = rd_new(s, e, buf,
-               readers > 1 && joinable && s->cfg.read_linger_ms &&
-                   e->len <= s->cfg.read_linger_bytes);
+    /* Several readers per page: the others join or find it lingering, so it
+     * is read into the daemon's memory to begin with. */
+    r = rd_new(s, e, buf, (how & GET_OWNED) || (readers > 1 && joinable));
     if (!r)
         return -ENOMEM;
     r->readers = readers;

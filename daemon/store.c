@@ -130,7 +130,8 @@ int hc_store_get_ex(struct hc_store *s, int ns, const char *key, size_t klen, vo
         (!buf && cap > 0))
         return -EINVAL;
     s->st->gets++;
-    return hc__get_start(s, ns, key, klen, buf, cap, opts ? opts->readers : 1, cb, data, true);
+    return hc__get_start(s, ns, key, klen, buf, cap, opts ? opts->readers : 1, cb, data,
+                         GET_JOINABLE);
 }
 
 uint64_t hc_store_exists(struct hc_store *s, int ns, const char *key, size_t klen)

@@ -257,9 +257,9 @@ struct join;
 
 /* A storage read (the leader of a coalesced group). While its req is in
  * flight, rd_before_retry and rd_after (I/O thread) read off, len, sblocks,
- * the names and the buffers and set crc, stored and the bytes in buf and
- * plain; the loop thread meanwhile only adds joins and changes pn and
- * in_tab. */
+ * the names, the buffers and want_own and set crc, stored, slot_checked, own
+ * and the bytes in buf and plain; the loop thread meanwhile only adds joins,
+ * sets want_own and changes pn and in_tab. */
 struct rd {
     struct hc_io_req req;
     struct hc_store *s;
@@ -285,6 +285,16 @@ struct rd {
     unsigned eio_retries; /* later re-reads after an I/O error (RD_EIO_RETRIES) */
     uint64_t retry_at_ms; /* when the next later re-read is due */
     uint32_t crc;         /* payload CRC32C, set by rd_after */
+    /* set by rd_after: the payload check ran over buf, the getter's slot,
+     * which its client may change under it; a failed check there is read
+     * again into a daemon-owned buffer before the record counts as bad */
+    bool slot_checked;
+    /* A get joined while the read went straight into the getter's slot
+     * (want_own, accessed atomically: set by the loop thread, read by
+     * rd_after): rd_after reads the page once more, from the file, into own,
+     * a daemon-owned buffer that the joiners copy from, never the slot. */
+    int want_own;
+    void *own;
     uint16_t nslen, klen;
     char names[HC_MAX_NS + HC_MAX_KEY]; /* namespace then key, for the check */
 };
@@ -523,8 +533,13 @@ int hc__zdecompress(void *dst, size_t len, const void *src, size_t slen);
 
 /* ---- read.c: the get path ------------------------------------------------- */
 
+/* hc__get_start's how: GET_JOINABLE, may be served by a lingering page or a
+ * read in flight, and be joined; GET_OWNED, read into a daemon-owned buffer
+ * (copied into the slot after its check), so that joiners can copy from it. */
+#define GET_JOINABLE 1u
+#define GET_OWNED 2u
 int hc__get_start(struct hc_store *s, int ns, const char *key, size_t klen, void *buf, uint64_t cap,
-                  uint32_t readers, hc_store_cb cb, void *data, bool joinable);
+                  uint32_t readers, hc_store_cb cb, void *data, unsigned how);
 void hc__client_hit(struct hc_store *s, hc_store_cb cb, void *data, uint64_t len);
 void hc__rd_free(struct rd *r);
 void hc__rd_submit(struct hc_store *s, struct rd *r);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -324,6 +325,262 @@ START_TEST(test_burst_admits_max_clients)
 }
 END_TEST
 
+/* ---- a client's slot is its own (issue 12, defect 5) -------------------- */
+
+static uint32_t c32_tab[256];
+
+static void c32_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+        c32_tab[i] = c;
+    }
+}
+
+/* The CRC32C register after p[0..n) from state st (no final inversion). */
+static uint32_t c32_run(uint32_t st, const uint8_t *p, size_t n)
+{
+    while (n--)
+        st = c32_tab[(st ^ *p++) & 0xff] ^ (st >> 8);
+    return st;
+}
+
+/* Four bytes that take the CRC32C register from st to want: what an attacker
+ * appends to changed bytes to keep a page's CRC. */
+static void c32_forge(uint32_t st, uint32_t want, uint8_t b[4])
+{
+    uint8_t idx[4];
+    uint32_t t = want;
+    for (int i = 3; i >= 0; i--) {
+        int j = 0;
+        while (j < 255 && (c32_tab[j] >> 24) != (t >> 24))
+            j++;
+        idx[i] = (uint8_t)j;
+        t = (t ^ c32_tab[j]) << 8;
+    }
+    for (int i = 0; i < 4; i++) {
+        b[i] = (uint8_t)((st ^ idx[i]) & 0xff);
+        st = c32_tab[idx[i]] ^ (st >> 8);
+    }
+}
+
+#define SLOT_LEN (8u << 20)
+#define TAIL 24
+
+/* The attacker's hand on its own slot: while on, writes tail over the last
+ * TAIL bytes of the slot at region + 0, again and again (forged: the page's
+ * CRC stays the same), or flips bytes there (random: it does not). */
+struct scribbler {
+    uint8_t *slot;
+    uint8_t tail[TAIL];
+    int forged;
+    int on, stop; /* atomic */
+};
+
+static void *scribble(void *arg)
+{
+    struct scribbler *w = arg;
+    uint8_t *dst = w->slot + SLOT_LEN - TAIL;
+    while (!__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE)) {
+        if (!__atomic_load_n(&w->on, __ATOMIC_ACQUIRE)) {
+            usleep(100);
+            continue;
+        }
+        if (w->forged)
+            memcpy(dst, w->tail, TAIL);
+        else
+            dst[0] ^= 0x5a;
+    }
+    return NULL;
+}
+
+struct victim {
+    hc_client *c;
+    const char *key;
+    uint8_t *buf;
+    int result;
+};
+
+static void *victim_get(void *arg)
+{
+    struct victim *v = arg;
+    hc_buf b = {v->buf, SLOT_LEN};
+    hc_page p = {v->key, &b, 1};
+    memset(v->buf, 0, SLOT_LEN);
+    v->result = -1;
+    if (hc_batch_get(v->c, &p, 1, &v->result) != 1 && v->result == 0)
+        v->result = -EIO;
+    return NULL;
+}
+
+static Hicache__Response *raw_get_send(struct h_raw *r, const char *key)
+{
+    Hicache__Slot sl = HICACHE__SLOT__INIT;
+    Hicache__Slot *slots[1] = {&sl};
+    Hicache__GetRequest get = HICACHE__GET_REQUEST__INIT;
+    Hicache__Request req = HICACHE__REQUEST__INIT;
+    sl.key.data = (uint8_t *)key;
+    sl.key.len = strlen(key);
+    sl.offset = 0;
+    sl.length = SLOT_LEN;
+    get.n_pages = 1;
+    get.pages = slots;
+    req.body_case = HICACHE__REQUEST__BODY_GET;
+    req.get = &get;
+    req.id = ++r->next_id;
+    ck_assert_int_eq(h_raw_send_req(r, &req), 0);
+    return NULL;
+}
+
+/* Gets of one page by an attacker (raw client, leading the read) and two
+ * victims at once, round after round, with the page cache dropped: the
+ * attacker keeps writing changed bytes with a forged CRC over the end of its
+ * own slot. The victims must get the stored bytes every time (before the
+ * fix, joiners were copied from the leader's slot and checked only against
+ * the CRC). The two victims must also have shared a read (coalesced_reads),
+ * or the test would prove nothing. */
+START_TEST(test_slot_changes_reach_no_other_client)
+{
+    enum { ROUNDS = 24 };
+    struct hd *d = hd_new("n1", "--region-size", "32M", NULL);
+    struct h_raw r;
+    struct scribbler w = {0};
+    struct victim v[2];
+    pthread_t sc, th[2];
+    uint8_t *orig = malloc(SLOT_LEN), *buf0 = malloc(SLOT_LEN), *buf1 = malloc(SLOT_LEN);
+    int wrong = 0, attacker_hits = 0;
+
+    ck_assert(orig && buf0 && buf1);
+    c32_init();
+    hd_start(d);
+    hc_client *setter = hd_connect(d, "slots", SLOT_LEN);
+    v[0] = (struct victim){.c = hd_connect(d, "slots", SLOT_LEN), .buf = buf0};
+    v[1] = (struct victim){.c = hd_connect(d, "slots", SLOT_LEN), .buf = buf1};
+    ck_assert_int_eq(h_raw_connect(&r, d->sock), 0);
+    ck_assert_int_eq(h_raw_hello(&r, "slots", SLOT_LEN), 0);
+    ck_assert_uint_ge(r.region_size, SLOT_LEN);
+    w.slot = r.region;
+    w.forged = 1;
+    ck_assert_int_eq(pthread_create(&sc, NULL, scribble, &w), 0);
+
+    for (int i = 0; i < ROUNDS; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "slot-%d", i);
+        h_fill(orig, SLOT_LEN, key, 1);
+        hc_buf b = {orig, SLOT_LEN};
+        hc_page p = {key, &b, 1};
+        int res = -1;
+        ck_assert_int_eq(hc_batch_set(setter, &p, 1, &res), 1);
+        /* the attacker's tail: 20 bytes changed, 4 that keep the CRC */
+        memcpy(w.tail, orig + SLOT_LEN - TAIL, TAIL);
+        for (int k = 0; k < TAIL - 4; k++)
+            w.tail[k] ^= 0xa5;
+        uint32_t want = c32_run(0xffffffffu, orig, SLOT_LEN);
+        uint32_t st = c32_run(c32_run(0xffffffffu, orig, SLOT_LEN - TAIL), w.tail, TAIL - 4);
+        c32_forge(st, want, w.tail + TAIL - 4);
+        ck_assert_uint_eq(c32_run(st, w.tail + TAIL - 4, 4), want); /* the forgery holds */
+        h_drop_cache(d->mount);
+
+        __atomic_store_n(&w.on, 1, __ATOMIC_RELEASE);
+        raw_get_send(&r, key);
+        for (int k = 0; k < 2; k++) {
+            v[k].key = key;
+            ck_assert_int_eq(pthread_create(&th[k], NULL, victim_get, &v[k]), 0);
+        }
+        for (int k = 0; k < 2; k++)
+            pthread_join(th[k], NULL);
+        Hicache__Response *resp = h_raw_recv(&r, 10000);
+        __atomic_store_n(&w.on, 0, __ATOMIC_RELEASE);
+        ck_assert_ptr_nonnull(resp);
+        attacker_hits += resp->n_results == 1 && resp->results[0] == 0;
+        hicache__response__free_unpacked(resp, NULL);
+        for (int k = 0; k < 2; k++) {
+            ck_assert_int_eq(v[k].result, 0);
+            long at = h_check(v[k].buf, SLOT_LEN, key, 1);
+            if (at >= 0) {
+                fprintf(stderr, "round %d: victim %d got other bytes from offset %ld\n", i, k, at);
+                wrong++;
+            }
+        }
+    }
+    __atomic_store_n(&w.stop, 1, __ATOMIC_RELEASE);
+    pthread_join(sc, NULL);
+    int64_t shared = hd_stat(d, "coalesced_reads");
+    fprintf(stderr, "slot changes: %d rounds, attacker hits %d, shared reads %lld, wrong %d\n",
+            ROUNDS, attacker_hits, (long long)shared, wrong);
+    ck_assert_int_eq(wrong, 0);
+    ck_assert_int_gt(shared, 0);
+    ck_assert_int_eq(hd_stat(d, "corrupt_records"), 0);
+    h_raw_close(&r);
+    hc_close(setter);
+    hc_close(v[0].c);
+    hc_close(v[1].c);
+    hd_stop(d);
+    free(orig);
+    free(buf0);
+    free(buf1);
+}
+END_TEST
+
+/* A client that scribbles over its slot while its gets are read into it
+ * (checks fail there) cannot make the record leave the index for everyone:
+ * the daemon reads the record again into its own buffer before it calls it
+ * bad. Segments of an earlier run (no re-reads for fresh records apply).
+ * Before the fix each such get dropped the page: corrupt_records counted it
+ * and the next reader missed. */
+START_TEST(test_slot_scribble_drops_nothing)
+{
+    enum { GETS = 12 };
+    struct hd *d = hd_new("n1", "--region-size", "32M", NULL);
+    struct h_raw r;
+    struct scribbler w = {0};
+    pthread_t sc;
+    uint8_t *orig = malloc(SLOT_LEN), *buf = malloc(SLOT_LEN);
+    const char *key = "scribbled";
+
+    ck_assert(orig && buf);
+    hd_start(d);
+    hc_client *c = hd_connect(d, "slots", SLOT_LEN);
+    h_fill(orig, SLOT_LEN, key, 3);
+    hc_buf b = {orig, SLOT_LEN};
+    hc_page p = {key, &b, 1};
+    int res = -1;
+    ck_assert_int_eq(hc_batch_set(c, &p, 1, &res), 1);
+    hc_close(c);
+    hd_stop(d);
+    hd_start(d); /* the segment is an earlier run's now */
+
+    ck_assert_int_eq(h_raw_connect(&r, d->sock), 0);
+    ck_assert_int_eq(h_raw_hello(&r, "slots", SLOT_LEN), 0);
+    w.slot = r.region;
+    ck_assert_int_eq(pthread_create(&sc, NULL, scribble, &w), 0);
+    __atomic_store_n(&w.on, 1, __ATOMIC_RELEASE);
+    for (int i = 0; i < GETS; i++) {
+        h_drop_cache(d->mount);
+        raw_get_send(&r, key);
+        Hicache__Response *resp = h_raw_recv(&r, 10000);
+        ck_assert_ptr_nonnull(resp);
+        hicache__response__free_unpacked(resp, NULL);
+    }
+    __atomic_store_n(&w.stop, 1, __ATOMIC_RELEASE);
+    pthread_join(sc, NULL);
+    ck_assert_int_eq(hd_stat(d, "corrupt_records"), 0);
+    c = hd_connect(d, "slots", SLOT_LEN);
+    hc_buf bo = {buf, SLOT_LEN};
+    hc_page po = {key, &bo, 1};
+    ck_assert_int_eq(hc_batch_get(c, &po, 1, &res), 1);
+    ck_assert_int_eq(res, 0);
+    ck_assert_msg(h_check(buf, SLOT_LEN, key, 3) < 0, "the page came back with other bytes");
+    hc_close(c);
+    h_raw_close(&r);
+    hd_stop(d);
+    free(orig);
+    free(buf);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("integration_abuse");
@@ -335,6 +592,8 @@ int main(void)
     tcase_add_test(tc, test_refused_user);
     tcase_add_test(tc, test_refused_user_cannot_take_the_room);
     tcase_add_test(tc, test_burst_admits_max_clients);
+    tcase_add_test(tc, test_slot_changes_reach_no_other_client);
+    tcase_add_test(tc, test_slot_scribble_drops_nothing);
     suite_add_tcase(s, tc);
     return h_run_suite(s);
 }

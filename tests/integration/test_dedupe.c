@@ -92,7 +92,11 @@ static int dd_get_client(int idx, void *arg)
 }
 
 /* 8 processes released together get one page that the daemon has not read
- * since it started: one storage read, fanned out to all eight. */
+ * since it started: the first get's read goes straight into its client's
+ * slot; the seven others join it and copy from one more read of the file
+ * into the daemon's memory, made right after the first (never from the
+ * first client's slot, which that client may change): at most 2 reads of
+ * the page for 8 gets. */
 START_TEST(test_concurrent_get_one_read)
 {
     struct hd *d = hd_new("A", NULL);
@@ -131,11 +135,15 @@ START_TEST(test_concurrent_get_one_read)
     ck_assert_msg(reads_bytes % DD_GET_PAGE == 0, "bytes_read_storage %lld is not whole pages",
                   (long long)reads_bytes);
     int64_t nreads = reads_bytes / DD_GET_PAGE;
-    ck_assert_msg(nreads + coalesced == DD_CLIENTS,
-                  "%lld storage reads + %lld coalesced != %d gets", (long long)nreads,
+    /* 2 reads: the second for the joiners, made by the first read's I/O
+     * thread (all 7 coalesced) or, for gets that joined after its check, by
+     * one of them (6) */
+    ck_assert_msg(nreads >= 1 && coalesced >= DD_CLIENTS - nreads &&
+                      coalesced <= DD_CLIENTS + 1 - nreads + (nreads == 2),
+                  "%lld storage reads, %lld coalesced, %d gets", (long long)nreads,
                   (long long)coalesced, DD_CLIENTS);
     ck_assert_msg(coalesced >= 1, "no get was coalesced (%lld storage reads)", (long long)nreads);
-    ck_assert_msg(nreads == 1, "8 overlapping gets caused %lld storage reads, not 1",
+    ck_assert_msg(nreads <= 2, "8 overlapping gets caused %lld storage reads, not 1 or 2",
                   (long long)nreads);
     hc_close(c);
 }
