@@ -182,6 +182,7 @@ void hc__handle_hello(struct conn *c, const Hicache__Request *req)
     c->ns = hc_store_ns_lookup(srv->store, ns, ns_len);
     c->sopts.readers = h->readers_per_page;
     c->sopts.compression = h->compression;
+    c->sopts.stream = (uint32_t)(c->num % UINT32_MAX) + 1; /* never 0 */
     size = region_size_for(srv->cfg, h->page_size_hint);
     snprintf(name, sizeof(name), "hicache-client-%" PRIu64, c->num);
     rc = hc_region_create(&c->region, size, name);

@@ -111,7 +111,7 @@ int hc_store_set_ex(struct hc_store *s, int ns, const char *key, size_t klen, co
     else if (len > UINT32_MAX || rec_size(len) > s->cfg.segment_size)
         rc = -EFBIG;
     else
-        rc = hc__set_start(s, ns, key, klen, buf, len, o.compression, cb, data);
+        rc = hc__set_start(s, ns, key, klen, buf, len, o.compression, o.stream, cb, data);
     if (rc < 0 && s)
         s->st->set_errors++;
     return rc;

@@ -74,6 +74,11 @@ struct hc_store_opts {
     /* Sets: HC_COMPRESSION_* (hicache_defs.h). A page is stored compressed only when zstd
      * saves at least ~3% and a 4 KiB block. */
     uint32_t compression;
+    /* Sets: the writer's stream (the daemon gives each connection its own),
+     * 0 for none. The pages of one stream go to the same open segment while
+     * it keeps up with the others, so that a client's pages lie together on
+     * storage and its prefetch reads them in runs. */
+    uint32_t stream;
 };
 
 #define HC_STORE_OPTS_DEFAULT                                                                      \

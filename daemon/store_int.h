@@ -247,7 +247,8 @@ struct wrec {
     /* compression: the set asked for it; zbuf (aligned, zero-padded to the
      * block) holds zlen bytes of zstd frame once the task kept it */
     bool compress;
-    bool cleared; /* its namespace was cleared while it was compressed */
+    bool cleared;    /* its namespace was cleared while it was compressed */
+    uint32_t stream; /* the setter's stream (struct hc_store_opts), 0 none */
     void *zbuf;
     uint64_t zlen;
     struct wrec *zprev, *znext; /* s->compressing while the task runs */
@@ -518,7 +519,7 @@ void hc__fd_trim(struct hc_store *s);
 /* ---- write.c: the set path ------------------------------------------------ */
 
 int hc__set_start(struct hc_store *s, int ns, const char *key, size_t klen, const void *buf,
-                  uint64_t len, uint32_t compression, hc_store_cb cb, void *data);
+                  uint64_t len, uint32_t compression, uint32_t stream, hc_store_cb cb, void *data);
 void hc__wrec_free(struct wrec *w);
 uint16_t hc__wrec_sblocks(const struct wrec *w);
 void hc__write_clear_ns(struct hc_store *s, int ns);

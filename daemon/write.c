@@ -257,16 +257,23 @@ static bool seg_has_room(const struct hc_store *s, const struct seg *seg, const 
     return seg->size + ent_rec_size(w->len, hc__wrec_sblocks(w)) <= s->cfg.segment_size;
 }
 
-/* The open segment w goes to: of those with room for it, the one with the
- * least backlog (the first of equals), or NULL. */
+/* The open segment w goes to, or NULL when none has room for it: its stream's
+ * (one of the open ones, by the stream's number) while that one has room and
+ * is less than OPEN_BUSY_BYTES further behind than the least busy, so that a
+ * client's pages lie together; else the one with the least backlog (the
+ * first of equals). */
 static struct seg *open_pick(const struct hc_store *s, const struct wrec *w)
 {
-    struct seg *best = NULL;
+    struct seg *best = NULL, *pref = NULL;
     for (unsigned i = 0; i < s->nopen; i++) {
         struct seg *seg = s->opens[i];
         if (seg_has_room(s, seg, w) && (!best || seg->backlog < best->backlog))
             best = seg;
     }
+    if (w->stream && s->nopen)
+        pref = s->opens[w->stream % s->nopen];
+    if (best && pref && seg_has_room(s, pref, w) && pref->backlog < best->backlog + OPEN_BUSY_BYTES)
+        return pref;
     return best;
 }
 
@@ -442,7 +449,7 @@ static void wrec_compressed(struct hc_io_req *req)
  * hc_compress): a dedupe hit, or a new record write. Returns 0 (cb will run)
  * or -errno (cb will not; the caller counts the set error). */
 int hc__set_start(struct hc_store *s, int ns, const char *key, size_t klen, const void *buf,
-                  uint64_t len, uint32_t compression, hc_store_cb cb, void *data)
+                  uint64_t len, uint32_t compression, uint32_t stream, hc_store_cb cb, void *data)
 {
     struct hc_hash h = hc__page_hash(s, ns, key, klen);
     struct wrec *w = NULL;
@@ -475,6 +482,7 @@ int hc__set_start(struct hc_store *s, int ns, const char *key, size_t klen, cons
     w->ns = (uint16_t)ns;
     w->buf = buf;
     w->len = len;
+    w->stream = stream;
     w->pn.h = h;
     w->compress = compression == HC_COMPRESSION_ZSTD ||
                   (compression == HC_COMPRESSION_DEFAULT && s->cfg.enable_compression);
