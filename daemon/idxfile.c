@@ -8,6 +8,13 @@
  * bytes); padding to 8; the entries (IDX_ENT bytes: u64 hash lo, u64 hash hi,
  * u64 offset, u32 length, u16 namespace, u16 stored blocks); u32 CRC32C.
  *
+ * Loading reads the header first and refuses a file whose counts do not fit
+ * its size or its segment (a record takes at least 2 blocks, so a segment of
+ * B bytes has at most B / 8 KiB entries; at most IDX_MAX_ENTRIES in any case)
+ * before it allocates anything for the rest, which it then reads in chunks,
+ * the CRC computed as they come: a hostile file costs at most what a valid
+ * index of its claimed segment would.
+ *
  * Threads: hc__idx_load and hc__idx_free touch only their arguments (any
  * thread: discovery loads on an I/O thread). hc__idx_encode and hc__idx_merge
  * read and change the store: loop thread. */
@@ -28,6 +35,8 @@
 #define IDX_VERSION 1
 #define IDX_HDR 32
 #define IDX_ENT 32
+#define IDX_MAX_ENTRIES (4u << 20)  /* 128 MiB of entries: a 32 GiB segment of 8 KiB pages */
+#define IDX_CHUNK ((size_t)4 << 20) /* bytes read at a time */
 
 /* Frees a parsed .idx (any thread) and zeroes it. */
 void hc__idx_free(struct idx_data *d)
@@ -37,15 +46,26 @@ void hc__idx_free(struct idx_data *d)
     memset(d, 0, sizeof(*d));
 }
 
-/* Validates and parses an .idx image (takes buf). Returns 0 or -EBADMSG /
- * -ENOMEM (buf freed). Any thread. */
+/* True when the header at h (IDX_HDR bytes) can start a valid .idx of len
+ * bytes for segment seq: magic, version, seq, and counts that fit both the
+ * file's size and the segment's. Any thread. */
+static bool idx_hdr_ok(const unsigned char *h, uint64_t len, uint64_t seq)
+{
+    uint64_t seg_bytes = get64(h + 16), nns = get32(h + 24), nent = get32(h + 28);
+    return len >= IDX_HDR + 4 && memcmp(h, IDX_MAGIC, 4) == 0 && get32(h + 4) == IDX_VERSION &&
+           get64(h + 8) == seq && nns <= NS_LIMIT && nent <= IDX_MAX_ENTRIES &&
+           nent <= seg_bytes / (2 * HC_STORE_ALIGN) &&
+           len >= IDX_HDR + nns * 3 + nent * IDX_ENT + 4 &&
+           len <= IDX_HDR + nns * (2 + HC_MAX_NS) + 7 + nent * IDX_ENT + 4;
+}
+
+/* Validates and parses an .idx image whose CRC32C was checked (takes buf).
+ * Returns 0 or -EBADMSG / -ENOMEM (buf freed). Any thread. */
 static int idx_parse(unsigned char *buf, size_t len, uint64_t seq, struct idx_data *d)
 {
     memset(d, 0, sizeof(*d));
     d->buf = buf;
-    if (len < IDX_HDR + 4 || memcmp(buf, IDX_MAGIC, 4) != 0 || get32(buf + 4) != IDX_VERSION)
-        goto bad;
-    if (hc_crc32c(0, buf, len - 4) != get32(buf + len - 4))
+    if (!idx_hdr_ok(buf, len, seq))
         goto bad;
     d->seq = get64(buf + 8);
     d->seg_bytes = get64(buf + 16);
@@ -89,13 +109,15 @@ bad:
     return -EBADMSG;
 }
 
-/* Reads and parses the .idx at path. Blocking; any thread: called on an I/O
- * thread (discovery) and on the loop thread at open. Returns 0, or -errno
- * (-EBADMSG for a damaged file). */
+/* Reads and parses the .idx at path: the header first (idx_hdr_ok), then
+ * the rest in IDX_CHUNK pieces with the CRC32C computed as they come.
+ * Blocking; any thread: called on an I/O thread (discovery) and on the loop
+ * thread at open. Returns 0, or -errno (-EBADMSG for a damaged file). */
 int hc__idx_load(const char *path, uint64_t seq, struct idx_data *d)
 {
     struct stat sb;
-    unsigned char *buf;
+    unsigned char hdr[IDX_HDR], *buf = NULL;
+    uint32_t crc;
     int rc, fd = hc__open_regular(path, O_RDONLY, 0);
     if (fd < 0)
         return fd;
@@ -103,25 +125,39 @@ int hc__idx_load(const char *path, uint64_t seq, struct idx_data *d)
         rc = -errno;
         goto err;
     }
-    if (sb.st_size < IDX_HDR + 4 || (uint64_t)sb.st_size > HC_IDX_MAX_BYTES) {
-        rc = -EBADMSG;
+    rc = -EBADMSG;
+    if (sb.st_size < IDX_HDR + 4 || (uint64_t)sb.st_size > HC_IDX_MAX_BYTES)
         goto err;
-    }
-    buf = malloc((size_t)sb.st_size);
-    if (!buf) {
-        rc = -ENOMEM;
+    size_t len = (size_t)sb.st_size;
+    if ((rc = hc__pread_all(fd, hdr, IDX_HDR, 0)) < 0)
         goto err;
+    rc = -EBADMSG;
+    if (!idx_hdr_ok(hdr, len, seq))
+        goto err;
+    rc = -ENOMEM;
+    if (!(buf = malloc(len)))
+        goto err;
+    memcpy(buf, hdr, IDX_HDR);
+    crc = hc_crc32c(0, hdr, IDX_HDR);
+    for (size_t off = IDX_HDR; off < len;) {
+        size_t n = len - off < IDX_CHUNK ? len - off : IDX_CHUNK;
+        if ((rc = hc__pread_all(fd, buf + off, n, off)) < 0)
+            goto err;
+        size_t upto = off + n < len - 4 ? off + n : len - 4; /* the CRC covers [0, len - 4) */
+        if (upto > off)
+            crc = hc_crc32c(crc, buf + off, upto - off);
+        off += n;
     }
-    rc = hc__pread_all(fd, buf, (size_t)sb.st_size, 0);
     close(fd);
-    if (rc < 0) {
+    if (crc != get32(buf + len - 4)) {
         free(buf);
-        return rc == -ENODATA ? -EBADMSG : rc;
+        return -EBADMSG;
     }
-    return idx_parse(buf, (size_t)sb.st_size, seq, d);
+    return idx_parse(buf, len, seq, d);
 err:
     close(fd);
-    return rc;
+    free(buf);
+    return rc == -ENODATA ? -EBADMSG : rc;
 }
 
 static struct hc_hash idx_ent_hash(const unsigned char *e)

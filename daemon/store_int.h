@@ -338,9 +338,10 @@ struct join {
  * I/O threads: root and cfg.use_direct_io, never written after open (the
  * other fields of cfg change at a reload, use_direct_io does not), and
  * direct_warned, accessed only atomically. */
-/* An .idx file of another node is read whole, up to this size: larger is
- * refused unread (hostile, or from a deployment whose segments no daemon
- * here indexes in bounded memory). */
+/* An .idx file of another node is read up to this size (after its header
+ * was found to fit its size and its segment, idxfile.c): larger is refused
+ * unread (hostile, or from a deployment whose segments no daemon here
+ * indexes in bounded memory). */
 #define HC_IDX_MAX_BYTES (256ull << 20)
 /* Bytes of new .idx files one discovery pass reads at most; the rest waits
  * for the next pass. */

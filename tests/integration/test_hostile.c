@@ -252,12 +252,74 @@ START_TEST(test_bad_index_files_read_once)
 }
 END_TEST
 
+/* Peak resident memory of a daemon in KiB (VmHWM). */
+static long ho_hwm_kib(const struct hd *d)
+{
+    char path[64], line[256];
+    long kib = -1;
+    FILE *f;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)d->pid);
+    if (!(f = fopen(path, "r")))
+        return -1;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmHWM: %ld kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+/* Defect 6: an .idx under the size limit whose header does not fit its own
+ * size or its segment (here: 200 MiB, sparse, claiming 3 million entries of
+ * a 1 MiB segment, which can hold 128) is refused from its header, before
+ * the daemon allocates or reads the rest: its peak memory grows by less than
+ * 32 MiB (it read and held all 200 MiB before). A valid .idx beside it is
+ * still loaded. */
+START_TEST(test_bad_index_refused_from_its_header)
+{
+    struct hd *a = hd_new("nodeA", "--discovery-interval-ms", "100", NULL);
+    struct hd *b = hd_new_peer(a, "other", NULL);
+    char dir[H_PATH + 64], p[H_PATH + 128];
+    unsigned char hdr[32] = "HCI1";
+    FILE *f;
+
+    hd_start(b); /* node "other" stores pages, sealed at its stop */
+    ho_store(b, "fine");
+    hd_stop(b);
+    hd_start(a);
+    ck_assert_int_eq(ho_read(a, "fine"), HO_PAGES); /* the valid index of "other" */
+    long hwm0 = ho_hwm_kib(a);
+    snprintf(dir, sizeof(dir), "%s/hicache/other", a->mount);
+    snprintf(p, sizeof(p), "%s/00000000ffff0001.idx", dir);
+    hdr[4] = 1;                                             /* version */
+    memcpy(hdr + 8, "\x01\x00\xff\xff\x00\x00\x00\x00", 8); /* seq 0xffff0001 */
+    hdr[18] = 0x10;                                         /* segment bytes: 1 MiB */
+    hdr[28] = 0xc0, hdr[29] = 0xc6, hdr[30] = 0x2d;         /* 3,000,000 entries */
+    f = fopen(p, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fwrite(hdr, 1, sizeof(hdr), f), sizeof(hdr));
+    ck_assert_int_eq(ftruncate(fileno(f), 200ll << 20), 0);
+    fclose(f);
+
+    uint64_t t0 = h_now_ms();
+    while (hd_stat(a, "idx_refused") < 1 && h_now_ms() - t0 < 5000)
+        h_sleep_ms(50);
+    ck_assert_int_eq(hd_stat(a, "idx_refused"), 1);
+    long hwm1 = ho_hwm_kib(a);
+    fprintf(stderr, "peak memory %ld -> %ld KiB\n", hwm0, hwm1);
+    ck_assert_int_gt(hwm0, 0);
+    ck_assert_int_lt(hwm1 - hwm0, 32 * 1024);
+    ck_assert_int_eq(ho_read(a, "fine"), HO_PAGES);
+    hd_stop(a);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("integration_hostile");
     TCase *tc = h_tcase("hostile", 60);
 
     tcase_add_test(tc, test_fifo_index_of_another_node);
+    tcase_add_test(tc, test_bad_index_refused_from_its_header);
     tcase_add_test(tc, test_fifo_segments_of_another_node);
     tcase_add_test(tc, test_bad_files_of_its_own_node);
     tcase_add_test(tc, test_bad_index_files_read_once);
