@@ -77,6 +77,14 @@ HARNESS_SRC := $(wildcard tests/integration/harness*.c)
 
 FORMAT_SRC = $(wildcard common/*.[ch] daemon/*.[ch] client/*.[ch] tools/*.[ch] tests/*/*.[ch])
 
+# libFuzzer targets (make fuzz): clang, ASan + UBSan, in build/fuzz.
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+FUZZ_SECONDS ?= 30
+ifeq ($(FUZZ),1)
+override CFLAGS += -fsanitize=fuzzer-no-link
+endif
+
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 COMMON_OBJ := $(call obj,$(COMMON_SRC)) $(BUILD)/obj/gen/hicache.pb-c.o
@@ -97,7 +105,8 @@ PC := $(BUILD)/hicache.pc
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 INTEG_BIN := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(INTEG_SRC))
 
-.PHONY: all deps run serve test test-c test-python bench install wheel deb clean format check-format
+.PHONY: all deps run serve test test-c test-python bench install wheel deb clean format check-format \
+	fuzz fuzz-bins
 .DEFAULT_GOAL := all
 
 all: $(DAEMON) $(CTL) $(LOAD) $(LIBA) $(LIBSO) $(PC)
@@ -167,6 +176,25 @@ $(INTEG_BIN): $(BUILD)/tests/%: $(BUILD)/obj/tests/integration/%.o $(HARNESS_OBJ
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS_D)
+
+# Fuzz targets: the engine built for libFuzzer (make fuzz sets FUZZ=1).
+$(BUILD)/fuzz/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(BUILD)/libhcd.a
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $^ $(LDLIBS_D)
+
+fuzz-bins: $(FUZZ_BIN)
+
+# `make fuzz [FUZZ_SECONDS=30]`: installs clang and libFuzzer (Debian), builds
+# every target under tests/fuzz with AddressSanitizer and
+# UndefinedBehaviorSanitizer and runs each for FUZZ_SECONDS from its seed
+# corpus (tests/fuzz/corpus/<target>); a crash, leak or sanitizer report
+# fails it and leaves the input in build/fuzz/.
+fuzz: deps
+	$(Q)bash scripts/install-deps.sh --fuzz
+	$(Q)$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang SANITIZER=address,undefined FUZZ=1 \
+		fuzz-bins
+	$(Q)bash scripts/run-fuzz.sh build/fuzz $(FUZZ_SECONDS)
 
 # `make run`: the daemon on a local directory under the checkout, a demo load
 # of several client processes, the stats, a clean stop.
