@@ -106,7 +106,7 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 INTEG_BIN := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(INTEG_SRC))
 
 .PHONY: all deps run serve test test-c test-python bench install wheel deb clean format check-format \
-	fuzz fuzz-bins
+	fuzz fuzz-bins soak
 .DEFAULT_GOAL := all
 
 all: $(DAEMON) $(CTL) $(LOAD) $(LIBA) $(LIBSO) $(PC)
@@ -195,6 +195,13 @@ fuzz: deps
 	$(Q)$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang SANITIZER=address,undefined FUZZ=1 \
 		fuzz-bins
 	$(Q)bash scripts/run-fuzz.sh build/fuzz $(FUZZ_SECONDS)
+
+# `make soak [SOAK_CYCLES=150]`: test_crash with its SIGKILL loop run for
+# SOAK_CYCLES cycles (make test runs 8).
+SOAK_CYCLES ?= 150
+soak: deps
+	$(Q)$(MAKE) --no-print-directory all $(BUILD)/tests/test_crash
+	$(Q)HICACHE_CRASH_CYCLES=$(SOAK_CYCLES) HICACHED_BIN=$(DAEMON) $(BUILD)/tests/test_crash
 
 # `make run`: the daemon on a local directory under the checkout, a demo load
 # of several client processes, the stats, a clean stop.

@@ -131,6 +131,83 @@ START_TEST(test_sigkill_during_writes)
 }
 END_TEST
 
+/* The crash-consistency loop (issue 12): cycles of 4 writers storing at
+ * once into a daemon with 4 I/O threads (4 open segments, each with one
+ * writer and gathered writes), 4 MiB segments sealed every 200 ms, killed
+ * with SIGKILL at a different point each cycle (from the first acknowledged
+ * page to a few hundred), then started again on the same directory: every
+ * page acknowledged in any cycle must be there with its bytes, and no page,
+ * acknowledged or not, may come back with other bytes. HICACHE_CRASH_CYCLES
+ * sets the number of cycles (make test: 8; make soak: 150). */
+#define CL_WRITERS 4
+
+static int crash_cycles(void)
+{
+    const char *e = getenv("HICACHE_CRASH_CYCLES");
+    int n = e ? atoi(e) : 8;
+    return n > 0 ? n : 8;
+}
+
+START_TEST(test_sigkill_loop)
+{
+    struct hd *d =
+        hd_new("A", "--io-threads", "4", "--segment-size", "4M", "--seal-interval-ms", "200", NULL);
+    int cycles = crash_cycles();
+    struct h_ack_log *logs = calloc((size_t)cycles * CL_WRITERS, sizeof(*logs));
+    int64_t total_acked = 0;
+    uint64_t t0 = h_now_ms();
+
+    ck_assert_ptr_nonnull(logs);
+    for (int cy = 0; cy < cycles; cy++) {
+        int pipes[CL_WRITERS][2];
+        struct cr_arg args[CL_WRITERS];
+        pid_t pids[CL_WRITERS];
+        int kill_after = 1 + (cy * 37) % 160; /* pages of writer 0 */
+
+        hd_start(d);
+        for (int w = 0; w < CL_WRITERS; w++) {
+            ck_assert_int_eq(pipe(pipes[w]), 0);
+            args[w] = (struct cr_arg){.d = d, .round = cy * CL_WRITERS + w, .rec_w = pipes[w][1]};
+            pids[w] = h_fork(cr_writer, w, &args[w]);
+            close(pipes[w][1]);
+        }
+        for (int w = 1; w < CL_WRITERS; w++) /* each one connected and storing */
+            ck_assert_msg(h_ack_read(pipes[w][0], &logs[cy * CL_WRITERS + w], 1, 20000),
+                          "cycle %d: writer %d acknowledged nothing in 20 s", cy, w);
+        ck_assert_msg(h_ack_read(pipes[0][0], &logs[cy * CL_WRITERS], kill_after, 20000),
+                      "cycle %d: writer 0 acknowledged only %d pages in 20 s", cy,
+                      logs[cy * CL_WRITERS].nacked);
+        hd_kill(d);
+        for (int w = 0; w < CL_WRITERS; w++) {
+            struct h_ack_log *log = &logs[cy * CL_WRITERS + w];
+            ck_assert_msg(h_ack_read(pipes[w][0], log, -1, 30000),
+                          "cycle %d: writer %d did not finish after the daemon died", cy, w);
+            close(pipes[w][0]);
+            int st = h_wait_pid(pids[w], 30000);
+            ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                          "cycle %d: writer %d failed (see above)", cy, w);
+            total_acked += log->nacked;
+        }
+        hd_start(d); /* on the same directory, the socket file left behind */
+        for (int w = 0; w < CL_WRITERS; w++)
+            cr_verify(d, cy * CL_WRITERS + w, &logs[cy * CL_WRITERS + w]);
+        int64_t pages = hd_stat(d, "pages");
+        ck_assert_msg(pages >= total_acked, "cycle %d: %lld pages indexed < %lld acknowledged", cy,
+                      (long long)pages, (long long)total_acked);
+        ck_assert_int_eq(hd_stat(d, "corrupt_records"), 0);
+        hd_kill(d);
+    }
+    hd_start(d);
+    for (int r = 0; r < cycles * CL_WRITERS; r++)
+        cr_verify(d, r, &logs[r]);
+    fprintf(stderr,
+            "crash loop: %d SIGKILL cycles, %d writers, %lld pages acknowledged, all "
+            "there byte for byte, none wrong (%llu ms)\n",
+            cycles, CL_WRITERS, (long long)total_acked, (unsigned long long)(h_now_ms() - t0));
+    free(logs);
+}
+END_TEST
+
 START_TEST(test_sigterm_during_writes)
 {
     struct hd *d = hd_new("A", NULL);
@@ -269,9 +346,10 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("integration_crash");
-    TCase *tc = h_tcase("crash", 120);
+    TCase *tc = h_tcase("crash", 120 + 3 * crash_cycles());
     tcase_add_test(tc, test_sigkill_during_writes);
     tcase_add_test(tc, test_sigterm_during_writes);
+    tcase_add_test(tc, test_sigkill_loop);
     tcase_add_test(tc, test_client_killed_mid_batch);
     suite_add_tcase(s, tc);
     return h_run_suite(s);
