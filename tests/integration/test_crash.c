@@ -135,7 +135,9 @@ END_TEST
  * once into a daemon with 4 I/O threads (4 open segments, each with one
  * writer and gathered writes), 4 MiB segments sealed every 200 ms, killed
  * with SIGKILL at a different point each cycle (from the first acknowledged
- * page to a few hundred), then started again on the same directory: every
+ * page to a few hundred; every third cycle SIGTERM first, and SIGKILL 0 to
+ * 12 ms later, during the shutdown's drain and seal), then started again on
+ * the same directory: every
  * page acknowledged in any cycle must be there with its bytes, and no page,
  * acknowledged or not, may come back with other bytes. HICACHE_CRASH_CYCLES
  * sets the number of cycles (make test: 8; make soak: 150). */
@@ -177,6 +179,10 @@ START_TEST(test_sigkill_loop)
         ck_assert_msg(h_ack_read(pipes[0][0], &logs[cy * CL_WRITERS], kill_after, 20000),
                       "cycle %d: writer 0 acknowledged only %d pages in 20 s", cy,
                       logs[cy * CL_WRITERS].nacked);
+        if (cy % 3 == 2) { /* SIGTERM, then SIGKILL while it drains and seals */
+            kill(d->pid, SIGTERM);
+            h_sleep_ms((unsigned)(cy % 5) * 3);
+        }
         hd_kill(d);
         for (int w = 0; w < CL_WRITERS; w++) {
             struct h_ack_log *log = &logs[cy * CL_WRITERS + w];
