@@ -106,7 +106,7 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 INTEG_BIN := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(INTEG_SRC))
 
 .PHONY: all deps run serve test test-c test-python bench install wheel deb clean format check-format \
-	fuzz fuzz-bins soak
+	fuzz fuzz-bins soak replay
 .DEFAULT_GOAL := all
 
 all: $(DAEMON) $(CTL) $(LOAD) $(LIBA) $(LIBSO) $(PC)
@@ -195,6 +195,15 @@ fuzz: deps
 	$(Q)$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang SANITIZER=address,undefined FUZZ=1 \
 		fuzz-bins
 	$(Q)bash scripts/run-fuzz.sh build/fuzz $(FUZZ_SECONDS)
+
+# `make replay [TRACE=FILE]`: tools/trace_replay.py, a KV-cache reuse trace
+# against hicached and exact LRU and FIFO caches of the same capacity
+# (default trace: ../shared/traces/synthetic_trace.jsonl).
+replay: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)bash scripts/install-python-deps.sh >/dev/null
+	$(Q)HICACHE_LIB=$(CURDIR)/$(BUILD)/libhicache.so .venv/bin/python tools/trace_replay.py \
+		--build $(BUILD) $(if $(TRACE),--trace $(TRACE))
 
 # `make soak [SOAK_CYCLES=150]`: test_crash with its SIGKILL loop run for
 # SOAK_CYCLES cycles (make test runs 8).
