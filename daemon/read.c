@@ -370,6 +370,8 @@ int hc__get_start(struct hc_store *s, int ns, const char *key, size_t klen, void
     struct rd *r;
     int rc;
 
+    if (e && s->segs[e->seg]->local && s->segs[e->seg]->reads < UINT32_MAX)
+        s->segs[e->seg]->reads++;
     if (!e) {
         rc = hc__defer_cb(s, cb, data, -ENOENT, 0);
         if (rc == 0)

@@ -188,6 +188,11 @@ struct seg {
     uint64_t size;      /* bytes: allocated tail (local) or from the .idx */
     uint64_t pages;     /* index entries pointing here */
     uint64_t last_use_ms;
+    /* eviction (evict.c), local sealed segments: gets served from it since it
+     * was last passed over, and its place in the eviction queue (2 * seq, or
+     * later once it was passed over for its reads) */
+    uint32_t reads;
+    uint64_t evict_order;
     uint64_t opened_ms;
     bool opened_known;
     /* local unsealed segments only */

@@ -982,6 +982,52 @@ START_TEST(test_capacity)
 }
 END_TEST
 
+/* Eviction gives a second chance to a segment read more often than it holds
+ * pages: with room for 4 segments of 15 pages, the first segment's pages are
+ * read twice each (30 gets > 15 pages) and the second's once each (15, not
+ * more); as new pages push the store over capacity, the second segment goes
+ * first, then the third, while the first stays, byte for byte; once passed
+ * over and read no more than it has pages, it goes when its turn comes. */
+START_TEST(test_evict_second_chance)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = base_cfg("n1");
+    cfg.segment_size = 1 * MiB;
+    cfg.capacity_bytes = 4 * MiB;
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "ns", 2);
+    size_t len = 64 * KiB; /* 15 records a segment */
+    int i = 0;
+
+    for (; i < 45; i++) /* segments 1-3 full, sealed */
+        put_page(s, ns, i, len);
+    for (int k = 0; k < 15; k++) {
+        ck_assert_int_eq(get_page(s, ns, k, len), 0);
+        ck_assert_int_eq(get_page(s, ns, k, len), 0);
+        ck_assert_int_eq(get_page(s, ns, 15 + k, len), 0);
+    }
+    while (st.evicted_segments < 1)
+        put_page(s, ns, i++, len);
+    ck_assert_int_eq(get_page(s, ns, 15, len), -ENOENT); /* segment 2 went */
+    ck_assert_int_eq(get_page(s, ns, 0, len), 0);        /* segment 1 stayed */
+    while (st.evicted_segments < 2)
+        put_page(s, ns, i++, len);
+    ck_assert_int_eq(get_page(s, ns, 30, len), -ENOENT); /* then segment 3 */
+    for (int k = 1; k < 15; k++)
+        ck_assert_int_eq(get_page(s, ns, k, len), 0); /* segment 1 byte for byte */
+    /* 15 gets since it was passed over, not more than its pages: it goes when
+     * its turn comes again, after the segments sealed before it was passed
+     * over (exists does not count as a read) */
+    uint64_t before = st.evicted_segments;
+    while (page_exists(s, ns, 0)) {
+        put_page(s, ns, i++, len);
+        ck_assert_uint_le(st.evicted_segments, before + 3);
+    }
+    ck_assert_int_eq(get_page(s, ns, 14, len), -ENOENT);
+    close_store(s);
+}
+END_TEST
+
 /* 64 KiB pages: 15 records (68 KiB each) fill a 1 MiB segment. 46 pages fill
  * segments 1-3 and start segment 4; a capacity of 3 MiB, set while a read of
  * page 0 is in flight, evicts segment 1 at the next tick. (The segment a set
@@ -2167,6 +2213,7 @@ int main(void)
     tcase_add_test(tc, test_compress_linger);
     tcase_add_test(tc, test_compress_clear_inflight);
     tcase_add_test(tc, test_open_segments);
+    tcase_add_test(tc, test_evict_second_chance);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);
