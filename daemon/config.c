@@ -90,7 +90,7 @@ static const struct opt opts[] = {
     STR_OPT(allowed_uids, OPT_LIST, "LIST", "users (names or uids, comma-separated) allowed in"),
     STR_OPT(allowed_gids, OPT_LIST, "LIST", "groups (names or gids, comma-separated) allowed in"),
     SIZE_OPT(region_size, MiB, 4 * GiB, "shared-memory region per client"),
-    SIZE_OPT(segment_size, MiB, 64 * GiB, "size of one segment file"),
+    SIZE_OPT(segment_size, MiB, 32 * GiB, "size of one segment file"),
     U32_OPT(open_segments, 0, HC_STORE_OPEN_MAX, "N",
             "segments written at once, each by one writer (0: one per I/O thread)"),
     SIZE_OPT(capacity_bytes, 0, UINT64_MAX, "byte limit of this node's segments (0: none)"),

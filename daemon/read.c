@@ -56,8 +56,8 @@ void hc__rd_free(struct rd *r)
 static void rd_own_copy(struct rd *r, int fd, uint32_t crc)
 {
     void *own;
-    if (posix_memalign(&own, HC_STORE_ALIGN, round_up(r->len)) != 0)
-        return;
+    if (r->own || posix_memalign(&own, HC_STORE_ALIGN, round_up(r->len)) != 0)
+        return; /* (one already: a read tried again by the tests' fail hook) */
     if (hc__pread_all(fd, own, r->len, r->off + HC_STORE_ALIGN) == 0 &&
         hc_crc32c(0, own, r->len) == crc)
         r->own = own;
@@ -176,27 +176,32 @@ void hc__rd_submit(struct hc_store *s, struct rd *r)
     s->inflight++;
 }
 
-/* A read of a record this run wrote and acknowledged that failed with result:
- * tries it again, now or later, when that may help. Returns true when it
- * did (r is in flight or waits on s->rd_later). */
-static bool rd_retry(struct hc_store *s, struct rd *r, ssize_t result)
+/* A read that failed with *result: a payload check that failed in the
+ * getter's slot is confirmed by a read into the daemon's memory (any
+ * segment); a record this run wrote and acknowledged is tried again, now or
+ * later, when that may help. Returns true when it did (r is in flight or
+ * waits on s->rd_later); may turn *result into -ENOMEM. */
+static bool rd_retry(struct hc_store *s, struct rd *r, ssize_t *result)
 {
     struct seg *seg = r->seg;
 
-    if (result == -EBADMSG && r->slot_checked) {
+    if (*result == -EBADMSG && r->slot_checked) {
         /* The payload was checked in the getter's slot, which its client can
          * change at any moment: a failed check there says nothing about the
          * record. Read it again into a daemon-owned buffer (copied into the
          * slot after its check) before anyone calls it bad, so that no client
-         * can make a record leave the index for the others. */
+         * can make a record leave the index for the others. Without memory
+         * for it, the get fails with ENOMEM and the record stays. */
         r->slot_checked = false;
         if (posix_memalign(&r->bounce, HC_STORE_ALIGN, round_up(r->len)) == 0) {
             hc__rd_submit(s, r);
             return true;
         }
         r->bounce = NULL;
+        *result = -ENOMEM;
+        return false;
     }
-    if ((result == -EBADMSG || result == -ENODATA) && seg->fresh && r->retries < RD_RETRIES) {
+    if ((*result == -EBADMSG || *result == -ENODATA) && seg->fresh && r->retries < RD_RETRIES) {
         /* Its bytes were whole on storage before the page became visible,
          * so a short read or a failed check is most likely the file's view
          * lagging the write (rd_before_retry). Read again, with the segment
@@ -206,11 +211,11 @@ static bool rd_retry(struct hc_store *s, struct rd *r, ssize_t result)
         hc_log(HC_LOG_INFO,
                "store: record in segment %016" PRIx64 " at %" PRIu64
                " read back %s; reading again (%u/%u)",
-               seg->seq, r->off, result == -ENODATA ? "short" : "bad", r->retries, RD_RETRIES);
+               seg->seq, r->off, *result == -ENODATA ? "short" : "bad", r->retries, RD_RETRIES);
         hc__rd_submit(s, r);
         return true;
     }
-    if (result == -EIO && seg->fresh && !s->stopping && r->eio_retries < RD_EIO_RETRIES) {
+    if (*result == -EIO && seg->fresh && !s->stopping && r->eio_retries < RD_EIO_RETRIES) {
         /* JuiceFS answers EIO for a while when it compacts the slices of a
          * file that is being written and read (it deletes the old slices a
          * read still uses; juicedata/juicefs#6000), which the open segment
@@ -282,7 +287,7 @@ static void rd_fail(struct hc_store *s, struct rd *r, ssize_t result)
  * failure becomes a miss or an error (rd_fail). */
 void hc__rd_finish(struct hc_store *s, struct rd *r, ssize_t result)
 {
-    if (rd_retry(s, r, result))
+    if (rd_retry(s, r, &result))
         return;
     if (r->in_tab) {
         hc__ptab_del(&s->reading, &r->pn);
@@ -370,7 +375,9 @@ int hc__get_start(struct hc_store *s, int ns, const char *key, size_t klen, void
     struct rd *r;
     int rc;
 
-    if (e && s->segs[e->seg]->local && s->segs[e->seg]->reads < UINT32_MAX)
+    /* a client's get (not the daemon's second try for a joiner, GET_OWNED)
+     * counts toward its segment's second chance at eviction (evict.c) */
+    if (e && !(how & GET_OWNED) && s->segs[e->seg]->local && s->segs[e->seg]->reads < UINT32_MAX)
         s->segs[e->seg]->reads++;
     if (!e) {
         rc = hc__defer_cb(s, cb, data, -ENOENT, 0);

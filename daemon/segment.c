@@ -579,7 +579,7 @@ static void create_done(struct hc_io_req *req)
         seg->opened_ms = s->now_ms;
         seg->opened_known = s->have_now;
         seg->wb = t->wb;
-        if (s->nopen == HC_STORE_OPEN_MAX) /* never: creates start below open_segments */
+        if (s->nopen == HC_STORE_OPEN_MAX) /* not expected: one create at a time */
             hc__seg_close_appends(s, s->opens[0]);
         s->opens[s->nopen++] = seg;
         free(t);
@@ -597,11 +597,14 @@ static void create_done(struct hc_io_req *req)
 
 /* Creates the next local segment file on an I/O thread; once it is there it
  * becomes one of the open ones and hc__place_waiting runs (with the create's
- * error if it failed). One create at a time, and only while fewer than
- * open_segments are open: the caller checked both. Returns 0, or -ENOMEM
- * with nothing submitted. */
+ * error if it failed). One create at a time: with one in flight it does
+ * nothing (returns 0; that create's done places the waiting sets). Callers
+ * start one only while fewer than open_segments are open, or when none has
+ * room. Returns 0, or -ENOMEM with nothing submitted. */
 int hc__seg_create(struct hc_store *s)
 {
+    if (s->creating)
+        return 0; /* its done places the waiting sets (callbacks can re-enter) */
     struct create_task *t = calloc(1, sizeof(*t));
     if (!t || !(t->wb = hc__wb_new())) {
         free(t);

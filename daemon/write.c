@@ -261,8 +261,9 @@ static bool seg_has_room(const struct hc_store *s, const struct seg *seg, const 
  * (one of the open ones, by the stream's number) while that one has room and
  * is less than OPEN_BUSY_BYTES further behind than the least busy, so that a
  * client's pages lie together; else the one with the least backlog (the
- * first of equals). */
-static struct seg *open_pick(const struct hc_store *s, const struct wrec *w)
+ * first of equals). *least (when not NULL) is set to the least backlog of
+ * those with room. */
+static struct seg *open_pick(const struct hc_store *s, const struct wrec *w, uint64_t *least)
 {
     struct seg *best = NULL, *pref = NULL;
     for (unsigned i = 0; i < s->nopen; i++) {
@@ -270,6 +271,8 @@ static struct seg *open_pick(const struct hc_store *s, const struct wrec *w)
         if (seg_has_room(s, seg, w) && (!best || seg->backlog < best->backlog))
             best = seg;
     }
+    if (least && best)
+        *least = best->backlog;
     if (w->stream && s->nopen)
         pref = s->opens[w->stream % s->nopen];
     if (best && pref && seg_has_room(s, pref, w) && pref->backlog < best->backlog + OPEN_BUSY_BYTES)
@@ -326,7 +329,9 @@ static void open_grow(struct hc_store *s)
     (void)hc__seg_create(s); /* -ENOMEM: the open ones go on */
 }
 
-/* Closes the open segments that have no room for w. */
+/* Closes the open segments that have no room for w (called when none has
+ * room for it, or when sets wait already for the segment being created: then
+ * some may still have room for smaller pages, and close a little early). */
 static void opens_close_full(struct hc_store *s, const struct wrec *w)
 {
     for (unsigned i = s->nopen; i-- > 0;)
@@ -349,15 +354,16 @@ static void wrec_abandon(struct hc_store *s, struct wrec *w, int rc)
 }
 
 /* Places w at the tail of an open segment (open_pick), or, when none has room,
- * sets wait already, or the one it would take is OPEN_BUSY_BYTES behind while
+ * sets wait already, or every one with room is OPEN_BUSY_BYTES behind while
  * a segment is being created, queues w (in arrival order) for the next one,
  * whose file is created on an I/O thread (hc__seg_create): a set never waits
  * for the mount on the loop thread. Returns 0 (placed or queued: w is the
  * store's now), or -errno with nothing done (w still the caller's). */
 static int wrec_place(struct hc_store *s, struct wrec *w)
 {
-    struct seg *seg = s->place_head ? NULL : open_pick(s, w);
-    if (seg && (seg->backlog < OPEN_BUSY_BYTES || !s->creating)) {
+    uint64_t least = 0;
+    struct seg *seg = s->place_head ? NULL : open_pick(s, w, &least);
+    if (seg && (least < OPEN_BUSY_BYTES || !s->creating)) {
         int rc = wrec_put(s, seg, w);
         if (rc == 0)
             open_grow(s);
@@ -389,13 +395,19 @@ static int wrec_place(struct hc_store *s, struct wrec *w)
  * queued set fails with its error. */
 void hc__place_waiting(struct hc_store *s, int rc)
 {
-    struct wrec *w;
+    /* The sets queued before now. Callbacks run below (wrec_abandon) can
+     * come back with new sets, which queue behind these and wait for a create
+     * of their own (hc__seg_create starts at most one). */
+    struct wrec *w, *last = s->place_tail;
 
     if (rc == -ENOSPC || rc == -EDQUOT)
         s->nospace_until_ms = mono_ms() + NOSPACE_BACKOFF_MS;
-    while ((w = s->place_head)) {
-        struct seg *seg = NULL;
-        if (rc == 0 && !w->cleared && !(seg = open_pick(s, w))) {
+    while (last && (w = s->place_head)) {
+        bool end = w == last;
+        /* an open segment with room takes it even when the create failed (a
+         * create to add a segment, not the only way in) */
+        struct seg *seg = w->cleared ? NULL : open_pick(s, w, NULL);
+        if (!w->cleared && !seg && rc == 0) {
             opens_close_full(s, w);
             rc = hc__seg_create(s);
             if (rc == 0)
@@ -407,10 +419,12 @@ void hc__place_waiting(struct hc_store *s, int rc)
         w->next = NULL;
         if (w->cleared)
             wrec_abandon(s, w, 0);
-        else if (rc < 0)
+        else if (!seg)
             wrec_abandon(s, w, rc);
         else if (wrec_put(s, seg, w) < 0)
             wrec_abandon(s, w, -ENOMEM);
+        if (end)
+            break;
     }
     if (rc == 0)
         open_grow(s);

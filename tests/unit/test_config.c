@@ -256,9 +256,9 @@ static const struct bad_case {
     {"{\"discovery_interval_ms\": 86400001}", {"'discovery_interval_ms'", "from 10 to 86400000"}},
     /* sizes */
     {"{\"segment_size\": \"12X\"}",
-     {"cfg.json: 'segment_size' must be a size from 1M to 64G", "(got \"12X\")"}},
-    {"{\"segment_size\": \"65G\"}", {"'segment_size'", "from 1M to 64G", "(got \"65G\")"}},
-    {"{\"segment_size\": 1048575}", {"'segment_size'", "from 1M to 64G", "(got 1048575)"}},
+     {"cfg.json: 'segment_size' must be a size from 1M to 32G", "(got \"12X\")"}},
+    {"{\"segment_size\": \"65G\"}", {"'segment_size'", "from 1M to 32G", "(got \"65G\")"}},
+    {"{\"segment_size\": 1048575}", {"'segment_size'", "from 1M to 32G", "(got 1048575)"}},
     {"{\"region_size\": \"5G\"}", {"'region_size' must be a size from 1M to 4G"}},
     {"{\"region_size\": \"-1M\"}", {"'region_size'", "(got \"-1M\")"}},
     {"{\"region_size\": true}", {"'region_size'", "(got true)"}},
@@ -562,7 +562,7 @@ static const struct {
     const char *args[4];
     const char *msg[2];
 } bad_args[] = {
-    {{"--segment-size", "12X"}, {"--segment-size: must be a size from 1M to 64G", "(got \"12X\")"}},
+    {{"--segment-size", "12X"}, {"--segment-size: must be a size from 1M to 32G", "(got \"12X\")"}},
     {{"--io-threads", "four"}, {"--io-threads: must be an integer from 1 to 64 (got \"four\")"}},
     {{"--io-threads", "0"}, {"--io-threads: must be an integer from 1 to 64 (got \"0\")"}},
     {{"--io-threads", "+4"}, {"--io-threads:"}},
@@ -692,7 +692,7 @@ static const char *const every_flag[] = {
     "(default /run/hicached/hicached.sock)",
     "(default 0660)",
     "(default 64M; 1M to 4G)",
-    "(default 256M; 1M to 64G)",
+    "(default 256M; 1M to 32G)",
     "(default 1M; 4K to 64M)",
     "(default 0.05; 0 to 0.9)",
     "(default 30000; 10 to 86400000)",
