@@ -23,7 +23,7 @@ for bin in "$build"/fuzz/fuzz_*; do
         nice ./"$name" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 \
         "corpus/$name" >"$log" 2>&1)
     rc=$?
-    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$')
+    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -n 1)
     if [ $rc -eq 0 ]; then
         echo "$name: passed, ${runs:-?} executions, corpus $(ls "$corpus" | wc -l) inputs"
     else
