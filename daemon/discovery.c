@@ -56,14 +56,20 @@ struct disc {
     uint64_t pass_bytes; /* bytes of .idx read by this walk (HC_IDX_PASS_BYTES) */
 };
 
+/* Orders (node, seq) pairs. Any thread. */
+static int node_seq_cmp(const char *na, uint64_t sa, const char *nb, uint64_t sb)
+{
+    int c = strcmp(na, nb);
+    if (c)
+        return c;
+    return sa < sb ? -1 : sa > sb;
+}
+
 /* Orders by (node, seq). Any thread. */
 static int known_cmp(const void *a, const void *b)
 {
     const struct known *x = a, *y = b;
-    int c = strcmp(x->node, y->node);
-    if (c)
-        return c;
-    return x->seq < y->seq ? -1 : x->seq > y->seq;
+    return node_seq_cmp(x->node, x->seq, y->node, y->seq);
 }
 
 static void disc_free(struct disc *d)
@@ -87,10 +93,7 @@ static void disc_free(struct disc *d)
 static int bad_cmp(const void *a, const void *b)
 {
     const struct idx_bad *x = a, *y = b;
-    int c = strcmp(x->node, y->node);
-    if (c)
-        return c;
-    return x->seq < y->seq ? -1 : x->seq > y->seq;
+    return node_seq_cmp(x->node, x->seq, y->node, y->seq);
 }
 
 /* Adds a refused file to the walk's list (I/O thread; touches only d). A

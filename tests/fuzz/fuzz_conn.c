@@ -67,22 +67,28 @@ static void close_passed(struct msghdr *m)
                 close(((int *)CMSG_DATA(c))[i]);
 }
 
-/* Reads until EOF or timeout_ms without a byte; closes fds passed along. */
+/* Reads what arrives within timeout_ms into buf, closing fds passed along.
+ * Returns the bytes (> 0), 0 at EOF, -ETIMEDOUT, or -1 on an error. */
+static ssize_t recv_some(int fd, void *buf, size_t cap, int timeout_ms)
+{
+    char cbuf[CMSG_SPACE(4 * sizeof(int))];
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, timeout_ms) <= 0)
+        return -ETIMEDOUT;
+    struct iovec iov = {buf, cap};
+    struct msghdr m = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+    ssize_t n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
+    close_passed(&m);
+    return n < 0 ? -1 : n;
+}
+
+/* Reads until EOF or timeout_ms without a byte. */
 static void drain(int fd, int timeout_ms)
 {
-    char buf[65536], cbuf[CMSG_SPACE(4 * sizeof(int))];
-    for (;;) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, timeout_ms) <= 0)
-            return;
-        struct iovec iov = {buf, sizeof(buf)};
-        struct msghdr m = {
-            .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
-        ssize_t n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
-        close_passed(&m);
-        if (n <= 0)
-            return;
-    }
+    char buf[65536];
+    while (recv_some(fd, buf, sizeof(buf), timeout_ms) > 0)
+        ;
 }
 
 /* Connects, says hello and pings; true when the ping's reply arrives within
@@ -107,17 +113,12 @@ static bool ping_answered(void)
     if (send(fd, buf, n, MSG_NOSIGNAL) != (ssize_t)n)
         goto out;
     for (int waited = 0; !ok && waited < 10000;) {
-        char in[4096], cbuf[CMSG_SPACE(4 * sizeof(int))];
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, 100) <= 0) {
+        char in[4096];
+        ssize_t got = recv_some(fd, in, sizeof(in), 100);
+        if (got == -ETIMEDOUT) {
             waited += 100;
             continue;
         }
-        struct iovec iov = {in, sizeof(in)};
-        struct msghdr m = {
-            .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
-        ssize_t got = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
-        close_passed(&m);
         if (got <= 0 || hc_frame_decoder_feed(&d, in, (size_t)got) < 0)
             break;
         const uint8_t *body;

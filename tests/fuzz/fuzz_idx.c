@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "crc32c.h"
-#include "log.h"
+#include "fuzz_store.h"
 #include "store_int.h"
 
 static char dir[] = "/tmp/hc_fuzz_idx.XXXXXX";
@@ -26,27 +26,15 @@ static struct hc_store *store;
 static struct hc_stats stats;
 static uint32_t node;
 
-static void wake(void *arg)
-{
-    (void)arg;
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    struct hc_io_config ioc = {.threads = 1, .queue_depth = 8, .max_inflight_bytes = 1u << 20};
     char err[256];
     (void)argc;
     (void)argv;
-    hc_log_set_level(HC_LOG_ERR);
-    if (!mkdtemp(dir) || hc_io_pool_create(&io, &ioc, wake, NULL) < 0)
+    if (!mkdtemp(dir))
         abort();
-    struct hc_store_config cfg = {.mount_point = dir,
-                                  .root_dir = "hicache",
-                                  .node_id = "fuzz",
-                                  .segment_size = 4u << 20,
-                                  .seal_interval_ms = 1000000,
-                                  .discovery_interval_ms = 1000000,
-                                  .dedupe = true};
+    io = fuzz_io_pool();
+    struct hc_store_config cfg = fuzz_store_config(dir);
     if (hc_store_open(&store, &cfg, io, &stats, err, sizeof(err)) < 0)
         abort();
     node = (uint32_t)hc__node_intern(store, "other");

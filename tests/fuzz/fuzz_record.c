@@ -14,17 +14,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "fuzz_store.h"
 #include "store_int.h"
 
 static char dir[] = "/tmp/hc_fuzz_rec.XXXXXX";
 static char node_dir[sizeof(dir) + 32];
 static struct hc_io_pool *io;
-
-static void wake(void *arg)
-{
-    (void)arg;
-}
 
 static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -37,12 +32,11 @@ static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ft
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    struct hc_io_config ioc = {.threads = 1, .queue_depth = 8, .max_inflight_bytes = 1u << 20};
     (void)argc;
     (void)argv;
-    hc_log_set_level(HC_LOG_ERR);
-    if (!mkdtemp(dir) || hc_io_pool_create(&io, &ioc, wake, NULL) < 0)
+    if (!mkdtemp(dir))
         abort();
+    io = fuzz_io_pool();
     snprintf(node_dir, sizeof(node_dir), "%s/hicache/fuzz", dir);
     return 0;
 }
@@ -75,13 +69,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     close(fd);
 
-    struct hc_store_config cfg = {.mount_point = dir,
-                                  .root_dir = "hicache",
-                                  .node_id = "fuzz",
-                                  .segment_size = 4u << 20,
-                                  .seal_interval_ms = 1000000,
-                                  .discovery_interval_ms = 1000000,
-                                  .dedupe = true};
+    struct hc_store_config cfg = fuzz_store_config(dir);
     memset(&st, 0, sizeof(st));
     if (hc_store_open(&s, &cfg, io, &st, err, sizeof(err)) < 0)
         return 0; /* refused, not crashed: fine */

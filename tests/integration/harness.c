@@ -515,6 +515,24 @@ int64_t hd_stat(const struct hd *d, const char *name)
     return v;
 }
 
+long hd_status_kib(const struct hd *d, const char *field)
+{
+    char path[64], line[256];
+    size_t n = strlen(field);
+    long kib = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)d->pid);
+    if (!(f = fopen(path, "r")))
+        return -1;
+    while (fgets(line, sizeof(line), f))
+        if (strncmp(line, field, n) == 0 && line[n] == ':' &&
+            sscanf(line + n + 1, "%ld", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
 int hd_fd_count(const struct hd *d, const char *skip_prefix)
 {
     char path[64];

@@ -98,6 +98,10 @@ hc_client *hd_connect(const struct hd *d, const char *ns, uint64_t page_size_hin
 int64_t h_stat(hc_client *c, const char *name);
 int64_t hd_stat(const struct hd *d, const char *name);
 
+/* A "<field>: N kB" line of the daemon's /proc/<pid>/status (VmRSS, VmHWM),
+ * in KiB, or -1. */
+long hd_status_kib(const struct hd *d, const char *field);
+
 /* Number of open fds of the daemon (/proc/<pid>/fd), not counting those
  * whose target starts with skip_prefix (may be NULL), or -1. */
 int hd_fd_count(const struct hd *d, const char *skip_prefix);

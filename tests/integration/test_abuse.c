@@ -18,24 +18,6 @@
 
 #include "harness.h"
 
-/* Daemon resident memory in KiB, from /proc/<pid>/status. */
-static long daemon_rss_kib(const struct hd *d)
-{
-    char path[64], line[256];
-    long kib = -1;
-    FILE *f;
-
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)d->pid);
-    f = fopen(path, "r");
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-            break;
-    fclose(f);
-    return kib;
-}
-
 /* One set and get of a fresh page through libhicache: the daemon serves. */
 static void assert_serves(const struct hd *d, const char *key)
 {
@@ -144,7 +126,7 @@ START_TEST(test_peer_that_never_reads)
     frame[2] = frame[3] = 0;
     hicache__request__pack(&req, frame + 4);
     fcntl(r.fd, F_SETFL, fcntl(r.fd, F_GETFL) | O_NONBLOCK);
-    rss0 = daemon_rss_kib(d);
+    rss0 = hd_status_kib(d, "VmRSS");
 
     /* each exists reply is ~1.2 KiB; send until the daemon stops taking
      * requests (the socket buffers fill) or 3 s pass */
@@ -161,7 +143,7 @@ START_TEST(test_peer_that_never_reads)
         if (n > 0)
             break; /* a partial frame: stop here, the stream is now cut */
     }
-    rss1 = daemon_rss_kib(d);
+    rss1 = hd_status_kib(d, "VmRSS");
     ck_assert_msg(rss1 - rss0 < 64 * 1024,
                   "daemon RSS grew from %ld to %ld KiB for one peer that never reads (%llu "
                   "requests sent)",

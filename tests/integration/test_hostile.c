@@ -252,22 +252,6 @@ START_TEST(test_bad_index_files_read_once)
 }
 END_TEST
 
-/* Peak resident memory of a daemon in KiB (VmHWM). */
-static long ho_hwm_kib(const struct hd *d)
-{
-    char path[64], line[256];
-    long kib = -1;
-    FILE *f;
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)d->pid);
-    if (!(f = fopen(path, "r")))
-        return -1;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmHWM: %ld kB", &kib) == 1)
-            break;
-    fclose(f);
-    return kib;
-}
-
 /* Defect 6: an .idx under the size limit whose header does not fit its own
  * size or its segment (here: 200 MiB, sparse, claiming 3 million entries of
  * a 1 MiB segment, which can hold 128) is refused from its header, before
@@ -287,7 +271,7 @@ START_TEST(test_bad_index_refused_from_its_header)
     hd_stop(b);
     hd_start(a);
     ck_assert_int_eq(ho_read(a, "fine"), HO_PAGES); /* the valid index of "other" */
-    long hwm0 = ho_hwm_kib(a);
+    long hwm0 = hd_status_kib(a, "VmHWM");
     snprintf(dir, sizeof(dir), "%s/hicache/other", a->mount);
     snprintf(p, sizeof(p), "%s/00000000ffff0001.idx", dir);
     hdr[4] = 1;                                             /* version */
@@ -304,7 +288,7 @@ START_TEST(test_bad_index_refused_from_its_header)
     while (hd_stat(a, "idx_refused") < 1 && h_now_ms() - t0 < 5000)
         h_sleep_ms(50);
     ck_assert_int_eq(hd_stat(a, "idx_refused"), 1);
-    long hwm1 = ho_hwm_kib(a);
+    long hwm1 = hd_status_kib(a, "VmHWM");
     fprintf(stderr, "peak memory %ld -> %ld KiB\n", hwm0, hwm1);
     ck_assert_int_gt(hwm0, 0);
     ck_assert_int_lt(hwm1 - hwm0, 32 * 1024);
