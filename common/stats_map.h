@@ -36,6 +36,9 @@
     X(io_errors, counter, "storage reads and writes that failed")                                  \
     X(set_errors, counter, "sets refused or failed")                                               \
     X(bad_requests, counter, "requests refused as malformed")                                      \
+    X(pools, gauge, "client host pools registered now (SGLang's shm allocator)")                   \
+    X(pool_pages, counter, "pages moved straight to or from a client's host pool")                 \
+    X(client_faults, counter, "pages failed because their client's memory vanished (EFAULT)")      \
     X(quarantined_files, counter, "bad files of this node set aside at start (*.bad-*)")           \
     X(idx_refused, counter, "other nodes' .idx files refused (broken or too large), once each")    \
     X(inflight_bytes, gauge, "bytes of storage I/O in flight now")

@@ -10,7 +10,7 @@
  * thread reads the page once more from the file, right after the first read
  * (from the page cache that read filled, as a rule), into a daemon-owned
  * buffer (rd.own) for the joiners; a get that joins too late for that gets
- * one more read, shared by all such joiners (rd_regroup). Gets that declare
+ * one more read, shared by all such joiners (hc__rd_regroup). Gets that declare
  * more than one reader per page (the ranks of an MLA model) read into a
  * daemon-owned buffer to begin with: one read for all.
  *
@@ -21,6 +21,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "guard.h"
 
 /* The verified, daemon-owned page a copy for a joiner takes from, or NULL
  * when the read went straight into its getter's slot. */
@@ -148,9 +150,8 @@ static int join_before(struct hc_io_req *req)
     uint32_t len = j->lin ? j->lin->len : j->lead->len;
 
     if (!src)
-        return -EBADMSG; /* never: see hc__rd_fanout */
-    memcpy(j->buf, src, len);
-    return 0;
+        return -EBADMSG;                    /* never: see hc__rd_fanout */
+    return hc_guard_copy(j->buf, src, len); /* -EFAULT: its slot vanished */
 }
 
 /* Back on the loop thread: answers the joiner (a copy that found no source
@@ -163,15 +164,12 @@ static void join_done(struct hc_io_req *req)
     struct hc_store *s = j->s;
 
     s->inflight--;
-    if (l) {
-        uint32_t len = l->len;
-        l->refs--;
-        linger_release(s, l);
-        hc__client_hit(s, j->cb, j->data, len);
-        free(j);
-        return;
-    }
-    if (req->result == 0) {
+    if (req->result == -EFAULT) {
+        s->st->client_faults++;
+        j->cb(j->data, -EFAULT, 0);
+    } else if (l) {
+        hc__client_hit(s, j->cb, j->data, l->len);
+    } else if (req->result == 0) {
         hc__client_hit(s, j->cb, j->data, lead->len);
     } else {
         int rc =
@@ -180,8 +178,11 @@ static void join_done(struct hc_io_req *req)
             j->cb(j->data, rc, 0);
     }
     free(j);
-    if (--lead->copies == 0) {
-        hc__client_hit(s, lead->cb, lead->data, lead->len);
+    if (l) {
+        l->refs--;
+        linger_release(s, l);
+    } else if (--lead->copies == 0) {
+        hc__rd_answer(s, lead);
         hc__rd_free(lead);
     }
 }
@@ -256,11 +257,12 @@ int hc__get_coalesced(struct hc_store *s, int ns, const char *key, size_t klen, 
     return 0;
 }
 
-/* The joiners of r, a read that went straight into its getter's slot: they
- * get the page from one more read into a daemon-owned buffer, which the first
- * leads and the others join (GET_JOINABLE | GET_OWNED), never from r's slot.
- * The getter of r is answered. */
-static void rd_regroup(struct hc_store *s, struct rd *r)
+/* The joiners of r, a read that went straight into its getter's slot (or
+ * failed there, st -EFAULT): they get the page from one more read into a
+ * daemon-owned buffer, which the first leads and the others join
+ * (GET_JOINABLE | GET_OWNED), never from r's slot. The getter of r is
+ * answered: a hit (st 0) or st. r is freed. */
+void hc__rd_regroup(struct hc_store *s, struct rd *r, int st)
 {
     struct join *j, *next;
 
@@ -273,7 +275,12 @@ static void rd_regroup(struct hc_store *s, struct rd *r)
             j->cb(j->data, rc, 0);
         free(j);
     }
-    hc__client_hit(s, r->cb, r->data, r->len);
+    if (st < 0) {
+        s->st->client_faults++;
+        r->cb(r->data, st, 0);
+    } else {
+        hc__rd_answer(s, r);
+    }
     hc__rd_free(r);
 }
 
@@ -283,7 +290,7 @@ static void rd_regroup(struct hc_store *s, struct rd *r)
  * expect more gets than joined; the joiners then copy from the lingering page
  * and the leader answers at once. Otherwise the joiners copy from the
  * leader's daemon-owned buffer and the leader answers after the last copy;
- * a read that has none gets its joiners served by another (rd_regroup). */
+ * a read that has none gets its joiners served by another (hc__rd_regroup). */
 void hc__rd_fanout(struct hc_store *s, struct rd *r)
 {
     struct linger *l = NULL;
@@ -296,7 +303,7 @@ void hc__rd_fanout(struct hc_store *s, struct rd *r)
         l = linger_new(s, r, r->readers - 1 - njoins);
     hc__seg_maybe_free(s, r->seg); /* after linger_new, which reads it */
     if (!l && r->joins && !rd_src(r)) {
-        rd_regroup(s, r);
+        hc__rd_regroup(s, r, 0);
         return;
     }
     if (l || !r->joins) {
@@ -306,7 +313,7 @@ void hc__rd_fanout(struct hc_store *s, struct rd *r)
             l->refs++;
             join_submit(s, j);
         }
-        hc__client_hit(s, r->cb, r->data, r->len);
+        hc__rd_answer(s, r);
         hc__rd_free(r);
         return;
     }

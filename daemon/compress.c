@@ -14,6 +14,8 @@
 #include <string.h>
 #include <zstd.h>
 
+#include "guard.h"
+
 /* The zstd level of every compressed page: higher levels save no more on KV
  * pages (docs/COMPRESSION.md). */
 #define ZSTD_LEVEL 1
@@ -89,28 +91,46 @@ uint64_t hc__zlimit(uint64_t len)
     return lim;
 }
 
-/* Called on an I/O thread: compresses the len bytes at src (ZSTD_LEVEL).
- * Sets *zbuf (HC_STORE_ALIGN-aligned, zero-padded to the block, the
- * caller frees it) and *zlen when the frame fits under hc__zlimit(len);
- * otherwise (or out of memory) leaves both untouched: the page is stored
- * raw. */
-void hc__zcompress(const void *src, uint64_t len, void **zbuf, uint64_t *zlen)
-{
-    uint64_t lim = hc__zlimit(len);
-    ZSTD_CCtx *cctx = thread_cctx();
+struct zargs {
+    ZSTD_CCtx *cctx;
     void *z;
+    uint64_t lim;
+    const void *src;
+    uint64_t len;
+    size_t n;
+};
 
-    if (!lim || !cctx || posix_memalign(&z, HC_STORE_ALIGN, round_up(lim)) != 0)
-        return;
+static void zcompress_fn(void *arg)
+{
+    struct zargs *a = arg;
+    a->n = ZSTD_compressCCtx(a->cctx, a->z, a->lim, a->src, a->len, ZSTD_LEVEL);
+}
+
+/* Called on an I/O thread: compresses the len bytes at src (ZSTD_LEVEL),
+ * guarded (guard.h: src is a client's buffer, which may vanish). Sets *zbuf
+ * (HC_STORE_ALIGN-aligned, zero-padded to the block, the caller frees it) and
+ * *zlen when the frame fits under hc__zlimit(len); otherwise (or out of
+ * memory) leaves both untouched: the page is stored raw. Returns 0, or
+ * -EFAULT when src vanished (nothing set). */
+int hc__zcompress(const void *src, uint64_t len, void **zbuf, uint64_t *zlen)
+{
+    struct zargs a = {.cctx = thread_cctx(), .lim = hc__zlimit(len), .src = src, .len = len};
+
+    if (!a.lim || !a.cctx || posix_memalign(&a.z, HC_STORE_ALIGN, round_up(a.lim)) != 0)
+        return 0;
     /* Output that would not fit under the limit fails early: stored raw. */
-    size_t n = ZSTD_compressCCtx(cctx, z, lim, src, len, ZSTD_LEVEL);
-    if (ZSTD_isError(n) || n == 0 || n > lim) {
-        free(z);
-        return;
+    if (hc_guard_run(zcompress_fn, &a) < 0) {
+        free(a.z);
+        return -EFAULT;
     }
-    memset((char *)z + n, 0, round_up(n) - n);
-    *zbuf = z;
-    *zlen = n;
+    if (ZSTD_isError(a.n) || a.n == 0 || a.n > a.lim) {
+        free(a.z);
+        return 0;
+    }
+    memset((char *)a.z + a.n, 0, round_up(a.n) - a.n);
+    *zbuf = a.z;
+    *zlen = a.n;
+    return 0;
 }
 
 /* Called on an I/O thread: decompresses the zstd frame of slen bytes at src

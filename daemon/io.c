@@ -367,8 +367,10 @@ int hc_io_pool_create(struct hc_io_pool **out, const struct hc_io_config *cfg,
     }
 
     /* Threads inherit the signal mask: block everything so SIGTERM and
-     * friends are delivered to the main thread. */
+     * friends are delivered to the main thread; not SIGBUS, which the guard
+     * of their CPU passes over client memory catches (guard.h). */
     sigfillset(&all);
+    sigdelset(&all, SIGBUS);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     for (unsigned i = 0; i < pool->nthreads; i++) {
         struct io_thread *t = &pool->threads[i];

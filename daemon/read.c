@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 
 #include "crc32c.h"
+#include "guard.h"
 #include "log.h"
 
 #define RD_RETRIES 3 /* re-reads of a bad record this run wrote before it is dropped */
@@ -36,6 +37,18 @@ void hc__client_hit(struct hc_store *s, hc_store_cb cb, void *data, uint64_t len
     s->st->hits++;
     s->st->bytes_served += len;
     cb(data, 0, len);
+}
+
+/* Answers the getter of a read that found a good page: a hit, or EFAULT when
+ * the copy into its slot met a vanished page (rd.buf_err). */
+void hc__rd_answer(struct hc_store *s, struct rd *r)
+{
+    if (r->buf_err) {
+        s->st->client_faults++;
+        r->cb(r->data, r->buf_err, 0);
+        return;
+    }
+    hc__client_hit(s, r->cb, r->data, r->len);
 }
 
 void hc__rd_free(struct rd *r)
@@ -84,18 +97,22 @@ static int rd_after(struct hc_io_req *req)
             return -EBADMSG;
         if ((rc = hc__zdecompress(r->plain, r->len, r->bounce, v.len)) < 0)
             return rc;
-        memcpy(r->buf, r->plain, r->len);
+        if (hc_guard_copy(r->buf, r->plain, r->len) < 0)
+            r->buf_err = -EFAULT;
         r->stored = (uint32_t)v.len;
         return 0;
     }
-    const void *p = r->bounce ? r->bounce : r->buf;
     r->slot_checked = !r->bounce;
-    r->crc = hc_crc32c(0, p, r->len);
+    if (r->bounce)
+        r->crc = hc_crc32c(0, r->bounce, r->len);
+    else if (hc_guard_crc(r->buf, r->len, &r->crc) < 0)
+        return -EFAULT; /* the slot vanished under the check (a truncated pool) */
     if (r->crc != v.payload_crc)
         return -EBADMSG;
-    if (r->bounce)
-        memcpy(r->buf, r->bounce, r->len);
-    else if (__atomic_load_n(&r->want_own, __ATOMIC_ACQUIRE))
+    if (r->bounce) {
+        if (hc_guard_copy(r->buf, r->bounce, r->len) < 0)
+            r->buf_err = -EFAULT;
+    } else if (__atomic_load_n(&r->want_own, __ATOMIC_ACQUIRE))
         rd_own_copy(r, req->fd, v.payload_crc);
     r->stored = r->len;
     return 0;
@@ -243,6 +260,14 @@ static void rd_fail(struct hc_store *s, struct rd *r, ssize_t result)
     struct join *j, *next;
     int st;
 
+    if (result == -EFAULT) {
+        /* The getter's slot vanished under the read (a client truncated the
+         * host pool it lies in): the record is fine. The getter gets EFAULT,
+         * the joiners a read of their own into daemon memory. */
+        hc__seg_maybe_free(s, seg);
+        hc__rd_regroup(s, r, -EFAULT);
+        return;
+    }
     if (result == -EBADMSG || result == -ENODATA) {
         const struct hc_index_ent *e = hc_index_lookup(&s->ix, r->pn.h);
         s->st->corrupt_records++;

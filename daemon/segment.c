@@ -650,7 +650,9 @@ void hc__seg_commit(struct hc_store *s, struct seg *seg)
             hc__ptab_del(&s->writing, &w->pn);
 
         int st = w->status;
-        if (st < 0 && !seg->cascade)
+        /* A poisoned record (EFAULT: written, but its payload CRC cannot
+         * match) is stepped over by a scan: the records after it stand. */
+        if (st < 0 && st != -EFAULT && !seg->cascade)
             seg->cascade = st;
         else if (st == 0 && seg->cascade)
             st = seg->cascade;

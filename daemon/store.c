@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "guard.h"
 #include "log.h"
 
 /* ---- tasks and deferred callbacks ---------------------------------------- */
@@ -259,6 +260,11 @@ int hc_store_open(struct hc_store **out, const struct hc_store_config *cfg, stru
         snprintf(err, errlen, "node_id '%s' must be 1 to 64 characters of [A-Za-z0-9_.-]",
                  cfg->node_id);
         return -EINVAL;
+    }
+    /* client buffers (host pools) may vanish under the daemon's CPU passes */
+    if ((rc = hc_guard_install()) < 0) {
+        snprintf(err, errlen, "store: SIGBUS handler: %s", strerror(-rc));
+        return rc;
     }
     if (!hc_node_name_ok(cfg->root_dir, strlen(cfg->root_dir))) {
         snprintf(err, errlen, "root_dir '%s' must be 1 to 64 characters of [A-Za-z0-9_.-]",

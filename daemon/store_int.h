@@ -227,10 +227,11 @@ struct waiter {
 };
 
 /* A record write. While its compression task runs (req, from submit to
- * done) wrec_compress reads buf and len and sets zbuf and zlen on an I/O
- * thread; while the gathered write that holds it is in flight (struct
+ * done) wrec_compress reads buf and len and sets zbuf, zlen and fault on an
+ * I/O thread; while the gathered write that holds it is in flight (struct
  * wbatch), wb_before copies buf into bounce (if any) and sets hdr's CRCs from
- * the bytes to write. Meanwhile the loop thread changes only fields these do
+ * the bytes to write, or poisons the record (fault, bounce, the batch's iov
+ * entry of its payload) when buf vanished. Meanwhile the loop thread changes only fields these do
  * not read: waiters, the list links (next, zprev, znext, pn), in_tab and
  * cleared. */
 struct wrec {
@@ -252,7 +253,10 @@ struct wrec {
     /* compression: the set asked for it; zbuf (aligned, zero-padded to the
      * block) holds zlen bytes of zstd frame once the task kept it */
     bool compress;
-    bool cleared;    /* its namespace was cleared while it was compressed */
+    bool cleared; /* its namespace was cleared while it was compressed */
+    /* its setter's buffer vanished (a truncated host pool), found by
+     * wrec_compress or the CRC pass: never indexed, fails with EFAULT */
+    bool fault;
     uint32_t stream; /* the setter's stream (struct hc_store_opts), 0 none */
     void *zbuf;
     uint64_t zlen;
@@ -263,7 +267,8 @@ struct join;
 
 /* A storage read (the leader of a coalesced group). While its req is in
  * flight, rd_before_retry and rd_after (I/O thread) read off, len, sblocks,
- * the names, the buffers and want_own and set crc, stored, slot_checked, own
+ * the names, the buffers and want_own and set crc, stored, slot_checked, own,
+ * buf_err
  * and the bytes in buf and plain; the loop thread meanwhile only adds joins,
  * sets want_own and changes pn and in_tab. */
 struct rd {
@@ -301,6 +306,10 @@ struct rd {
      * a daemon-owned buffer that the joiners copy from, never the slot. */
     int want_own;
     void *own;
+    /* set by rd_after: the copy of the good page into buf met a vanished page
+     * (a client truncated the host pool buf lies in); the getter gets this
+     * (-EFAULT), the joiners their copy from the daemon's buffer */
+    int buf_err;
     uint16_t nslen, klen;
     char names[HC_MAX_NS + HC_MAX_KEY]; /* namespace then key, for the check */
 };
@@ -535,7 +544,7 @@ struct wbatch *hc__wb_new(void);
 /* ---- compress.c: zstd ------------------------------------------------------- */
 
 uint64_t hc__zlimit(uint64_t len);
-void hc__zcompress(const void *src, uint64_t len, void **zbuf, uint64_t *zlen);
+int hc__zcompress(const void *src, uint64_t len, void **zbuf, uint64_t *zlen);
 int hc__zdecompress(void *dst, size_t len, const void *src, size_t slen);
 
 /* ---- read.c: the get path ------------------------------------------------- */
@@ -559,6 +568,8 @@ int hc__get_coalesced(struct hc_store *s, int ns, const char *key, size_t klen, 
                       uint64_t cap, hc_store_cb cb, void *data, struct hc_hash h,
                       const struct hc_index_ent *e);
 void hc__rd_fanout(struct hc_store *s, struct rd *r);
+void hc__rd_regroup(struct hc_store *s, struct rd *r, int st);
+void hc__rd_answer(struct hc_store *s, struct rd *r);
 void hc__linger_unlink(struct hc_store *s, struct linger *l);
 void hc__linger_expire(struct hc_store *s, uint64_t now);
 void hc__linger_drop(struct hc_store *s, int64_t seg, int ns);

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "crc32c.h"
+#include "guard.h"
 #include "log.h"
 
 /* After the volume answered ENOSPC, sets that need a new segment fail at
@@ -44,29 +45,60 @@ void hc__wrec_free(struct wrec *w)
     free(w);
 }
 
+/* Makes w a record that can never be read: its payload (at iov, the
+ * gathered write's entry for it) becomes daemon-owned zeros and its header
+ * gets a payload CRC that cannot match them, so a restart's scan steps over
+ * it (recover.c) and nothing indexes it; w fails with EFAULT (its setter's
+ * buffer vanished: a client truncated its host pool). Called on an I/O
+ * thread from wb_before, or on the loop thread from wb_refault while no
+ * write of w is in flight. Without memory for the zeros the payload stays
+ * the client's and the write itself fails (wb_done). */
+static void wrec_poison(struct wrec *w, struct iovec *iov)
+{
+    w->fault = true;
+    if (!w->bounce && posix_memalign(&w->bounce, HC_STORE_ALIGN, round_up(w->len)) != 0) {
+        w->bounce = NULL;
+        return;
+    }
+    memset(w->bounce, 0, round_up(w->len));
+    iov->iov_base = w->bounce;
+    hc__hdr_finish(w->hdr, ~hc_crc32c(0, w->bounce, w->len));
+}
+
 /* Called on an I/O thread, from wb_before: the payload CRC (over the bytes
  * written) and the header CRC of w, which the gathered write holding it
- * hands to that thread. */
-static void wrec_crc(struct wrec *w)
+ * hands to that thread; iov is the write's entry for w's payload. The
+ * setter's bytes are read under a guard (guard.h): a buffer that vanished
+ * poisons the record (wrec_poison). */
+static void wrec_crc(struct wrec *w, struct iovec *iov)
 {
+    uint32_t crc;
+
     if (w->zbuf) {
         hc__hdr_finish(w->hdr, hc_crc32c(0, w->zbuf, w->zlen));
         return;
     }
-    const void *p = w->buf;
     if (w->bounce) {
-        memcpy(w->bounce, w->buf, w->len);
-        p = w->bounce;
+        if (hc_guard_copy(w->bounce, w->buf, w->len) < 0) {
+            wrec_poison(w, iov);
+            return;
+        }
+        crc = hc_crc32c(0, w->bounce, w->len);
+    } else if (hc_guard_crc(w->buf, w->len, &crc) < 0) {
+        wrec_poison(w, iov);
+        return;
     }
-    hc__hdr_finish(w->hdr, hc_crc32c(0, p, w->len));
+    hc__hdr_finish(w->hdr, crc);
 }
 
 /* Called on an I/O thread: compresses the page into zbuf. A page that does
- * not shrink enough (or no memory) is stored raw: zbuf stays NULL. */
+ * not shrink enough (or no memory) is stored raw: zbuf stays NULL; one whose
+ * buffer vanished is not stored (fault). */
 static int wrec_compress(struct hc_io_req *req)
 {
     struct wrec *w = container_of(req, struct wrec, req);
-    hc__zcompress(w->buf, w->len, &w->zbuf, &w->zlen);
+    if (hc__zcompress(w->buf, w->len, &w->zbuf, &w->zlen) < 0)
+        w->fault = true;
     return 0;
 }
 
@@ -105,7 +137,10 @@ struct wbatch {
     struct seg *seg;
     unsigned n;
     uint64_t bytes;
+    bool refault; /* sent again after an EFAULT (wb_refault) */
+    int cnt;      /* buffers in iov */
     struct wrec *w[WB_MAX_RECS];
+    unsigned piov[WB_MAX_RECS]; /* index in iov of each record's payload */
     struct iovec iov[3 * WB_MAX_RECS];
 };
 
@@ -115,7 +150,7 @@ static int wb_before(struct hc_io_req *req)
 {
     struct wbatch *b = container_of(req, struct wbatch, req);
     for (unsigned i = 0; i < b->n; i++)
-        wrec_crc(b->w[i]);
+        wrec_crc(b->w[i], &b->iov[b->piov[i]]);
     return 0;
 }
 
@@ -124,6 +159,10 @@ static void wrec_finish(struct hc_store *s, struct wrec *w, int st)
 {
     s->inflight--;
     w->done = true;
+    if (st == 0 && w->fault) {
+        st = -EFAULT; /* poisoned: written, never readable */
+        s->st->client_faults++;
+    }
     w->status = st;
     if (st < 0) {
         return;
@@ -137,6 +176,50 @@ static void wrec_finish(struct hc_store *s, struct wrec *w, int st)
 }
 
 static void wb_kick(struct hc_store *s, struct seg *seg);
+static void wb_done(struct hc_io_req *req);
+
+/* Sends b's gathered write (b->cnt buffers) with before as its before(). */
+static void wb_submit(struct hc_store *s, struct wbatch *b, int (*before)(struct hc_io_req *))
+{
+    memset(&b->req, 0, sizeof(b->req));
+    b->req.op = HC_IO_WRITE;
+    b->req.prio = HC_IO_PRIO_LOW;
+    b->req.fd = b->seg->fd;
+    b->req.offset = b->w[0]->off;
+    b->req.iovx = b->iov;
+    b->req.iovxcnt = b->cnt;
+    b->req.before = before;
+    b->req.done = wb_done;
+    b->req.data = b;
+    /* Cannot fail: a write of 1 to HC_IO_MAX_IOVX buffers at a valid offset. */
+    (void)!hc_io_submit(s->io, &b->req);
+}
+
+/* A gathered write that failed with EFAULT: a setter's buffer vanished after
+ * its CRC (a client truncated its host pool). Poisons the records whose
+ * buffer faults now (probed under the guard) and sends the write once more,
+ * so that the other records of the batch are not failed for it. Returns true
+ * when it did (b in flight again). */
+static bool wb_refault(struct hc_store *s, struct wbatch *b)
+{
+    unsigned poisoned = 0;
+    uint32_t crc;
+
+    if (b->refault)
+        return false;
+    for (unsigned i = 0; i < b->n; i++) {
+        struct wrec *w = b->w[i];
+        if (!w->zbuf && !w->bounce && !w->fault && hc_guard_crc(w->buf, w->len, &crc) < 0) {
+            wrec_poison(w, &b->iov[b->piov[i]]);
+            poisoned += w->bounce != NULL;
+        }
+    }
+    if (!poisoned)
+        return false;
+    b->refault = true;
+    wb_submit(s, b, NULL); /* the CRCs are in the headers already */
+    return true;
+}
 
 /* Back on the loop thread: the gathered write is over; its records commit in
  * order (segment.c) and the next write of the segment starts. A failed write
@@ -148,6 +231,8 @@ static void wb_done(struct hc_io_req *req)
     struct seg *seg = b->seg;
     int st = req->result < 0 ? (int)req->result : 0;
 
+    if (st == -EFAULT && wb_refault(s, b))
+        return;
     seg->wb_busy = false;
     seg->backlog -= b->bytes;
     if (st < 0) {
@@ -173,6 +258,7 @@ static void wb_add(struct wbatch *b, struct wrec *w, int *cnt)
 {
     uint64_t plen = w->zbuf ? w->zlen : w->len;
     b->iov[(*cnt)++] = (struct iovec){w->hdr, HC_STORE_ALIGN};
+    b->piov[b->n] = (unsigned)*cnt;
     if (w->zbuf) {
         b->iov[(*cnt)++] = (struct iovec){w->zbuf, round_up(plen)};
     } else if (w->bounce) {
@@ -208,25 +294,16 @@ static void wb_kick(struct hc_store *s, struct seg *seg)
     b->seg = seg;
     b->n = 0;
     b->bytes = 0;
+    b->refault = false;
     while (seg->unsent && b->n < WB_MAX_RECS &&
            (b->n == 0 || b->bytes + ent_rec_size(seg->unsent->len, hc__wrec_sblocks(seg->unsent)) <=
                              WB_MAX_BYTES)) {
         wb_add(b, seg->unsent, &cnt);
         seg->unsent = seg->unsent->next;
     }
-    memset(&b->req, 0, sizeof(b->req));
-    b->req.op = HC_IO_WRITE;
-    b->req.prio = HC_IO_PRIO_LOW;
-    b->req.fd = seg->fd;
-    b->req.offset = b->w[0]->off;
-    b->req.iovx = b->iov;
-    b->req.iovxcnt = cnt;
-    b->req.before = wb_before;
-    b->req.done = wb_done;
-    b->req.data = b;
+    b->cnt = cnt;
     seg->wb_busy = true;
-    /* Cannot fail: a write of 1 to HC_IO_MAX_IOVX buffers at a valid offset. */
-    (void)!hc_io_submit(s->io, &b->req);
+    wb_submit(s, b, wb_before);
 }
 
 /* A batch for a new open segment (segment.c), or NULL when out of memory. */
@@ -454,8 +531,12 @@ static void wrec_compressed(struct hc_io_req *req)
 
     s->inflight--;
     zlist_del(s, w);
-    if (!w->cleared && (rc = wrec_place(s, w)) == 0)
+    if (w->fault) {
+        s->st->client_faults++;
+        rc = -EFAULT; /* its buffer vanished: not written */
+    } else if (!w->cleared && (rc = wrec_place(s, w)) == 0) {
         return;
+    }
     wrec_abandon(s, w, rc);
 }
 

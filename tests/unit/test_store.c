@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -988,6 +989,96 @@ END_TEST
  * more); as new pages push the store over capacity, the second segment goes
  * first, then the third, while the first stays, byte for byte; once passed
  * over and read no more than it has pages, it goes when its turn comes. */
+/* One get or set of key i against buf, run to its answer: the status. */
+static int xfer(struct hc_store *s, int ns, int i, void *buf, size_t len, bool set,
+                uint32_t compression)
+{
+    char key[128];
+    struct res r = {0};
+    struct hc_store_opts o = HC_STORE_OPTS_DEFAULT;
+    o.compression = compression;
+    key_of(i, key);
+    int rc = set ? hc_store_set_ex(s, ns, key, strlen(key), buf, len, &o, cb, &r)
+                 : hc_store_get_ex(s, ns, key, strlen(key), buf, len, &o, cb, &r);
+    ck_assert_int_eq(rc, 0);
+    drain_all();
+    ck_assert(r.done);
+    return r.status;
+}
+
+/* A client's host pool (a memfd it did not seal) truncated under the store:
+ * gets into it and sets from it fail with EFAULT, the daemon does not fault,
+ * no record is dropped or written readable, and the pages of others stand. */
+START_TEST(test_vanished_buffers)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = base_cfg("n1");
+    const size_t len = 64 * KiB, pool = 1 * MiB;
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "pool", 4);
+    int fd = memfd_create("hc-test-pool", MFD_CLOEXEC);
+    unsigned char *own = malloc(len), *m;
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(ftruncate(fd, (off_t)pool), 0);
+    m = mmap(NULL, pool, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ck_assert(m != MAP_FAILED);
+    for (int i = 0; i < 4; i++)
+        fill(m + (size_t)i * len, len, (uint64_t)i);
+    ck_assert_int_eq(xfer(s, ns, 0, m, len, true, HC_COMPRESSION_OFF), 0);
+    ck_assert_int_eq(xfer(s, ns, 1, m + len, len, true, HC_COMPRESSION_OFF), 0);
+    ck_assert_int_eq(xfer(s, ns, 0, m + 2 * len, len, false, 0), 0);
+    ck_assert(same(m + 2 * len, len, 0));
+
+    ck_assert_int_eq(ftruncate(fd, 0), 0); /* the client shrinks its pool */
+    /* sets from the vanished pages: raw and compressed, and a good set */
+    ck_assert_int_eq(xfer(s, ns, 5, m + 3 * len, len, true, HC_COMPRESSION_OFF), -EFAULT);
+    ck_assert_int_eq(xfer(s, ns, 6, m + 3 * len, len, true, HC_COMPRESSION_ZSTD), -EFAULT);
+    fill(own, len, 7);
+    ck_assert_int_eq(xfer(s, ns, 7, own, len, true, HC_COMPRESSION_OFF), 0);
+    ck_assert_int_eq(get_page(s, ns, 5, len), -ENOENT);
+    ck_assert_int_eq(get_page(s, ns, 6, len), -ENOENT);
+    ck_assert_int_eq(get_page(s, ns, 7, len), 0);
+    /* a get into a vanished page fails alone; the record stays */
+    ck_assert_int_eq(xfer(s, ns, 0, m, len, false, 0), -EFAULT);
+    ck_assert_uint_eq(st.corrupt_records, 0);
+    ck_assert_int_eq(get_page(s, ns, 0, len), 0);
+
+    /* a vanished getter leads a read that a good getter joins, and the other
+     * way round: the good one gets the bytes */
+    for (int lead_bad = 0; lead_bad < 2; lead_bad++) {
+        char key[128];
+        struct res r1 = {0}, r2 = {0};
+        memset(own, 0, len);
+        key_of(1, key);
+        ck_assert_int_eq(
+            hc_store_get(s, ns, key, strlen(key), lead_bad ? (void *)m : own, len, cb, &r1), 0);
+        ck_assert_int_eq(
+            hc_store_get(s, ns, key, strlen(key), lead_bad ? (void *)own : m, len, cb, &r2), 0);
+        drain_all();
+        ck_assert(r1.done && r2.done);
+        ck_assert_int_eq(lead_bad ? r1.status : r2.status, -EFAULT);
+        ck_assert_int_eq(lead_bad ? r2.status : r1.status, 0);
+        ck_assert_msg(same(own, len, 1), "joiner/leader with a good buffer got wrong bytes");
+    }
+    ck_assert_uint_ge(st.client_faults, 5);
+    ck_assert_uint_eq(st.corrupt_records, 0);
+
+    /* after a restart the poisoned records stay unreadable, the rest stands */
+    close_store(s);
+    s = open_store(&cfg, &st);
+    ns = hc_store_ns(s, "pool", 4);
+    ck_assert_int_eq(get_page(s, ns, 0, len), 0);
+    ck_assert_int_eq(get_page(s, ns, 1, len), 0);
+    ck_assert_int_eq(get_page(s, ns, 5, len), -ENOENT);
+    ck_assert_int_eq(get_page(s, ns, 7, len), 0);
+    close_store(s);
+    munmap(m, pool);
+    close(fd);
+    free(own);
+}
+END_TEST
+
 START_TEST(test_evict_second_chance)
 {
     struct hc_stats st;
@@ -2214,6 +2305,7 @@ int main(void)
     tcase_add_test(tc, test_compress_clear_inflight);
     tcase_add_test(tc, test_open_segments);
     tcase_add_test(tc, test_evict_second_chance);
+    tcase_add_test(tc, test_vanished_buffers);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);

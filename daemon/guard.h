@@ -1,0 +1,41 @@
+/* Guarded CPU access to client memory that may vanish under the daemon.
+ *
+ * A client's shared region is sealed (shm.c) and can never shrink, but a
+ * host pool a client registered (SGLang's shm allocator) is a memfd its owner
+ * can truncate at any moment: a load or store of the daemon into a page past
+ * its new end raises SIGBUS. Kernel copies (preadv/pwritev, io_uring) answer
+ * EFAULT instead; every CPU pass over a client's buffer (a CRC, a copy,
+ * compression) goes through these functions, which answer -EFAULT instead of
+ * letting the daemon die.
+ *
+ * How: a SIGBUS handler (installed once, SA_NODEFER) that jumps back to the
+ * guarded call of the thread it hit, when that thread is inside one; a SIGBUS
+ * anywhere else gets the default action (the process dies with a core, as
+ * without the handler). The guarded functions must hold no lock and allocate
+ * nothing while they touch client memory, so that leaving them by the jump
+ * leaves no state behind (memcpy and the CRC; zstd's compression through its
+ * per-thread context, which its next call resets).
+ *
+ * Threads: any; each thread has its own guard (thread-local). */
+#ifndef HC_GUARD_H
+#define HC_GUARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Installs the SIGBUS handler (once per process; later calls do nothing).
+ * Returns 0 or -errno. */
+int hc_guard_install(void);
+
+/* memcpy(dst, src, n) where either side may be client memory. Returns 0, or
+ * -EFAULT when a page of it vanished (dst then holds part of the bytes). */
+int hc_guard_copy(void *dst, const void *src, size_t n);
+
+/* *out = hc_crc32c(0, p, n). Returns 0, or -EFAULT (*out untouched). */
+int hc_guard_crc(const void *p, size_t n, uint32_t *out);
+
+/* Runs fn(arg). Returns 0, or -EFAULT when it was cut short by a fault on
+ * client memory (fn's own results are then undefined). */
+int hc_guard_run(void (*fn)(void *arg), void *arg);
+
+#endif
