@@ -64,6 +64,14 @@ struct hc_client {
     uint64_t next_id;
     char *node_id;
     struct hc_frame_decoder dec;
+    /* host pools registered (hc_pool_register): this process's mapping of
+     * each and the id the daemon gave it */
+    struct hc_pool {
+        const uint8_t *base;
+        uint64_t size;
+        uint32_t id;
+    } pools[HC_MAX_POOLS];
+    unsigned npools;
 };
 
 /* ---- error names ---------------------------------------------------------- */
@@ -183,10 +191,34 @@ static int conn_fail(struct hc_client *c, int err)
 
 /* Sends len bytes, waiting as needed. Returns 0 or -errno (the stream is then
  * in an unknown state). Never raises SIGPIPE. */
-static int send_all(struct hc_client *c, const uint8_t *p, size_t len, int64_t deadline)
+/* Sends len bytes at p; fd_in >= 0 is passed (SCM_RIGHTS) with the first
+ * byte that goes out. */
+static int send_all(struct hc_client *c, const uint8_t *p, size_t len, int64_t deadline, int fd_in)
 {
     while (len > 0) {
-        ssize_t k = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        union {
+            struct cmsghdr align;
+            char buf[CMSG_SPACE(sizeof(int))];
+        } cm;
+        struct iovec iov = {.iov_base = (void *)p, .iov_len = len};
+        struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+        ssize_t k;
+
+        if (fd_in >= 0) {
+            struct cmsghdr *h;
+
+            memset(&cm, 0, sizeof(cm));
+            m.msg_control = cm.buf;
+            m.msg_controllen = sizeof(cm.buf);
+            h = CMSG_FIRSTHDR(&m);
+            h->cmsg_level = SOL_SOCKET;
+            h->cmsg_type = SCM_RIGHTS;
+            h->cmsg_len = CMSG_LEN(sizeof(int));
+            memcpy(CMSG_DATA(h), &fd_in, sizeof(int));
+        }
+        k = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (k > 0)
+            fd_in = -1;
 
         if (k < 0) {
             int r;
@@ -261,10 +293,12 @@ static int recv_some(struct hc_client *c, int64_t deadline, int *fd_out)
     }
 }
 
-/* Encodes req as one frame and sends it. Returns 0, -EMSGSIZE if it would
+/* Encodes req as one frame and sends it (with fd_in, when >= 0, passed
+ * along: SCM_RIGHTS). Returns 0, -EMSGSIZE if it would
  * exceed the daemon's max_frame (nothing sent; the connection stays usable),
  * -ENOMEM, or a stream error (the caller breaks the connection). */
-static int send_request(struct hc_client *c, const Hicache__Request *req, int64_t deadline)
+static int send_request(struct hc_client *c, const Hicache__Request *req, int64_t deadline,
+                        int fd_in)
 {
     size_t len = hicache__request__get_packed_size(req);
     uint8_t *frame;
@@ -277,7 +311,7 @@ static int send_request(struct hc_client *c, const Hicache__Request *req, int64_
         return -ENOMEM;
     hc_frame_put_len(frame, (uint32_t)len);
     hicache__request__pack(req, frame + HC_FRAME_HDR);
-    r = send_all(c, frame, HC_FRAME_HDR + len, deadline);
+    r = send_all(c, frame, HC_FRAME_HDR + len, deadline, fd_in);
     free(frame);
     return r;
 }
@@ -311,18 +345,20 @@ static int recv_response(struct hc_client *c, int64_t deadline, int *fd_out,
 
 /* ---- one request, one response (hello, stats, clear, ping) -------------- */
 
-/* Sends req (its id is assigned here) and waits for the response with that
+/* Sends req (its id is assigned here; fd_in >= 0 passed with it) and waits
+ * for the response with that
  * id; responses with other ids are stale and dropped. Returns 0 and sets *out,
  * or -errno; a stream error has already broken the connection. A frame-error
  * response (id 0, status < 0) returns its status and breaks the connection.
  * Call with c->lock held and the connection not broken. */
-static int call(struct hc_client *c, Hicache__Request *req, int *fd_out, Hicache__Response **out)
+static int call_fd(struct hc_client *c, Hicache__Request *req, int fd_in, int *fd_out,
+                   Hicache__Response **out)
 {
     int64_t deadline = now_ms() + c->timeout_ms;
     int r;
 
     req->id = c->next_id++;
-    r = send_request(c, req, deadline);
+    r = send_request(c, req, deadline, fd_in);
     if (r == -EMSGSIZE || r == -ENOMEM)
         return r;
     if (r < 0)
@@ -344,6 +380,12 @@ static int call(struct hc_client *c, Hicache__Request *req, int *fd_out, Hicache
         }
         hicache__response__free_unpacked(resp, NULL);
     }
+}
+
+/* call_fd passing no descriptor. */
+static int call(struct hc_client *c, Hicache__Request *req, int *fd_out, Hicache__Response **out)
+{
+    return call_fd(c, req, -1, fd_out, out);
 }
 
 /* ---- connect / close ------------------------------------------------------ */
@@ -572,6 +614,7 @@ struct hc_chunk {
     size_t idx[HC_MAX_BATCH]; /* page index in the caller's array */
     uint64_t off[HC_MAX_BATCH];
     uint64_t len[HC_MAX_BATCH];
+    uint32_t pool[HC_MAX_BATCH]; /* 0: the slot is in the region */
 };
 
 struct hc_batch {
@@ -597,9 +640,27 @@ static int key_check(const char *key)
     return 0;
 }
 
+/* The registered pool page p lies in (its one buffer inside the pool's
+ * mapping): the pool's id, with *off its offset there; 0 when none. */
+static uint32_t page_pool(const struct hc_client *c, const hc_page *p, uint64_t *off)
+{
+    if (p->nbufs != 1 || p->bufs[0].len == 0)
+        return 0;
+    uintptr_t a = (uintptr_t)p->bufs[0].base;
+    for (unsigned i = 0; i < c->npools; i++) {
+        uintptr_t base = (uintptr_t)c->pools[i].base;
+        if (a >= base && a - base < c->pools[i].size &&
+            p->bufs[0].len <= c->pools[i].size - (a - base)) {
+            *off = a - base;
+            return c->pools[i].id;
+        }
+    }
+    return 0;
+}
+
 /* Checks page p and sums its buffers. Returns 0 and sets *total, -EINVAL
  * (bad key, malformed buffer list, no bytes) or -EMSGSIZE (larger than the
- * region). */
+ * region, and not in a pool). */
 static int page_check(const struct hc_client *c, const hc_page *p, uint64_t *total)
 {
     uint64_t sum = 0;
@@ -616,8 +677,6 @@ static int page_check(const struct hc_client *c, const hc_page *p, uint64_t *tot
     }
     if (sum == 0)
         return -EINVAL;
-    if (sum > c->region_size)
-        return -EMSGSIZE;
     *total = sum;
     return 0;
 }
@@ -659,7 +718,10 @@ static void chunk_fill(struct hc_client *c, struct hc_batch *b, size_t *next, st
         uint64_t add, slot, total = 0, off = 0;
 
         int r = page_check(c, &b->pages[i], &total);
+        uint32_t pool = r < 0 ? 0 : page_pool(c, &b->pages[i], &off);
 
+        if (r == 0 && !pool && total > c->region_size)
+            r = -EMSGSIZE;
         if (r < 0) {
             b->results[i] = r;
             (*next)++;
@@ -668,20 +730,23 @@ static void chunk_fill(struct hc_client *c, struct hc_batch *b, size_t *next, st
         add = strlen(key) + HC_SLOT_EST;
         if (k->count > 0 && est + add > c->max_frame)
             break;
-        /* Half the region per chunk, so the next chunk can be filled
-         * while this one is served (a bigger page goes alone). */
-        slot = (total + c->slot_align - 1) & ~(c->slot_align - 1);
-        if (k->count > 0 && bytes + slot > c->region_size / 2)
-            break;
-        if (ring_alloc(c, total, &off) < 0)
-            break;
-        bytes += slot;
-        if (b->op == HC_OP_SET)
-            copy_in(c->region + off, &b->pages[i]);
+        if (!pool) {
+            /* Half the region per chunk, so the next chunk can be filled
+             * while this one is served (a bigger page goes alone). */
+            slot = (total + c->slot_align - 1) & ~(c->slot_align - 1);
+            if (k->count > 0 && bytes + slot > c->region_size / 2)
+                break;
+            if (ring_alloc(c, total, &off) < 0)
+                break;
+            bytes += slot;
+            if (b->op == HC_OP_SET)
+                copy_in(c->region + off, &b->pages[i]);
+        }
         est += add;
         k->idx[k->count] = i;
         k->off[k->count] = off;
         k->len[k->count] = total;
+        k->pool[k->count] = pool;
         k->count++;
         (*next)++;
     }
@@ -707,6 +772,7 @@ static int chunk_send(struct hc_client *c, const struct hc_batch *b, struct hc_c
         slots[j].key.len = strlen(key);
         slots[j].offset = k->off[j];
         slots[j].length = k->len[j];
+        slots[j].pool = k->pool[j];
         slotp[j] = &slots[j];
     }
     switch (b->op) {
@@ -725,7 +791,7 @@ static int chunk_send(struct hc_client *c, const struct hc_batch *b, struct hc_c
     }
     k->id = req.id = c->next_id++;
     k->deadline = now_ms() + c->timeout_ms;
-    return send_request(c, &req, k->deadline);
+    return send_request(c, &req, k->deadline, -1);
 }
 
 /* Waits until the oldest chunk in flight has its response, stashing the
@@ -793,7 +859,8 @@ static int chunk_finish(struct hc_client *c, struct hc_batch *b, struct hc_chunk
             } else if (r == 0 && resp->lengths[j] > k->len[j]) {
                 r = -ENOSPC;
             } else if (r == 0) {
-                copy_out(&b->pages[i], c->region + k->off[j]);
+                if (!k->pool[j])
+                    copy_out(&b->pages[i], c->region + k->off[j]);
                 b->done++;
             } else if (r > 0) {
                 r = -EPROTO;
@@ -1160,5 +1227,33 @@ HC_EXPORT int hc_ping(hc_client *c)
         return r;
     r = resp->nonce == ping.nonce ? 0 : -EPROTO;
     hicache__response__free_unpacked(resp, NULL);
+    return r;
+}
+
+HC_EXPORT int hc_pool_register(hc_client *c, int fd, void *base, uint64_t size)
+{
+    Hicache__Request req = HICACHE__REQUEST__INIT;
+    Hicache__PoolRequest pr = HICACHE__POOL_REQUEST__INIT;
+    Hicache__Response *resp = NULL;
+    int r;
+
+    if (c == NULL || fd < 0 || base == NULL || size == 0 || size > UINTPTR_MAX - (uintptr_t)base)
+        return -EINVAL;
+    pr.size = size;
+    req.body_case = HICACHE__REQUEST__BODY_POOL;
+    req.pool = &pr;
+    pthread_mutex_lock(&c->lock);
+    if (c->npools == HC_MAX_POOLS) {
+        pthread_mutex_unlock(&c->lock);
+        return -ENOSPC;
+    }
+    r = c->broken ? c->broken : call_fd(c, &req, fd, NULL, &resp);
+    if (r == 0) {
+        r = resp->status < 0 ? resp->status : resp->pool == 0 ? -EPROTO : (int)resp->pool;
+        if (r > 0)
+            c->pools[c->npools++] = (struct hc_pool){base, size, resp->pool};
+        hicache__response__free_unpacked(resp, NULL);
+    }
+    pthread_mutex_unlock(&c->lock);
     return r;
 }

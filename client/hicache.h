@@ -6,7 +6,9 @@
  * connection per thread for parallel requests.
  *
  * Page bytes never cross the socket: they are copied between the caller's
- * buffers and the shared region the daemon passed at connect time. */
+ * buffers and the shared region the daemon passed at connect time, or move
+ * straight in and out of a host pool the caller registered
+ * (hc_pool_register). */
 #ifndef HICACHE_H
 #define HICACHE_H
 
@@ -35,7 +37,8 @@ extern "C" {
     XX(ENOSPC, "no space: buffer smaller than the page, or storage full")                          \
     XX(EMSGSIZE, "message or page too large")                                                      \
     XX(E2BIG, "too many keys in one batch")                                                        \
-    XX(ERANGE, "slot outside the shared region")                                                   \
+    XX(ERANGE, "slot outside the shared region or pool")                                           \
+    XX(EFAULT, "page of a host pool gone (the pool was truncated)")                                \
     XX(EPROTO, "protocol error")                                                                   \
     XX(EBADMSG, "stored record failed its checks")                                                 \
     XX(EIO, "storage I/O error")                                                                   \
@@ -122,6 +125,18 @@ HC_EXPORT int hc_clear(hc_client *c);
 
 /* Round trip with no work. */
 HC_EXPORT int hc_ping(hc_client *c);
+
+/* Registers a host pool: fd is a memfd (or a file in /dev/shm) of at least
+ * size bytes that this process maps at base, read-write (SGLang's shm host
+ * KV pool). The daemon maps it too; from then on a page whose one buffer
+ * lies inside [base, base + size) moves straight between the daemon's
+ * storage reads and writes and the pool, with no copy through the region.
+ * Keep the pool mapped (and at least size bytes) while the connection is
+ * open: a page the daemon finds gone fails with -EFAULT. fd may be closed
+ * after the call. Returns the pool's id (> 0), or -errno: -EINVAL (not a
+ * memfd or tmpfs file, smaller than size), -EACCES (not read-write),
+ * -ENOSPC (HC_MAX_POOLS registered). */
+HC_EXPORT int hc_pool_register(hc_client *c, int fd, void *base, uint64_t size);
 
 /* Region size and the daemon's node id, as told at connect. */
 HC_EXPORT uint64_t hc_region_size(const hc_client *c);

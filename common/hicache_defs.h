@@ -12,6 +12,10 @@
 /* The control socket when none is configured (systemd's RuntimeDirectory). */
 #define HC_DEFAULT_SOCKET "/run/hicached/hicached.sock"
 
+/* Host pools one connection may register (hc_pool_register: the KV pool and
+ * the side pools of a hybrid pool group). */
+#define HC_MAX_POOLS 64
+
 /* Pages in one get / set / exists request at most (SGLang's batch). */
 #define HC_MAX_BATCH 128
 

@@ -9,11 +9,13 @@
 #include "server_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -24,6 +26,11 @@ void hc__conn_unref(struct conn *c)
         return;
     hc_frame_decoder_free(&c->dec);
     hc_region_unref(c->region);
+    for (unsigned i = 0; i < c->npools; i++)
+        hc_region_unref(c->pools[i]);
+    c->srv->stats.pools -= c->npools;
+    for (unsigned i = 0; i < c->npassed; i++)
+        close(c->passed[i]);
     free(c);
 }
 
@@ -165,10 +172,51 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(c->srv->read_buf, sizeof(c->srv->read_buf));
 }
 
+/* Takes the descriptors the peer passed with the bytes just read (the pipe
+ * is an IPC pipe: libuv holds them) into c->passed, for PoolRequests to take.
+ * Returns 0, or -EMFILE when the peer passed more than CONN_MAX_PASSED that
+ * nothing took (each one is closed). */
+static int take_passed(struct conn *c)
+{
+    int rc = 0;
+
+    while (uv_pipe_pending_count(&c->pipe) > 0) {
+        uv_pipe_t *h = malloc(sizeof(*h));
+        uv_os_fd_t fd = -1;
+        int dup_fd = -1;
+
+        /* libuv hands a passed descriptor over only through a handle: take
+         * it into one, keep a duplicate, close the handle (and its copy). */
+        if (!h || uv_pipe_init(&c->srv->loop, h, 0) != 0) {
+            free(h);
+            return -ENOMEM; /* the rest are closed with the pipe */
+        }
+        if (uv_accept((uv_stream_t *)&c->pipe, (uv_stream_t *)h) == 0 &&
+            uv_fileno((uv_handle_t *)h, &fd) == 0)
+            dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        uv_close((uv_handle_t *)h, (uv_close_cb)free);
+        if (dup_fd < 0)
+            continue;
+        if (c->npassed == CONN_MAX_PASSED) {
+            close(dup_fd);
+            rc = -EMFILE;
+            continue;
+        }
+        c->passed[c->npassed++] = dup_fd;
+    }
+    return rc;
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct conn *c = (struct conn *)stream;
 
+    if (take_passed(c) < 0) {
+        hc_log(HC_LOG_WARN, "client %" PRIu64 " (pid %d) passed more than %d descriptors: closed",
+               c->num, (int)c->pid, CONN_MAX_PASSED);
+        hc__conn_close(c);
+        return;
+    }
     if (nread < 0) {
         hc__conn_close(c);
         return;
@@ -264,7 +312,8 @@ void hc__on_connection(uv_stream_t *listener, int status)
     c->num = ++srv->next_conn;
     c->deadline_ms = uv_now(&srv->loop) + HELLO_TIMEOUT_MS;
     hc_frame_decoder_init(&c->dec, HELLO_MAX_FRAME);
-    uv_pipe_init(&srv->loop, &c->pipe, 0);
+    /* An IPC pipe: a client passes its host pools' descriptors (PoolRequest) */
+    uv_pipe_init(&srv->loop, &c->pipe, 1);
     if (uv_accept(listener, (uv_stream_t *)&c->pipe) < 0) {
         uv_close((uv_handle_t *)&c->pipe, (uv_close_cb)free);
         return;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hicache_defs.h" /* HC_MAX_BATCH */
 #include "log.h"
@@ -34,6 +35,8 @@ static void batch_finish(struct batch *b)
         hc__conn_send(c, &resp);
     }
     hc_region_unref(b->region);
+    for (unsigned i = 0; i < b->n; i++)
+        hc_region_unref(b->items[i].map);
     free(b->results);
     free(b->lengths);
     free(b);
@@ -71,6 +74,47 @@ static int conn_ns(struct conn *c, bool create)
     return c->ns;
 }
 
+/* Checks the slots of a set or get: each names the region or a registered
+ * pool and lies inside it; a pool's size is taken now (its client may have
+ * shrunk it), once per pool. Returns 0, or -errno with the error sent. */
+static int slots_check(struct conn *c, uint64_t id, Hicache__Slot **pages, size_t n)
+{
+    uint64_t live[HC_MAX_POOLS];
+    bool known[HC_MAX_POOLS] = {false};
+
+    for (size_t i = 0; i < n; i++) {
+        const Hicache__Slot *s = pages[i];
+        uint64_t size = c->region->size;
+        const char *bad = hc_name_invalid("key", (const char *)s->key.data, s->key.len);
+
+        if (bad) {
+            hc__send_error(c, id, -EINVAL, "key %zu: %s", i, bad);
+            return -EINVAL;
+        }
+        if (s->pool > c->npools) {
+            hc__send_error(c, id, -EINVAL, "slot %zu names pool %u, which is not registered", i,
+                           s->pool);
+            return -EINVAL;
+        }
+        if (s->pool) {
+            unsigned k = s->pool - 1;
+            if (!known[k]) {
+                live[k] = hc_region_live(c->pools[k]);
+                known[k] = true;
+            }
+            size = live[k];
+        }
+        if (s->length == 0 || s->offset >= size || s->length > size - s->offset) {
+            hc__send_error(c, id, -ERANGE,
+                           "slot %zu [%" PRIu64 ", +%" PRIu64 ") is outside the %s of %" PRIu64
+                           " bytes",
+                           i, s->offset, s->length, s->pool ? "pool" : "region", size);
+            return -ERANGE;
+        }
+    }
+    return 0;
+}
+
 /* A set or get batch: checks every key and slot, then one store call per
  * page; the reply goes once all of them answered (batch_finish). */
 static void handle_batch(struct conn *c, const Hicache__Request *req, bool is_get)
@@ -88,21 +132,8 @@ static void handle_batch(struct conn *c, const Hicache__Request *req, bool is_ge
                        srv->cfg->max_batch);
         return;
     }
-    for (i = 0; i < n; i++) {
-        const char *bad =
-            hc_name_invalid("key", (const char *)pages[i]->key.data, pages[i]->key.len);
-        if (bad) {
-            hc__send_error(c, req->id, -EINVAL, "key %zu: %s", i, bad);
-            return;
-        }
-        if (hc_region_check(c->region, pages[i]->offset, pages[i]->length) < 0) {
-            hc__send_error(c, req->id, -ERANGE,
-                           "slot %zu [%" PRIu64 ", +%" PRIu64 ") is outside the region of %" PRIu64
-                           " bytes",
-                           i, pages[i]->offset, pages[i]->length, c->region->size);
-            return;
-        }
-    }
+    if (slots_check(c, req->id, pages, n) < 0)
+        return;
     ns = conn_ns(c, !is_get);
     if (ns == -ENOSPC) {
         hc__send_error(c, req->id, -ENOSPC, "too many namespaces in the store");
@@ -132,11 +163,17 @@ static void handle_batch(struct conn *c, const Hicache__Request *req, bool is_ge
 
     for (i = 0; i < n; i++) {
         const Hicache__Slot *s = pages[i];
-        uint8_t *buf = c->region->base + s->offset;
+        struct hc_region *m = s->pool ? c->pools[s->pool - 1] : c->region;
+        uint8_t *buf = m->base + s->offset;
         int rc;
 
         b->items[i].b = b;
         b->items[i].i = (unsigned)i;
+        if (s->pool) {
+            hc_region_ref(m);
+            b->items[i].map = m;
+            srv->stats.pool_pages++;
+        }
         if (ns < 0 && is_get) {
             rc = -ENOENT; /* a namespace nobody ever stored into */
             srv->stats.gets++;
@@ -343,6 +380,41 @@ static void handle_clear(struct conn *c, const Hicache__Request *req)
     c->inflight++;
 }
 
+/* PoolRequest: maps the host pool whose descriptor came with the request
+ * (the oldest passed one not yet taken) and answers its id. */
+static void handle_pool(struct conn *c, const Hicache__Request *req)
+{
+    Hicache__Response resp = HICACHE__RESPONSE__INIT;
+    struct hc_region *m;
+    const char *why = "";
+    int fd, rc;
+
+    if (c->npassed == 0) {
+        hc__send_error(c, req->id, -EINVAL, "pool: no descriptor came with the request");
+        return;
+    }
+    fd = c->passed[0];
+    memmove(c->passed, c->passed + 1, --c->npassed * sizeof(c->passed[0]));
+    if (c->npools == HC_MAX_POOLS) {
+        close(fd);
+        hc__send_error(c, req->id, -ENOSPC, "pool: %u pools registered already", HC_MAX_POOLS);
+        return;
+    }
+    if ((rc = hc_pool_map(&m, fd, req->pool->size, &why)) < 0) {
+        close(fd);
+        hc__send_error(c, req->id, rc, "pool of %" PRIu64 " bytes refused: %s (%s)",
+                       req->pool->size, why, strerror(-rc));
+        return;
+    }
+    c->pools[c->npools++] = m;
+    c->srv->stats.pools++;
+    hc_log(HC_LOG_INFO, "client %" PRIu64 " (pid %d) registered host pool %u of %" PRIu64 " bytes",
+           c->num, (int)c->pid, c->npools, m->size);
+    resp.id = req->id;
+    resp.pool = c->npools;
+    hc__conn_send(c, &resp);
+}
+
 /* Dispatches one decoded request; everything but hello needs a hello first. */
 void hc__handle_request(struct conn *c, const Hicache__Request *req)
 {
@@ -370,6 +442,9 @@ void hc__handle_request(struct conn *c, const Hicache__Request *req)
         break;
     case HICACHE__REQUEST__BODY_CLEAR:
         handle_clear(c, req);
+        break;
+    case HICACHE__REQUEST__BODY_POOL:
+        handle_pool(c, req);
         break;
     case HICACHE__REQUEST__BODY_PING: {
         Hicache__Response resp = HICACHE__RESPONSE__INIT;

@@ -55,6 +55,9 @@ enum conn_slot {
 /* A connection stops being read while this many reply bytes wait for it to
  * read them: a client that never reads cannot make the daemon queue more. */
 #define CONN_MAX_QUEUED (4u << 20)
+/* Descriptors a peer may have passed (SCM_RIGHTS) that no PoolRequest took
+ * yet; one more closes the connection. */
+#define CONN_MAX_PASSED 4
 /* Before hello a peer may send only small frames, and must say hello soon. */
 #define HELLO_MAX_FRAME 4096u
 #define HELLO_TIMEOUT_MS 10000u
@@ -71,7 +74,14 @@ struct conn {
     struct conn *prev, *next;
     struct hc_frame_decoder dec;
     struct hc_region *region; /* after hello */
-    int ns;                   /* store namespace id; -1 until the store knows the name */
+    /* host pools registered (PoolRequest), slot pool i + 1 names pools[i] */
+    struct hc_region *pools[HC_MAX_POOLS];
+    unsigned npools;
+    /* descriptors passed with the frames read, not yet taken by a
+     * PoolRequest, oldest first */
+    int passed[CONN_MAX_PASSED];
+    unsigned npassed;
+    int ns; /* store namespace id; -1 until the store knows the name */
     char ns_name[HC_MAX_NS + 1];
     size_t ns_len;
     struct hc_store_opts sopts; /* from the hello: readers per page, compression */
@@ -104,6 +114,7 @@ struct batch {
     uint64_t *lengths;
     struct batch_item {
         struct batch *b;
+        struct hc_region *map; /* a pool the slot lies in (a reference), or NULL */
         unsigned i;
     } items[];
 };

@@ -1,10 +1,13 @@
-/* Shared-memory regions: one sealed memfd per client connection (see shm.h). */
+/* Shared memory with clients: regions and host pools (see shm.h). */
 #include "shm.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 int hc_region_create(struct hc_region **out, uint64_t size, const char *name)
@@ -70,4 +73,60 @@ int hc_region_check(const struct hc_region *r, uint64_t off, uint64_t len)
     if (len == 0 || off >= r->size || len > r->size - off)
         return -ERANGE;
     return 0;
+}
+
+int hc_pool_map(struct hc_region **out, int fd, uint64_t size, const char **why)
+{
+    struct hc_region *r;
+    struct statfs sfs;
+    struct stat st;
+    void *base;
+    int fl;
+
+    if (fstat(fd, &st) < 0 || fstatfs(fd, &sfs) < 0) {
+        *why = "its descriptor cannot be examined";
+        return -errno;
+    }
+    if (!S_ISREG(st.st_mode) ||
+        (sfs.f_type != TMPFS_MAGIC && sfs.f_type != (typeof(sfs.f_type))HUGETLBFS_MAGIC)) {
+        *why = "not a memfd or a tmpfs file";
+        return -EINVAL;
+    }
+    if ((fl = fcntl(fd, F_GETFL)) < 0 || (fl & O_ACCMODE) != O_RDWR) {
+        *why = "not opened read-write";
+        return -EACCES;
+    }
+    if (size == 0 || size > (uint64_t)st.st_size || size > SIZE_MAX) {
+        *why = "size is 0 or beyond the file's size";
+        return -EINVAL;
+    }
+    if (!(r = calloc(1, sizeof(*r)))) {
+        *why = "out of memory";
+        return -ENOMEM;
+    }
+    base = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED) {
+        int rc = -errno;
+        *why = "it cannot be mapped read-write";
+        free(r);
+        return rc;
+    }
+    r->fd = fd;
+    r->base = base;
+    r->size = size;
+    r->refs = 1;
+    r->pool = true;
+    *out = r;
+    return 0;
+}
+
+uint64_t hc_region_live(const struct hc_region *r)
+{
+    struct stat st;
+
+    if (!r->pool)
+        return r->size;
+    if (fstat(r->fd, &st) < 0 || st.st_size < 0)
+        return 0;
+    return (uint64_t)st.st_size < r->size ? (uint64_t)st.st_size : r->size;
 }

@@ -1,7 +1,10 @@
-/* Shared-memory regions: one sealed memfd per client connection. */
+/* Shared memory with clients: one sealed memfd region per client connection
+ * (created by the daemon), and the host pools a client registered (its own
+ * memfds, not sealed: it may shrink them at any moment, see guard.h). */
 #ifndef HC_SHM_H
 #define HC_SHM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -11,6 +14,7 @@ struct hc_region {
     uint8_t *base; /* MAP_SHARED mapping of the whole region */
     uint64_t size;
     unsigned refs; /* the connection holds one; each request in flight one more */
+    bool pool;     /* a client's host pool: fd stays open for hc_region_live */
 };
 
 /* Creates a region of size bytes (rounded up to the page size), named for
@@ -26,5 +30,17 @@ void hc_region_unref(struct hc_region *r);
 /* Returns 0 if [off, off + len) lies inside the region and len > 0, else
  * -ERANGE. Never overflows. */
 int hc_region_check(const struct hc_region *r, uint64_t off, uint64_t len);
+
+/* Maps size bytes of a client's host pool, fd (taken over on success: the
+ * pool closes it). Refused unless fd is a regular file on tmpfs or hugetlbfs
+ * (a memfd, or a file in /dev/shm: never a file whose pages a filesystem
+ * daemon could withhold), opened read-write, of at least size bytes now.
+ * refs is 1. Returns 0 and sets *out, or -errno with *why set (fd still the
+ * caller's). */
+int hc_pool_map(struct hc_region **out, int fd, uint64_t size, const char **why);
+
+/* The bytes of r a request may use now: its size, and for a pool no more than
+ * its file holds now (fstat; 0 when that fails). */
+uint64_t hc_region_live(const struct hc_region *r);
 
 #endif

@@ -50,9 +50,8 @@ void hc__wrec_free(struct wrec *w)
  * gets a payload CRC that cannot match them, so a restart's scan steps over
  * it (recover.c) and nothing indexes it; w fails with EFAULT (its setter's
  * buffer vanished: a client truncated its host pool). Called on an I/O
- * thread from wb_before, or on the loop thread from wb_refault while no
- * write of w is in flight. Without memory for the zeros the payload stays
- * the client's and the write itself fails (wb_done). */
+ * thread, from wb_before. Without memory for the zeros the payload stays the
+ * client's and the write itself fails (wb_done, wb_refault). */
 static void wrec_poison(struct wrec *w, struct iovec *iov)
 {
     w->fault = true;
@@ -78,6 +77,8 @@ static void wrec_crc(struct wrec *w, struct iovec *iov)
         hc__hdr_finish(w->hdr, hc_crc32c(0, w->zbuf, w->zlen));
         return;
     }
+    if (w->fault)
+        return; /* poisoned by an earlier pass (wb_refault) */
     if (w->bounce) {
         if (hc_guard_copy(w->bounce, w->buf, w->len) < 0) {
             wrec_poison(w, iov);
@@ -122,6 +123,7 @@ uint16_t hc__wrec_sblocks(const struct wrec *w)
 
 #define WB_MAX_RECS 256u         /* 3 buffers each at most: under HC_IO_MAX_IOVX */
 #define WB_MAX_BYTES (16u << 20) /* 4 JuiceFS blocks */
+#define WB_REFAULTS 3            /* sends again after EFAULT (wb_refault) */
 /* A segment this far behind (bytes placed whose write is not over) is busy: a
  * set waits for the segment being created rather than queue behind it. */
 #define OPEN_BUSY_BYTES WB_MAX_BYTES
@@ -137,8 +139,8 @@ struct wbatch {
     struct seg *seg;
     unsigned n;
     uint64_t bytes;
-    bool refault; /* sent again after an EFAULT (wb_refault) */
-    int cnt;      /* buffers in iov */
+    unsigned refaults; /* sent again after an EFAULT (wb_refault) */
+    int cnt;           /* buffers in iov */
     struct wrec *w[WB_MAX_RECS];
     unsigned piov[WB_MAX_RECS]; /* index in iov of each record's payload */
     struct iovec iov[3 * WB_MAX_RECS];
@@ -159,10 +161,10 @@ static void wrec_finish(struct hc_store *s, struct wrec *w, int st)
 {
     s->inflight--;
     w->done = true;
-    if (st == 0 && w->fault) {
+    if (st == 0 && w->fault)
         st = -EFAULT; /* poisoned: written, never readable */
+    if (st == -EFAULT)
         s->st->client_faults++;
-    }
     w->status = st;
     if (st < 0) {
         return;
@@ -195,29 +197,18 @@ static void wb_submit(struct hc_store *s, struct wbatch *b, int (*before)(struct
     (void)!hc_io_submit(s->io, &b->req);
 }
 
-/* A gathered write that failed with EFAULT: a setter's buffer vanished after
- * its CRC (a client truncated its host pool). Poisons the records whose
- * buffer faults now (probed under the guard) and sends the write once more,
- * so that the other records of the batch are not failed for it. Returns true
+/* A gathered write that failed with EFAULT: a setter's buffer vanished
+ * after its CRC (a client truncated its host pool), perhaps to come back
+ * since. The write goes out again, up to WB_REFAULTS times, after a new CRC
+ * pass (wb_before), which poisons the records whose buffer is gone now, so
+ * that the other records of the batch are not failed for it. Returns true
  * when it did (b in flight again). */
 static bool wb_refault(struct hc_store *s, struct wbatch *b)
 {
-    unsigned poisoned = 0;
-    uint32_t crc;
-
-    if (b->refault)
+    if (b->refaults >= WB_REFAULTS)
         return false;
-    for (unsigned i = 0; i < b->n; i++) {
-        struct wrec *w = b->w[i];
-        if (!w->zbuf && !w->bounce && !w->fault && hc_guard_crc(w->buf, w->len, &crc) < 0) {
-            wrec_poison(w, &b->iov[b->piov[i]]);
-            poisoned += w->bounce != NULL;
-        }
-    }
-    if (!poisoned)
-        return false;
-    b->refault = true;
-    wb_submit(s, b, NULL); /* the CRCs are in the headers already */
+    b->refaults++;
+    wb_submit(s, b, wb_before);
     return true;
 }
 
@@ -236,7 +227,8 @@ static void wb_done(struct hc_io_req *req)
     seg->wb_busy = false;
     seg->backlog -= b->bytes;
     if (st < 0) {
-        s->st->io_errors++;
+        if (st != -EFAULT) /* else a client's pool kept vanishing (wb_refault) */
+            s->st->io_errors++;
         hc_log(HC_LOG_ERR, "store: writing segment %016" PRIx64 " at %" PRIu64 " (%u records): %s",
                seg->seq, b->w[0]->off, b->n, strerror(-st));
         if (st == -ENOSPC || st == -EDQUOT)
@@ -294,7 +286,7 @@ static void wb_kick(struct hc_store *s, struct seg *seg)
     b->seg = seg;
     b->n = 0;
     b->bytes = 0;
-    b->refault = false;
+    b->refaults = 0;
     while (seg->unsent && b->n < WB_MAX_RECS &&
            (b->n == 0 || b->bytes + ent_rec_size(seg->unsent->len, hc__wrec_sblocks(seg->unsent)) <=
                              WB_MAX_BYTES)) {

@@ -1,0 +1,316 @@
+/* Integration: host pools (hc_pool_register), the path of SGLang's shm host
+ * KV pool. A client passes a memfd it did not seal (as SGLang creates it);
+ * the daemon reads pages straight into it and writes them straight from it.
+ * Bytes set from a pool read back through the region and the other way
+ * round; bad pools and bad slots are refused with a clear error; a client
+ * that truncates its pool, even while the daemon reads and writes it, gets
+ * errors for its own pages and changes nothing for anyone else. */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#define PAGE (64 * 1024)
+#define NPAGES 64
+#define POOL ((size_t)NPAGES * PAGE)
+
+struct pool {
+    int fd;
+    uint8_t *base;
+};
+
+static void pool_new(struct pool *p)
+{
+    p->fd = memfd_create("hc-test-host-pool", MFD_CLOEXEC); /* like SGLang: no sealing */
+    ck_assert_int_ge(p->fd, 0);
+    ck_assert_int_eq(ftruncate(p->fd, POOL), 0);
+    p->base = mmap(NULL, POOL, PROT_READ | PROT_WRITE, MAP_SHARED, p->fd, 0);
+    ck_assert(p->base != MAP_FAILED);
+}
+
+static void pool_free(struct pool *p)
+{
+    munmap(p->base, POOL);
+    close(p->fd);
+}
+
+static void key_of(char *key, size_t len, const char *stem, int i)
+{
+    snprintf(key, len, "%s-%04d", stem, i);
+}
+
+/* Sets or gets pages [first, first + n) of the pool, page i in pool page
+ * i; results in res. Returns hc_batch_*'s answer. */
+static int pool_batch(hc_client *c, struct pool *p, const char *stem, int first, int n, bool set,
+                      int *res)
+{
+    char keys[NPAGES][64];
+    hc_buf bufs[NPAGES];
+    hc_page pages[NPAGES];
+
+    for (int i = 0; i < n; i++) {
+        key_of(keys[i], sizeof(keys[i]), stem, first + i);
+        bufs[i] = (hc_buf){p->base + (size_t)(first + i) * PAGE, PAGE};
+        pages[i] = (hc_page){keys[i], &bufs[i], 1};
+    }
+    return set ? hc_batch_set(c, pages, (size_t)n, res) : hc_batch_get(c, pages, (size_t)n, res);
+}
+
+/* Gets page i of stem through the region (a malloc'd buffer) and checks its
+ * bytes against salt. Returns the get's result. */
+static int region_get_check(hc_client *c, const char *stem, int i, uint64_t salt)
+{
+    char key[64];
+    uint8_t *buf = malloc(PAGE);
+    hc_buf b = {buf, PAGE};
+    int res = 1;
+
+    key_of(key, sizeof(key), stem, i);
+    hc_page pg = {key, &b, 1};
+    ck_assert_int_ge(hc_batch_get(c, &pg, 1, &res), 0);
+    if (res == 0)
+        ck_assert_msg(h_check(buf, PAGE, key, salt) < 0, "%s: wrong bytes", key);
+    free(buf);
+    return res;
+}
+
+START_TEST(test_pool_round_trip)
+{
+    struct hd *d = hd_new("pool-a", NULL);
+    struct pool p;
+    int res[NPAGES];
+    char key[64];
+
+    hd_start(d);
+    hc_client *c = hd_connect(d, "pool", PAGE);
+    hc_client *other = hd_connect(d, "pool", PAGE);
+    pool_new(&p);
+    int id = hc_pool_register(c, p.fd, p.base, POOL);
+    ck_assert_msg(id > 0, "hc_pool_register: %s", hc_strerror(id));
+    ck_assert_int_eq(h_stat(c, "pools"), 1);
+
+    /* set from the pool, read back through the region by another client */
+    for (int i = 0; i < NPAGES / 2; i++) {
+        key_of(key, sizeof(key), "fromp", i);
+        h_fill(p.base + (size_t)i * PAGE, PAGE, key, 3);
+    }
+    ck_assert_int_eq(pool_batch(c, &p, "fromp", 0, NPAGES / 2, true, res), NPAGES / 2);
+    ck_assert_int_eq(h_stat(c, "pool_pages"), NPAGES / 2);
+    for (int i = 0; i < NPAGES / 2; i++)
+        ck_assert_int_eq(region_get_check(other, "fromp", i, 3), 0);
+
+    /* set through the region, read straight into the pool */
+    for (int i = 0; i < NPAGES / 2; i++) {
+        uint8_t *buf = malloc(PAGE);
+        hc_buf b = {buf, PAGE};
+        key_of(key, sizeof(key), "intop", NPAGES / 2 + i);
+        h_fill(buf, PAGE, key, 5);
+        hc_page pg = {key, &b, 1};
+        ck_assert_int_eq(hc_batch_set(other, &pg, 1, &res[0]), 1);
+        free(buf);
+    }
+    memset(p.base + POOL / 2, 0, POOL / 2);
+    ck_assert_int_eq(pool_batch(c, &p, "intop", NPAGES / 2, NPAGES / 2, false, res), NPAGES / 2);
+    for (int i = NPAGES / 2; i < NPAGES; i++) {
+        key_of(key, sizeof(key), "intop", i);
+        ck_assert_msg(h_check(p.base + (size_t)i * PAGE, PAGE, key, 5) < 0, "%s: wrong bytes", key);
+    }
+    ck_assert_int_eq(h_stat(c, "pool_pages"), NPAGES);
+
+    /* a page split over two buffers of the pool goes through the region */
+    {
+        hc_buf two[2] = {{p.base, PAGE / 2}, {p.base + PAGE / 2, PAGE / 2}};
+        key_of(key, sizeof(key), "fromp", 0);
+        hc_page pg = {key, two, 2};
+        memset(p.base, 0, PAGE);
+        ck_assert_int_eq(hc_batch_get(c, &pg, 1, &res[0]), 1);
+        ck_assert(h_check(p.base, PAGE, key, 3) < 0);
+        ck_assert_int_eq(h_stat(c, "pool_pages"), NPAGES);
+    }
+    ck_assert_int_eq(h_stat(c, "client_faults"), 0);
+    hc_close(c);
+    ck_assert_int_eq(h_stat(other, "pools"), 0); /* gone with its connection */
+    hc_close(other);
+    pool_free(&p);
+    hd_stop(d);
+}
+END_TEST
+
+START_TEST(test_pool_refused)
+{
+    struct hd *d = hd_new("pool-b", NULL);
+    struct pool p;
+    int pipefd[2], ro, file, rc;
+    char path[H_PATH + 32];
+
+    hd_start(d);
+    hc_client *c = hd_connect(d, "pool", PAGE);
+    pool_new(&p);
+    ck_assert_int_eq(pipe(pipefd), 0);
+    rc = hc_pool_register(c, pipefd[0], p.base, POOL);
+    ck_assert_msg(rc == -EINVAL, "a pipe: %d", rc);
+    snprintf(path, sizeof(path), "%s/not-a-pool", d->mount);
+    file = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    ck_assert_int_ge(file, 0);
+    ck_assert_int_eq(ftruncate(file, POOL), 0);
+    struct statfs sfs;
+    ck_assert_int_eq(fstatfs(file, &sfs), 0);
+    if (sfs.f_type != TMPFS_MAGIC) { /* (the test's data dir may be on tmpfs) */
+        rc = hc_pool_register(c, file, p.base, POOL);
+        ck_assert_msg(rc == -EINVAL, "a file on a disk filesystem: %d", rc);
+    }
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", p.fd);
+    ro = open(path, O_RDONLY | O_CLOEXEC);
+    ck_assert_int_ge(ro, 0);
+    rc = hc_pool_register(c, ro, p.base, POOL);
+    ck_assert_msg(rc == -EACCES, "read-only: %d", rc);
+    rc = hc_pool_register(c, p.fd, p.base, POOL + 4096);
+    ck_assert_msg(rc == -EINVAL, "larger than its file: %d", rc);
+    ck_assert_int_eq(h_stat(c, "pools"), 0);
+    ck_assert_int_eq(hc_ping(c), 0);
+
+    /* raw: a pool request without a descriptor, a slot naming no pool */
+    struct h_raw r;
+    ck_assert_int_eq(h_raw_connect(&r, d->sock), 0);
+    ck_assert_int_eq(h_raw_hello(&r, "pool", PAGE), 0);
+    Hicache__Request req = HICACHE__REQUEST__INIT;
+    Hicache__PoolRequest pr = HICACHE__POOL_REQUEST__INIT;
+    pr.size = POOL;
+    req.body_case = HICACHE__REQUEST__BODY_POOL;
+    req.pool = &pr;
+    Hicache__Response *resp = h_raw_call(&r, &req);
+    ck_assert_ptr_nonnull(resp);
+    ck_assert_int_eq(resp->status, -EINVAL);
+    ck_assert_msg(strstr(resp->error, "no descriptor"), "error: %s", resp->error);
+    hicache__response__free_unpacked(resp, NULL);
+    Hicache__Request g = HICACHE__REQUEST__INIT;
+    Hicache__GetRequest gr = HICACHE__GET_REQUEST__INIT;
+    Hicache__Slot s = HICACHE__SLOT__INIT, *sp = &s;
+    s.key.data = (uint8_t *)"k";
+    s.key.len = 1;
+    s.offset = 0;
+    s.length = 4096;
+    s.pool = 3;
+    gr.n_pages = 1;
+    gr.pages = &sp;
+    g.body_case = HICACHE__REQUEST__BODY_GET;
+    g.get = &gr;
+    resp = h_raw_call(&r, &g);
+    ck_assert_ptr_nonnull(resp);
+    ck_assert_int_eq(resp->status, -EINVAL);
+    ck_assert_msg(strstr(resp->error, "not registered"), "error: %s", resp->error);
+    hicache__response__free_unpacked(resp, NULL);
+    h_raw_close(&r);
+
+    close(pipefd[0]);
+    close(pipefd[1]);
+    close(file);
+    close(ro);
+    hc_close(c);
+    pool_free(&p);
+    hd_stop(d);
+}
+END_TEST
+
+struct toggler {
+    int fd;
+    atomic_bool stop;
+    unsigned flips;
+};
+
+/* Shrinks the pool to nothing and back, over and over. */
+static void *toggle(void *arg)
+{
+    struct toggler *t = arg;
+    while (!atomic_load(&t->stop)) {
+        if (ftruncate(t->fd, 0) != 0 || ftruncate(t->fd, POOL) != 0)
+            abort();
+        t->flips++;
+        usleep(200);
+    }
+    return NULL;
+}
+
+START_TEST(test_pool_truncated)
+{
+    struct hd *d = hd_new("pool-c", "--io-threads", "2", NULL);
+    struct pool p;
+    int res[NPAGES];
+    char key[64];
+
+    hd_start(d);
+    hc_client *c = hd_connect(d, "pool", PAGE);
+    hc_client *other = hd_connect(d, "pool", PAGE);
+    pool_new(&p);
+    ck_assert_int_gt(hc_pool_register(c, p.fd, p.base, POOL), 0);
+    for (int i = 0; i < NPAGES; i++) {
+        key_of(key, sizeof(key), "stable", i);
+        h_fill(p.base + (size_t)i * PAGE, PAGE, key, 9);
+    }
+    ck_assert_int_eq(pool_batch(c, &p, "stable", 0, NPAGES, true, res), NPAGES);
+
+    /* shrunk before the request: refused whole, nothing changes */
+    ck_assert_int_eq(ftruncate(p.fd, POOL / 2), 0);
+    int rc = pool_batch(c, &p, "stable", 0, NPAGES, false, res);
+    ck_assert_msg(rc == -ERANGE || (rc == 0 && res[0] == -ERANGE), "get: %d", rc);
+    for (int i = 0; i < NPAGES; i++)
+        ck_assert_int_eq(res[i], -ERANGE);
+    ck_assert_int_eq(ftruncate(p.fd, POOL), 0);
+
+    /* shrunk and grown again while the daemon reads into it and writes from
+     * it: each page answers 0, ERANGE or EFAULT; the daemon stays up */
+    struct toggler t = {.fd = p.fd};
+    pthread_t th;
+    unsigned faults = 0, ok = 0;
+    uint64_t end = h_now_ms() + 2000;
+    ck_assert_int_eq(pthread_create(&th, NULL, toggle, &t), 0);
+    for (int round = 0; h_now_ms() < end; round++) {
+        char stem[32];
+        snprintf(stem, sizeof(stem), "race%d", round);
+        bool set = round % 2 == 0;
+        rc = set ? pool_batch(c, &p, stem, 0, NPAGES, true, res)
+                 : pool_batch(c, &p, "stable", 0, NPAGES, false, res);
+        ck_assert_msg(rc >= 0 || rc == -ERANGE, "round %d: %d %s", round, rc, hc_strerror(rc));
+        for (int i = 0; i < NPAGES; i++) {
+            ck_assert_msg(res[i] == 0 || res[i] == -ERANGE || res[i] == -EFAULT,
+                          "round %d page %d: %d", round, i, res[i]);
+            faults += res[i] == -EFAULT;
+            ok += res[i] == 0;
+        }
+    }
+    atomic_store(&t.stop, true);
+    pthread_join(th, NULL);
+    fprintf(stderr, "truncated pool: %u flips, %u pages ok, %u EFAULT, %lld client_faults\n",
+            t.flips, ok, faults, (long long)h_stat(c, "client_faults"));
+
+    /* nothing of anyone else changed: every stable page, byte for byte */
+    for (int i = 0; i < NPAGES; i++)
+        ck_assert_int_eq(region_get_check(other, "stable", i, 9), 0);
+    ck_assert_int_eq(h_stat(other, "corrupt_records"), 0);
+    ck_assert_int_eq(hc_ping(c), 0);
+    hc_close(c);
+    hc_close(other);
+    pool_free(&p);
+    hd_stop(d);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("pool");
+    TCase *tc = h_tcase("pool", 60);
+    tcase_add_test(tc, test_pool_round_trip);
+    tcase_add_test(tc, test_pool_refused);
+    tcase_add_test(tc, test_pool_truncated);
+    suite_add_tcase(s, tc);
+    return h_run_suite(s);
+}
