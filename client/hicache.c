@@ -640,22 +640,36 @@ static int key_check(const char *key)
     return 0;
 }
 
-/* The registered pool page p lies in (its one buffer inside the pool's
- * mapping): the pool's id, with *off its offset there; 0 when none. */
+/* The index in c->pools of the registered pool [base, base + len) lies in,
+ * or -1. */
+static int pool_find(const struct hc_client *c, const void *base, size_t len)
+{
+    uintptr_t a = (uintptr_t)base;
+    for (unsigned i = 0; i < c->npools; i++) {
+        uintptr_t pb = (uintptr_t)c->pools[i].base;
+        if (a >= pb && a - pb < c->pools[i].size && len <= c->pools[i].size - (a - pb))
+            return (int)i;
+    }
+    return -1;
+}
+
+/* The registered pool page p lies in (every buffer of it, at most
+ * HC_MAX_PIECES, in one pool's mapping): the pool's id, with *off the first
+ * buffer's offset there; 0 when none. */
 static uint32_t page_pool(const struct hc_client *c, const hc_page *p, uint64_t *off)
 {
-    if (p->nbufs != 1 || p->bufs[0].len == 0)
+    int k;
+
+    if (c->npools == 0 || p->nbufs == 0 || p->nbufs > HC_MAX_PIECES)
         return 0;
-    uintptr_t a = (uintptr_t)p->bufs[0].base;
-    for (unsigned i = 0; i < c->npools; i++) {
-        uintptr_t base = (uintptr_t)c->pools[i].base;
-        if (a >= base && a - base < c->pools[i].size &&
-            p->bufs[0].len <= c->pools[i].size - (a - base)) {
-            *off = a - base;
-            return c->pools[i].id;
-        }
-    }
-    return 0;
+    k = pool_find(c, p->bufs[0].base, p->bufs[0].len);
+    if (k < 0)
+        return 0;
+    for (unsigned i = 0; i < p->nbufs; i++)
+        if (p->bufs[i].len == 0 || pool_find(c, p->bufs[i].base, p->bufs[i].len) != k)
+            return 0;
+    *off = (uintptr_t)p->bufs[0].base - (uintptr_t)c->pools[k].base;
+    return c->pools[k].id;
 }
 
 /* Checks page p and sums its buffers. Returns 0 and sets *total, -EINVAL
@@ -727,7 +741,7 @@ static void chunk_fill(struct hc_client *c, struct hc_batch *b, size_t *next, st
             (*next)++;
             continue;
         }
-        add = strlen(key) + HC_SLOT_EST;
+        add = strlen(key) + HC_SLOT_EST + (pool ? 20u * (b->pages[i].nbufs - 1) : 0);
         if (k->count > 0 && est + add > c->max_frame)
             break;
         if (!pool) {
@@ -762,9 +776,18 @@ static int chunk_send(struct hc_client *c, const struct hc_batch *b, struct hc_c
     Hicache__GetRequest get = HICACHE__GET_REQUEST__INIT;
     Hicache__Slot slots[HC_MAX_BATCH];
     Hicache__Slot *slotp[HC_MAX_BATCH];
+    uint64_t *more = NULL;
+    size_t nmore = 0, used = 0;
     unsigned j;
+    int r;
 
+    for (j = 0; j < k->count; j++)
+        if (k->pool[j])
+            nmore += 2 * (b->pages[k->idx[j]].nbufs - 1);
+    if (nmore && (more = malloc(nmore * sizeof(*more))) == NULL)
+        return -ENOMEM;
     for (j = 0; j < k->count; j++) {
+        const hc_page *p = &b->pages[k->idx[j]];
         const char *key = batch_key(b, k->idx[j]);
 
         hicache__slot__init(&slots[j]);
@@ -773,6 +796,17 @@ static int chunk_send(struct hc_client *c, const struct hc_batch *b, struct hc_c
         slots[j].offset = k->off[j];
         slots[j].length = k->len[j];
         slots[j].pool = k->pool[j];
+        if (k->pool[j] && p->nbufs > 1) {
+            /* the first piece is offset/length: the whole page is in one pool */
+            uintptr_t base = (uintptr_t)p->bufs[0].base - k->off[j];
+            slots[j].length = p->bufs[0].len;
+            slots[j].more = more + used;
+            slots[j].n_more = 2 * (p->nbufs - 1);
+            for (unsigned q = 1; q < p->nbufs; q++) {
+                more[used++] = (uintptr_t)p->bufs[q].base - base;
+                more[used++] = p->bufs[q].len;
+            }
+        }
         slotp[j] = &slots[j];
     }
     switch (b->op) {
@@ -791,7 +825,9 @@ static int chunk_send(struct hc_client *c, const struct hc_batch *b, struct hc_c
     }
     k->id = req.id = c->next_id++;
     k->deadline = now_ms() + c->timeout_ms;
-    return send_request(c, &req, k->deadline, -1);
+    r = send_request(c, &req, k->deadline, -1);
+    free(more);
+    return r;
 }
 
 /* Waits until the oldest chunk in flight has its response, stashing the

@@ -128,9 +128,10 @@ HC_EXPORT int hc_ping(hc_client *c);
 
 /* Registers a host pool: fd is a memfd (or a file in /dev/shm) of at least
  * size bytes that this process maps at base, read-write (SGLang's shm host
- * KV pool). The daemon maps it too; from then on a page whose one buffer
- * lies inside [base, base + size) moves straight between the daemon's
- * storage reads and writes and the pool, with no copy through the region.
+ * KV pool). The daemon maps it too; from then on a page whose buffers all
+ * lie inside [base, base + size) (at most HC_MAX_PIECES of them) moves
+ * straight between the daemon's storage reads and writes and the pool, with
+ * no copy through the region.
  * Keep the pool mapped (and at least size bytes) while the connection is
  * open: a page the daemon finds gone fails with -EFAULT. fd may be closed
  * after the call. Returns the pool's id (> 0), or -errno: -EINVAL (not a

@@ -15,6 +15,9 @@
 /* Host pools one connection may register (hc_pool_register: the KV pool and
  * the side pools of a hybrid pool group). */
 #define HC_MAX_POOLS 64
+/* Pieces of one page in a host pool at most (its K and V halves, or one a
+ * layer and half: a layer-first pool). */
+#define HC_MAX_PIECES 256
 
 /* Pages in one get / set / exists request at most (SGLang's batch). */
 #define HC_MAX_BATCH 128

@@ -150,8 +150,8 @@ static int join_before(struct hc_io_req *req)
     uint32_t len = j->lin ? j->lin->len : j->lead->len;
 
     if (!src)
-        return -EBADMSG;                    /* never: see hc__rd_fanout */
-    return hc_guard_copy(j->buf, src, len); /* -EFAULT: its slot vanished */
+        return -EBADMSG;                  /* never: see hc__rd_fanout */
+    return hc_pbuf_put(&j->pb, src, len); /* -EFAULT: its slot vanished */
 }
 
 /* Back on the loop thread: answers the joiner (a copy that found no source
@@ -173,7 +173,7 @@ static void join_done(struct hc_io_req *req)
         hc__client_hit(s, j->cb, j->data, lead->len);
     } else {
         int rc =
-            hc__get_start(s, j->ns, j->key, j->klen, j->buf, j->cap, 1, j->cb, j->data, GET_OWNED);
+            hc__get_start(s, j->ns, j->key, j->klen, &j->pb, j->cap, 1, j->cb, j->data, GET_OWNED);
         if (rc < 0)
             j->cb(j->data, rc, 0);
     }
@@ -194,14 +194,14 @@ static void join_submit(struct hc_store *s, struct join *j)
 }
 
 /* A joiner for a get (ns, key) into buf; NULL when out of memory. */
-static struct join *join_new(struct hc_store *s, int ns, const char *key, size_t klen, void *buf,
-                             uint64_t cap, hc_store_cb cb, void *data)
+static struct join *join_new(struct hc_store *s, int ns, const char *key, size_t klen,
+                             const struct hc_pbuf *pb, uint64_t cap, hc_store_cb cb, void *data)
 {
     struct join *j = calloc(1, sizeof(*j));
     if (!j)
         return NULL;
     j->s = s;
-    j->buf = buf;
+    j->pb = *pb;
     j->cap = cap;
     j->cb = cb;
     j->data = data;
@@ -217,9 +217,9 @@ static struct join *join_new(struct hc_store *s, int ns, const char *key, size_t
  * a new set of the key, an older read (perhaps waiting to be tried again)
  * holds the old page; a new read is then added to the table in front of it.
  * Returns 1 (served: cb will run), 0 (not: read storage), or -ENOMEM. */
-int hc__get_coalesced(struct hc_store *s, int ns, const char *key, size_t klen, void *buf,
-                      uint64_t cap, hc_store_cb cb, void *data, struct hc_hash h,
-                      const struct hc_index_ent *e)
+int hc__get_coalesced(struct hc_store *s, int ns, const char *key, size_t klen,
+                      const struct hc_pbuf *pb, uint64_t cap, hc_store_cb cb, void *data,
+                      struct hc_hash h, const struct hc_index_ent *e)
 {
     uint64_t off = (uint64_t)e->off * HC_STORE_ALIGN;
     struct pnode *p;
@@ -228,7 +228,7 @@ int hc__get_coalesced(struct hc_store *s, int ns, const char *key, size_t klen, 
     if (s->lhead && (p = hc__ptab_find(&s->lingering, h))) {
         struct linger *l = container_of(p, struct linger, pn);
         if (l->seg == e->seg && l->off == off && l->len == e->len && mono_ms() < l->expires_ms) {
-            if (!(j = join_new(s, ns, key, klen, buf, cap, cb, data)))
+            if (!(j = join_new(s, ns, key, klen, pb, cap, cb, data)))
                 return -ENOMEM;
             j->lin = l;
             l->refs++;
@@ -244,7 +244,7 @@ int hc__get_coalesced(struct hc_store *s, int ns, const char *key, size_t klen, 
         struct rd *lead = container_of(p, struct rd, pn);
         if (lead->len == e->len && lead->seg->id == e->seg && lead->off == off &&
             lead->seg->state != SEG_DEAD) {
-            if (!(j = join_new(s, ns, key, klen, buf, cap, cb, data)))
+            if (!(j = join_new(s, ns, key, klen, pb, cap, cb, data)))
                 return -ENOMEM;
             j->lead = lead;
             j->next = lead->joins;
@@ -269,7 +269,7 @@ void hc__rd_regroup(struct hc_store *s, struct rd *r, int st)
     for (j = r->joins, r->joins = NULL; j; j = next) {
         next = j->next;
         s->st->coalesced_reads--; /* counted again if it joins the new read */
-        int rc = hc__get_start(s, j->ns, j->key, j->klen, j->buf, j->cap, 1, j->cb, j->data,
+        int rc = hc__get_start(s, j->ns, j->key, j->klen, &j->pb, j->cap, 1, j->cb, j->data,
                                GET_JOINABLE | GET_OWNED);
         if (rc < 0)
             j->cb(j->data, rc, 0);

@@ -98,3 +98,78 @@ int hc_guard_crc(const void *p, size_t n, uint32_t *out)
         *out = a.crc;
     return rc;
 }
+
+uint64_t hc_pbuf_cap(const struct hc_pbuf *pb)
+{
+    const struct iovec *v = hc_pbuf_vec(pb);
+    uint64_t sum = 0;
+    for (unsigned i = 0; i < pb->n; i++)
+        sum += v[i].iov_len;
+    return sum;
+}
+
+struct pbuf_args {
+    const struct hc_pbuf *pb;
+    uint8_t *flat;
+    uint64_t len;
+    int dir; /* 1: flat into pb; -1: pb into flat; 0: CRC of pb */
+    uint32_t crc;
+};
+
+static void pbuf_fn(void *arg)
+{
+    struct pbuf_args *a = arg;
+    const struct iovec *v = hc_pbuf_vec(a->pb);
+    uint64_t left = a->len;
+    uint8_t *f = a->flat;
+
+    a->crc = 0;
+    for (unsigned i = 0; i < a->pb->n && left > 0; i++) {
+        size_t k = v[i].iov_len < left ? v[i].iov_len : (size_t)left;
+        if (a->dir > 0)
+            memcpy(v[i].iov_base, f, k);
+        else if (a->dir < 0)
+            memcpy(f, v[i].iov_base, k);
+        else
+            a->crc = hc_crc32c(a->crc, v[i].iov_base, k);
+        f += k;
+        left -= k;
+    }
+}
+
+int hc_pbuf_put(const struct hc_pbuf *pb, const void *src, uint64_t len)
+{
+    struct pbuf_args a = {pb, (uint8_t *)src, len, 1, 0};
+    return len ? hc_guard_run(pbuf_fn, &a) : 0;
+}
+
+int hc_pbuf_get(void *dst, const struct hc_pbuf *pb, uint64_t len)
+{
+    struct pbuf_args a = {pb, dst, len, -1, 0};
+    return len ? hc_guard_run(pbuf_fn, &a) : 0;
+}
+
+int hc_pbuf_crc(const struct hc_pbuf *pb, uint64_t len, uint32_t *out)
+{
+    struct pbuf_args a = {pb, NULL, len, 0, 0};
+    int rc = hc_guard_run(pbuf_fn, &a);
+    if (rc == 0)
+        *out = a.crc;
+    return rc;
+}
+
+unsigned hc_pbuf_iov(const struct hc_pbuf *pb, uint64_t len, struct iovec *out, unsigned max)
+{
+    const struct iovec *v = hc_pbuf_vec(pb);
+    unsigned k = 0;
+    for (unsigned i = 0; i < pb->n && len > 0; i++) {
+        size_t n = v[i].iov_len < len ? v[i].iov_len : (size_t)len;
+        if (n == 0)
+            continue;
+        if (k == max)
+            return 0;
+        out[k++] = (struct iovec){v[i].iov_base, n};
+        len -= n;
+    }
+    return k;
+}

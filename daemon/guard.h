@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 /* Installs the SIGBUS handler (once per process; later calls do nothing).
  * Returns 0 or -errno. */
@@ -37,5 +38,45 @@ int hc_guard_crc(const void *p, size_t n, uint32_t *out);
 /* Runs fn(arg). Returns 0, or -EFAULT when it was cut short by a fault on
  * client memory (fn's own results are then undefined). */
 int hc_guard_run(void (*fn)(void *arg), void *arg);
+
+/* A page's buffer in a client's memory: pieces filled in order (a K and a V
+ * half of a host pool page, or one slot). n == 1 keeps its piece in one (so
+ * a pbuf copies by value); else v points to the caller's array, which must
+ * live as long as the pbuf is used. */
+struct hc_pbuf {
+    struct iovec one;
+    const struct iovec *v;
+    unsigned n;
+};
+
+/* A pbuf of one piece [buf, buf + len). */
+static inline struct hc_pbuf hc_pbuf_one(void *buf, uint64_t len)
+{
+    return (struct hc_pbuf){.one = {buf, (size_t)len}, .v = NULL, .n = 1};
+}
+
+/* The pieces of pb (n of them). */
+static inline const struct iovec *hc_pbuf_vec(const struct hc_pbuf *pb)
+{
+    return pb->n == 1 ? &pb->one : pb->v;
+}
+
+/* Bytes pb holds (the sum of its pieces). */
+uint64_t hc_pbuf_cap(const struct hc_pbuf *pb);
+
+/* The first len bytes of src copied into pb's pieces in order, guarded.
+ * Returns 0 or -EFAULT. len <= hc_pbuf_cap(pb). */
+int hc_pbuf_put(const struct hc_pbuf *pb, const void *src, uint64_t len);
+
+/* The first len bytes of pb copied to dst, guarded. Returns 0 or -EFAULT. */
+int hc_pbuf_get(void *dst, const struct hc_pbuf *pb, uint64_t len);
+
+/* *out = CRC32C of the first len bytes of pb, guarded. Returns 0 or
+ * -EFAULT (*out untouched). */
+int hc_pbuf_crc(const struct hc_pbuf *pb, uint64_t len, uint32_t *out);
+
+/* Fills out (room for max entries) with the pieces covering the first len
+ * bytes of pb. Returns how many, or 0 when more than max are needed. */
+unsigned hc_pbuf_iov(const struct hc_pbuf *pb, uint64_t len, struct iovec *out, unsigned max);
 
 #endif

@@ -115,8 +115,10 @@ bool hc__io_handle_xfer(struct hc_io_req *req, ssize_t res)
         return true;
     }
     if (res == 0) {
-        /* A read at end of file. A write of nothing would loop forever. */
-        req->result = req->op == HC_IO_READ ? -ENODATA : -EIO;
+        /* A read at end of file. A write of nothing would loop forever: the
+         * kernel could not take a byte from the buffers (seen when a page of
+         * a client's host pool vanished under an io_uring write), so EFAULT. */
+        req->result = req->op == HC_IO_READ ? -ENODATA : -EFAULT;
         return true;
     }
     if ((size_t)res > left) {

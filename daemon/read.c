@@ -97,7 +97,7 @@ static int rd_after(struct hc_io_req *req)
             return -EBADMSG;
         if ((rc = hc__zdecompress(r->plain, r->len, r->bounce, v.len)) < 0)
             return rc;
-        if (hc_guard_copy(r->buf, r->plain, r->len) < 0)
+        if (hc_pbuf_put(&r->pb, r->plain, r->len) < 0)
             r->buf_err = -EFAULT;
         r->stored = (uint32_t)v.len;
         return 0;
@@ -105,12 +105,12 @@ static int rd_after(struct hc_io_req *req)
     r->slot_checked = !r->bounce;
     if (r->bounce)
         r->crc = hc_crc32c(0, r->bounce, r->len);
-    else if (hc_guard_crc(r->buf, r->len, &r->crc) < 0)
+    else if (hc_pbuf_crc(&r->pb, r->len, &r->crc) < 0)
         return -EFAULT; /* the slot vanished under the check (a truncated pool) */
     if (r->crc != v.payload_crc)
         return -EBADMSG;
     if (r->bounce) {
-        if (hc_guard_copy(r->buf, r->bounce, r->len) < 0)
+        if (hc_pbuf_put(&r->pb, r->bounce, r->len) < 0)
             r->buf_err = -EFAULT;
     } else if (__atomic_load_n(&r->want_own, __ATOMIC_ACQUIRE))
         rd_own_copy(r, req->fd, v.payload_crc);
@@ -178,9 +178,9 @@ void hc__rd_submit(struct hc_store *s, struct rd *r)
         r->req.iov[1] = (struct iovec){r->bounce, (size_t)r->sblocks * HC_STORE_ALIGN};
     else if (r->bounce)
         r->req.iov[1] = (struct iovec){r->bounce, round_up(r->len)};
-    else
-        r->req.iov[1] = (struct iovec){r->buf, r->len};
     r->req.iovcnt = 2;
+    if (!r->sblocks && !r->bounce) /* rd_new: it fits */
+        r->req.iovcnt = 1 + (int)hc_pbuf_iov(&r->pb, r->len, &r->req.iov[1], HC_IO_MAX_IOV - 1);
     r->req.before = r->retries || r->eio_retries ? rd_before_retry : NULL;
     r->req.after = rd_after;
     r->req.done = rd_done;
@@ -354,10 +354,17 @@ void hc__rd_later_run(struct hc_store *s, bool all)
  * then takes it over without a copy) or that joiners copy, or for O_DIRECT
  * into an unaligned slot.
  * Returns NULL when out of memory. */
-static struct rd *rd_new(struct hc_store *s, const struct hc_index_ent *e, void *buf, bool owned)
+static struct rd *rd_new(struct hc_store *s, const struct hc_index_ent *e, const struct hc_pbuf *pb,
+                         bool owned)
 {
     uint32_t sblocks = e->flags & HC_INDEX_FLAGS_USER;
-    bool unaligned = ((uintptr_t)buf % HC_STORE_ALIGN) != 0 || e->len % HC_STORE_ALIGN != 0;
+    const struct iovec *v = hc_pbuf_vec(pb);
+    bool unaligned = pb->n > 1 || ((uintptr_t)v[0].iov_base % HC_STORE_ALIGN) != 0 ||
+                     e->len % HC_STORE_ALIGN != 0;
+    struct iovec probe[HC_IO_MAX_IOV - 1];
+    /* more pieces than a read takes besides the header: read into the
+     * daemon's memory, then copied */
+    bool scattered = hc_pbuf_iov(pb, e->len, probe, HC_IO_MAX_IOV - 1) == 0;
     struct rd *r = calloc(1, sizeof(*r));
 
     if (!r || posix_memalign((void **)&r->hdr, HC_STORE_ALIGN, HC_STORE_ALIGN) != 0)
@@ -369,7 +376,7 @@ static struct rd *rd_new(struct hc_store *s, const struct hc_index_ent *e, void 
         }
         if (!(r->plain = malloc(e->len)))
             goto nomem;
-    } else if (owned || (s->cfg.use_direct_io && unaligned)) {
+    } else if (owned || scattered || (s->cfg.use_direct_io && unaligned)) {
         if (posix_memalign(&r->bounce, HC_STORE_ALIGN, round_up(e->len)) != 0) {
             r->bounce = NULL;
             goto nomem;
@@ -380,7 +387,7 @@ static struct rd *rd_new(struct hc_store *s, const struct hc_index_ent *e, void 
     r->off = (uint64_t)e->off * HC_STORE_ALIGN;
     r->len = e->len;
     r->sblocks = sblocks;
-    r->buf = buf;
+    r->pb = *pb;
     return r;
 nomem:
     if (r)
@@ -391,8 +398,9 @@ nomem:
 /* Starts a get. how: GET_JOINABLE and GET_OWNED (store_int.h). readers: the
  * getter's readers per page. Returns 0 (cb will run) or -errno (cb will
  * not). */
-int hc__get_start(struct hc_store *s, int ns, const char *key, size_t klen, void *buf, uint64_t cap,
-                  uint32_t readers, hc_store_cb cb, void *data, unsigned how)
+int hc__get_start(struct hc_store *s, int ns, const char *key, size_t klen,
+                  const struct hc_pbuf *pb, uint64_t cap, uint32_t readers, hc_store_cb cb,
+                  void *data, unsigned how)
 {
     bool joinable = (how & GET_JOINABLE) && s->cfg.coalesce_reads;
     struct hc_hash h = hc__page_hash(s, ns, key, klen);
@@ -412,12 +420,12 @@ int hc__get_start(struct hc_store *s, int ns, const char *key, size_t klen, void
     }
     if (e->len > cap)
         return hc__defer_cb(s, cb, data, -ENOSPC, e->len);
-    if (joinable && (rc = hc__get_coalesced(s, ns, key, klen, buf, cap, cb, data, h, e)) != 0)
+    if (joinable && (rc = hc__get_coalesced(s, ns, key, klen, pb, cap, cb, data, h, e)) != 0)
         return rc < 0 ? rc : 0;
 
     /* Several readers per page: the others join or find it lingering, so it
      * is read into the daemon's memory to begin with. */
-    r = rd_new(s, e, buf, (how & GET_OWNED) || (readers > 1 && joinable));
+    r = rd_new(s, e, pb, (how & GET_OWNED) || (readers > 1 && joinable));
     if (!r)
         return -ENOMEM;
     r->readers = readers;

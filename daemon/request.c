@@ -35,8 +35,10 @@ static void batch_finish(struct batch *b)
         hc__conn_send(c, &resp);
     }
     hc_region_unref(b->region);
-    for (unsigned i = 0; i < b->n; i++)
+    for (unsigned i = 0; i < b->n; i++) {
         hc_region_unref(b->items[i].map);
+        free(b->items[i].pieces);
+    }
     free(b->results);
     free(b->lengths);
     free(b);
@@ -75,8 +77,9 @@ static int conn_ns(struct conn *c, bool create)
 }
 
 /* Checks the slots of a set or get: each names the region or a registered
- * pool and lies inside it; a pool's size is taken now (its client may have
- * shrunk it), once per pool. Returns 0, or -errno with the error sent. */
+ * pool and lies inside it (every piece of it: Slot.more); a pool's size is
+ * taken now (its client may have shrunk it), once per pool. Returns 0, or
+ * -errno with the error sent. */
 static int slots_check(struct conn *c, uint64_t id, Hicache__Slot **pages, size_t n)
 {
     uint64_t live[HC_MAX_POOLS];
@@ -96,6 +99,13 @@ static int slots_check(struct conn *c, uint64_t id, Hicache__Slot **pages, size_
                            s->pool);
             return -EINVAL;
         }
+        if (s->n_more && (!s->pool || s->n_more % 2 || s->n_more / 2 + 1 > HC_MAX_PIECES)) {
+            hc__send_error(c, id, -EINVAL,
+                           "slot %zu: more pieces only in a pool, as offset-length pairs, %u at "
+                           "most",
+                           i, HC_MAX_PIECES);
+            return -EINVAL;
+        }
         if (s->pool) {
             unsigned k = s->pool - 1;
             if (!known[k]) {
@@ -104,15 +114,36 @@ static int slots_check(struct conn *c, uint64_t id, Hicache__Slot **pages, size_
             }
             size = live[k];
         }
-        if (s->length == 0 || s->offset >= size || s->length > size - s->offset) {
-            hc__send_error(c, id, -ERANGE,
-                           "slot %zu [%" PRIu64 ", +%" PRIu64 ") is outside the %s of %" PRIu64
-                           " bytes",
-                           i, s->offset, s->length, s->pool ? "pool" : "region", size);
-            return -ERANGE;
+        for (size_t p = 0; p <= s->n_more / 2; p++) {
+            uint64_t off = p ? s->more[2 * p - 2] : s->offset;
+            uint64_t len = p ? s->more[2 * p - 1] : s->length;
+            if (len == 0 || off >= size || len > size - off || len > UINT32_MAX) {
+                hc__send_error(c, id, -ERANGE,
+                               "slot %zu [%" PRIu64 ", +%" PRIu64 ") is outside the %s of %" PRIu64
+                               " bytes",
+                               i, off, len, s->pool ? "pool" : "region", size);
+                return -ERANGE;
+            }
         }
     }
     return 0;
+}
+
+/* The buffer of slot s in m (checked by slots_check): one piece, or its
+ * pieces in *arr (allocated; NULL when out of memory). */
+static struct hc_pbuf slot_pbuf(const Hicache__Slot *s, const struct hc_region *m,
+                                struct iovec **arr)
+{
+    size_t np = s->n_more / 2 + 1;
+    *arr = NULL;
+    if (np == 1)
+        return hc_pbuf_one(m->base + s->offset, s->length);
+    if (!(*arr = malloc(np * sizeof(**arr))))
+        return (struct hc_pbuf){.n = 0};
+    (*arr)[0] = (struct iovec){m->base + s->offset, s->length};
+    for (size_t p = 1; p < np; p++)
+        (*arr)[p] = (struct iovec){m->base + s->more[2 * p - 2], s->more[2 * p - 1]};
+    return (struct hc_pbuf){.v = *arr, .n = (unsigned)np};
 }
 
 /* A set or get batch: checks every key and slot, then one store call per
@@ -164,7 +195,7 @@ static void handle_batch(struct conn *c, const Hicache__Request *req, bool is_ge
     for (i = 0; i < n; i++) {
         const Hicache__Slot *s = pages[i];
         struct hc_region *m = s->pool ? c->pools[s->pool - 1] : c->region;
-        uint8_t *buf = m->base + s->offset;
+        struct hc_pbuf pb = slot_pbuf(s, m, &b->items[i].pieces);
         int rc;
 
         b->items[i].b = b;
@@ -178,15 +209,16 @@ static void handle_batch(struct conn *c, const Hicache__Request *req, bool is_ge
             rc = -ENOENT; /* a namespace nobody ever stored into */
             srv->stats.gets++;
             srv->stats.misses++;
-        } else if (ns < 0) {
-            rc = ns; /* -ENOMEM: the name could not be interned */
-            srv->stats.set_errors++;
+        } else if (ns < 0 || pb.n == 0) {
+            rc = ns < 0 ? ns : -ENOMEM; /* the name could not be interned, or no memory */
+            if (!is_get)
+                srv->stats.set_errors++;
         } else if (is_get)
-            rc = hc_store_get_ex(srv->store, ns, (const char *)s->key.data, s->key.len, buf,
-                                 s->length, &c->sopts, batch_cb, &b->items[i]);
+            rc = hc_store_getv(srv->store, ns, (const char *)s->key.data, s->key.len, &pb,
+                               &c->sopts, batch_cb, &b->items[i]);
         else
-            rc = hc_store_set_ex(srv->store, ns, (const char *)s->key.data, s->key.len, buf,
-                                 s->length, &c->sopts, batch_cb, &b->items[i]);
+            rc = hc_store_setv(srv->store, ns, (const char *)s->key.data, s->key.len, &pb,
+                               &c->sopts, batch_cb, &b->items[i]);
         if (rc < 0) {
             b->results[i] = rc;
             b->remaining--;

@@ -115,6 +115,7 @@ struct batch {
     struct batch_item {
         struct batch *b;
         struct hc_region *map; /* a pool the slot lies in (a reference), or NULL */
+        struct iovec *pieces;  /* a pool page of several pieces: their array */
         unsigned i;
     } items[];
 };

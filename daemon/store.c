@@ -101,18 +101,32 @@ int hc_store_set(struct hc_store *s, int ns, const char *key, size_t klen, const
 int hc_store_set_ex(struct hc_store *s, int ns, const char *key, size_t klen, const void *buf,
                     uint64_t len, const struct hc_store_opts *opts, hc_store_cb cb, void *data)
 {
+    struct hc_pbuf pb = hc_pbuf_one((void *)buf, len);
+    if (!buf) {
+        if (s)
+            s->st->set_errors++;
+        return -EINVAL;
+    }
+    return hc_store_setv(s, ns, key, klen, &pb, opts, cb, data);
+}
+
+int hc_store_setv(struct hc_store *s, int ns, const char *key, size_t klen,
+                  const struct hc_pbuf *pb, const struct hc_store_opts *opts, hc_store_cb cb,
+                  void *data)
+{
     struct hc_store_opts o = opts ? *opts : HC_STORE_OPTS_DEFAULT;
+    uint64_t len = pb ? hc_pbuf_cap(pb) : 0;
     int rc;
 
-    if (!s || !cb || !key || !buf || !ns_valid(s, ns) || klen == 0 || klen > HC_MAX_KEY ||
-        len == 0 || o.compression > HC_COMPRESSION_ZSTD)
+    if (!s || !cb || !key || !pb || pb->n == 0 || !ns_valid(s, ns) || klen == 0 ||
+        klen > HC_MAX_KEY || len == 0 || o.compression > HC_COMPRESSION_ZSTD)
         rc = -EINVAL;
     else if (s->stopping)
         rc = -ESHUTDOWN;
     else if (len > UINT32_MAX || rec_size(len) > s->cfg.segment_size)
         rc = -EFBIG;
     else
-        rc = hc__set_start(s, ns, key, klen, buf, len, o.compression, o.stream, cb, data);
+        rc = hc__set_start(s, ns, key, klen, pb, len, o.compression, o.stream, cb, data);
     if (rc < 0 && s)
         s->st->set_errors++;
     return rc;
@@ -127,11 +141,21 @@ int hc_store_get(struct hc_store *s, int ns, const char *key, size_t klen, void 
 int hc_store_get_ex(struct hc_store *s, int ns, const char *key, size_t klen, void *buf,
                     uint64_t cap, const struct hc_store_opts *opts, hc_store_cb cb, void *data)
 {
-    if (!s || !cb || !key || !ns_valid(s, ns) || klen == 0 || klen > HC_MAX_KEY ||
-        (!buf && cap > 0))
+    struct hc_pbuf pb = hc_pbuf_one(buf, cap);
+    if (!buf && cap > 0)
+        return -EINVAL;
+    return hc_store_getv(s, ns, key, klen, &pb, opts, cb, data);
+}
+
+int hc_store_getv(struct hc_store *s, int ns, const char *key, size_t klen,
+                  const struct hc_pbuf *pb, const struct hc_store_opts *opts, hc_store_cb cb,
+                  void *data)
+{
+    if (!s || !cb || !key || !pb || pb->n == 0 || !ns_valid(s, ns) || klen == 0 ||
+        klen > HC_MAX_KEY)
         return -EINVAL;
     s->st->gets++;
-    return hc__get_start(s, ns, key, klen, buf, cap, opts ? opts->readers : 1, cb, data,
+    return hc__get_start(s, ns, key, klen, pb, hc_pbuf_cap(pb), opts ? opts->readers : 1, cb, data,
                          GET_JOINABLE);
 }
 

@@ -35,6 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "guard.h"
 #include "io.h"
 #include "hicache_defs.h"
 #include "stats.h"
@@ -146,6 +147,17 @@ int hc_store_get(struct hc_store *s, int ns, const char *key, size_t klen, void 
  * cap is checked against and what cb gets. */
 int hc_store_get_ex(struct hc_store *s, int ns, const char *key, size_t klen, void *buf,
                     uint64_t cap, const struct hc_store_opts *opts, hc_store_cb cb, void *data);
+
+/* hc_store_set_ex and hc_store_get_ex for a page in several pieces of the
+ * client's memory (guard.h: struct hc_pbuf), filled in order: the K and V
+ * halves of a host pool page. With more than one piece, pb->v must stay
+ * valid until cb ran. A get's capacity is the pieces' sum. */
+int hc_store_setv(struct hc_store *s, int ns, const char *key, size_t klen,
+                  const struct hc_pbuf *pb, const struct hc_store_opts *opts, hc_store_cb cb,
+                  void *data);
+int hc_store_getv(struct hc_store *s, int ns, const char *key, size_t klen,
+                  const struct hc_pbuf *pb, const struct hc_store_opts *opts, hc_store_cb cb,
+                  void *data);
 
 /* Answers from the index only. Returns the page length (> 0) if (ns, key) is
  * visible, 0 if not. */

@@ -58,6 +58,7 @@
 #include "index.h"
 #include "io.h"
 #include "key.h" /* HC_MAX_KEY, HC_MAX_NS */
+#include "guard.h"
 #include "store.h"
 
 #define NS_LIMIT 65535u                 /* namespaces a store interns */
@@ -244,8 +245,8 @@ struct wrec {
     uint64_t off;
     uint64_t len;
     uint16_t ns;
-    const void *buf;
-    void *bounce; /* O_DIRECT copy of an unaligned payload */
+    struct hc_pbuf pb; /* the setter's bytes (len of them) */
+    void *bounce;      /* O_DIRECT copy of an unaligned payload */
     unsigned char *hdr;
     bool done;
     int status;
@@ -280,13 +281,13 @@ struct rd {
     struct rd *lnext; /* reads waiting to be tried again (hc_store->rd_later) */
     struct seg *seg;
     uint64_t off;
-    uint32_t len;     /* original length */
-    uint32_t sblocks; /* compressed record: stored blocks, read into bounce */
-    uint32_t stored;  /* payload bytes on storage, set by rd_after */
-    uint32_t readers; /* the getter's readers per page (linger) */
-    void *buf;
-    void *bounce; /* daemon-owned: O_DIRECT, linger, or the compressed bytes */
-    void *plain;  /* compressed record: the decompressed page */
+    uint32_t len;      /* original length */
+    uint32_t sblocks;  /* compressed record: stored blocks, read into bounce */
+    uint32_t stored;   /* payload bytes on storage, set by rd_after */
+    uint32_t readers;  /* the getter's readers per page (linger) */
+    struct hc_pbuf pb; /* the getter's slot */
+    void *bounce;      /* daemon-owned: O_DIRECT, linger, or the compressed bytes */
+    void *plain;       /* compressed record: the decompressed page */
     unsigned char *hdr;
     hc_store_cb cb;
     void *data;
@@ -339,7 +340,7 @@ struct join {
     struct join *next;
     struct rd *lead;
     struct linger *lin;
-    void *buf;
+    struct hc_pbuf pb; /* the getter's slot */
     uint64_t cap;
     hc_store_cb cb;
     void *data;
@@ -533,8 +534,9 @@ void hc__fd_trim(struct hc_store *s);
 
 /* ---- write.c: the set path ------------------------------------------------ */
 
-int hc__set_start(struct hc_store *s, int ns, const char *key, size_t klen, const void *buf,
-                  uint64_t len, uint32_t compression, uint32_t stream, hc_store_cb cb, void *data);
+int hc__set_start(struct hc_store *s, int ns, const char *key, size_t klen,
+                  const struct hc_pbuf *pb, uint64_t len, uint32_t compression, uint32_t stream,
+                  hc_store_cb cb, void *data);
 void hc__wrec_free(struct wrec *w);
 uint16_t hc__wrec_sblocks(const struct wrec *w);
 void hc__write_clear_ns(struct hc_store *s, int ns);
@@ -554,8 +556,9 @@ int hc__zdecompress(void *dst, size_t len, const void *src, size_t slen);
  * (copied into the slot after its check), so that joiners can copy from it. */
 #define GET_JOINABLE 1u
 #define GET_OWNED 2u
-int hc__get_start(struct hc_store *s, int ns, const char *key, size_t klen, void *buf, uint64_t cap,
-                  uint32_t readers, hc_store_cb cb, void *data, unsigned how);
+int hc__get_start(struct hc_store *s, int ns, const char *key, size_t klen,
+                  const struct hc_pbuf *pb, uint64_t cap, uint32_t readers, hc_store_cb cb,
+                  void *data, unsigned how);
 void hc__client_hit(struct hc_store *s, hc_store_cb cb, void *data, uint64_t len);
 void hc__rd_free(struct rd *r);
 void hc__rd_submit(struct hc_store *s, struct rd *r);
@@ -564,9 +567,9 @@ void hc__rd_later_run(struct hc_store *s, bool all);
 
 /* ---- coalesce.c: joins and linger ----------------------------------------- */
 
-int hc__get_coalesced(struct hc_store *s, int ns, const char *key, size_t klen, void *buf,
-                      uint64_t cap, hc_store_cb cb, void *data, struct hc_hash h,
-                      const struct hc_index_ent *e);
+int hc__get_coalesced(struct hc_store *s, int ns, const char *key, size_t klen,
+                      const struct hc_pbuf *pb, uint64_t cap, hc_store_cb cb, void *data,
+                      struct hc_hash h, const struct hc_index_ent *e);
 void hc__rd_fanout(struct hc_store *s, struct rd *r);
 void hc__rd_regroup(struct hc_store *s, struct rd *r, int st);
 void hc__rd_answer(struct hc_store *s, struct rd *r);

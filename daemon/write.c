@@ -54,13 +54,20 @@ void hc__wrec_free(struct wrec *w)
  * client's and the write itself fails (wb_done, wb_refault). */
 static void wrec_poison(struct wrec *w, struct iovec *iov)
 {
+    bool pieces = !w->bounce; /* iov: the pieces of pb, else the bounce */
     w->fault = true;
     if (!w->bounce && posix_memalign(&w->bounce, HC_STORE_ALIGN, round_up(w->len)) != 0) {
         w->bounce = NULL;
         return;
     }
     memset(w->bounce, 0, round_up(w->len));
-    iov->iov_base = w->bounce;
+    if (pieces) {
+        iov[0] = (struct iovec){w->bounce, w->len};
+        for (unsigned i = 1; i < w->pb.n; i++)
+            iov[i] = (struct iovec){w->bounce, 0};
+    } else {
+        iov[0].iov_base = w->bounce;
+    }
     hc__hdr_finish(w->hdr, ~hc_crc32c(0, w->bounce, w->len));
 }
 
@@ -80,12 +87,12 @@ static void wrec_crc(struct wrec *w, struct iovec *iov)
     if (w->fault)
         return; /* poisoned by an earlier pass (wb_refault) */
     if (w->bounce) {
-        if (hc_guard_copy(w->bounce, w->buf, w->len) < 0) {
+        if (hc_pbuf_get(w->bounce, &w->pb, w->len) < 0) {
             wrec_poison(w, iov);
             return;
         }
         crc = hc_crc32c(0, w->bounce, w->len);
-    } else if (hc_guard_crc(w->buf, w->len, &crc) < 0) {
+    } else if (hc_pbuf_crc(&w->pb, w->len, &crc) < 0) {
         wrec_poison(w, iov);
         return;
     }
@@ -98,8 +105,20 @@ static void wrec_crc(struct wrec *w, struct iovec *iov)
 static int wrec_compress(struct hc_io_req *req)
 {
     struct wrec *w = container_of(req, struct wrec, req);
-    if (hc__zcompress(w->buf, w->len, &w->zbuf, &w->zlen) < 0)
+    void *flat = NULL;
+
+    if (w->pb.n > 1) { /* zstd takes one buffer: the pieces gathered first */
+        if (!(flat = malloc(w->len)))
+            return 0; /* stored raw */
+        if (hc_pbuf_get(flat, &w->pb, w->len) < 0) {
+            free(flat);
+            w->fault = true;
+            return 0;
+        }
+    }
+    if (hc__zcompress(flat ? flat : w->pb.one.iov_base, w->len, &w->zbuf, &w->zlen) < 0)
         w->fault = true;
+    free(flat);
     return 0;
 }
 
@@ -121,9 +140,9 @@ uint16_t hc__wrec_sblocks(const struct wrec *w)
  * one pwritev. Parallel writes come from several open segments
  * (open_segments), never from several writers of one file. */
 
-#define WB_MAX_RECS 256u         /* 3 buffers each at most: under HC_IO_MAX_IOVX */
+#define WB_MAX_RECS 256u         /* and HC_IO_MAX_IOVX buffers (wrec_iovs) */
 #define WB_MAX_BYTES (16u << 20) /* 4 JuiceFS blocks */
-#define WB_REFAULTS 3            /* sends again after EFAULT (wb_refault) */
+#define WB_MAX_PIECES 64         /* pieces of a record written from them, not a copy */
 /* A segment this far behind (bytes placed whose write is not over) is busy: a
  * set waits for the segment being created rather than queue behind it. */
 #define OPEN_BUSY_BYTES WB_MAX_BYTES
@@ -139,11 +158,11 @@ struct wbatch {
     struct seg *seg;
     unsigned n;
     uint64_t bytes;
-    unsigned refaults; /* sent again after an EFAULT (wb_refault) */
-    int cnt;           /* buffers in iov */
+    bool refaulted; /* sent again from copies (wb_refault) */
+    int cnt;        /* buffers in iov */
     struct wrec *w[WB_MAX_RECS];
     unsigned piov[WB_MAX_RECS]; /* index in iov of each record's payload */
-    struct iovec iov[3 * WB_MAX_RECS];
+    struct iovec iov[HC_IO_MAX_IOVX];
 };
 
 /* Called on an I/O thread: the CRCs of the batch's records, before they are
@@ -197,17 +216,39 @@ static void wb_submit(struct hc_store *s, struct wbatch *b, int (*before)(struct
     (void)!hc_io_submit(s->io, &b->req);
 }
 
-/* A gathered write that failed with EFAULT: a setter's buffer vanished
- * after its CRC (a client truncated its host pool), perhaps to come back
- * since. The write goes out again, up to WB_REFAULTS times, after a new CRC
- * pass (wb_before), which poisons the records whose buffer is gone now, so
- * that the other records of the batch are not failed for it. Returns true
- * when it did (b in flight again). */
+/* A gathered write that failed with EFAULT (or EIO: io_uring has answered
+ * that too) while it wrote straight from setters' buffers: one of them may
+ * have vanished under the write (a client truncated its host pool), and may
+ * be back by now. The write goes out once more with every such record
+ * copied into the daemon's memory first (wb_before, guarded: a buffer gone
+ * then poisons its record), so that no client can fail the other records of
+ * the batch. Returns true when it did (b in flight again). */
 static bool wb_refault(struct hc_store *s, struct wbatch *b)
 {
-    if (b->refaults >= WB_REFAULTS)
+    unsigned copied = 0;
+
+    if (b->refaulted)
         return false;
-    b->refaults++;
+    for (unsigned i = 0; i < b->n; i++) {
+        struct wrec *w = b->w[i];
+        struct iovec *iov = &b->iov[b->piov[i]];
+        if (w->zbuf || w->bounce || w->fault)
+            continue;
+        if (posix_memalign(&w->bounce, HC_STORE_ALIGN, round_up(w->len)) != 0) {
+            w->bounce = NULL;
+            return false;
+        }
+        memset((char *)w->bounce + w->len, 0, round_up(w->len) - w->len);
+        /* its pieces and its padding (wb_add) become one buffer: the bounce */
+        unsigned used = w->pb.n + (round_up(w->len) > w->len);
+        iov[0] = (struct iovec){w->bounce, round_up(w->len)};
+        for (unsigned k = 1; k < used; k++)
+            iov[k] = (struct iovec){w->bounce, 0};
+        copied++;
+    }
+    if (!copied)
+        return false;
+    b->refaulted = true;
     wb_submit(s, b, wb_before);
     return true;
 }
@@ -222,13 +263,12 @@ static void wb_done(struct hc_io_req *req)
     struct seg *seg = b->seg;
     int st = req->result < 0 ? (int)req->result : 0;
 
-    if (st == -EFAULT && wb_refault(s, b))
+    if ((st == -EFAULT || st == -EIO) && wb_refault(s, b))
         return;
     seg->wb_busy = false;
     seg->backlog -= b->bytes;
     if (st < 0) {
-        if (st != -EFAULT) /* else a client's pool kept vanishing (wb_refault) */
-            s->st->io_errors++;
+        s->st->io_errors++;
         hc_log(HC_LOG_ERR, "store: writing segment %016" PRIx64 " at %" PRIu64 " (%u records): %s",
                seg->seq, b->w[0]->off, b->n, strerror(-st));
         if (st == -ENOSPC || st == -EDQUOT)
@@ -245,6 +285,12 @@ static void wb_done(struct hc_io_req *req)
     hc__seg_commit(s, seg);
 }
 
+/* The buffers w takes in a gathered write (at most WB_MAX_PIECES + 2). */
+static int wrec_iovs(const struct wrec *w)
+{
+    return 2 + (w->zbuf || w->bounce ? 1 : (int)w->pb.n);
+}
+
 /* Adds w's buffers (header, payload, zero padding to the block) to b. */
 static void wb_add(struct wbatch *b, struct wrec *w, int *cnt)
 {
@@ -256,7 +302,7 @@ static void wb_add(struct wbatch *b, struct wrec *w, int *cnt)
     } else if (w->bounce) {
         b->iov[(*cnt)++] = (struct iovec){w->bounce, round_up(plen)};
     } else {
-        b->iov[(*cnt)++] = (struct iovec){(void *)w->buf, plen};
+        *cnt += (int)hc_pbuf_iov(&w->pb, plen, &b->iov[*cnt], HC_IO_MAX_IOVX - (unsigned)*cnt);
         if (round_up(plen) > plen)
             b->iov[(*cnt)++] = (struct iovec){(void *)zero_block, round_up(plen) - plen};
     }
@@ -286,8 +332,9 @@ static void wb_kick(struct hc_store *s, struct seg *seg)
     b->seg = seg;
     b->n = 0;
     b->bytes = 0;
-    b->refaults = 0;
+    b->refaulted = false;
     while (seg->unsent && b->n < WB_MAX_RECS &&
+           cnt + wrec_iovs(seg->unsent) <= (int)HC_IO_MAX_IOVX &&
            (b->n == 0 || b->bytes + ent_rec_size(seg->unsent->len, hc__wrec_sblocks(seg->unsent)) <=
                              WB_MAX_BYTES)) {
         wb_add(b, seg->unsent, &cnt);
@@ -356,8 +403,12 @@ static int wrec_put(struct hc_store *s, struct seg *seg, struct wrec *w)
 {
     uint64_t size = ent_rec_size(w->len, hc__wrec_sblocks(w));
 
-    bool aligned = ((uintptr_t)w->buf % HC_STORE_ALIGN) == 0 && w->len % HC_STORE_ALIGN == 0;
-    if (!w->zbuf && seg->fd_direct && !aligned) {
+    const struct iovec *v = hc_pbuf_vec(&w->pb);
+    bool aligned = w->pb.n == 1 && ((uintptr_t)v[0].iov_base % HC_STORE_ALIGN) == 0 &&
+                   w->len % HC_STORE_ALIGN == 0;
+    /* a record of many pieces goes out of one copy: a gathered write holds
+     * HC_IO_MAX_IOVX buffers */
+    if (!w->zbuf && ((seg->fd_direct && !aligned) || w->pb.n > WB_MAX_PIECES)) {
         if (posix_memalign(&w->bounce, HC_STORE_ALIGN, round_up(w->len)) != 0) {
             w->bounce = NULL;
             return -ENOMEM;
@@ -535,8 +586,9 @@ static void wrec_compressed(struct hc_io_req *req)
 /* hc_store_set_ex once its arguments were checked (compression: enum
  * hc_compress): a dedupe hit, or a new record write. Returns 0 (cb will run)
  * or -errno (cb will not; the caller counts the set error). */
-int hc__set_start(struct hc_store *s, int ns, const char *key, size_t klen, const void *buf,
-                  uint64_t len, uint32_t compression, uint32_t stream, hc_store_cb cb, void *data)
+int hc__set_start(struct hc_store *s, int ns, const char *key, size_t klen,
+                  const struct hc_pbuf *pb, uint64_t len, uint32_t compression, uint32_t stream,
+                  hc_store_cb cb, void *data)
 {
     struct hc_hash h = hc__page_hash(s, ns, key, klen);
     struct wrec *w = NULL;
@@ -567,7 +619,7 @@ int hc__set_start(struct hc_store *s, int ns, const char *key, size_t klen, cons
         goto err;
     w->s = s;
     w->ns = (uint16_t)ns;
-    w->buf = buf;
+    w->pb = *pb;
     w->len = len;
     w->stream = stream;
     w->pn.h = h;

@@ -58,7 +58,8 @@ MHA_TOKENS = {256 * KiB: 8, 1 * MiB: 32, 4 * MiB: 128}
 MLA = dict(kind="mla", model="deepseek-ai/DeepSeek-V3", L=61, KV_LORA=512, ROPE=64, P=16, ranks=8)
 
 SYSTEMS = ("hicached", "hicachefile", "hicached-nodc")
-DAEMON_ARGS = {"hicached": [], "hicached-nodc": ["--dedupe", "false", "--coalesce-reads", "false"]}
+DAEMON_ARGS = {"hicached": [], "hicached-nodc": ["--dedupe", "false", "--coalesce-reads", "false"],
+               "hicached-shm": []}
 # On JuiceFS (FUSE) the daemon runs as the shipped systemd/config.json sets it
 # up for a JuiceFS mount: blocking preadv/pwritev from 4 I/O threads
 # (docs/OPERATIONS.md, Sizing).
@@ -93,10 +94,10 @@ class Rank:
 
     # A host pool holding 2*pages pages: [0, n) the backup source, [n, 2n) the
     # prefetch target. Built with a tiny device pool (only its geometry is used).
-    def h_pool(self, kind, P, pages, seed, L, H=0, D=0, KV_LORA=0, ROPE=0, **_):
+    def h_pool(self, kind, P, pages, seed, L, H=0, D=0, KV_LORA=0, ROPE=0, allocator="default", **_):
         import torch
 
-        key = (kind, P, pages, L, H, D)
+        key = (kind, P, pages, L, H, D, allocator)
         if self.pool_key != key:
             self.pool = None
             import gc
@@ -125,7 +126,7 @@ class Rank:
                 pool = MLATokenToKVPoolHost(
                     dev.get_device_pool_infos()[0].buffer_info, 1.0, 0, P, "page_first",
                     pin_memory=False, device="cpu", device_capacity_tokens=tokens,
-                    start_layer=0, end_layer=L, target_layer_num=L,
+                    start_layer=0, end_layer=L, target_layer_num=L, allocator_type=allocator,
                 )
             del dev
             self.src = pool.alloc(pages * P)
@@ -658,6 +659,22 @@ class Bench:
                     daemon.stop()
                 shutil.rmtree(data_dir, ignore_errors=True)
 
+    def pool_path(self, W, st):
+        """Issue 11 item 5: one client, MLA pages (one buffer a page), its
+        host pool from SGLang's default allocator (pages copied through the
+        shared region) or its shm allocator (the pool registered with the
+        daemon, pages read and written straight in it): backup, cold, hot,
+        same daemon and pages. Its "hot" row is hot-1 of each path."""
+        geo = dict(MLA, ranks=1)
+        self.pages = self.a.mla_pages
+        for system, alloc in (("hicached", "default"), ("hicached-shm", "shm")):
+            res = W.call([0], "pool", seed=91, kind="mla", P=MLA["P"], pages=self.pages, L=MLA["L"],
+                         KV_LORA=MLA["KV_LORA"], ROPE=MLA["ROPE"], allocator=alloc)
+            self.page_bytes = res[0]["page_bytes"]
+            log(f"{st.name}: MLA 1 rank, host pool by the {alloc} allocator ({system})")
+            self.run_system(W, st, dict(geo, kind="mla1"), system, "1.07M")
+            W.call([0], "drop_pool")
+
     def latency_floor(self, W, daemon):
         """Target 5: one client, no other load from the benchmark: batch_exists
         of 128 keys through HiCacheJuiceFS vs bare round trips (Python and C)."""
@@ -793,6 +810,8 @@ class Bench:
                 for system in SYSTEMS:
                     self.run_system(W, st, MLA, system, "1.07M")
                 W.call(list(range(MLA["ranks"])), "drop_pool")
+                if st.name == "local" or isinstance(st.jfs, Emulated):
+                    self.pool_path(W, st)
                 if isinstance(st.jfs, Emulated):
                     st.jfs.down()
             log("daemon memory")

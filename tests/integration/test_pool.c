@@ -126,15 +126,18 @@ START_TEST(test_pool_round_trip)
     }
     ck_assert_int_eq(h_stat(c, "pool_pages"), NPAGES);
 
-    /* a page split over two buffers of the pool goes through the region */
+    /* a page with a buffer outside the pool goes through the region */
     {
-        hc_buf two[2] = {{p.base, PAGE / 2}, {p.base + PAGE / 2, PAGE / 2}};
+        uint8_t *half = malloc(PAGE / 2);
+        hc_buf two[2] = {{p.base, PAGE / 2}, {half, PAGE / 2}};
         key_of(key, sizeof(key), "fromp", 0);
         hc_page pg = {key, two, 2};
         memset(p.base, 0, PAGE);
         ck_assert_int_eq(hc_batch_get(c, &pg, 1, &res[0]), 1);
+        memcpy(p.base + PAGE / 2, half, PAGE / 2);
         ck_assert(h_check(p.base, PAGE, key, 3) < 0);
         ck_assert_int_eq(h_stat(c, "pool_pages"), NPAGES);
+        free(half);
     }
     ck_assert_int_eq(h_stat(c, "client_faults"), 0);
     hc_close(c);
@@ -304,11 +307,84 @@ START_TEST(test_pool_truncated)
 }
 END_TEST
 
+/* Pages in several pieces of the pool (the K and V halves of an MHA host pool
+ * page; 5 pieces: more than a read takes at once): set from the pieces, read
+ * back contiguous through the region and into other pieces of the pool. */
+START_TEST(test_pool_pieces)
+{
+    struct hd *d = hd_new("pool-d", NULL);
+    struct pool p;
+    uint8_t *flat = malloc(PAGE);
+
+    hd_start(d);
+    hc_client *c = hd_connect(d, "pool", PAGE);
+    hc_client *other = hd_connect(d, "pool", PAGE);
+    pool_new(&p);
+    ck_assert_int_gt(hc_pool_register(c, p.fd, p.base, POOL), 0);
+    for (unsigned np = 2; np <= 5; np += 3) {
+        const int n = 8;
+        size_t piece = PAGE / np, last = PAGE - piece * (np - 1);
+        hc_buf bufs[8][5], dbufs[8][5];
+        hc_page pages[8], dpages[8];
+        char keys[8][64];
+        int res[8];
+
+        /* piece q of page i at q * POOL / 8 + i * PAGE / 8 (source, first
+         * half of each eighth) or + POOL / 16 (target) */
+        for (int i = 0; i < n; i++) {
+            snprintf(keys[i], sizeof(keys[i]), "pieces%u-%d", np, i);
+            h_fill(flat, PAGE, keys[i], 11);
+            size_t at = 0;
+            for (unsigned q = 0; q < np; q++) {
+                size_t len = q + 1 == np ? last : piece;
+                uint8_t *src = p.base + q * (POOL / 8) + (size_t)i * last;
+                uint8_t *dst = src + POOL / 16;
+                memcpy(src, flat + at, len);
+                memset(dst, 0, len);
+                bufs[i][q] = (hc_buf){src, len};
+                dbufs[i][q] = (hc_buf){dst, len};
+                at += len;
+            }
+            pages[i] = (hc_page){keys[i], bufs[i], np};
+            dpages[i] = (hc_page){keys[i], dbufs[i], np};
+        }
+        int64_t before = h_stat(c, "pool_pages");
+        ck_assert_int_eq(hc_batch_set(c, pages, n, res), n);
+        ck_assert_int_eq(h_stat(c, "pool_pages") - before, n);
+        for (int i = 0; i < n; i++) {
+            uint8_t *buf = malloc(PAGE);
+            hc_buf b = {buf, PAGE};
+            hc_page pg = {keys[i], &b, 1};
+            ck_assert_int_eq(hc_batch_get(other, &pg, 1, &res[0]), 1);
+            ck_assert_msg(h_check(buf, PAGE, keys[i], 11) < 0, "%s: wrong bytes", keys[i]);
+            free(buf);
+        }
+        ck_assert_int_eq(hc_batch_get(c, dpages, n, res), n);
+        for (int i = 0; i < n; i++) {
+            size_t at = 0;
+            for (unsigned q = 0; q < np; q++) {
+                memcpy(flat + at, dbufs[i][q].base, dbufs[i][q].len);
+                at += dbufs[i][q].len;
+            }
+            ck_assert_msg(h_check(flat, PAGE, keys[i], 11) < 0, "%s: wrong bytes in the pool",
+                          keys[i]);
+        }
+        ck_assert_int_eq(h_stat(c, "pool_pages") - before, 2 * n);
+    }
+    free(flat);
+    hc_close(c);
+    hc_close(other);
+    pool_free(&p);
+    hd_stop(d);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pool");
     TCase *tc = h_tcase("pool", 60);
     tcase_add_test(tc, test_pool_round_trip);
+    tcase_add_test(tc, test_pool_pieces);
     tcase_add_test(tc, test_pool_refused);
     tcase_add_test(tc, test_pool_truncated);
     suite_add_tcase(s, tc);

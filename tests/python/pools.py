@@ -28,26 +28,30 @@ def _host_pool(host_cls, dev, layout, page_size, **extra):
     )
 
 
-def mha_pools(layout, tokens=4096, page_size=P, layers=L, heads=H, head_dim=D, dtype=torch.bfloat16):
-    """(device pool, host pool) of an MHA model on the CPU."""
+def mha_pools(layout, tokens=4096, page_size=P, layers=L, heads=H, head_dim=D, dtype=torch.bfloat16,
+              allocator="default"):
+    """(device pool, host pool) of an MHA model on the CPU (allocator "shm":
+    in memfds, as SGLang allocates it for "allocator": "shm")."""
     from sglang.srt.mem_cache.memory_pool import MHATokenToKVPool
     from sglang.srt.mem_cache.pool_host.mha import MHATokenToKVPoolHost
 
     dev = MHATokenToKVPool(
         tokens, page_size, dtype, heads, head_dim, layers, "cpu", False, start_layer=0, end_layer=layers
     )
-    return dev, _host_pool(MHATokenToKVPoolHost, dev, layout, page_size)
+    return dev, _host_pool(MHATokenToKVPoolHost, dev, layout, page_size, allocator_type=allocator)
 
 
-def mla_pools(layout, tokens=4096, page_size=P, layers=L, dtype=torch.bfloat16):
-    """(device pool, host pool) of an MLA model on the CPU."""
+def mla_pools(layout, tokens=4096, page_size=P, layers=L, dtype=torch.bfloat16, allocator="default"):
+    """(device pool, host pool) of an MLA model on the CPU (allocator as for
+    mha_pools)."""
     from sglang.srt.mem_cache.memory_pool import MLATokenToKVPool
     from sglang.srt.mem_cache.pool_host.mla import MLATokenToKVPoolHost
 
     dev = MLATokenToKVPool(
         tokens, page_size, dtype, KV_LORA, ROPE, layers, "cpu", False, start_layer=0, end_layer=layers
     )
-    return dev, _host_pool(MLATokenToKVPoolHost, dev, layout, page_size, target_layer_num=dev.layer_num)
+    return dev, _host_pool(MLATokenToKVPoolHost, dev, layout, page_size, target_layer_num=dev.layer_num,
+                           allocator_type=allocator)
 
 
 def mha_pool(layout, **kw):

@@ -189,3 +189,34 @@ def test_config_fields_read_with_defaults():
     assert b.is_storage_writer
     d = HiCacheJuiceFS({"tp_rank": 2, "tp_size": 4, "is_mla_model": True})
     assert d.key_suffix == "" and not d.is_storage_writer
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_shm_host_pool_moves_pages_without_the_region(daemon, kind, layout):
+    """SGLang's shm allocator ("allocator": "shm"): the host pools are memfds,
+    registered with the daemon, which reads and writes every page straight
+    in them, in as many pieces as the layout cuts it (K and V, layers):
+    pool_pages counts them. Bytes match page by page."""
+    src = make_pool(kind, layout, allocator="shm")
+    dst = make_pool(kind, layout, allocator="shm")
+    assert src.allocator.fd is not None and dst.allocator.fd is not None
+    fill_random(src, seed=21)
+    n = 64
+    src_idx = src.alloc(n * P)
+    dst.alloc(3 * P)
+    dst_idx = dst.alloc(n * P)
+    b = backend_for(daemon, kind, layout, src)
+    keys = [f"shm{i:061x}" for i in range(n)]
+    before = b.daemon_stats()["pool_pages"]
+    assert b.batch_set_v1(keys, src_idx) == [True] * n
+    rb = backend_for(daemon, kind, layout, dst)
+    assert rb.batch_get_v1(keys, dst_idx) == [True] * n
+    for i in range(n):
+        assert page_bytes(dst, int(dst_idx[i * P])) == page_bytes(src, int(src_idx[i * P])), i
+    st = b.daemon_stats()
+    assert st["pools"] >= 2
+    assert st["pool_pages"] - before == 2 * n
+    assert st["client_faults"] == 0
+    b.close()
+    rb.close()

@@ -101,6 +101,7 @@ def _declare(lib):
         "hc_stats": (c_int, [vp, ctypes.POINTER(vp)]),
         "hc_clear": (c_int, [vp]),
         "hc_ping": (c_int, [vp]),
+        "hc_pool_register": (c_int, [vp, c_int, vp, ctypes.c_uint64]),
         "hc_region_size": (ctypes.c_uint64, [vp]),
         "hc_node_id": (c_char_p, [vp]),
         "hc_free": (None, [vp]),

@@ -217,6 +217,8 @@ class Client:
         self._down_until = 0.0
         self._backoff = backoff_min
         self._connects = 0
+        self._pools: List[Tuple[int, int, int]] = []  # (our dup of the fd, base, size)
+        self._pool_warned = False
         if connect:
             self._handle()  # fail early (DaemonUnavailable) if nothing listens
 
@@ -244,7 +246,42 @@ class Client:
                 raise HicacheError(-errno.EBADF, "client closed")
             self._handles.append(h)
             self._connects += 1
+            pools = list(self._pools)
+        for fd, base, size in pools:
+            self._pool_on(h, fd, base, size)
         return h
+
+    def _pool_on(self, h, fd: int, base: int, size: int) -> bool:
+        rc = self._lib.hc_pool_register(h, fd, base, size)
+        if rc > 0:
+            return True
+        if not self._pool_warned:
+            self._pool_warned = True
+            logger.warning(
+                "hicache: host pool of %d bytes not registered with the daemon (%s): "
+                "its pages go through the shared region",
+                size,
+                _lib.strerror(rc),
+            )
+        return False
+
+    def register_pool(self, fd: int, base: int, size: int) -> bool:
+        """Registers a host pool: fd a memfd (or /dev/shm file) of at least
+        size bytes that this process maps at address base (SGLang's shm host
+        KV pool). Pages whose buffers all lie in it then move straight between
+        the daemon and the pool, with no copy through the shared region; every
+        connection of this client (also later ones) registers it. The pool
+        must stay mapped while the client is open. Returns whether the daemon
+        took it on the current connection (False: those pages go through the
+        region, as before)."""
+        dup = os.dup(fd)
+        with self._lock:
+            self._pools.append((dup, int(base), int(size)))
+            handles = list(self._handles)
+        ok = True
+        for h in handles:
+            ok = self._pool_on(h, dup, int(base), int(size)) and ok
+        return ok
 
     def _drop(self, h) -> None:
         with self._lock:
@@ -327,8 +364,11 @@ class Client:
         with self._lock:
             self._closed = True
             handles, self._handles = self._handles, []
+            pools, self._pools = self._pools, []
         for h in handles:
             self._lib.hc_close(h)
+        for fd, _, _ in pools:
+            os.close(fd)
         self._tls = threading.local()
 
     def __enter__(self):

@@ -175,6 +175,42 @@ def _KV_NAME():
         return KV_POOL
 
 
+def _shm_pools(host_pool):
+    """The memfds of a host pool SGLang allocated with its shm allocator
+    ("allocator": "shm" in the dynamic backend's extra config): (fd, address
+    in this process, bytes) of each allocation. Empty for other allocators."""
+    alloc = getattr(host_pool, "allocator", None)
+    fds, mms = getattr(alloc, "fds", None), getattr(alloc, "mms", None)
+    out = []
+    if not fds or not mms:
+        return out
+    import ctypes
+
+    for fd, mm in zip(fds, mms):
+        try:
+            view = ctypes.c_char.from_buffer(mm)  # raises for a closed or read-only map
+            out.append((int(fd), ctypes.addressof(view), len(mm)))
+            del view
+        except (TypeError, ValueError, BufferError):
+            continue
+    return out
+
+
+def _attach_shm_pools(client: Client, host_pool) -> int:
+    """Registers host_pool's memfds with the daemon through client, so its
+    pages move without a copy through the shared region. Returns how many
+    pools the daemon took."""
+    n = 0
+    for fd, base, size in _shm_pools(host_pool):
+        try:
+            n += bool(client.register_pool(fd, base, size))
+        except (OSError, HicacheError) as e:
+            logger.warning("hicache: host pool fd %d not registered: %s", fd, e)
+    if n:
+        logger.info("hicache: %d host pool(s) shared with the daemon (no copy through the region)", n)
+    return n
+
+
 def _transfer_result(kv_hit_pages: int, extra: dict, restorable: List[int]):
     """SGLang's PoolTransferResult, or a stand-in of the same shape."""
     try:
@@ -505,7 +541,9 @@ class HiCacheJuiceFS(_HiCacheStorage):
             return c
         with self._client_lock:
             if v.client is None:
-                v.client = self._new_client(v.namespace, v.page_bytes, v.readers)
+                c = self._new_client(v.namespace, v.page_bytes, v.readers)
+                _attach_shm_pools(c, v.pool)
+                v.client = c
             return v.client
 
     def _new_client(self, namespace: str, page_bytes: int, readers: int) -> Client:
@@ -526,8 +564,9 @@ class HiCacheJuiceFS(_HiCacheStorage):
             return c
         with self._client_lock:
             if self._client is None:
-                self._client = self._new_client(self.namespace, self.page_bytes,
-                                                self.readers_per_page)
+                c = self._new_client(self.namespace, self.page_bytes, self.readers_per_page)
+                _attach_shm_pools(c, self.mem_pool_host)
+                self._client = c
             return self._client
 
     def _warn_once(self, what: str, msg: str, *args) -> None:
