@@ -17,6 +17,8 @@ They call the storage backends exactly as SGLang's cache controller does:
                            set_from_flat_data_page.
 
 hicached-nodc is the daemon with --dedupe false --coalesce-reads false.
+hicached-shm is hicached with the host pools allocated by SGLang's shm
+allocator and registered with the daemon (no copy through the region).
 Writes results.json, results.md, results.csv and PNG plots into --out.
 """
 
@@ -57,7 +59,12 @@ MHA_TOKENS = {256 * KiB: 8, 1 * MiB: 32, 4 * MiB: 128}
 # 1,124,352 bytes a page, the same on every rank.
 MLA = dict(kind="mla", model="deepseek-ai/DeepSeek-V3", L=61, KV_LORA=512, ROPE=64, P=16, ranks=8)
 
-SYSTEMS = ("hicached", "hicachefile", "hicached-nodc")
+SYSTEMS = ("hicached", "hicached-shm", "hicachefile", "hicached-nodc")
+# hicached-shm: the same daemon, the host pools allocated by SGLang's shm
+# allocator ("allocator": "shm") and registered with it: pages move straight
+# between storage and the pool, no copy through the shared region. Run for the
+# 1 MiB MHA pages and MLA (the targets), not every page size.
+SHM_SYSTEM = "hicached-shm"
 DAEMON_ARGS = {"hicached": [], "hicached-nodc": ["--dedupe", "false", "--coalesce-reads", "false"],
                "hicached-shm": []}
 # On JuiceFS (FUSE) the daemon runs as the shipped systemd/config.json sets it
@@ -114,7 +121,7 @@ class Rank:
                 pool = MHATokenToKVPoolHost(
                     dev.get_device_pool_infos()[0].buffer_info, 1.0, 0, P, "page_first",
                     pin_memory=False, device="cpu", device_capacity_tokens=tokens,
-                    start_layer=0, end_layer=L,
+                    start_layer=0, end_layer=L, allocator_type=allocator,
                 )
             else:
                 from sglang.srt.mem_cache.memory_pool import MLATokenToKVPool
@@ -584,7 +591,8 @@ class Bench:
         )
         if name in ("cold", "hot"):
             row["all_hit"] = all(r["hits"] == self.pages for r in act)
-        for k in ("bytes_written", "bytes_read_storage", "dedup_hits", "coalesced_reads", "bytes_served"):
+        for k in ("bytes_written", "bytes_read_storage", "dedup_hits", "coalesced_reads", "bytes_served",
+                  "pool_pages"):
             if s0 or s1:
                 row["hc_" + k] = s1.get(k, 0) - s0.get(k, 0)
         for k in w1:
@@ -658,22 +666,6 @@ class Bench:
                 if daemon:
                     daemon.stop()
                 shutil.rmtree(data_dir, ignore_errors=True)
-
-    def pool_path(self, W, st):
-        """Issue 11 item 5: one client, MLA pages (one buffer a page), its
-        host pool from SGLang's default allocator (pages copied through the
-        shared region) or its shm allocator (the pool registered with the
-        daemon, pages read and written straight in it): backup, cold, hot,
-        same daemon and pages. Its "hot" row is hot-1 of each path."""
-        geo = dict(MLA, ranks=1)
-        self.pages = self.a.mla_pages
-        for system, alloc in (("hicached", "default"), ("hicached-shm", "shm")):
-            res = W.call([0], "pool", seed=91, kind="mla", P=MLA["P"], pages=self.pages, L=MLA["L"],
-                         KV_LORA=MLA["KV_LORA"], ROPE=MLA["ROPE"], allocator=alloc)
-            self.page_bytes = res[0]["page_bytes"]
-            log(f"{st.name}: MLA 1 rank, host pool by the {alloc} allocator ({system})")
-            self.run_system(W, st, dict(geo, kind="mla1"), system, "1.07M")
-            W.call([0], "drop_pool")
 
     def latency_floor(self, W, daemon):
         """Target 5: one client, no other load from the benchmark: batch_exists
@@ -796,22 +788,33 @@ class Bench:
                     P = MHA_TOKENS[ps]
                     ranks = list(range(MHA["ranks"]))
                     log(f"{st.name}: MHA {MHA['ranks']} ranks, {label[ps]} pages, {self.pages} pages a rank")
-                    res = W.call(ranks, "pool", per_rank=lambda i: {"seed": 1000 * P + i},
-                                 kind="mha", P=P, pages=self.pages, L=MHA["L"], H=MHA["H"], D=MHA["D"])
+                    mha_pool = dict(per_rank=lambda i: {"seed": 1000 * P + i}, kind="mha", P=P,
+                                    pages=self.pages, L=MHA["L"], H=MHA["H"], D=MHA["D"])
+                    res = W.call(ranks, "pool", **mha_pool)
                     self.page_bytes = res[0]["page_bytes"]
                     for system in SYSTEMS:
+                        if system == SHM_SYSTEM:
+                            if ps != 1 * MiB:
+                                continue
+                            W.call(ranks, "pool", allocator="shm", **mha_pool)
                         self.run_system(W, st, MHA, system, label[ps])
+                        if system == SHM_SYSTEM:
+                            W.call(ranks, "pool", **mha_pool)
                 W.call(list(range(MHA["ranks"])), "drop_pool")
                 self.pages = a.mla_pages
                 log(f"{st.name}: MLA {MLA['ranks']} ranks (rank 0 writes, all read), {self.pages} pages")
-                res = W.call(list(range(MLA["ranks"])), "pool", seed=77, kind="mla", P=MLA["P"],
-                             pages=self.pages, L=MLA["L"], KV_LORA=MLA["KV_LORA"], ROPE=MLA["ROPE"])
+                mla_ranks = list(range(MLA["ranks"]))
+                mla_pool = dict(seed=77, kind="mla", P=MLA["P"], pages=self.pages, L=MLA["L"],
+                                KV_LORA=MLA["KV_LORA"], ROPE=MLA["ROPE"])
+                res = W.call(mla_ranks, "pool", **mla_pool)
                 self.page_bytes = res[0]["page_bytes"]
                 for system in SYSTEMS:
+                    if system == SHM_SYSTEM:
+                        W.call(mla_ranks, "pool", allocator="shm", **mla_pool)
                     self.run_system(W, st, MLA, system, "1.07M")
+                    if system == SHM_SYSTEM:
+                        W.call(mla_ranks, "pool", **mla_pool)
                 W.call(list(range(MLA["ranks"])), "drop_pool")
-                if st.name == "local" or isinstance(st.jfs, Emulated):
-                    self.pool_path(W, st)
                 if isinstance(st.jfs, Emulated):
                     st.jfs.down()
             log("daemon memory")

@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-SYS_COLORS = {"hicached": "#1f77b4", "hicachefile": "#d62728", "hicached-nodc": "#7f7f7f"}
+SYS_COLORS = {"hicached": "#1f77b4", "hicached-shm": "#2ca02c", "hicachefile": "#d62728",
+              "hicached-nodc": "#7f7f7f"}
 
 
 def make(data, out):

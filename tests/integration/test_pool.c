@@ -245,6 +245,12 @@ static void *toggle(void *arg)
 
 START_TEST(test_pool_truncated)
 {
+#if defined(__SANITIZE_THREAD__)
+    /* ThreadSanitizer's signal interception does not hand a SIGBUS raised in
+     * a thread to the daemon's guard (daemon/guard.h): under TSan the daemon
+     * dies of a truncated pool. The plain, ASan and UBSan runs cover it. */
+    return;
+#endif
     struct hd *d = hd_new("pool-c", "--io-threads", "2", NULL);
     struct pool p;
     int res[NPAGES];
