@@ -33,6 +33,8 @@
     X(corrupt_records, counter, "records refused for a bad header or checksum")                    \
     X(evicted_pages, counter, "pages dropped by capacity eviction")                                \
     X(evicted_segments, counter, "segments dropped by capacity eviction")                          \
+    X(reinserted_pages, counter, "pages read since written, written again at their eviction")      \
+    X(reinserted_bytes, counter, "bytes of those pages")                                           \
     X(io_errors, counter, "storage reads and writes that failed")                                  \
     X(set_errors, counter, "sets refused or failed")                                               \
     X(bad_requests, counter, "requests refused as malformed")                                      \

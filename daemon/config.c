@@ -113,6 +113,7 @@ static const struct opt opts[] = {
     SIZE_OPT(read_linger_bytes, 0, 64 * GiB, "memory for pages kept for their other readers"),
     BOOL_OPT(dedupe, 0, "store a page once however many clients set it"),
     BOOL_OPT(coalesce_reads, 0, "serve concurrent gets of one page with one read"),
+    BOOL_OPT(reinsert, 0, "write pages read since written again when their segment is evicted"),
     CHOICE_OPT(log_level, "error|warning|info|debug",
                "log lines of this level and more severe (SIGHUP applies a change)"),
     BOOL_OPT(foreground, OPTF_NOVALUE,
@@ -542,6 +543,7 @@ int hc_config_init(struct hc_config *cfg)
     cfg->read_linger_bytes = 256 * MiB;
     cfg->dedupe = true;
     cfg->coalesce_reads = true;
+    cfg->reinsert = true;
     cfg->foreground = false;
     cfg->log_level = 2; /* "info" */
     cfg->mount_point = strdup("/mnt/jfs");

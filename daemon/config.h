@@ -43,6 +43,7 @@ struct hc_config {
     uint64_t read_linger_bytes;     /* default 256 MiB, 0 .. 64 GiB (0: no linger) */
     bool dedupe;                    /* default true */
     bool coalesce_reads;            /* default true */
+    bool reinsert;                  /* default true: evict.c's reinsertion */
     bool foreground;                /* accepted, never read: hicached does not fork, it
                                        logs to stderr and systemd runs it (Type=notify) */
     uint32_t log_level;             /* "error" 0, "warning" 1, "info" 2 (default), "debug" 3:

@@ -151,13 +151,126 @@ static struct seg *evict_victim(struct hc_store *s)
     return v;
 }
 
-/* Drops sealed local segments (evict_victim) while over capacity. */
+/* ---- reinsertion -----------------------------------------------------------
+ *
+ * A page clients read at least REINSERT_MIN_READS times since it entered the
+ * index (IDX_READ, counted by the get path up to 3) is written again, to an
+ * open segment, when its segment is evicted:
+ * the pages that are reused (a shared prompt prefix) outlive the segment
+ * they were first written to, as CacheLib's Navy does for its regions. Its
+ * bytes come from a read of the record into the daemon's memory (checked
+ * like any read; the segment's fd stays open for it past the unlink), then
+ * a set under the key its header names. What this rewrites is capped: the
+ * reinserted bytes stay under REINSERT_RATIO of the bytes clients had
+ * written, so the write amplification stays under 1 + REINSERT_RATIO.
+ * Compressed records are not reinserted. A page cleared meanwhile is not
+ * written again (its tombstone), nor one set again by a client (dedupe). */
+#define REINSERT_RATIO 0.25
+/* Chosen by make replay (docs/BENCHMARKS.md): 1 read rewrote pages a
+ * conversation reads once (its next turn) and lost hits on the Mooncake
+ * trace; 3 kept too few. */
+#define REINSERT_MIN_READS 2u
+
+/* The reinsertion's set is over: its bytes are freed. */
+static void reinsert_set_done(void *data, int status, uint64_t len)
+{
+    (void)status;
+    (void)len;
+    free(data);
+}
+
+/* The read of a page to reinsert is over (r is freed after this returns):
+ * the page is set again from r's daemon-owned copy. */
+static void reinsert_read_done(void *data, int status, uint64_t len)
+{
+    struct rd *r = data;
+    struct hc_store *s = r->s;
+    struct hdr_view v;
+    int ns;
+
+    s->reinsert_bytes -= r->len;
+    (void)len;
+    if (status < 0 || s->stopping || !r->bounce || hc__hdr_check(r->hdr, &v) < 0 ||
+        (ns = hc__ns_find(s, v.ns, v.nslen)) < 0 ||
+        hc__tombstoned(s, (uint16_t)ns, r->seg->seq, r->off))
+        return;
+    void *buf = r->bounce;
+    struct hc_pbuf pb = hc_pbuf_one(buf, r->len);
+    r->bounce = NULL; /* the set's now */
+    if (hc__set_start(s, ns, v.key, v.klen, &pb, r->len, HC_COMPRESSION_OFF, 0, reinsert_set_done,
+                      buf) < 0) {
+        free(buf);
+        return;
+    }
+    s->st->reinserted_pages++;
+    s->st->reinserted_bytes += r->len;
+}
+
+struct reinsert_scan {
+    uint32_t seg;
+    struct hc_index_ent *ents;
+    size_t n, cap;
+};
+
+/* Collects the raw pages of one segment read REINSERT_MIN_READS times
+ * (removes nothing). */
+static bool reinsert_pred(const struct hc_index_ent *e, void *arg)
+{
+    struct reinsert_scan *c = arg;
+    if (e->seg != c->seg || (e->flags & IDX_READ) / IDX_READ_ONE < REINSERT_MIN_READS ||
+        (e->flags & IDX_SBLOCKS))
+        return false;
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 64;
+        struct hc_index_ent *n = realloc(c->ents, cap * sizeof(*n));
+        if (!n)
+            return false;
+        c->ents = n;
+        c->cap = cap;
+    }
+    c->ents[c->n++] = *e;
+    return false;
+}
+
+/* Starts the reads of v's pages to reinsert, before v is dropped. */
+static void reinsert_start(struct hc_store *s, struct seg *v)
+{
+    struct reinsert_scan c = {.seg = v->id};
+    uint64_t client = s->st->bytes_written - s->st->reinserted_bytes;
+
+    hc_index_remove_if(&s->ix, reinsert_pred, &c);
+    for (size_t i = 0; i < c.n; i++) {
+        const struct hc_index_ent *e = &c.ents[i];
+        struct hc_pbuf none = hc_pbuf_one(NULL, 0);
+        struct rd *r;
+
+        if ((double)(s->st->reinserted_bytes + s->reinsert_bytes + e->len) >
+            REINSERT_RATIO * (double)client)
+            break;
+        if (!(r = hc__rd_new(s, e, &none, true)))
+            break;
+        r->reinsert = true;
+        r->cb = reinsert_read_done;
+        r->data = r;
+        r->pn.h = e->h;
+        r->seg->refs++;
+        s->reinsert_bytes += e->len;
+        hc__rd_submit(s, r);
+    }
+    free(c.ents);
+}
+
+/* Drops sealed local segments (evict_victim) while over capacity, after
+ * starting the reinsertion of their reused pages. */
 void hc__evict_capacity(struct hc_store *s)
 {
     struct seg *v;
     while (!s->stopping && s->cfg.capacity_bytes && s->local_bytes > s->cfg.capacity_bytes &&
-           (v = evict_victim(s)))
+           (v = evict_victim(s))) {
+        if (s->cfg.reinsert)
+            reinsert_start(s, v);
         hc__seg_drop(s, v, true);
+    }
 }
 
 struct statvfs_task {

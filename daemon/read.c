@@ -43,6 +43,10 @@ void hc__client_hit(struct hc_store *s, hc_store_cb cb, void *data, uint64_t len
  * the copy into its slot met a vanished page (rd.buf_err). */
 void hc__rd_answer(struct hc_store *s, struct rd *r)
 {
+    if (r->reinsert) {
+        r->cb(r->data, 0, r->len);
+        return;
+    }
     if (r->buf_err) {
         s->st->client_faults++;
         r->cb(r->data, r->buf_err, 0);
@@ -86,9 +90,11 @@ static int rd_after(struct hc_io_req *req)
     struct rd *r = container_of(req, struct rd, req);
     struct hdr_view v;
 
-    if (hc__hdr_check(r->hdr, &v) < 0 || v.orig != r->len || v.zstd != (r->sblocks != 0) ||
-        v.nslen != r->nslen || v.klen != r->klen || memcmp(v.ns, r->names, r->nslen) != 0 ||
-        memcmp(v.key, r->names + r->nslen, r->klen) != 0)
+    if (hc__hdr_check(r->hdr, &v) < 0 || v.orig != r->len || v.zstd != (r->sblocks != 0))
+        return -EBADMSG;
+    if (!r->reinsert &&
+        (v.nslen != r->nslen || v.klen != r->klen || memcmp(v.ns, r->names, r->nslen) != 0 ||
+         memcmp(v.key, r->names + r->nslen, r->klen) != 0))
         return -EBADMSG;
     if (r->sblocks) {
         int rc;
@@ -109,7 +115,7 @@ static int rd_after(struct hc_io_req *req)
         return -EFAULT; /* the slot vanished under the check (a truncated pool) */
     if (r->crc != v.payload_crc)
         return -EBADMSG;
-    if (r->bounce) {
+    if (r->bounce && !r->reinsert) {
         if (hc_pbuf_put(&r->pb, r->bounce, r->len) < 0)
             r->buf_err = -EFAULT;
     } else if (__atomic_load_n(&r->want_own, __ATOMIC_ACQUIRE))
@@ -292,7 +298,7 @@ static void rd_fail(struct hc_store *s, struct rd *r, ssize_t result)
         st = (int)result;
     }
     hc__seg_maybe_free(s, seg);
-    if (st == -ENOENT)
+    if (st == -ENOENT && !r->reinsert)
         s->st->misses++;
     r->cb(r->data, st, 0);
     for (j = r->joins; j; j = next) {
@@ -354,10 +360,10 @@ void hc__rd_later_run(struct hc_store *s, bool all)
  * then takes it over without a copy) or that joiners copy, or for O_DIRECT
  * into an unaligned slot.
  * Returns NULL when out of memory. */
-static struct rd *rd_new(struct hc_store *s, const struct hc_index_ent *e, const struct hc_pbuf *pb,
-                         bool owned)
+struct rd *hc__rd_new(struct hc_store *s, const struct hc_index_ent *e, const struct hc_pbuf *pb,
+                      bool owned)
 {
-    uint32_t sblocks = e->flags & HC_INDEX_FLAGS_USER;
+    uint32_t sblocks = e->flags & IDX_SBLOCKS;
     const struct iovec *v = hc_pbuf_vec(pb);
     bool unaligned = pb->n > 1 || ((uintptr_t)v[0].iov_base % HC_STORE_ALIGN) != 0 ||
                      e->len % HC_STORE_ALIGN != 0;
@@ -410,8 +416,14 @@ int hc__get_start(struct hc_store *s, int ns, const char *key, size_t klen,
 
     /* a client's get (not the daemon's second try for a joiner, GET_OWNED)
      * counts toward its segment's second chance at eviction (evict.c) */
-    if (e && !(how & GET_OWNED) && s->segs[e->seg]->local && s->segs[e->seg]->reads < UINT32_MAX)
-        s->segs[e->seg]->reads++;
+    if (e && !(how & GET_OWNED) && s->segs[e->seg]->local) {
+        if (s->segs[e->seg]->reads < UINT32_MAX)
+            s->segs[e->seg]->reads++;
+        /* read since it entered the index: reinserted at eviction (evict.c);
+         * the entry is the index's, its caller's bits ours to change */
+        if ((e->flags & IDX_READ) != IDX_READ)
+            ((struct hc_index_ent *)e)->flags += IDX_READ_ONE;
+    }
     if (!e) {
         rc = hc__defer_cb(s, cb, data, -ENOENT, 0);
         if (rc == 0)
@@ -425,7 +437,7 @@ int hc__get_start(struct hc_store *s, int ns, const char *key, size_t klen,
 
     /* Several readers per page: the others join or find it lingering, so it
      * is read into the daemon's memory to begin with. */
-    r = rd_new(s, e, pb, (how & GET_OWNED) || (readers > 1 && joinable));
+    r = hc__rd_new(s, e, pb, (how & GET_OWNED) || (readers > 1 && joinable));
     if (!r)
         return -ENOMEM;
     r->readers = readers;

@@ -73,6 +73,7 @@ void hc__reload(struct server *srv)
     cfg->discovery_interval_ms = nc.discovery_interval_ms;
     cfg->dedupe = nc.dedupe;
     cfg->coalesce_reads = nc.coalesce_reads;
+    cfg->reinsert = nc.reinsert;
     cfg->enable_compression = nc.enable_compression;
     cfg->read_linger_ms = nc.read_linger_ms;
     cfg->read_linger_bytes = nc.read_linger_bytes;
@@ -98,6 +99,7 @@ void hc__reload(struct server *srv)
             .discovery_interval_ms = cfg->discovery_interval_ms,
             .dedupe = cfg->dedupe,
             .coalesce_reads = cfg->coalesce_reads,
+            .reinsert = cfg->reinsert,
             .enable_compression = cfg->enable_compression,
             .read_linger_ms = cfg->read_linger_ms,
             .read_linger_bytes = cfg->read_linger_bytes,

@@ -238,6 +238,7 @@ void hc_store_reconfigure(struct hc_store *s, const struct hc_store_config *cfg)
     s->cfg.discovery_interval_ms = cfg->discovery_interval_ms;
     s->cfg.dedupe = cfg->dedupe;
     s->cfg.coalesce_reads = cfg->coalesce_reads;
+    s->cfg.reinsert = cfg->reinsert;
     s->cfg.enable_compression = cfg->enable_compression;
     s->cfg.read_linger_ms = cfg->read_linger_ms;
     s->cfg.read_linger_bytes = cfg->read_linger_bytes;

@@ -56,6 +56,9 @@ struct hc_store_config {
     uint32_t discovery_interval_ms; /* scan other nodes' directories this often */
     bool use_direct_io;             /* O_DIRECT on segment files */
     bool dedupe;                    /* sets of stored / in-flight keys cost nothing */
+    bool reinsert;                  /* at capacity eviction, pages read since written are
+                                       written again (evict.c), within 1.25x the bytes
+                                       clients wrote */
     bool coalesce_reads;            /* concurrent gets of a key share one read, and
                                        reads linger for their other readers */
     bool enable_compression;        /* default of sets whose opts say HC_COMPRESSION_DEFAULT */

@@ -61,8 +61,14 @@
 #include "guard.h"
 #include "store.h"
 
-#define NS_LIMIT 65535u                 /* namespaces a store interns */
-#define ZBLOCKS_MAX HC_INDEX_FLAGS_USER /* stored blocks of a compressed record */
+#define NS_LIMIT 65535u /* namespaces a store interns */
+/* Index entry flags (hc_index_ent.flags, the caller's bits): a compressed
+ * record's stored blocks, and how often clients read the page since it
+ * entered the index, 0 to 3 (reinsertion at eviction, evict.c). */
+#define ZBLOCKS_MAX 0x1fffu /* stored blocks of a compressed record */
+#define IDX_SBLOCKS ZBLOCKS_MAX
+#define IDX_READ 0x6000u /* reads since the page entered the index, 0-3 */
+#define IDX_READ_ONE 0x2000u
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 /* ---- sizes, clocks, little-endian fields (any thread) ------------------- */
@@ -311,6 +317,9 @@ struct rd {
      * (a client truncated the host pool buf lies in); the getter gets this
      * (-EFAULT), the joiners their copy from the daemon's buffer */
     int buf_err;
+    /* a reinsertion's read (evict.c): the record's key is taken from its
+     * header, not checked against names; no client counters */
+    bool reinsert;
     uint16_t nslen, klen;
     char names[HC_MAX_NS + HC_MAX_KEY]; /* namespace then key, for the check */
 };
@@ -423,7 +432,8 @@ struct hc_store {
     uint64_t now_ms;
     bool have_now;
     uint64_t last_statvfs_ms;
-    bool statvfs_busy; /* a free-space statvfs task is in flight */
+    bool statvfs_busy;       /* a free-space statvfs task is in flight */
+    uint64_t reinsert_bytes; /* bytes of reinsertion reads in flight (evict.c) */
     unsigned unlinks;
     bool unlink_retry; /* a dropped segment's unlink waits for memory */
 
@@ -561,6 +571,8 @@ int hc__get_start(struct hc_store *s, int ns, const char *key, size_t klen,
                   void *data, unsigned how);
 void hc__client_hit(struct hc_store *s, hc_store_cb cb, void *data, uint64_t len);
 void hc__rd_free(struct rd *r);
+struct rd *hc__rd_new(struct hc_store *s, const struct hc_index_ent *e, const struct hc_pbuf *pb,
+                      bool owned);
 void hc__rd_submit(struct hc_store *s, struct rd *r);
 void hc__rd_finish(struct hc_store *s, struct rd *r, ssize_t result);
 void hc__rd_later_run(struct hc_store *s, bool all);

@@ -1085,6 +1085,50 @@ START_TEST(test_vanished_buffers)
 }
 END_TEST
 
+/* Reinsertion: a page read twice since it was written is written again when
+ * its segment is evicted, and comes back byte for byte after its first
+ * segment is gone; a page read once goes with its segment. The rewrite stays
+ * under 1.25x the bytes set. */
+START_TEST(test_evict_reinsert)
+{
+    struct hc_stats st;
+    struct hc_store_config cfg = base_cfg("n1");
+    cfg.segment_size = 1 * MiB;
+    cfg.capacity_bytes = 4 * MiB;
+    cfg.reinsert = true;
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "ns", 2);
+    size_t len = 64 * KiB; /* 15 records a segment */
+    int i = 0;
+
+    for (; i < 45; i++) /* segments 1-3 full, sealed */
+        put_page(s, ns, i, len);
+    ck_assert_int_eq(get_page(s, ns, 3, len), 0); /* page 3: read twice */
+    ck_assert_int_eq(get_page(s, ns, 3, len), 0);
+    ck_assert_int_eq(get_page(s, ns, 4, len), 0); /* page 4: once */
+    while (st.evicted_segments < 1)
+        put_page(s, ns, i++, len);
+    drain_all(); /* the reinsertion: a read, then a set */
+    ck_assert_uint_eq(st.reinserted_pages, 1);
+    ck_assert_uint_eq(st.reinserted_bytes, len);
+    ck_assert_int_eq(get_page(s, ns, 4, len), -ENOENT);
+    ck_assert_int_eq(get_page(s, ns, 0, len), -ENOENT);
+    /* page 3 lives on in a newer segment, after segments 2 and 3 went too */
+    while (st.evicted_segments < 3)
+        put_page(s, ns, i++, len);
+    ck_assert_int_eq(get_page(s, ns, 3, len), 0);
+    ck_assert_int_eq(get_page(s, ns, 17, len), -ENOENT);
+    ck_assert_uint_le(st.bytes_written, (uint64_t)(1.25 * (double)i * len) + len);
+    /* reinserted again only once read twice again */
+    uint64_t before = st.reinserted_pages;
+    while (page_exists(s, ns, 3))
+        put_page(s, ns, i++, len);
+    drain_all();
+    ck_assert_uint_eq(st.reinserted_pages, before);
+    close_store(s);
+}
+END_TEST
+
 START_TEST(test_evict_second_chance)
 {
     struct hc_stats st;
@@ -2311,6 +2355,7 @@ int main(void)
     tcase_add_test(tc, test_compress_clear_inflight);
     tcase_add_test(tc, test_open_segments);
     tcase_add_test(tc, test_evict_second_chance);
+    tcase_add_test(tc, test_evict_reinsert);
     tcase_add_test(tc, test_vanished_buffers);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
