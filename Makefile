@@ -99,6 +99,7 @@ HARNESS_OBJ := $(call obj,$(HARNESS_SRC))
 DAEMON := $(BUILD)/hicached
 CTL := $(BUILD)/hicachectl
 LOAD := $(BUILD)/hicache-load
+FLEETSIM := $(BUILD)/fleet-sim
 LIBA := $(BUILD)/libhicache.a
 LIBSO := $(BUILD)/libhicache.so.$(VERSION)
 PC := $(BUILD)/hicache.pc
@@ -109,7 +110,7 @@ INTEG_BIN := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(INTEG_SRC))
 	fuzz fuzz-bins soak replay
 .DEFAULT_GOAL := all
 
-all: $(DAEMON) $(CTL) $(LOAD) $(LIBA) $(LIBSO) $(PC)
+all: $(DAEMON) $(CTL) $(LOAD) $(FLEETSIM) $(LIBA) $(LIBSO) $(PC)
 
 deps:
 	$(Q)bash scripts/install-deps.sh
@@ -155,6 +156,10 @@ $(PC): client/hicache.pc.in Makefile
 $(CTL): $(BUILD)/obj/client/hicachectl.o $(PROM_OBJ) $(LIBA)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libprotobuf-c jansson) -pthread
+
+$(FLEETSIM): $(BUILD)/obj/tools/fleet-sim.o $(BUILD)/libhcd.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_D)
 
 $(LOAD): $(BUILD)/obj/tools/hicache-load.o $(LIBA)
 	@echo "  LD      $@"

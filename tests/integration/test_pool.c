@@ -141,7 +141,10 @@ START_TEST(test_pool_round_trip)
     }
     ck_assert_int_eq(h_stat(c, "client_faults"), 0);
     hc_close(c);
-    ck_assert_int_eq(h_stat(other, "pools"), 0); /* gone with its connection */
+    /* gone with its connection, once the daemon saw it close */
+    for (int k = 0; k < 200 && h_stat(other, "pools") != 0; k++)
+        h_sleep_ms(10);
+    ck_assert_int_eq(h_stat(other, "pools"), 0);
     hc_close(other);
     pool_free(&p);
     hd_stop(d);

@@ -1,0 +1,122 @@
+/* fleet-sim: synthetic .idx files of a fleet, to measure what indexing other
+ * nodes' pages costs a daemon (issue 14: the fleet-scale index).
+ *
+ *   fleet-sim DIR NODES PAGES_PER_NODE [PAGES_PER_SEGMENT]
+ *
+ * writes DIR/hicache/sim-node-<n>/<seq>.idx for n in [0, NODES): sealed
+ * segments of PAGES_PER_SEGMENT (default 32768) records of 4 KiB pages each
+ * (8 KiB a record), in the format hicached writes (daemon/idxfile.c). Page j
+ * of node n is key "p<n>-<j>" in namespace "fleet" (tools/fleet_sim.py asks
+ * for those). Only the indexes are written, no segment data: exists is
+ * answered from the index, which is what is measured. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "crc32c.h"
+#include "index.h"
+
+#define IDX_HDR 32
+#define IDX_ENT 32
+#define PAGE 4096u
+#define REC (2u * PAGE) /* header block + payload */
+
+static void put16(unsigned char *p, uint16_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+}
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* Writes one segment's .idx: pages [first, first + n) of node. */
+static int write_idx(const char *dir, unsigned node, uint64_t seq, uint64_t first, uint32_t n)
+{
+    static const char ns[] = "fleet";
+    size_t nslen = sizeof(ns) - 1;
+    size_t ents = (IDX_HDR + 2 + nslen + 7) & ~(size_t)7;
+    size_t len = ents + (size_t)n * IDX_ENT + 4;
+    unsigned char *buf = calloc(1, len);
+    char path[4200], key[64];
+    FILE *f;
+
+    if (!buf)
+        return -ENOMEM;
+    memcpy(buf, "HCI1", 4);
+    put32(buf + 4, 1);
+    put64(buf + 8, seq);
+    put64(buf + 16, (uint64_t)n * REC);
+    put32(buf + 24, 1);
+    put32(buf + 28, n);
+    put16(buf + IDX_HDR, (uint16_t)nslen);
+    memcpy(buf + IDX_HDR + 2, ns, nslen);
+    for (uint32_t i = 0; i < n; i++) {
+        unsigned char *e = buf + ents + (size_t)i * IDX_ENT;
+        int kl = snprintf(key, sizeof(key), "p%u-%" PRIu64, node, first + i);
+        struct hc_hash h = hc_index_hash(ns, nslen, key, (size_t)kl);
+        put64(e, h.lo);
+        put64(e + 8, h.hi);
+        put64(e + 16, (uint64_t)i * REC);
+        put32(e + 24, PAGE);
+        put16(e + 28, 0);
+        put16(e + 30, 0);
+    }
+    put32(buf + len - 4, hc_crc32c(0, buf, len - 4));
+    snprintf(path, sizeof(path), "%s/%016" PRIx64 ".idx", dir, seq);
+    if (!(f = fopen(path, "wb")) || fwrite(buf, 1, len, f) != len || fclose(f) != 0) {
+        free(buf);
+        return -EIO;
+    }
+    free(buf);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 4) {
+        fprintf(stderr, "usage: %s DIR NODES PAGES_PER_NODE [PAGES_PER_SEGMENT]\n", argv[0]);
+        return 2;
+    }
+    const char *root = argv[1];
+    unsigned nodes = (unsigned)strtoul(argv[2], NULL, 10);
+    uint64_t per_node = strtoull(argv[3], NULL, 10);
+    uint32_t per_seg = argc > 4 ? (uint32_t)strtoul(argv[4], NULL, 10) : 32768;
+    char dir[4000];
+
+    if (!nodes || !per_node || !per_seg || per_seg > (4u << 20)) {
+        fprintf(stderr, "fleet-sim: bad sizes\n");
+        return 2;
+    }
+    snprintf(dir, sizeof(dir), "%s/hicache", root);
+    mkdir(root, 0755);
+    mkdir(dir, 0755);
+    for (unsigned n = 0; n < nodes; n++) {
+        snprintf(dir, sizeof(dir), "%s/hicache/sim-node-%u", root, n);
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+            perror(dir);
+            return 1;
+        }
+        uint64_t seq = 0x1000;
+        for (uint64_t first = 0; first < per_node; first += per_seg, seq++) {
+            uint32_t k = per_node - first < per_seg ? (uint32_t)(per_node - first) : per_seg;
+            if (write_idx(dir, n, seq, first, k) < 0) {
+                fprintf(stderr, "fleet-sim: writing %s: failed\n", dir);
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
