@@ -18,6 +18,7 @@ usage: tools/fleet_sim.py [--build DIR] [--sizes 1e6,1e7] [--nodes 100]
 """
 import argparse
 import json
+import logging
 import os
 import random
 import shutil
@@ -44,6 +45,8 @@ def pct(xs, q):
 
 
 def start(build, mount, sock):
+    """hicached on mount; the first connection once it listens (it loads the
+    .idx files found at start before it listens: that counts as discovery)."""
     cmd = [os.path.join(build, "hicached"), "--mount-point", mount, "--socket", sock,
            "--node-id", "observer", "--foreground", "--log-level", "error",
            "--discovery-interval-ms", "100", "--min-free-ratio", "0"]
@@ -121,6 +124,7 @@ def main():
     ap.add_argument("--work")
     ap.add_argument("--json")
     args = ap.parse_args()
+    logging.getLogger("hicache").setLevel(logging.ERROR)  # "unreachable" while it starts
     work = args.work or tempfile.mkdtemp(prefix="hc-fleet-")
     os.makedirs(work, exist_ok=True)
     empty = os.path.join(work, "empty")
