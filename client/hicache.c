@@ -196,26 +196,13 @@ static int conn_fail(struct hc_client *c, int err)
 static int send_all(struct hc_client *c, const uint8_t *p, size_t len, int64_t deadline, int fd_in)
 {
     while (len > 0) {
-        union {
-            struct cmsghdr align;
-            char buf[CMSG_SPACE(sizeof(int))];
-        } cm;
+        union hc_fd_cmsg cm;
         struct iovec iov = {.iov_base = (void *)p, .iov_len = len};
         struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
         ssize_t k;
 
-        if (fd_in >= 0) {
-            struct cmsghdr *h;
-
-            memset(&cm, 0, sizeof(cm));
-            m.msg_control = cm.buf;
-            m.msg_controllen = sizeof(cm.buf);
-            h = CMSG_FIRSTHDR(&m);
-            h->cmsg_level = SOL_SOCKET;
-            h->cmsg_type = SCM_RIGHTS;
-            h->cmsg_len = CMSG_LEN(sizeof(int));
-            memcpy(CMSG_DATA(h), &fd_in, sizeof(int));
-        }
+        if (fd_in >= 0)
+            hc_frame_pass_fd(&m, &cm, fd_in);
         k = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (k > 0)
             fd_in = -1;

@@ -145,3 +145,17 @@ int hc_frame_decoder_next(struct hc_frame_decoder *d, const uint8_t **body, uint
     d->consumed += HC_FRAME_HDR + (size_t)flen;
     return 1;
 }
+
+void hc_frame_pass_fd(struct msghdr *m, union hc_fd_cmsg *ctl, int fd)
+{
+    struct cmsghdr *h;
+
+    memset(ctl, 0, sizeof(*ctl));
+    m->msg_control = ctl->buf;
+    m->msg_controllen = sizeof(ctl->buf);
+    h = CMSG_FIRSTHDR(m);
+    h->cmsg_level = SOL_SOCKET;
+    h->cmsg_type = SCM_RIGHTS;
+    h->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(h), &fd, sizeof(int));
+}

@@ -6,11 +6,22 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #define HC_FRAME_HDR 4u
 
 /* Writes the 4-byte header for a body of len bytes into hdr. */
 void hc_frame_put_len(uint8_t hdr[HC_FRAME_HDR], uint32_t len);
+
+/* Room for one passed descriptor in a msghdr's control buffer. */
+union hc_fd_cmsg {
+    struct cmsghdr align;
+    char buf[CMSG_SPACE(sizeof(int))];
+};
+
+/* Makes m pass fd with its bytes (SCM_RIGHTS), in ctl: the region's memfd
+ * from the daemon at hello, a host pool's from a client (PoolRequest). */
+void hc_frame_pass_fd(struct msghdr *m, union hc_fd_cmsg *ctl, int fd);
 uint32_t hc_frame_get_len(const uint8_t hdr[HC_FRAME_HDR]);
 
 /* Incremental decoder for a byte stream. Feed it what arrived; take frames out.

@@ -39,13 +39,9 @@ static int send_hello_reply(struct conn *c, const Hicache__Response *resp)
 {
     size_t len = hicache__response__get_packed_size(resp);
     uint8_t *frame = malloc(HC_FRAME_HDR + len);
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } ctl;
+    union hc_fd_cmsg ctl;
     struct msghdr msg = {0};
     struct iovec iov;
-    struct cmsghdr *cm;
     uv_os_fd_t fd;
     ssize_t sent;
 
@@ -59,16 +55,9 @@ static int send_hello_reply(struct conn *c, const Hicache__Response *resp)
     }
     iov.iov_base = frame;
     iov.iov_len = HC_FRAME_HDR + len;
-    memset(&ctl, 0, sizeof(ctl));
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
-    msg.msg_control = ctl.buf;
-    msg.msg_controllen = sizeof(ctl.buf);
-    cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &c->region->fd, sizeof(int));
+    hc_frame_pass_fd(&msg, &ctl, c->region->fd);
     do
         sent = sendmsg(fd, &msg, MSG_NOSIGNAL);
     while (sent < 0 && errno == EINTR);
