@@ -39,6 +39,7 @@ extern "C" {
     XX(E2BIG, "too many keys in one batch")                                                        \
     XX(ERANGE, "slot outside the shared region or pool")                                           \
     XX(EFAULT, "page of a host pool gone (the pool was truncated)")                                \
+    XX(EAGAIN, "try again (a set it was joined to failed for its own client)")                     \
     XX(EPROTO, "protocol error")                                                                   \
     XX(EBADMSG, "stored record failed its checks")                                                 \
     XX(EIO, "storage I/O error")                                                                   \

@@ -100,6 +100,8 @@ struct zargs {
     size_t n;
 };
 
+/* Called on an I/O thread, under the guard (hc__zcompress): touches only
+ * its args and the thread's context. */
 static void zcompress_fn(void *arg)
 {
     struct zargs *a = arg;

@@ -29,6 +29,7 @@ void hc__conn_unref(struct conn *c)
     for (unsigned i = 0; i < c->npools; i++)
         hc_region_unref(c->pools[i]);
     c->srv->stats.pools -= c->npools;
+    c->srv->pool_bytes -= c->pool_bytes;
     for (unsigned i = 0; i < c->npassed; i++)
         close(c->passed[i]);
     free(c);

@@ -192,18 +192,26 @@ static void reinsert_read_done(void *data, int status, uint64_t len)
     (void)len;
     if (status < 0 || s->stopping || !r->bounce || hc__hdr_check(r->hdr, &v) < 0 ||
         (ns = hc__ns_find(s, v.ns, v.nslen)) < 0 ||
-        hc__tombstoned(s, (uint16_t)ns, r->seg->seq, r->off))
+        hc__tombstoned(s, (uint16_t)ns, r->rseq, r->off))
         return;
     void *buf = r->bounce;
     struct hc_pbuf pb = hc_pbuf_one(buf, r->len);
+    uint64_t sets = s->st->sets, dedup = s->st->dedup_hits, dbytes = s->st->dedup_bytes;
     r->bounce = NULL; /* the set's now */
     if (hc__set_start(s, ns, v.key, v.klen, &pb, r->len, HC_COMPRESSION_OFF, 0, reinsert_set_done,
                       buf) < 0) {
         free(buf);
         return;
     }
-    s->st->reinserted_pages++;
-    s->st->reinserted_bytes += r->len;
+    /* not a client's set: the client counters stay as they were */
+    bool written = s->st->dedup_hits == dedup;
+    s->st->sets = sets;
+    s->st->dedup_hits = dedup;
+    s->st->dedup_bytes = dbytes;
+    if (written) {
+        s->st->reinserted_pages++;
+        s->st->reinserted_bytes += r->len;
+    }
 }
 
 struct reinsert_scan {
@@ -250,6 +258,7 @@ static void reinsert_start(struct hc_store *s, struct seg *v)
         if (!(r = hc__rd_new(s, e, &none, true)))
             break;
         r->reinsert = true;
+        r->rseq = v->seq;
         r->cb = reinsert_read_done;
         r->data = r;
         r->pn.h = e->h;

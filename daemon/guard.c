@@ -15,13 +15,16 @@ static __thread sigjmp_buf *volatile guard_jb;
 static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
 static int guard_err;
 
-/* The SIGBUS handler: back into the guarded call that faulted, else the
- * default action (the faulting access runs again and kills the process). */
+/* The SIGBUS handler. A SIGBUS another process sent (si_code <= 0) is
+ * ignored. A fault inside a guarded call jumps back into it; a fault
+ * anywhere else gets the default action (the handler is reset and the
+ * faulting access, run again, kills the process with a core). */
 static void on_sigbus(int sig, siginfo_t *si, void *uc)
 {
     sigjmp_buf *jb = guard_jb;
-    (void)si;
     (void)uc;
+    if (si && si->si_code <= 0)
+        return;
     if (jb) {
         guard_jb = NULL;
         siglongjmp(*jb, 1);
@@ -49,14 +52,16 @@ int hc_guard_install(void)
 
 int hc_guard_run(void (*fn)(void *arg), void *arg)
 {
-    sigjmp_buf jb;
-    if (sigsetjmp(jb, 0) != 0)
-        return -EFAULT; /* guard_jb was cleared by the handler */
+    sigjmp_buf jb, *volatile outer = guard_jb; /* a guarded call inside another */
+    if (sigsetjmp(jb, 0) != 0) {
+        guard_jb = outer; /* the handler cleared it */
+        return -EFAULT;
+    }
     guard_jb = &jb;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     fn(arg);
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    guard_jb = NULL;
+    guard_jb = outer;
     return 0;
 }
 

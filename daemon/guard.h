@@ -9,12 +9,14 @@
  * letting the daemon die.
  *
  * How: a SIGBUS handler (installed once, SA_NODEFER) that jumps back to the
- * guarded call of the thread it hit, when that thread is inside one; a SIGBUS
- * anywhere else gets the default action (the process dies with a core, as
- * without the handler). The guarded functions must hold no lock and allocate
- * nothing while they touch client memory, so that leaving them by the jump
- * leaves no state behind (memcpy and the CRC; zstd's compression through its
- * per-thread context, which its next call resets).
+ * innermost guarded call of the thread it hit, when that thread is inside
+ * one; a fault anywhere else gets the default action (the process dies with
+ * a core, as without the handler), and a SIGBUS sent by another process is
+ * ignored. The guarded functions must hold no lock while they touch client
+ * memory and keep nothing half-done that outlives them, so that leaving them
+ * by the jump leaves no state behind (memcpy and the CRC; zstd's compression
+ * through its per-thread context, which its next call resets; zstd may size
+ * its workspace on first use, before it reads the source).
  *
  * Threads: any; each thread has its own guard (thread-local). */
 #ifndef HC_GUARD_H

@@ -416,14 +416,8 @@ int hc__get_start(struct hc_store *s, int ns, const char *key, size_t klen,
 
     /* a client's get (not the daemon's second try for a joiner, GET_OWNED)
      * counts toward its segment's second chance at eviction (evict.c) */
-    if (e && !(how & GET_OWNED) && s->segs[e->seg]->local) {
-        if (s->segs[e->seg]->reads < UINT32_MAX)
-            s->segs[e->seg]->reads++;
-        /* read since it entered the index: reinserted at eviction (evict.c);
-         * the entry is the index's, its caller's bits ours to change */
-        if ((e->flags & IDX_READ) != IDX_READ)
-            ((struct hc_index_ent *)e)->flags += IDX_READ_ONE;
-    }
+    if (e && !(how & GET_OWNED) && s->segs[e->seg]->local && s->segs[e->seg]->reads < UINT32_MAX)
+        s->segs[e->seg]->reads++;
     if (!e) {
         rc = hc__defer_cb(s, cb, data, -ENOENT, 0);
         if (rc == 0)
@@ -434,6 +428,12 @@ int hc__get_start(struct hc_store *s, int ns, const char *key, size_t klen,
         return hc__defer_cb(s, cb, data, -ENOSPC, e->len);
     if (joinable && (rc = hc__get_coalesced(s, ns, key, klen, pb, cap, cb, data, h, e)) != 0)
         return rc < 0 ? rc : 0;
+    /* A read of the page from storage for a client (not a joiner, a lingering
+     * copy or the daemon's second try: the ranks of an MLA model read a page
+     * once between them): counted for reinsertion at eviction (evict.c). The
+     * entry is the index's; its caller's bits are ours to change. */
+    if (!(how & GET_OWNED) && s->segs[e->seg]->local && (e->flags & IDX_READ) != IDX_READ)
+        ((struct hc_index_ent *)e)->flags += IDX_READ_ONE;
 
     /* Several readers per page: the others join or find it lingering, so it
      * is read into the daemon's memory to begin with. */

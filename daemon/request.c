@@ -432,6 +432,15 @@ static void handle_pool(struct conn *c, const Hicache__Request *req)
         hc__send_error(c, req->id, -ENOSPC, "pool: %u pools registered already", HC_MAX_POOLS);
         return;
     }
+    if (req->pool->size > CONN_POOL_BYTES - c->pool_bytes ||
+        req->pool->size > SERVER_POOL_BYTES - c->srv->pool_bytes) {
+        close(fd);
+        hc__send_error(c, req->id, -ENOSPC,
+                       "pool of %" PRIu64 " bytes: over the %llu TiB of a connection's or the %llu "
+                       "TiB of all pools",
+                       req->pool->size, CONN_POOL_BYTES >> 40, SERVER_POOL_BYTES >> 40);
+        return;
+    }
     if ((rc = hc_pool_map(&m, fd, req->pool->size, &why)) < 0) {
         close(fd);
         hc__send_error(c, req->id, rc, "pool of %" PRIu64 " bytes refused: %s (%s)",
@@ -439,6 +448,8 @@ static void handle_pool(struct conn *c, const Hicache__Request *req)
         return;
     }
     c->pools[c->npools++] = m;
+    c->pool_bytes += m->size;
+    c->srv->pool_bytes += m->size;
     c->srv->stats.pools++;
     hc_log(HC_LOG_INFO, "client %" PRIu64 " (pid %d) registered host pool %u of %" PRIu64 " bytes",
            c->num, (int)c->pid, c->npools, m->size);

@@ -674,7 +674,7 @@ void hc__seg_commit(struct hc_store *s, struct seg *seg)
             s->st->set_errors++;
         }
         for (struct waiter *x = w->waiters; x; x = x->next)
-            x->cb(x->data, st, st == 0 ? w->len : 0);
+            x->cb(x->data, hc__waiter_status(w, x, st), st == 0 ? w->len : 0);
         hc__wrec_free(w);
     }
     if (seg->state == SEG_CLOSING && !seg->pend_head)

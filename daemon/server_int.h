@@ -55,6 +55,11 @@ enum conn_slot {
 /* A connection stops being read while this many reply bytes wait for it to
  * read them: a client that never reads cannot make the daemon queue more. */
 #define CONN_MAX_QUEUED (4u << 20)
+/* Host pools map address space, not memory; still, one connection's pools
+ * stay under CONN_POOL_BYTES and all of them under SERVER_POOL_BYTES (x86-64
+ * has 128 TiB for a process): a client cannot take the daemon's. */
+#define CONN_POOL_BYTES (4ull << 40)
+#define SERVER_POOL_BYTES (32ull << 40)
 /* Descriptors a peer may have passed (SCM_RIGHTS) that no PoolRequest took
  * yet; one more closes the connection. */
 #define CONN_MAX_PASSED 4
@@ -77,6 +82,7 @@ struct conn {
     /* host pools registered (PoolRequest), slot pool i + 1 names pools[i] */
     struct hc_region *pools[HC_MAX_POOLS];
     unsigned npools;
+    uint64_t pool_bytes; /* mapped by pools[] */
     /* descriptors passed with the frames read, not yet taken by a
      * PoolRequest, oldest first */
     int passed[CONN_MAX_PASSED];
@@ -141,6 +147,7 @@ struct server {
     struct hc_io_pool *io;
     struct hc_store *store;
     struct hc_stats stats;
+    uint64_t pool_bytes;        /* mapped by every connection's host pools */
     struct hc_latencies lat;    /* batch requests, receipt to reply */
     unsigned n_pending;         /* CONN_PENDING connections */
     unsigned n_denied;          /* CONN_DENIED connections */

@@ -62,7 +62,7 @@ void hc_region_unref(struct hc_region *r)
 {
     if (!r || --r->refs > 0)
         return;
-    munmap(r->base, (size_t)r->size);
+    munmap(r->base, (size_t)(r->maplen ? r->maplen : r->size));
     if (r->fd >= 0)
         close(r->fd);
     free(r);
@@ -104,7 +104,11 @@ int hc_pool_map(struct hc_region **out, int fd, uint64_t size, const char **why)
         *why = "out of memory";
         return -ENOMEM;
     }
-    base = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    r->maplen = size;
+    if (sfs.f_type == (typeof(sfs.f_type))HUGETLBFS_MAGIC && st.st_blksize > 0)
+        r->maplen = (size + (uint64_t)st.st_blksize - 1) / (uint64_t)st.st_blksize *
+                    (uint64_t)st.st_blksize;
+    base = mmap(NULL, (size_t)r->maplen, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (base == MAP_FAILED) {
         int rc = -errno;
         *why = "it cannot be mapped read-write";

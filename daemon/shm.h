@@ -13,8 +13,9 @@ struct hc_region {
                       the owner may close it (and set -1) once it was passed on */
     uint8_t *base; /* MAP_SHARED mapping of the whole region */
     uint64_t size;
-    unsigned refs; /* the connection holds one; each request in flight one more */
-    bool pool;     /* a client's host pool: fd stays open for hc_region_live */
+    unsigned refs;   /* the connection holds one; each request in flight one more */
+    bool pool;       /* a client's host pool: fd stays open for hc_region_live */
+    uint64_t maplen; /* bytes mapped: size, rounded to a huge page on hugetlbfs */
 };
 
 /* Creates a region of size bytes (rounded up to the page size), named for

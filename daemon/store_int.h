@@ -65,7 +65,10 @@
 /* Index entry flags (hc_index_ent.flags, the caller's bits): a compressed
  * record's stored blocks, and how often clients read the page since it
  * entered the index, 0 to 3 (reinsertion at eviction, evict.c). */
-#define ZBLOCKS_MAX 0x1fffu /* stored blocks of a compressed record */
+/* stored blocks of a compressed record: a page compressed to more than
+ * 32 MiB is stored raw (before the read count took two bits, 128 MiB: such a
+ * record of an older daemon now fails its checks and is a miss) */
+#define ZBLOCKS_MAX 0x1fffu
 #define IDX_SBLOCKS ZBLOCKS_MAX
 #define IDX_READ 0x6000u /* reads since the page entered the index, 0-3 */
 #define IDX_READ_ONE 0x2000u
@@ -234,9 +237,10 @@ struct waiter {
 };
 
 /* A record write. While its compression task runs (req, from submit to
- * done) wrec_compress reads buf and len and sets zbuf, zlen and fault on an
+ * done) wrec_compress reads pb and len and sets zbuf, zlen and fault on an
  * I/O thread; while the gathered write that holds it is in flight (struct
- * wbatch), wb_before copies buf into bounce (if any) and sets hdr's CRCs from
+ * wbatch), wb_before copies pb into bounce (if any) and sets hdr's CRCs and
+ * copied from
  * the bytes to write, or poisons the record (fault, bounce, the batch's iov
  * entry of its payload) when buf vanished. Meanwhile the loop thread changes only fields these do
  * not read: waiters, the list links (next, zprev, znext, pn), in_tab and
@@ -262,8 +266,10 @@ struct wrec {
     bool compress;
     bool cleared; /* its namespace was cleared while it was compressed */
     /* its setter's buffer vanished (a truncated host pool), found by
-     * wrec_compress or the CRC pass: never indexed, fails with EFAULT */
+     * wrec_compress or the CRC pass: never indexed, fails with EFAULT (the
+     * sets deduplicated against it with EAGAIN: their buffers were fine) */
     bool fault;
+    bool copied;     /* bounce holds the payload and hdr its CRC (wrec_crc) */
     uint32_t stream; /* the setter's stream (struct hc_store_opts), 0 none */
     void *zbuf;
     uint64_t zlen;
@@ -318,8 +324,10 @@ struct rd {
      * (-EFAULT), the joiners their copy from the daemon's buffer */
     int buf_err;
     /* a reinsertion's read (evict.c): the record's key is taken from its
-     * header, not checked against names; no client counters */
+     * header, not checked against names; no client counters. rseq: its
+     * segment's seq (the segment may be freed before the answer) */
     bool reinsert;
+    uint64_t rseq;
     uint16_t nslen, klen;
     char names[HC_MAX_NS + HC_MAX_KEY]; /* namespace then key, for the check */
 };
@@ -571,6 +579,7 @@ int hc__get_start(struct hc_store *s, int ns, const char *key, size_t klen,
                   void *data, unsigned how);
 void hc__client_hit(struct hc_store *s, hc_store_cb cb, void *data, uint64_t len);
 void hc__rd_free(struct rd *r);
+int hc__waiter_status(const struct wrec *w, const struct waiter *x, int st);
 struct rd *hc__rd_new(struct hc_store *s, const struct hc_index_ent *e, const struct hc_pbuf *pb,
                       bool owned);
 void hc__rd_submit(struct hc_store *s, struct rd *r);

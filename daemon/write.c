@@ -31,6 +31,14 @@
 
 static const unsigned char zero_block[HC_STORE_ALIGN] __attribute__((aligned(HC_STORE_ALIGN)));
 
+/* What waiter x of w gets for w's status st: st, except that the sets
+ * deduplicated against a set whose buffer vanished (EFAULT: the first
+ * waiter's fault) get EAGAIN: theirs were fine, a set again stores them. */
+int hc__waiter_status(const struct wrec *w, const struct waiter *x, int st)
+{
+    return st == -EFAULT && x != w->waiters ? -EAGAIN : st;
+}
+
 /* Frees w, its waiters and its buffers (not the setter's bytes). */
 void hc__wrec_free(struct wrec *w)
 {
@@ -84,14 +92,15 @@ static void wrec_crc(struct wrec *w, struct iovec *iov)
         hc__hdr_finish(w->hdr, hc_crc32c(0, w->zbuf, w->zlen));
         return;
     }
-    if (w->fault)
-        return; /* poisoned by an earlier pass (wb_refault) */
+    if (w->fault || w->copied)
+        return; /* poisoned, or copied and checksummed, by an earlier pass */
     if (w->bounce) {
         if (hc_pbuf_get(w->bounce, &w->pb, w->len) < 0) {
             wrec_poison(w, iov);
             return;
         }
         crc = hc_crc32c(0, w->bounce, w->len);
+        w->copied = true;
     } else if (hc_pbuf_crc(&w->pb, w->len, &crc) < 0) {
         wrec_poison(w, iov);
         return;
@@ -226,28 +235,33 @@ static void wb_submit(struct hc_store *s, struct wbatch *b, int (*before)(struct
 static bool wb_refault(struct hc_store *s, struct wbatch *b)
 {
     unsigned copied = 0;
+    int cnt = 0;
 
     if (b->refaulted)
         return false;
     for (unsigned i = 0; i < b->n; i++) {
         struct wrec *w = b->w[i];
-        struct iovec *iov = &b->iov[b->piov[i]];
-        if (w->zbuf || w->bounce || w->fault)
+        if (w->zbuf || w->bounce)
             continue;
         if (posix_memalign(&w->bounce, HC_STORE_ALIGN, round_up(w->len)) != 0) {
             w->bounce = NULL;
             return false;
         }
         memset((char *)w->bounce + w->len, 0, round_up(w->len) - w->len);
-        /* its pieces and its padding (wb_add) become one buffer: the bounce */
-        unsigned used = w->pb.n + (round_up(w->len) > w->len);
-        iov[0] = (struct iovec){w->bounce, round_up(w->len)};
-        for (unsigned k = 1; k < used; k++)
-            iov[k] = (struct iovec){w->bounce, 0};
         copied++;
     }
     if (!copied)
         return false;
+    /* The array again from scratch: the engine advanced it over what the
+     * first write took (io.h: iovx). Every payload is the daemon's now. */
+    for (unsigned i = 0; i < b->n; i++) {
+        struct wrec *w = b->w[i];
+        b->iov[cnt++] = (struct iovec){w->hdr, HC_STORE_ALIGN};
+        b->piov[i] = (unsigned)cnt;
+        b->iov[cnt++] = w->zbuf ? (struct iovec){w->zbuf, round_up(w->zlen)}
+                                : (struct iovec){w->bounce, round_up(w->len)};
+    }
+    b->cnt = cnt;
     b->refaulted = true;
     wb_submit(s, b, wb_before);
     return true;
@@ -323,7 +337,8 @@ static void wb_kick(struct hc_store *s, struct seg *seg)
     if (seg->werr) { /* only from wb_done, which commits next */
         for (struct wrec *w = seg->unsent; w; w = w->next) {
             seg->backlog -= ent_rec_size(w->len, hc__wrec_sblocks(w));
-            wrec_finish(s, w, seg->werr);
+            /* not the client's fault when another's buffer failed the file */
+            wrec_finish(s, w, seg->werr == -EFAULT ? -EIO : seg->werr);
         }
         seg->unsent = NULL;
         return;
@@ -469,7 +484,7 @@ static void wrec_abandon(struct hc_store *s, struct wrec *w, int rc)
     if (rc < 0)
         s->st->set_errors++;
     for (struct waiter *x = w->waiters; x; x = x->next)
-        x->cb(x->data, rc, rc == 0 ? w->len : 0);
+        x->cb(x->data, hc__waiter_status(w, x, rc), rc == 0 ? w->len : 0);
     hc__wrec_free(w);
 }
 
