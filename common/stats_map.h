@@ -43,6 +43,7 @@
     X(client_faults, counter, "pages failed because their client's memory vanished (EFAULT)")      \
     X(quarantined_files, counter, "bad files of this node set aside at start (*.bad-*)")           \
     X(idx_refused, counter, "other nodes' .idx files refused (broken or too large), once each")    \
+    X(tail_publishes, counter, "tail indexes of open segments published for other nodes")          \
     X(inflight_bytes, gauge, "bytes of storage I/O in flight now")
 
 #endif

@@ -106,6 +106,8 @@ static const struct opt opts[] = {
     U32_OPT(max_batch, 1, 128, "N", "pages per request at most"),
     U32_OPT(seal_interval_ms, 10, 86400000, "MS", "seal an open segment after this long"),
     U32_OPT(discovery_interval_ms, 10, 86400000, "MS", "look for other nodes' segments this often"),
+    U32_OPT(visibility_ms, 0, 86400000, "MS",
+            "other nodes see a page within about this long (0: once its segment is sealed)"),
     BOOL_OPT(use_direct_io, 0, "read and write segments with O_DIRECT"),
     BOOL_OPT(enable_compression, 0, "compress stored pages (zstd) unless a client says"),
     U32_OPT(read_linger_ms, 0, 600000, "MS",
@@ -544,6 +546,7 @@ int hc_config_init(struct hc_config *cfg)
     cfg->dedupe = true;
     cfg->coalesce_reads = true;
     cfg->reinsert = true;
+    cfg->visibility_ms = 1000;
     cfg->foreground = false;
     cfg->log_level = 2; /* "info" */
     cfg->mount_point = strdup("/mnt/jfs");

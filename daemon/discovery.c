@@ -1,10 +1,13 @@
-/* Discovery: the sealed segments of the other nodes on the volume. Every
- * discovery_interval_ms the tick submits a walk of <mount>/<root>/: each other
- * node's directory is listed, new .idx files are loaded (and checked:
- * another node's file may be broken or hostile) and segments known but gone
- * (evicted by their node) are marked. The loop thread then merges the result:
- * new segments enter the index, vanished ones leave it. A listing that fails
- * drops nothing.
+/* Discovery: the segments of the other nodes on the volume. Every
+ * discovery_interval_ms (at least every visibility_ms / 2) the tick submits a
+ * walk of <mount>/<root>/: each other node's directory is listed, new .idx
+ * files are loaded (and checked: another node's file may be broken or
+ * hostile), so are the tail indexes (.tidx, tail.c) of segments not sealed
+ * yet, again whenever one changed, and the .idx of a segment known from its
+ * tail index once it is sealed; segments known but gone (evicted by their
+ * node) are marked. The loop thread then merges the result: new segments and
+ * new records enter the index, vanished segments leave it. A listing that
+ * fails drops nothing.
  *
  * Threads: the walk (disc_before, disc_scan_node) runs on an I/O thread and
  * touches only its struct disc, a snapshot the loop thread took
@@ -27,6 +30,9 @@ struct known {
     uint64_t seq;
     uint32_t seg;
     bool seen, node_found, dir_ok;
+    bool tail; /* known from its tail index, of this size and mtime */
+    uint64_t tail_size;
+    int64_t tail_mtime_ns;
 };
 
 /* A new remote segment: its loaded .idx. */
@@ -35,6 +41,10 @@ struct found {
     char node[HC_MAX_NODE + 1];
     uint64_t seq;
     struct idx_data idx;
+    bool update; /* of a segment known from its tail index */
+    bool tail;   /* a tail index (the segment is not sealed yet), of: */
+    uint64_t tail_size;
+    int64_t tail_mtime_ns;
 };
 
 /* A discovery job: the snapshot it starts from and what it found. Owned by
@@ -154,8 +164,12 @@ static struct disc *disc_new(struct hc_store *s)
     for (uint32_t i = 0; i < s->segs_cap; i++) {
         struct seg *seg = s->segs[i];
         if (seg && !seg->local && seg->state != SEG_DEAD)
-            d->known[d->nknown++] =
-                (struct known){.node = names[seg->node], .seq = seg->seq, .seg = seg->id};
+            d->known[d->nknown++] = (struct known){.node = names[seg->node],
+                                                   .seq = seg->seq,
+                                                   .seg = seg->id,
+                                                   .tail = seg->tail,
+                                                   .tail_size = seg->tail_size,
+                                                   .tail_mtime_ns = seg->tail_mtime_ns};
     }
     free(names);
     if (d->nknown)
@@ -181,74 +195,148 @@ static struct known *known_find(struct disc *d, const char *node, uint64_t seq)
     return bsearch(&k, d->known, d->nknown, sizeof(k), known_cmp);
 }
 
-/* Lists one other node's directory: new .idx files are loaded, known ones
- * marked seen. Returns 0 if the listing was complete. Called on an I/O
- * thread (on the loop thread at open); touches only d. */
+/* A .idx or .tidx file of a node's listing (st filled by disc_entry, only
+ * for the files it may read: known sealed segments cost no stat). */
+struct entry {
+    uint64_t seq;
+    bool tail;
+    struct stat st;
+    char name[40];
+};
+
+/* Loads one index file of node (dir/e->name) into a new found, unless it was
+ * refused before and has not changed, or the pass read its share of bytes.
+ * Returns the found (added to d->found) or NULL. Called on an I/O thread (on
+ * the loop thread at open); touches only d. */
+static struct found *disc_load(struct disc *d, const char *dir, const char *node,
+                               const struct entry *e)
+{
+    const struct stat *st = &e->st;
+    struct idx_bad key = {.seq = e->seq}, *was;
+    memcpy(key.node, node, strlen(node) + 1);
+    was = d->nbad_in ? bsearch(&key, d->bad_in, d->nbad_in, sizeof(key), bad_cmp) : NULL;
+    if (was && was->size == (uint64_t)st->st_size &&
+        was->mtime_ns == (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec) {
+        bad_push(d, node, e->seq, st);
+        return NULL; /* refused before and unchanged since: not read again */
+    }
+    /* A pass reads HC_IDX_PASS_BYTES of new indexes at most; the rest
+     * (at least one file a pass) waits for the next. */
+    if (S_ISREG(st->st_mode) && (uint64_t)st->st_size <= HC_IDX_MAX_BYTES && d->pass_bytes > 0 &&
+        d->pass_bytes + (uint64_t)st->st_size > HC_IDX_PASS_BYTES)
+        return NULL;
+    struct found *f = calloc(1, sizeof(*f));
+    char *path = hc__path_join(dir, e->name);
+    int rc = !f || !path                                ? -ENOMEM
+             : (uint64_t)st->st_size > HC_IDX_MAX_BYTES ? -EFBIG
+                                                        : hc__idx_load(path, e->seq, &f->idx);
+    if (rc < 0) {
+        if (rc != -ENOENT && rc != -ENOMEM) {
+            hc_log(HC_LOG_WARN, "store: refusing %s: %s (not read again until it changes)",
+                   path ? path : e->name,
+                   rc == -EFBIG ? "larger than any index this daemon reads" : strerror(-rc));
+            bad_push(d, node, e->seq, st);
+            d->refused++;
+        }
+        free(f);
+        free(path);
+        return NULL;
+    }
+    d->pass_bytes += (uint64_t)st->st_size;
+    free(path);
+    memcpy(f->node, node, strlen(node) + 1); /* valid node name: <= HC_MAX_NODE */
+    f->seq = e->seq;
+    f->tail = e->tail;
+    f->tail_size = (uint64_t)st->st_size;
+    f->tail_mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+    f->next = d->found;
+    d->found = f;
+    return f;
+}
+
+/* Whether the listing has the .idx of seq. */
+static bool has_idx(const struct entry *ents, size_t n, uint64_t seq)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!ents[i].tail && ents[i].seq == seq)
+            return true;
+    return false;
+}
+
+/* Takes one index file of the listing: a sealed segment's .idx (new, or of a
+ * segment known from its tail index), or the tail index of a segment not
+ * sealed yet (new, or changed since it was read). Touches only d. */
+static void disc_entry(struct disc *d, int dfd, const char *dir, const char *node, struct entry *e,
+                       const struct entry *ents, size_t n)
+{
+    struct known *k = known_find(d, node, e->seq);
+    struct found *f;
+
+    if (e->tail && has_idx(ents, n, e->seq))
+        return; /* sealed: its .idx is taken instead */
+    if (k && !k->tail) {
+        k->seen = true; /* sealed and known */
+        return;
+    }
+    if (k)
+        k->seen = true; /* its records stay while a new file is unread or refused */
+    if (fstatat(dfd, e->name, &e->st, AT_SYMLINK_NOFOLLOW) < 0)
+        return; /* gone meanwhile (sealed, say): the next walk */
+    int64_t mtime = (int64_t)e->st.st_mtim.tv_sec * 1000000000 + e->st.st_mtim.tv_nsec;
+    if (k && e->tail && k->tail_size == (uint64_t)e->st.st_size && k->tail_mtime_ns == mtime)
+        return; /* nothing new */
+    if ((f = disc_load(d, dir, node, e)))
+        f->update = k != NULL;
+}
+
+/* Lists one other node's directory: its index files are taken (disc_entry),
+ * known segments marked seen. Returns 0 if the listing was complete. Called
+ * on an I/O thread (on the loop thread at open); touches only d. */
 static int disc_scan_node(struct disc *d, const char *node)
 {
     char *dir = hc__path_join(d->root, node);
+    struct entry *ents = NULL;
+    size_t n = 0, cap = 0;
     DIR *dh;
     struct dirent *de;
+    int rc;
+
     if (!dir)
         return -ENOMEM;
     dh = opendir(dir);
     if (!dh) {
-        int rc = -errno;
+        rc = -errno;
         free(dir);
         return rc;
     }
     while ((errno = 0, de = readdir(dh))) {
-        uint64_t seq;
-        if (!hc__parse_seq_name(de->d_name, "idx", &seq))
+        struct entry e = {0};
+        if (hc__parse_seq_name(de->d_name, "idx", &e.seq))
+            e.tail = false;
+        else if (hc__parse_seq_name(de->d_name, "tidx", &e.seq))
+            e.tail = true;
+        else
             continue;
-        struct known *k = known_find(d, node, seq);
-        if (k) {
-            k->seen = true;
+        if (strlen(de->d_name) >= sizeof(e.name))
             continue;
-        }
-        /* Refused before and unchanged since: not read again. */
-        struct stat st;
-        if (fstatat(dirfd(dh), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-            continue;
-        struct idx_bad key = {.seq = seq}, *was;
-        memcpy(key.node, node, strlen(node) + 1);
-        was = d->nbad_in ? bsearch(&key, d->bad_in, d->nbad_in, sizeof(key), bad_cmp) : NULL;
-        if (was && was->size == (uint64_t)st.st_size &&
-            was->mtime_ns == (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec) {
-            bad_push(d, node, seq, &st);
-            continue;
-        }
-        /* A pass reads HC_IDX_PASS_BYTES of new indexes at most; the rest
-         * (at least one file a pass) waits for the next. */
-        if (S_ISREG(st.st_mode) && (uint64_t)st.st_size <= HC_IDX_MAX_BYTES && d->pass_bytes > 0 &&
-            d->pass_bytes + (uint64_t)st.st_size > HC_IDX_PASS_BYTES)
-            continue;
-        struct found *f = calloc(1, sizeof(*f));
-        char *path = hc__path_join(dir, de->d_name);
-        int rc = !f || !path                               ? -ENOMEM
-                 : (uint64_t)st.st_size > HC_IDX_MAX_BYTES ? -EFBIG
-                                                           : hc__idx_load(path, seq, &f->idx);
-        if (rc < 0) {
-            if (rc != -ENOENT && rc != -ENOMEM) {
-                hc_log(HC_LOG_WARN, "store: refusing %s: %s (not read again until it changes)",
-                       path ? path : de->d_name,
-                       rc == -EFBIG ? "larger than any index this daemon reads" : strerror(-rc));
-                bad_push(d, node, seq, &st);
-                d->refused++;
+        memcpy(e.name, de->d_name, strlen(de->d_name) + 1);
+        if (n == cap) {
+            size_t ncap = cap ? 2 * cap : 64;
+            struct entry *ne = realloc(ents, ncap * sizeof(*ne));
+            if (!ne) {
+                errno = ENOMEM;
+                break;
             }
-            free(f);
-            free(path);
-            continue;
+            ents = ne;
+            cap = ncap;
         }
-        d->pass_bytes += (uint64_t)st.st_size;
-        free(path);
-        memcpy(f->node, node, strlen(node) + 1); /* valid node name: <= HC_MAX_NODE */
-        f->seq = seq;
-        f->next = d->found;
-        d->found = f;
+        ents[n++] = e;
     }
-    int rc = errno ? -errno : 0;
+    rc = errno ? -errno : 0;
+    for (size_t i = 0; i < n; i++)
+        disc_entry(d, dirfd(dh), dir, node, &ents[i], ents, n);
     closedir(dh);
+    free(ents);
     free(dir);
     return rc;
 }
@@ -317,19 +405,28 @@ static void disc_merge(struct hc_store *s, struct disc *d)
         int node = hc__node_intern(s, f->node);
         if (node < 0)
             continue;
-        bool dup = false;
-        for (uint32_t i = 0; i < s->segs_cap && !dup; i++) {
+        struct seg *seg = NULL;
+        for (uint32_t i = 0; i < s->segs_cap && !seg; i++) {
             struct seg *x = s->segs[i];
-            dup = x && x->state != SEG_DEAD && (int)x->node == node && x->seq == f->seq;
+            if (x && x->state != SEG_DEAD && (int)x->node == node && x->seq == f->seq)
+                seg = x;
         }
-        if (dup)
-            continue;
-        struct seg *seg = hc__seg_new(s, (uint32_t)node, f->seq, false, SEG_SEALED);
-        if (!seg) {
+        if (seg && (!f->update || !seg->tail || seg->local))
+            continue; /* known already, by a walk that ran meanwhile */
+        if (!seg && !(seg = hc__seg_new(s, (uint32_t)node, f->seq, false, SEG_SEALED))) {
             hc_log(HC_LOG_ERR, "store: out of memory adding segment of node %s", f->node);
             continue;
         }
-        seg->size = f->idx.seg_bytes;
+        /* A segment known from a tail index keeps its entries (a record's
+         * place never changes) and takes the new ones; its file grows, so a
+         * short or bad read of it is read again after its attributes were
+         * fetched anew (read.c: fresh). */
+        if (f->idx.seg_bytes > seg->size)
+            seg->size = f->idx.seg_bytes;
+        seg->tail = f->tail;
+        seg->fresh = seg->fresh || f->tail;
+        seg->tail_size = f->tail_size;
+        seg->tail_mtime_ns = f->tail_mtime_ns;
         hc__idx_merge(s, seg, &f->idx);
     }
 }

@@ -170,6 +170,14 @@ static struct hc_hash idx_ent_hash(const unsigned char *e)
 int hc__idx_encode(const struct hc_store *s, const struct seg *seg, unsigned char **out,
                    size_t *outlen)
 {
+    return hc__idx_encode_n(s, seg, seg->nrecs, seg->size, out, outlen);
+}
+
+/* The same of its first nrecs committed records, in a segment of seg_bytes
+ * (a tail index: tail.c). */
+int hc__idx_encode_n(const struct hc_store *s, const struct seg *seg, size_t nrecs,
+                     uint64_t seg_bytes, unsigned char **out, size_t *outlen)
+{
     uint32_t *map = calloc(s->nns ? s->nns : 1, sizeof(*map)); /* ns id -> file index + 1 */
     uint16_t *order = malloc((s->nns ? s->nns : 1) * sizeof(*order));
     unsigned char *buf = NULL;
@@ -178,7 +186,7 @@ int hc__idx_encode(const struct hc_store *s, const struct seg *seg, unsigned cha
 
     if (!map || !order)
         goto err;
-    for (size_t i = 0; i < seg->nrecs; i++) {
+    for (size_t i = 0; i < nrecs; i++) {
         uint16_t ns = seg->recs[i].ns;
         if (!map[ns]) {
             order[nns] = ns;
@@ -187,16 +195,16 @@ int hc__idx_encode(const struct hc_store *s, const struct seg *seg, unsigned cha
         }
     }
     size_t ents = (IDX_HDR + names + 7) & ~(size_t)7;
-    size_t len = ents + seg->nrecs * IDX_ENT + 4;
+    size_t len = ents + nrecs * IDX_ENT + 4;
     buf = calloc(1, len);
     if (!buf)
         goto err;
     memcpy(buf, IDX_MAGIC, 4);
     put32(buf + 4, IDX_VERSION);
     put64(buf + 8, seg->seq);
-    put64(buf + 16, seg->size);
+    put64(buf + 16, seg_bytes);
     put32(buf + 24, nns);
-    put32(buf + 28, (uint32_t)seg->nrecs);
+    put32(buf + 28, (uint32_t)nrecs);
     size_t p = IDX_HDR;
     for (uint32_t i = 0; i < nns; i++) {
         const struct nsent *n = &s->ns[order[i]];
@@ -204,7 +212,7 @@ int hc__idx_encode(const struct hc_store *s, const struct seg *seg, unsigned cha
         memcpy(buf + p + 2, n->name, n->len);
         p += 2 + (size_t)n->len;
     }
-    for (size_t i = 0; i < seg->nrecs; i++) {
+    for (size_t i = 0; i < nrecs; i++) {
         unsigned char *e = buf + ents + i * IDX_ENT;
         const struct seg_rec *r = &seg->recs[i];
         put64(e, r->h.lo);

@@ -146,7 +146,8 @@ static int list_local(struct hc_store *s, struct local_files *f, char *err, size
         const char *n = de->d_name;
         size_t l = strlen(n);
         uint64_t seq;
-        if (l > 4 && !strcmp(n + l - 4, ".tmp")) {
+        if ((l > 4 && !strcmp(n + l - 4, ".tmp")) || (l > 5 && !strcmp(n + l - 5, ".tidx"))) {
+            /* (a tail index is of an open segment: its run is over) */
             if (unlinkat(dirfd(dh), n, 0) < 0)
                 hc_log(HC_LOG_WARN, "store: removing %s/%s: %s", s->dir, n, strerror(errno));
             continue;

@@ -74,6 +74,7 @@ void hc__reload(struct server *srv)
     cfg->dedupe = nc.dedupe;
     cfg->coalesce_reads = nc.coalesce_reads;
     cfg->reinsert = nc.reinsert;
+    cfg->visibility_ms = nc.visibility_ms;
     cfg->enable_compression = nc.enable_compression;
     cfg->read_linger_ms = nc.read_linger_ms;
     cfg->read_linger_bytes = nc.read_linger_bytes;
@@ -100,6 +101,7 @@ void hc__reload(struct server *srv)
             .dedupe = cfg->dedupe,
             .coalesce_reads = cfg->coalesce_reads,
             .reinsert = cfg->reinsert,
+            .visibility_ms = cfg->visibility_ms,
             .enable_compression = cfg->enable_compression,
             .read_linger_ms = cfg->read_linger_ms,
             .read_linger_bytes = cfg->read_linger_bytes,

@@ -173,7 +173,7 @@ struct unlink_task {
     struct hc_io_req req;
     struct hc_store *s;
     struct seg *seg;
-    char idx[PATH_MAX], data[PATH_MAX];
+    char idx[PATH_MAX], data[PATH_MAX], tidx[PATH_MAX];
 };
 
 /* Called on an I/O thread: the .idx goes first, so that a crash in between
@@ -185,6 +185,7 @@ static int unlink_before(struct hc_io_req *req)
     int rc = 0;
     if (unlink(t->idx) < 0 && errno != ENOENT)
         rc = -errno;
+    (void)unlink(t->tidx); /* a tail index published while it was open */
     if (unlink(t->data) < 0 && errno != ENOENT)
         rc = -errno;
     return rc;
@@ -221,6 +222,7 @@ static void unlink_submit(struct hc_store *s, struct seg *seg)
     t->seg = seg;
     hc__seg_path(s, seg, "idx", t->idx, sizeof(t->idx));
     hc__seg_path(s, seg, "seg", t->data, sizeof(t->data));
+    hc__seg_path(s, seg, "tidx", t->tidx, sizeof(t->tidx));
     seg->unlinking = true;
     s->unlinks++;
     hc__task_submit(s, &t->req, HC_IO_PRIO_LOW, unlink_before, unlink_done, NULL);
@@ -375,7 +377,7 @@ struct seal_task {
     uint64_t truncate_to; /* > 0: the file ends there (a failed tail cut off) */
     unsigned char *buf;
     size_t len;
-    char tmp[PATH_MAX], path[PATH_MAX];
+    char tmp[PATH_MAX], path[PATH_MAX], tidx[PATH_MAX];
 };
 
 /* Called on an I/O thread: data first, then the index that vouches for it.
@@ -390,7 +392,10 @@ static int seal_before(struct hc_io_req *req)
         (void)!ftruncate(t->fd, (off_t)t->truncate_to); /* best effort: space back */
     if (fdatasync(t->fd) < 0 && errno != EINVAL)
         return -errno;
-    return hc__write_file_atomic(t->tmp, t->path, t->buf, t->len);
+    int rc = hc__write_file_atomic(t->tmp, t->path, t->buf, t->len);
+    if (rc == 0)
+        (void)unlink(t->tidx); /* the tail index (tail.c), if any: the .idx says it all */
+    return rc;
 }
 
 /* Back on the loop thread: the segment is sealed (a failed .idx leaves it to
@@ -451,6 +456,7 @@ static void seal_submit(struct hc_store *s, struct seg *seg)
     t->truncate_to = cut;
     hc__seg_path(s, seg, "idx.tmp", t->tmp, sizeof(t->tmp));
     hc__seg_path(s, seg, "idx", t->path, sizeof(t->path));
+    hc__seg_path(s, seg, "tidx", t->tidx, sizeof(t->tidx));
     seg->state = SEG_SEALING;
     hc__task_submit(s, &t->req, HC_IO_PRIO_LOW, seal_before, seal_done, NULL);
 }
@@ -475,6 +481,8 @@ int hc__seal_sync(struct hc_store *s, struct seg *seg)
     rc = hc__write_file_atomic(tmp, path, buf, len);
     free(buf);
     if (rc == 0) {
+        hc__seg_path(s, seg, "tidx", path, sizeof(path));
+        (void)unlink(path);
         seg->state = SEG_SEALED;
         free(seg->recs);
         seg->recs = NULL;

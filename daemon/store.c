@@ -221,10 +221,15 @@ void hc_store_tick(struct hc_store *s, uint64_t now_ms)
     hc__evict_free_space(s, now_ms);
     hc__unlink_retry(s);
     hc__fd_trim(s);
+    hc__tail_publish(s, now_ms);
+    /* discovery at least every half of visibility_ms (tail.c) */
+    uint32_t disc_ms = s->cfg.discovery_interval_ms;
+    if (s->cfg.visibility_ms && s->cfg.visibility_ms / 2 < disc_ms)
+        disc_ms = s->cfg.visibility_ms / 2;
     if (!s->disc_started) {
         s->disc_started = true;
         s->last_disc_ms = now_ms;
-    } else if (!s->disc_busy && now_ms - s->last_disc_ms >= s->cfg.discovery_interval_ms) {
+    } else if (!s->disc_busy && now_ms - s->last_disc_ms >= disc_ms) {
         s->last_disc_ms = now_ms;
         hc__disc_submit(s);
     }
@@ -239,6 +244,7 @@ void hc_store_reconfigure(struct hc_store *s, const struct hc_store_config *cfg)
     s->cfg.dedupe = cfg->dedupe;
     s->cfg.coalesce_reads = cfg->coalesce_reads;
     s->cfg.reinsert = cfg->reinsert;
+    s->cfg.visibility_ms = cfg->visibility_ms;
     s->cfg.enable_compression = cfg->enable_compression;
     s->cfg.read_linger_ms = cfg->read_linger_ms;
     s->cfg.read_linger_bytes = cfg->read_linger_bytes;

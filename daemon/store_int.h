@@ -203,6 +203,14 @@ struct seg {
      * later once it was passed over for its reads) */
     uint32_t reads;
     uint64_t evict_order;
+    /* tail indexes (tail.c). Local open segments: records published in the
+     * last .tidx and a publish in flight. Remote: known from the node's .tidx
+     * (not sealed yet: its records may grow), of that size and mtime */
+    size_t pub_nrecs;
+    bool publishing;
+    bool tail;
+    uint64_t tail_size;
+    int64_t tail_mtime_ns;
     uint64_t opened_ms;
     bool opened_known;
     /* local unsealed segments only */
@@ -437,6 +445,7 @@ struct hc_store {
     struct idx_bad *idx_bad;
     size_t nidx_bad;
     uint64_t last_disc_ms;
+    uint64_t last_tail_ms; /* the last tail publish pass (tail.c) */
     uint64_t now_ms;
     bool have_now;
     uint64_t last_statvfs_ms;
@@ -509,6 +518,9 @@ int hc__hdr_check(const unsigned char *h, struct hdr_view *v);
 
 void hc__idx_free(struct idx_data *d);
 int hc__idx_load(const char *path, uint64_t seq, struct idx_data *d);
+int hc__idx_encode_n(const struct hc_store *s, const struct seg *seg, size_t nrecs,
+                     uint64_t seg_bytes, unsigned char **out, size_t *outlen);
+void hc__tail_publish(struct hc_store *s, uint64_t now_ms);
 int hc__idx_encode(const struct hc_store *s, const struct seg *seg, unsigned char **out,
                    size_t *outlen);
 void hc__idx_merge(struct hc_store *s, struct seg *seg, const struct idx_data *d);

@@ -9,6 +9,7 @@
  * mount: two real nodes. */
 #include "harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -20,6 +21,28 @@
 
 #define ND_PAGES 16
 #define ND_LEN 20000
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Files in dir whose name ends with suffix. */
+static int h_count_files(const char *dir, const char *suffix)
+{
+    DIR *dh = opendir(dir);
+    struct dirent *de;
+    int n = 0;
+    size_t sl = strlen(suffix);
+    ck_assert_ptr_nonnull(dh);
+    while ((de = readdir(dh))) {
+        size_t l = strlen(de->d_name);
+        n += l > sl && !strcmp(de->d_name + l - sl, suffix);
+    }
+    closedir(dh);
+    return n;
+}
 
 /* Writes ND_PAGES pages "<prefix>-i" through d. */
 static void nd_write(const struct hd *d, const char *prefix, uint64_t salt)
@@ -81,6 +104,69 @@ static void nd_read(const struct hd *d, const char *prefix, uint64_t salt)
     h_batch_free(&r);
     hc_close(c);
 }
+
+/* Pages of node A's open segment are visible on node B before any seal
+ * (A seals only after an hour): A publishes the segment's tail index every
+ * 100 ms, B's discovery takes it and again when it grew. B reads them byte
+ * for byte, pages set later into the same segment too, and after A stops
+ * (the seal replaces the tail index) still. The delays are printed. */
+START_TEST(test_open_segment_visible_on_b)
+{
+    /* HICACHE_VIS_MS (scripts/bench/visibility.sh): another visibility_ms */
+    const char *vis = getenv("HICACHE_VIS_MS") ? getenv("HICACHE_VIS_MS") : "200";
+    struct hd *a = hd_new("nodeA", "--seal-interval-ms", "3600000", "--visibility-ms", vis, NULL);
+    struct hd *b =
+        hd_new_peer(a, "nodeB", "--seal-interval-ms", "3600000", "--visibility-ms", vis, NULL);
+    char path[H_PATH + 64];
+
+    /* HICACHE_VIS_ROUNDS (scripts/bench/visibility.sh): more rounds */
+    const char *env = getenv("HICACHE_VIS_ROUNDS");
+    int rounds = env && atoi(env) > 3 ? atoi(env) : 3;
+    uint64_t *ms = calloc((size_t)rounds, sizeof(*ms));
+
+    hd_start(a);
+    hd_start(b);
+    for (int round = 0; round < rounds; round++) {
+        char prefix[32];
+        snprintf(prefix, sizeof(prefix), "tail%d", round);
+        uint64_t t0 = h_now_ms();
+        nd_write(a, prefix, 40 + (uint64_t)round);
+        int lead = nd_wait_visible(b, prefix, 10000);
+        ms[round] = h_now_ms() - t0;
+        ck_assert_int_eq(lead, ND_PAGES);
+        for (int r = round < 3 ? 0 : round; r <= round; r++) {
+            char p2[32];
+            snprintf(p2, sizeof(p2), "tail%d", r);
+            nd_read(b, p2, 40 + (uint64_t)r);
+        }
+    }
+    qsort(ms, (size_t)rounds, sizeof(*ms), cmp_u64);
+    fprintf(stderr,
+            "open segment: %d rounds of %d pages, visible on B after p50 %llu ms, p99 %llu ms, "
+            "max %llu ms (visibility_ms %s; polled every 50 ms)\n",
+            rounds, ND_PAGES, (unsigned long long)ms[rounds / 2],
+            (unsigned long long)ms[(rounds * 99) / 100], (unsigned long long)ms[rounds - 1], vis);
+    free(ms);
+    rounds = rounds < 3 ? rounds : 3;
+    ck_assert_int_eq(hd_stat(a, "segments") >= 1, 1);
+    ck_assert_int_gt(hd_stat(a, "tail_publishes"), 0);
+    /* nothing sealed yet: no .idx of A's, only its tail index */
+    snprintf(path, sizeof(path), "%s/hicache/nodeA", a->mount);
+    ck_assert_int_eq(h_count_files(path, ".idx"), 0);
+    ck_assert_int_ge(h_count_files(path, ".tidx"), 1);
+    hd_stop(a); /* seals: the .idx replaces the tail index */
+    ck_assert_int_ge(h_count_files(path, ".idx"), 1);
+    ck_assert_int_eq(h_count_files(path, ".tidx"), 0);
+    h_sleep_ms(500);
+    for (int r = 0; r < rounds; r++) {
+        char p2[32];
+        snprintf(p2, sizeof(p2), "tail%d", r);
+        nd_read(b, p2, 40 + (uint64_t)r);
+    }
+    ck_assert_int_eq(hd_stat(b, "corrupt_records"), 0);
+    hd_stop(b);
+}
+END_TEST
 
 START_TEST(test_two_nodes_share_directory)
 {
@@ -492,6 +578,7 @@ int main(void)
     Suite *s = suite_create("integration_nodes");
     TCase *tc = h_tcase("nodes", 120);
     tcase_add_test(tc, test_two_nodes_share_directory);
+    tcase_add_test(tc, test_open_segment_visible_on_b);
     tcase_add_test(tc, test_eviction_on_a_is_a_miss_on_b);
     tcase_add_test(tc, test_sigkill_of_a_mid_write_never_torn_on_b);
     suite_add_tcase(s, tc);

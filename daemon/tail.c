@@ -1,0 +1,113 @@
+/* Tail indexes: this node's open segments made visible to other nodes before
+ * they are sealed. Every visibility_ms / 2 the tick publishes, for each open
+ * segment with records committed since its last one, <seq>.tidx: the .idx
+ * image (idxfile.c) of its committed records, in order, and of the bytes they
+ * end at. The segment is fdatasync'ed first: through JuiceFS another mount
+ * that opens the file afterwards reads what was flushed (close-to-open), so
+ * every record a tail index names is whole on the volume before anyone can
+ * learn of it. The index goes to a temporary name and is renamed over the
+ * last one. Other nodes' discovery (discovery.c) takes a tail index for a
+ * segment whose .idx is not there yet, and again when it changes; their reads
+ * check every record as always. The seal's .idx replaces it (the seal removes
+ * the .tidx); eviction removes it with the segment; a start removes this
+ * node's leftovers (recover.c). A publish costs an fdatasync, a file write and
+ * a rename on the mount (tail_publishes counts them).
+ *
+ * Threads: loop thread, except tail_before, which runs on an I/O thread and
+ * touches only its task (a duplicate of the segment's fd, the image and paths
+ * made at submit). */
+#include "store_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "log.h"
+
+struct tail_task {
+    struct hc_io_req req;
+    struct hc_store *s;
+    struct seg *seg;
+    int fd; /* ours: a duplicate, so a close of the segment's own cannot race */
+    unsigned char *buf;
+    size_t len, nrecs;
+    char tmp[PATH_MAX], path[PATH_MAX];
+};
+
+/* Called on an I/O thread: the records flushed, then the index that names
+ * them. Touches only its task. */
+static int tail_before(struct hc_io_req *req)
+{
+    struct tail_task *t = container_of(req, struct tail_task, req);
+    if (fdatasync(t->fd) < 0 && errno != EINVAL)
+        return -errno;
+    return hc__write_file_atomic(t->tmp, t->path, t->buf, t->len);
+}
+
+/* Back on the loop thread. A tail index that landed after its segment's
+ * seal removed the last one stays until the segment goes: discovery prefers
+ * the .idx. */
+static void tail_done(struct hc_io_req *req)
+{
+    struct tail_task *t = container_of(req, struct tail_task, req);
+    struct hc_store *s = t->s;
+    struct seg *seg = t->seg;
+
+    s->inflight--;
+    seg->publishing = false;
+    seg->refs--;
+    if (req->result == 0) {
+        if (t->nrecs > seg->pub_nrecs)
+            seg->pub_nrecs = t->nrecs;
+        s->st->tail_publishes++;
+    } else {
+        hc_log(HC_LOG_WARN, "store: publishing %s: %s (other nodes see its pages at the seal)",
+               t->path, strerror((int)-req->result));
+    }
+    close(t->fd);
+    free(t->buf);
+    free(t);
+    hc__seg_maybe_free(s, seg);
+}
+
+/* Publishes the tail index of seg, an open local segment with new records. */
+static void tail_submit(struct hc_store *s, struct seg *seg)
+{
+    struct tail_task *t = calloc(1, sizeof(*t));
+    if (!t)
+        return;
+    t->fd = fcntl(seg->fd, F_DUPFD_CLOEXEC, 3);
+    if (t->fd < 0 || hc__idx_encode_n(s, seg, seg->nrecs, seg->good_end, &t->buf, &t->len) < 0) {
+        if (t->fd >= 0)
+            close(t->fd);
+        free(t);
+        return;
+    }
+    t->s = s;
+    t->seg = seg;
+    t->nrecs = seg->nrecs;
+    hc__seg_path(s, seg, "tidx.tmp", t->tmp, sizeof(t->tmp));
+    hc__seg_path(s, seg, "tidx", t->path, sizeof(t->path));
+    seg->publishing = true;
+    seg->refs++;
+    hc__task_submit(s, &t->req, HC_IO_PRIO_LOW, tail_before, tail_done, NULL);
+}
+
+/* At a tick: every visibility_ms / 2, a tail index for each open segment
+ * with records committed since its last one (one publish in flight a
+ * segment). */
+void hc__tail_publish(struct hc_store *s, uint64_t now_ms)
+{
+    if (!s->cfg.visibility_ms || now_ms - s->last_tail_ms < s->cfg.visibility_ms / 2)
+        return;
+    s->last_tail_ms = now_ms;
+    for (unsigned i = 0; i < s->nopen; i++) {
+        struct seg *seg = s->opens[i];
+        if (seg->state == SEG_OPEN && !seg->publishing && seg->fd >= 0 &&
+            seg->nrecs > seg->pub_nrecs)
+            tail_submit(s, seg);
+    }
+}
