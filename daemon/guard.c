@@ -137,7 +137,8 @@ static void pbuf_fn(void *arg)
             memcpy(f, v[i].iov_base, k);
         else
             a->crc = hc_crc32c(a->crc, v[i].iov_base, k);
-        f += k;
+        if (f)
+            f += k; /* (no flat buffer for a CRC) */
         left -= k;
     }
 }
