@@ -1,5 +1,5 @@
 /* Discovery: the segments of the other nodes on the volume. Every
- * discovery_interval_ms (at least every visibility_ms / 2) the tick submits a
+ * discovery_interval_ms (at least every visibility_ms / 4) the tick submits a
  * walk of <mount>/<root>/: each other node's directory is listed, new .idx
  * files are loaded (and checked: another node's file may be broken or
  * hostile), so are the tail indexes (.tidx, tail.c) of segments not sealed
@@ -30,9 +30,8 @@ struct known {
     uint64_t seq;
     uint32_t seg;
     bool seen, node_found, dir_ok;
-    bool tail; /* known from its tail index, of this size and mtime */
-    uint64_t tail_size;
-    int64_t tail_mtime_ns;
+    bool tail; /* known from its tail index, of this version */
+    uint32_t tail_ver;
 };
 
 /* A new remote segment: its loaded .idx. */
@@ -42,9 +41,8 @@ struct found {
     uint64_t seq;
     struct idx_data idx;
     bool update; /* of a segment known from its tail index */
-    bool tail;   /* a tail index (the segment is not sealed yet), of: */
-    uint64_t tail_size;
-    int64_t tail_mtime_ns;
+    bool tail;   /* a tail index (the segment is not sealed yet), of version: */
+    uint32_t tail_ver;
 };
 
 /* A discovery job: the snapshot it starts from and what it found. Owned by
@@ -168,8 +166,7 @@ static struct disc *disc_new(struct hc_store *s)
                                                    .seq = seg->seq,
                                                    .seg = seg->id,
                                                    .tail = seg->tail,
-                                                   .tail_size = seg->tail_size,
-                                                   .tail_mtime_ns = seg->tail_mtime_ns};
+                                                   .tail_ver = seg->tail_ver};
     }
     free(names);
     if (d->nknown)
@@ -200,6 +197,7 @@ static struct known *known_find(struct disc *d, const char *node, uint64_t seq)
 struct entry {
     uint64_t seq;
     bool tail;
+    uint32_t ver; /* a tail index's version */
     struct stat st;
     char name[40];
 };
@@ -247,18 +245,18 @@ static struct found *disc_load(struct disc *d, const char *dir, const char *node
     memcpy(f->node, node, strlen(node) + 1); /* valid node name: <= HC_MAX_NODE */
     f->seq = e->seq;
     f->tail = e->tail;
-    f->tail_size = (uint64_t)st->st_size;
-    f->tail_mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+    f->tail_ver = e->ver;
     f->next = d->found;
     d->found = f;
     return f;
 }
 
-/* Whether the listing has the .idx of seq. */
-static bool has_idx(const struct entry *ents, size_t n, uint64_t seq)
+/* Whether the listing has the .idx of e's segment, or a later version of
+ * its tail index (e a tail index). */
+static bool superseded(const struct entry *ents, size_t n, const struct entry *e)
 {
     for (size_t i = 0; i < n; i++)
-        if (!ents[i].tail && ents[i].seq == seq)
+        if (ents[i].seq == e->seq && (!ents[i].tail || ents[i].ver > e->ver))
             return true;
     return false;
 }
@@ -272,19 +270,18 @@ static void disc_entry(struct disc *d, int dfd, const char *dir, const char *nod
     struct known *k = known_find(d, node, e->seq);
     struct found *f;
 
-    if (e->tail && has_idx(ents, n, e->seq))
-        return; /* sealed: its .idx is taken instead */
+    if (e->tail && superseded(ents, n, e))
+        return; /* sealed (its .idx is taken instead), or a later version */
     if (k && !k->tail) {
         k->seen = true; /* sealed and known */
         return;
     }
     if (k)
         k->seen = true; /* its records stay while a new file is unread or refused */
+    if (k && e->tail && k->tail_ver >= e->ver)
+        return; /* nothing new */
     if (fstatat(dfd, e->name, &e->st, AT_SYMLINK_NOFOLLOW) < 0)
         return; /* gone meanwhile (sealed, say): the next walk */
-    int64_t mtime = (int64_t)e->st.st_mtim.tv_sec * 1000000000 + e->st.st_mtim.tv_nsec;
-    if (k && e->tail && k->tail_size == (uint64_t)e->st.st_size && k->tail_mtime_ns == mtime)
-        return; /* nothing new */
     if ((f = disc_load(d, dir, node, e)))
         f->update = k != NULL;
 }
@@ -313,7 +310,7 @@ static int disc_scan_node(struct disc *d, const char *node)
         struct entry e = {0};
         if (hc__parse_seq_name(de->d_name, "idx", &e.seq))
             e.tail = false;
-        else if (hc__parse_seq_name(de->d_name, "tidx", &e.seq))
+        else if (hc__parse_tail_name(de->d_name, &e.seq, &e.ver))
             e.tail = true;
         else
             continue;
@@ -425,8 +422,7 @@ static void disc_merge(struct hc_store *s, struct disc *d)
             seg->size = f->idx.seg_bytes;
         seg->tail = f->tail;
         seg->fresh = seg->fresh || f->tail;
-        seg->tail_size = f->tail_size;
-        seg->tail_mtime_ns = f->tail_mtime_ns;
+        seg->tail_ver = f->tail_ver;
         hc__idx_merge(s, seg, &f->idx);
     }
 }

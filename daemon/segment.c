@@ -185,7 +185,8 @@ static int unlink_before(struct hc_io_req *req)
     int rc = 0;
     if (unlink(t->idx) < 0 && errno != ENOENT)
         rc = -errno;
-    (void)unlink(t->tidx); /* a tail index published while it was open */
+    if (t->tidx[0])
+        (void)unlink(t->tidx); /* a tail index published while it was open */
     if (unlink(t->data) < 0 && errno != ENOENT)
         rc = -errno;
     return rc;
@@ -222,7 +223,9 @@ static void unlink_submit(struct hc_store *s, struct seg *seg)
     t->seg = seg;
     hc__seg_path(s, seg, "idx", t->idx, sizeof(t->idx));
     hc__seg_path(s, seg, "seg", t->data, sizeof(t->data));
-    hc__seg_path(s, seg, "tidx", t->tidx, sizeof(t->tidx));
+    t->tidx[0] = '\0';
+    if (seg->local && seg->tail_ver)
+        hc__tail_path(s, seg, seg->tail_ver, false, t->tidx, sizeof(t->tidx));
     seg->unlinking = true;
     s->unlinks++;
     hc__task_submit(s, &t->req, HC_IO_PRIO_LOW, unlink_before, unlink_done, NULL);
@@ -394,7 +397,8 @@ static int seal_before(struct hc_io_req *req)
         return -errno;
     int rc = hc__write_file_atomic(t->tmp, t->path, t->buf, t->len);
     if (rc == 0)
-        (void)unlink(t->tidx); /* the tail index (tail.c), if any: the .idx says it all */
+        if (t->tidx[0])
+            (void)unlink(t->tidx); /* the tail index (tail.c): the .idx says it all */
     return rc;
 }
 
@@ -456,7 +460,9 @@ static void seal_submit(struct hc_store *s, struct seg *seg)
     t->truncate_to = cut;
     hc__seg_path(s, seg, "idx.tmp", t->tmp, sizeof(t->tmp));
     hc__seg_path(s, seg, "idx", t->path, sizeof(t->path));
-    hc__seg_path(s, seg, "tidx", t->tidx, sizeof(t->tidx));
+    t->tidx[0] = '\0';
+    if (seg->tail_ver)
+        hc__tail_path(s, seg, seg->tail_ver, false, t->tidx, sizeof(t->tidx));
     seg->state = SEG_SEALING;
     hc__task_submit(s, &t->req, HC_IO_PRIO_LOW, seal_before, seal_done, NULL);
 }
@@ -481,8 +487,10 @@ int hc__seal_sync(struct hc_store *s, struct seg *seg)
     rc = hc__write_file_atomic(tmp, path, buf, len);
     free(buf);
     if (rc == 0) {
-        hc__seg_path(s, seg, "tidx", path, sizeof(path));
-        (void)unlink(path);
+        if (seg->tail_ver) {
+            hc__tail_path(s, seg, seg->tail_ver, false, path, sizeof(path));
+            (void)unlink(path);
+        }
         seg->state = SEG_SEALED;
         free(seg->recs);
         seg->recs = NULL;

@@ -259,6 +259,8 @@ static void timers_and_signals_start(struct server *srv)
     tick_ms = cfg->seal_interval_ms < cfg->discovery_interval_ms ? cfg->seal_interval_ms
                                                                  : cfg->discovery_interval_ms;
     tick_ms /= 2;
+    if (cfg->visibility_ms && cfg->visibility_ms / 8 < tick_ms) /* tail.c */
+        tick_ms = cfg->visibility_ms / 8;
     tick_ms = tick_ms < 10 ? 10 : tick_ms > 200 ? 200 : tick_ms;
     uv_timer_start(&srv->tick, on_tick, tick_ms, tick_ms);
     uv_signal_init(&srv->loop, &srv->sig_term);

@@ -222,10 +222,10 @@ void hc_store_tick(struct hc_store *s, uint64_t now_ms)
     hc__unlink_retry(s);
     hc__fd_trim(s);
     hc__tail_publish(s, now_ms);
-    /* discovery at least every half of visibility_ms (tail.c) */
+    /* discovery at least every quarter of visibility_ms (tail.c) */
     uint32_t disc_ms = s->cfg.discovery_interval_ms;
-    if (s->cfg.visibility_ms && s->cfg.visibility_ms / 2 < disc_ms)
-        disc_ms = s->cfg.visibility_ms / 2;
+    if (s->cfg.visibility_ms && s->cfg.visibility_ms / 4 < disc_ms)
+        disc_ms = s->cfg.visibility_ms / 4;
     if (!s->disc_started) {
         s->disc_started = true;
         s->last_disc_ms = now_ms;

@@ -58,7 +58,7 @@ struct hc_store_config {
     bool dedupe;                    /* sets of stored / in-flight keys cost nothing */
     uint32_t visibility_ms;         /* other nodes see a page within about this long:
                                        open segments' tail indexes published every
-                                       half of it, discovery at least that often;
+                                       quarter of it, discovery at least that often;
                                        0: only sealed segments are visible */
     bool reinsert;                  /* at capacity eviction, pages read since written are
                                        written again (evict.c), within 1.25x the bytes

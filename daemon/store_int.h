@@ -204,13 +204,13 @@ struct seg {
     uint32_t reads;
     uint64_t evict_order;
     /* tail indexes (tail.c). Local open segments: records published in the
-     * last .tidx and a publish in flight. Remote: known from the node's .tidx
-     * (not sealed yet: its records may grow), of that size and mtime */
+     * last tail index, its version and a publish in flight. Remote: known
+     * from the node's tail index of that version (not sealed yet: its records
+     * may grow) */
     size_t pub_nrecs;
     bool publishing;
     bool tail;
-    uint64_t tail_size;
-    int64_t tail_mtime_ns;
+    uint32_t tail_ver;
     uint64_t opened_ms;
     bool opened_known;
     /* local unsealed segments only */
@@ -521,6 +521,9 @@ int hc__idx_load(const char *path, uint64_t seq, struct idx_data *d);
 int hc__idx_encode_n(const struct hc_store *s, const struct seg *seg, size_t nrecs,
                      uint64_t seg_bytes, unsigned char **out, size_t *outlen);
 void hc__tail_publish(struct hc_store *s, uint64_t now_ms);
+bool hc__parse_tail_name(const char *name, uint64_t *seq, uint32_t *ver);
+void hc__tail_path(const struct hc_store *s, const struct seg *seg, uint32_t ver, bool tmp,
+                   char *buf, size_t len);
 int hc__idx_encode(const struct hc_store *s, const struct seg *seg, unsigned char **out,
                    size_t *outlen);
 void hc__idx_merge(struct hc_store *s, struct seg *seg, const struct idx_data *d);

@@ -1,8 +1,12 @@
 /* Tail indexes: this node's open segments made visible to other nodes before
- * they are sealed. Every visibility_ms / 2 the tick publishes, for each open
- * segment with records committed since its last one, <seq>.tidx: the .idx
- * image (idxfile.c) of its committed records, in order, and of the bytes they
- * end at. The segment is fdatasync'ed first: through JuiceFS another mount
+ * they are sealed. Every visibility_ms / 4 the tick publishes, for each open
+ * segment with records committed since its last one, <seq>.<version>.tidx
+ * (the version counts up): the .idx image (idxfile.c) of its committed
+ * records, in order, and of the bytes they end at. Each version has a name of
+ * its own, and the one before is removed once it is there: another mount
+ * looks a new name up afresh, where a file renamed over an old name would be
+ * seen through that mount's cached entry of the old one for up to a second
+ * (JuiceFS's entry cache). The segment is fdatasync'ed first: through JuiceFS another mount
  * that opens the file afterwards reads what was flushed (close-to-open), so
  * every record a tail index names is whole on the volume before anyone can
  * learn of it. The index goes to a temporary name and is renamed over the
@@ -22,7 +26,9 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -34,8 +40,43 @@ struct tail_task {
     int fd; /* ours: a duplicate, so a close of the segment's own cannot race */
     unsigned char *buf;
     size_t len, nrecs;
-    char tmp[PATH_MAX], path[PATH_MAX];
+    uint32_t ver;
+    char tmp[PATH_MAX], path[PATH_MAX], prev[PATH_MAX];
 };
+
+/* <seq>.<8 hex digits>.tidx: true and *seq, *ver set. Any thread. */
+bool hc__parse_tail_name(const char *name, uint64_t *seq, uint32_t *ver)
+{
+    uint64_t v = 0;
+    if (strlen(name) != 16 + 1 + 8 + 5 || name[16] != '.' || name[25] != '.' ||
+        strcmp(name + 26, "tidx") != 0)
+        return false;
+    for (int i = 0; i < 25; i++) {
+        char c = name[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (i == 16)
+            continue;
+        if (d < 0)
+            return false;
+        v = v << 4 | (uint64_t)d;
+        if (i == 15) {
+            *seq = v;
+            v = 0;
+        }
+    }
+    *ver = (uint32_t)v;
+    return true;
+}
+
+/* The path of seg's tail index of version ver (its temporary name when
+ * tmp). Loop thread (hc__seg_path). */
+void hc__tail_path(const struct hc_store *s, const struct seg *seg, uint32_t ver, bool tmp,
+                   char *buf, size_t len)
+{
+    char ext[32];
+    snprintf(ext, sizeof(ext), "%08x.tidx%s", ver, tmp ? ".tmp" : "");
+    hc__seg_path(s, seg, ext, buf, len);
+}
 
 /* Called on an I/O thread: the records flushed, then the index that names
  * them. Touches only its task. */
@@ -44,7 +85,10 @@ static int tail_before(struct hc_io_req *req)
     struct tail_task *t = container_of(req, struct tail_task, req);
     if (fdatasync(t->fd) < 0 && errno != EINVAL)
         return -errno;
-    return hc__write_file_atomic(t->tmp, t->path, t->buf, t->len);
+    int rc = hc__write_file_atomic(t->tmp, t->path, t->buf, t->len);
+    if (rc == 0 && t->prev[0])
+        (void)unlink(t->prev); /* the version before */
+    return rc;
 }
 
 /* Back on the loop thread. A tail index that landed after its segment's
@@ -62,6 +106,7 @@ static void tail_done(struct hc_io_req *req)
     if (req->result == 0) {
         if (t->nrecs > seg->pub_nrecs)
             seg->pub_nrecs = t->nrecs;
+        seg->tail_ver = t->ver;
         s->st->tail_publishes++;
     } else {
         hc_log(HC_LOG_WARN, "store: publishing %s: %s (other nodes see its pages at the seal)",
@@ -89,19 +134,24 @@ static void tail_submit(struct hc_store *s, struct seg *seg)
     t->s = s;
     t->seg = seg;
     t->nrecs = seg->nrecs;
-    hc__seg_path(s, seg, "tidx.tmp", t->tmp, sizeof(t->tmp));
-    hc__seg_path(s, seg, "tidx", t->path, sizeof(t->path));
+    t->ver = seg->tail_ver + 1;
+    hc__tail_path(s, seg, t->ver, true, t->tmp, sizeof(t->tmp));
+    hc__tail_path(s, seg, t->ver, false, t->path, sizeof(t->path));
+    if (seg->tail_ver)
+        hc__tail_path(s, seg, seg->tail_ver, false, t->prev, sizeof(t->prev));
     seg->publishing = true;
     seg->refs++;
     hc__task_submit(s, &t->req, HC_IO_PRIO_LOW, tail_before, tail_done, NULL);
 }
 
-/* At a tick: every visibility_ms / 2, a tail index for each open segment
+/* At a tick: every visibility_ms / 4 (a page waits up to that long to be
+ * published, then up to as long for another node's discovery, and the ticks
+ * of both: within visibility_ms), a tail index for each open segment
  * with records committed since its last one (one publish in flight a
  * segment). */
 void hc__tail_publish(struct hc_store *s, uint64_t now_ms)
 {
-    if (!s->cfg.visibility_ms || now_ms - s->last_tail_ms < s->cfg.visibility_ms / 2)
+    if (!s->cfg.visibility_ms || now_ms - s->last_tail_ms < s->cfg.visibility_ms / 4)
         return;
     s->last_tail_ms = now_ms;
     for (unsigned i = 0; i < s->nopen; i++) {

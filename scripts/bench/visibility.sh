@@ -4,8 +4,8 @@
 # brings them up and down): test_nodes' test_open_segment_visible_on_b with
 # ROUNDS rounds (node A sets 16 pages into its open segment, node B polls
 # exists every 50 ms until all 16 are there) at visibility_ms VIS, and the
-# metadata engine's commands during the run (Redis INFO commandstats of the
-# volume's Redis, before and after), per second.
+# metadata engine's commands during the suite (Redis INFO commandstats of the
+# volume's Redis; the suite's other tests run too).
 #
 # usage: scripts/bench/visibility.sh [BUILD_DIR]   env: ROUNDS (100), VIS (1000),
 #        JFS_SUITES_PORT (6397)
@@ -14,10 +14,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=${1:-build/default}
 PORT=${JFS_SUITES_PORT:-6397}
 export JFS_SUITES_PORT=$PORT SUITES=test_nodes HICACHE_VIS_ROUNDS=${ROUNDS:-100}
-export HICACHE_VIS_MS=${VIS:-1000} CK_RUN_CASE= CK_RUN_SUITE=
-# only the visibility test (Check's tags are not used: run the suite's
-# one test by name)
-export CK_INCLUDE_TAGS= CK_EXCLUDE_TAGS=
+export HICACHE_VIS_MS=${VIS:-1000}
+export HICACHE_VIS_OUT=$(mktemp /tmp/visibility.XXXXXX)
 cmds() { redis-cli -p "$PORT" info commandstats 2>/dev/null |
     awk -F'[:=,]' '/^cmdstat_/ {n += $3} END {print n + 0}'; }
 ( # sample the metadata commands while the suite runs
@@ -31,3 +29,5 @@ cmds() { redis-cli -p "$PORT" info commandstats 2>/dev/null |
 sampler=$!
 bash "$ROOT/tests/juicefs/test_suites_on_juicefs.sh" "$BUILD" 2>&1 | grep -E "open segment|PASS|FAIL"
 wait $sampler
+cat "$HICACHE_VIS_OUT"
+rm -f "$HICACHE_VIS_OUT"

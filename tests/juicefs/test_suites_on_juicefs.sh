@@ -11,7 +11,8 @@
 # Tears everything down, also on failure or Ctrl-C.
 #
 # usage: tests/juicefs/test_suites_on_juicefs.sh [BUILD_DIR]  (default build/default)
-# env: JFS_SUITES_PORT (6398), SUITES ("test_nodes test_crash": only these),
+# env: JFS_SUITES_PORT (6398), SUITES ("test_nodes test_crash": only these,
+#      and no Python tests),
 #      JFS_SUITES_OPTS (extra juicefs-up.sh options for both mounts).
 # Exit: 0 every suite passed, 1 a failure, 77 skip (FUSE unusable: the cause
 # is printed).
@@ -113,7 +114,9 @@ done
 # The Python backend's tests, when they can put their daemons' data on the
 # volume (they read the same variables).
 PY=$ROOT/.venv/bin/python
-if [ ! -x "$PY" ] || [ ! -d "$ROOT/tests/python" ]; then
+if [ -n "${SUITES:-}" ]; then
+    : # only the suites asked for
+elif [ ! -x "$PY" ] || [ ! -d "$ROOT/tests/python" ]; then
     echo "NOTE: $ME: Python tests not run on JuiceFS: no $PY or no tests/python"
 elif ! grep -rqs HICACHE_TEST_DATA_ROOT "$ROOT/tests/python"; then
     echo "NOTE: $ME: Python tests not run on JuiceFS: tests/python does not honour HICACHE_TEST_DATA_ROOT"
