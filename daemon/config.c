@@ -546,7 +546,7 @@ int hc_config_init(struct hc_config *cfg)
     cfg->dedupe = true;
     cfg->coalesce_reads = true;
     cfg->reinsert = true;
-    cfg->visibility_ms = 1000;
+    cfg->visibility_ms = 0; /* each publish cuts a JuiceFS slice: opt in (tail.c) */
     cfg->foreground = false;
     cfg->log_level = 2; /* "info" */
     cfg->mount_point = strdup("/mnt/jfs");

@@ -59,7 +59,8 @@ struct hc_store_config {
     uint32_t visibility_ms;         /* other nodes see a page within about this long:
                                        open segments' tail indexes published every
                                        quarter of it, discovery at least that often;
-                                       0: only sealed segments are visible */
+                                       0 (the daemon's default): only sealed
+                                       segments are visible */
     bool reinsert;                  /* at capacity eviction, pages read since written are
                                        written again (evict.c), within 1.25x the bytes
                                        clients wrote */

@@ -14,8 +14,13 @@
  * segment whose .idx is not there yet, and again when it changes; their reads
  * check every record as always. The seal's .idx replaces it (the seal removes
  * the .tidx); eviction removes it with the segment; a start removes this
- * node's leftovers (recover.c). A publish costs an fdatasync, a file write and
- * a rename on the mount (tail_publishes counts them).
+ * node's leftovers (recover.c). A publish costs an fdatasync, a file write,
+ * a rename and an unlink on the mount (tail_publishes counts them), and on
+ * JuiceFS the fdatasync ends the slice being written: the chunk written
+ * meanwhile holds one more slice a publish, and JuiceFS compacts chunks of
+ * many slices when they are read (issue 11). So it is off by default
+ * (visibility_ms 0): a fleet that wants pages on other nodes within a second
+ * trades that for compactions of segments written slowly.
  *
  * Threads: loop thread, except tail_before, which runs on an I/O thread and
  * touches only its task (a duplicate of the segment's fd, the image and paths
