@@ -20,20 +20,38 @@
 #include "log.h"
 
 /* Parses "<16 hex digits>.<ext>". Any thread. */
-bool hc__parse_seq_name(const char *name, const char *ext, uint64_t *seq)
+/* The n lower-case hex digits at p: true and *out set. */
+static bool parse_hex(const char *p, int n, uint64_t *out)
 {
-    size_t n = strlen(name), el = strlen(ext);
-    if (n != 16 + 1 + el || name[16] != '.' || strcmp(name + 17, ext) != 0)
-        return false;
     uint64_t v = 0;
-    for (int i = 0; i < 16; i++) {
-        char c = name[i];
+    for (int i = 0; i < n; i++) {
+        char c = p[i];
         int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
         if (d < 0)
             return false;
         v = v << 4 | (uint64_t)d;
     }
-    *seq = v;
+    *out = v;
+    return true;
+}
+
+bool hc__parse_seq_name(const char *name, const char *ext, uint64_t *seq)
+{
+    size_t n = strlen(name), el = strlen(ext);
+    if (n != 16 + 1 + el || name[16] != '.' || strcmp(name + 17, ext) != 0)
+        return false;
+    return parse_hex(name, 16, seq);
+}
+
+/* <16 hex digits seq>.<8 hex digits version>.tidx (tail.c): true and *seq,
+ * *ver set. Any thread. */
+bool hc__parse_tail_name(const char *name, uint64_t *seq, uint32_t *ver)
+{
+    uint64_t v;
+    if (strlen(name) != 16 + 1 + 8 + 5 || name[16] != '.' || name[25] != '.' ||
+        strcmp(name + 26, "tidx") != 0 || !parse_hex(name, 16, seq) || !parse_hex(name + 17, 8, &v))
+        return false;
+    *ver = (uint32_t)v;
     return true;
 }
 

@@ -35,10 +35,9 @@ static void batch_finish(struct batch *b)
         hc__conn_send(c, &resp);
     }
     hc_region_unref(b->region);
-    for (unsigned i = 0; i < b->n; i++) {
+    for (unsigned i = 0; i < b->n; i++)
         hc_region_unref(b->items[i].map);
-        free(b->items[i].pieces);
-    }
+    free(b->pieces);
     free(b->results);
     free(b->lengths);
     free(b);
@@ -78,10 +77,12 @@ static int conn_ns(struct conn *c, bool create)
 
 /* Checks the slots of a set or get: each names the region or a registered
  * pool and lies inside it (every piece of it: Slot.more); a pool's size is
- * taken now (its client may have shrunk it), once per pool. Returns 0, or
- * -errno with the error sent. */
-static int slots_check(struct conn *c, uint64_t id, Hicache__Slot **pages, size_t n)
+ * taken now (its client may have shrunk it), once per pool. Sets *pieces to
+ * the pieces of the pages of more than one. Returns 0, or -errno with the
+ * error sent. */
+static int slots_check(struct conn *c, uint64_t id, Hicache__Slot **pages, size_t n, size_t *pieces)
 {
+    *pieces = 0;
     uint64_t live[HC_MAX_POOLS];
     bool known[HC_MAX_POOLS] = {false};
 
@@ -117,7 +118,7 @@ static int slots_check(struct conn *c, uint64_t id, Hicache__Slot **pages, size_
         for (size_t p = 0; p <= s->n_more / 2; p++) {
             uint64_t off = p ? s->more[2 * p - 2] : s->offset;
             uint64_t len = p ? s->more[2 * p - 1] : s->length;
-            if (len == 0 || off >= size || len > size - off || len > UINT32_MAX) {
+            if (hc_range_check(size, off, len) < 0 || len > UINT32_MAX) {
                 hc__send_error(c, id, -ERANGE,
                                "slot %zu [%" PRIu64 ", +%" PRIu64 ") is outside the %s of %" PRIu64
                                " bytes",
@@ -125,25 +126,26 @@ static int slots_check(struct conn *c, uint64_t id, Hicache__Slot **pages, size_
                 return -ERANGE;
             }
         }
+        if (s->n_more)
+            *pieces += s->n_more / 2 + 1;
     }
     return 0;
 }
 
 /* The buffer of slot s in m (checked by slots_check): one piece, or its
- * pieces in *arr (allocated; NULL when out of memory). */
+ * pieces, taken from the batch's array at *next (which moves past them). */
 static struct hc_pbuf slot_pbuf(const Hicache__Slot *s, const struct hc_region *m,
-                                struct iovec **arr)
+                                struct iovec **next)
 {
     size_t np = s->n_more / 2 + 1;
-    *arr = NULL;
+    struct iovec *v = *next;
     if (np == 1)
         return hc_pbuf_one(m->base + s->offset, s->length);
-    if (!(*arr = malloc(np * sizeof(**arr))))
-        return (struct hc_pbuf){.n = 0};
-    (*arr)[0] = (struct iovec){m->base + s->offset, s->length};
+    *next += np;
+    v[0] = (struct iovec){m->base + s->offset, s->length};
     for (size_t p = 1; p < np; p++)
-        (*arr)[p] = (struct iovec){m->base + s->more[2 * p - 2], s->more[2 * p - 1]};
-    return (struct hc_pbuf){.v = *arr, .n = (unsigned)np};
+        v[p] = (struct iovec){m->base + s->more[2 * p - 2], s->more[2 * p - 1]};
+    return (struct hc_pbuf){.v = v, .n = (unsigned)np};
 }
 
 /* A set or get batch: checks every key and slot, then one store call per
@@ -155,7 +157,8 @@ static void handle_batch(struct conn *c, const Hicache__Request *req, bool is_ge
     size_t n = is_get ? req->get->n_pages : req->set->n_pages;
     uint64_t t0_ns = uv_hrtime();
     struct batch *b;
-    size_t i;
+    struct iovec *next;
+    size_t i, pieces;
     int ns;
 
     if (n > srv->cfg->max_batch) {
@@ -163,7 +166,7 @@ static void handle_batch(struct conn *c, const Hicache__Request *req, bool is_ge
                        srv->cfg->max_batch);
         return;
     }
-    if (slots_check(c, req->id, pages, n) < 0)
+    if (slots_check(c, req->id, pages, n, &pieces) < 0)
         return;
     ns = conn_ns(c, !is_get);
     if (ns == -ENOSPC) {
@@ -175,12 +178,15 @@ static void handle_batch(struct conn *c, const Hicache__Request *req, bool is_ge
         goto nomem;
     b->results = calloc(n ? n : 1, sizeof(*b->results));
     b->lengths = calloc(n ? n : 1, sizeof(*b->lengths));
-    if (!b->results || !b->lengths) {
+    b->pieces = pieces ? malloc(pieces * sizeof(*b->pieces)) : NULL;
+    if (!b->results || !b->lengths || (pieces && !b->pieces)) {
         free(b->results);
         free(b->lengths);
+        free(b->pieces);
         free(b);
         goto nomem;
     }
+    next = b->pieces;
     b->conn = c;
     b->id = req->id;
     b->t0_ns = t0_ns;
@@ -195,7 +201,7 @@ static void handle_batch(struct conn *c, const Hicache__Request *req, bool is_ge
     for (i = 0; i < n; i++) {
         const Hicache__Slot *s = pages[i];
         struct hc_region *m = s->pool ? c->pools[s->pool - 1] : c->region;
-        struct hc_pbuf pb = slot_pbuf(s, m, &b->items[i].pieces);
+        struct hc_pbuf pb = slot_pbuf(s, m, &next);
         int rc;
 
         b->items[i].b = b;
@@ -209,8 +215,8 @@ static void handle_batch(struct conn *c, const Hicache__Request *req, bool is_ge
             rc = -ENOENT; /* a namespace nobody ever stored into */
             srv->stats.gets++;
             srv->stats.misses++;
-        } else if (ns < 0 || pb.n == 0) {
-            rc = ns < 0 ? ns : -ENOMEM; /* the name could not be interned, or no memory */
+        } else if (ns < 0) {
+            rc = ns; /* -ENOMEM: the name could not be interned */
             if (!is_get)
                 srv->stats.set_errors++;
         } else if (is_get)

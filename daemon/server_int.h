@@ -111,6 +111,7 @@ struct conn {
 struct batch {
     struct conn *conn;
     struct hc_region *region;
+    struct iovec *pieces; /* the pieces of its pool pages of several, one array */
     uint64_t id;
     uint64_t t0_ns; /* received (uv_hrtime), for the latency histogram */
     bool is_get;
@@ -121,7 +122,6 @@ struct batch {
     struct batch_item {
         struct batch *b;
         struct hc_region *map; /* a pool the slot lies in (a reference), or NULL */
-        struct iovec *pieces;  /* a pool page of several pieces: their array */
         unsigned i;
     } items[];
 };

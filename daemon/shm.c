@@ -68,11 +68,16 @@ void hc_region_unref(struct hc_region *r)
     free(r);
 }
 
-int hc_region_check(const struct hc_region *r, uint64_t off, uint64_t len)
+int hc_range_check(uint64_t size, uint64_t off, uint64_t len)
 {
-    if (len == 0 || off >= r->size || len > r->size - off)
+    if (len == 0 || off >= size || len > size - off)
         return -ERANGE;
     return 0;
+}
+
+int hc_region_check(const struct hc_region *r, uint64_t off, uint64_t len)
+{
+    return hc_range_check(r->size, off, len);
 }
 
 int hc_pool_map(struct hc_region **out, int fd, uint64_t size, const char **why)

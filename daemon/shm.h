@@ -28,8 +28,11 @@ void hc_region_ref(struct hc_region *r);
 /* Drops a reference; the last one unmaps, closes and frees. Accepts NULL. */
 void hc_region_unref(struct hc_region *r);
 
-/* Returns 0 if [off, off + len) lies inside the region and len > 0, else
+/* Returns 0 if [off, off + len) lies inside [0, size) and len > 0, else
  * -ERANGE. Never overflows. */
+int hc_range_check(uint64_t size, uint64_t off, uint64_t len);
+
+/* hc_range_check against the region's size. */
 int hc_region_check(const struct hc_region *r, uint64_t off, uint64_t len);
 
 /* Maps size bytes of a client's host pool, fd (taken over on success: the

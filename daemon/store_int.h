@@ -497,6 +497,7 @@ struct idx_data {
 /* ---- files.c: names and paths, blocking file helpers ---------------------- */
 
 bool hc__parse_seq_name(const char *name, const char *ext, uint64_t *seq);
+bool hc__parse_tail_name(const char *name, uint64_t *seq, uint32_t *ver);
 char *hc__path_join(const char *a, const char *b);
 void hc__seg_path(const struct hc_store *s, const struct seg *seg, const char *ext, char *buf,
                   size_t size);
@@ -521,7 +522,6 @@ int hc__idx_load(const char *path, uint64_t seq, struct idx_data *d);
 int hc__idx_encode_n(const struct hc_store *s, const struct seg *seg, size_t nrecs,
                      uint64_t seg_bytes, unsigned char **out, size_t *outlen);
 void hc__tail_publish(struct hc_store *s, uint64_t now_ms);
-bool hc__parse_tail_name(const char *name, uint64_t *seq, uint32_t *ver);
 void hc__tail_path(const struct hc_store *s, const struct seg *seg, uint32_t ver, bool tmp,
                    char *buf, size_t len);
 int hc__idx_encode(const struct hc_store *s, const struct seg *seg, unsigned char **out,

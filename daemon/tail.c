@@ -6,13 +6,13 @@
  * its own, and the one before is removed once it is there: another mount
  * looks a new name up afresh, where a file renamed over an old name would be
  * seen through that mount's cached entry of the old one for up to a second
- * (JuiceFS's entry cache). The segment is fdatasync'ed first: through JuiceFS another mount
- * that opens the file afterwards reads what was flushed (close-to-open), so
- * every record a tail index names is whole on the volume before anyone can
- * learn of it. The index goes to a temporary name and is renamed over the
- * last one. Other nodes' discovery (discovery.c) takes a tail index for a
- * segment whose .idx is not there yet, and again when it changes; their reads
- * check every record as always. The seal's .idx replaces it (the seal removes
+ * (JuiceFS's entry cache). The segment is fdatasync'ed first: through
+ * JuiceFS another mount that opens the file afterwards reads what was flushed
+ * (close-to-open), so every record a tail index names is whole on the volume
+ * before anyone can learn of it. Each version is written to a temporary name
+ * and renamed to its own. Other nodes' discovery (discovery.c) takes the
+ * newest version for a segment whose .idx is not there yet, and each later
+ * one; their reads check every record as always. The seal's .idx replaces it (the seal removes
  * the .tidx); eviction removes it with the segment; a start removes this
  * node's leftovers (recover.c). A publish costs an fdatasync, a file write,
  * a rename and an unlink on the mount (tail_publishes counts them), and on
@@ -48,30 +48,6 @@ struct tail_task {
     uint32_t ver;
     char tmp[PATH_MAX], path[PATH_MAX], prev[PATH_MAX];
 };
-
-/* <seq>.<8 hex digits>.tidx: true and *seq, *ver set. Any thread. */
-bool hc__parse_tail_name(const char *name, uint64_t *seq, uint32_t *ver)
-{
-    uint64_t v = 0;
-    if (strlen(name) != 16 + 1 + 8 + 5 || name[16] != '.' || name[25] != '.' ||
-        strcmp(name + 26, "tidx") != 0)
-        return false;
-    for (int i = 0; i < 25; i++) {
-        char c = name[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-        if (i == 16)
-            continue;
-        if (d < 0)
-            return false;
-        v = v << 4 | (uint64_t)d;
-        if (i == 15) {
-            *seq = v;
-            v = 0;
-        }
-    }
-    *ver = (uint32_t)v;
-    return true;
-}
 
 /* The path of seg's tail index of version ver (its temporary name when
  * tmp). Loop thread (hc__seg_path). */

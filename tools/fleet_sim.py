@@ -149,7 +149,7 @@ def main():
     if rows:
         last = rows[-1]
         print(f"10^9 pages at {last['rss_per_page']:.1f} B/page (the largest run's): "
-              f"{last['rss_per_page'] * 1e9 / 1e9:.0f} GB of RSS in every daemon")
+              f"{last['rss_per_page']:.0f} GB of RSS in every daemon")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"empty_rss_bytes": base, "rows": rows}, f, indent=1)
