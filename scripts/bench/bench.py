@@ -625,7 +625,8 @@ class Bench:
         logf = self.out / f"hicached-{store.name}-{system}.log"
         if system != "hicachefile":
             daemon = Daemon(self.build, store.path, sock, logf,
-                            DAEMON_ARGS[system] + STORE_DAEMON_ARGS.get("juicefs" if store.jfs else store.name, []))
+                            DAEMON_ARGS[system] + STORE_DAEMON_ARGS.get("juicefs" if store.jfs else store.name, [])
+                            + os.environ.get("BENCH_DAEMON_ARGS", "").split())
             daemon.start()
         bk = dict(system=system, world=len(ranks), sock=sock, file_dir=str(data_dir),
                   model=geo["model"], tag=tag)
@@ -770,6 +771,8 @@ class Bench:
             self.limits["memcpy_gbps"] = self.memcpy()
             self.limits["fio"] = {}
             for st in stores:
+                if a.stores and st.name not in a.stores:
+                    continue
                 for ps in page_sizes:
                     per_job = self.pages_for(ps) * ps
                     self.limits["fio"][f"{st.name}-{label[ps]}"] = self.fio(st, ps, per_job, MHA["ranks"])
@@ -777,6 +780,8 @@ class Bench:
             # other stores: its client uploads and compacts in the background,
             # which would slow the other stores' figures.
             for st in stores + [Store(name, emu.mnt, emu) for name, emu in emulated]:
+                if a.stores and st.name not in a.stores:
+                    continue
                 if isinstance(st.jfs, Emulated):
                     log(f"emulated deployment {st.name}: {' '.join(st.jfs.up_args)}")
                     st.jfs.up()
@@ -792,7 +797,7 @@ class Bench:
                                     pages=self.pages, L=MHA["L"], H=MHA["H"], D=MHA["D"])
                     res = W.call(ranks, "pool", **mha_pool)
                     self.page_bytes = res[0]["page_bytes"]
-                    for system in SYSTEMS:
+                    for system in a.systems:
                         if system == SHM_SYSTEM:
                             if ps != 1 * MiB:
                                 continue
@@ -801,6 +806,10 @@ class Bench:
                         if system == SHM_SYSTEM:
                             W.call(ranks, "pool", **mha_pool)
                 W.call(list(range(MHA["ranks"])), "drop_pool")
+                if a.no_mla:
+                    if isinstance(st.jfs, Emulated):
+                        st.jfs.down()
+                    continue
                 self.pages = a.mla_pages
                 log(f"{st.name}: MLA {MLA['ranks']} ranks (rank 0 writes, all read), {self.pages} pages")
                 mla_ranks = list(range(MLA["ranks"]))
@@ -808,7 +817,7 @@ class Bench:
                                 KV_LORA=MLA["KV_LORA"], ROPE=MLA["ROPE"])
                 res = W.call(mla_ranks, "pool", **mla_pool)
                 self.page_bytes = res[0]["page_bytes"]
-                for system in SYSTEMS:
+                for system in a.systems:
                     if system == SHM_SYSTEM:
                         W.call(mla_ranks, "pool", allocator="shm", **mla_pool)
                     self.run_system(W, st, MLA, system, "1.07M")
@@ -817,8 +826,9 @@ class Bench:
                 W.call(list(range(MLA["ranks"])), "drop_pool")
                 if isinstance(st.jfs, Emulated):
                     st.jfs.down()
-            log("daemon memory")
-            self.limits["rss"] = self.rss(stores[0])
+            if not a.stores or "local" in a.stores:
+                log("daemon memory")
+                self.limits["rss"] = self.rss(stores[0])
         finally:
             W.close()
             rtt_srv.terminate()
@@ -918,10 +928,21 @@ def main():
     ap.add_argument("--rtt-rounds", type=int, default=2000)
     ap.add_argument("--rss-pages", type=int, default=1_000_000)
     ap.add_argument("--load-before", default="")
+    ap.add_argument("--systems", default=",".join(SYSTEMS),
+                    help="comma-separated subset of " + ",".join(SYSTEMS))
+    ap.add_argument("--stores", default="",
+                    help="comma-separated subset of the stores (local, juicefs, the emulated names); "
+                         "empty: all")
+    ap.add_argument("--no-mla", action="store_true", help="MHA pages only")
     ap.add_argument("--emulate", action="append",
                     help="NAME:META_RTT_US:OBJ_RTT_US:CACHE_MIB, an emulated JuiceFS deployment "
                          "(scripts/bench/emulate.sh); repeatable")
     a = ap.parse_args()
+    a.systems = [x for x in a.systems.split(",") if x]
+    bad = [x for x in a.systems if x not in SYSTEMS]
+    if bad:
+        ap.error("unknown system(s) " + ",".join(bad))
+    a.stores = [x for x in a.stores.split(",") if x]
     if os.geteuid() != 0:
         sys.exit("bench: must run as root (drop_caches, JuiceFS mount)")
     sys.path.insert(0, str(Path(__file__).parent))

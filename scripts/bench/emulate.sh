@@ -19,6 +19,10 @@
 # leaves the client without a local block cache: every read goes to the
 # object store.
 #
+# JFS_MOUNT_ARGS (environment): more options for `juicefs mount`, for a
+# diagnosis (for example --debug, which logs each object request with its
+# range into STATE/juicefs.log).
+#
 # Addresses: 10.203.<k>.1 (client side) and 10.203.<k>.2 (server side) on
 # veth pairs between namespaces this script creates (<tag>-cli, <tag>-meta,
 # <tag>-obj); no other address is ever used, and nothing outside those
@@ -115,7 +119,7 @@ jfs_mount() {
     mkdir -p "$mnt" "$STATE/cache"
     nsenter --net="/run/netns/$cli" "$juicefs" mount -d --no-usage-report \
         --log "$STATE/juicefs.log" --cache-dir "$STATE/cache" --cache-size "$cache" \
-        redis://10.203.1.2:6379/1 "$mnt" >"$STATE/mount.out" 2>&1 || {
+        ${JFS_MOUNT_ARGS:-} redis://10.203.1.2:6379/1 "$mnt" >"$STATE/mount.out" 2>&1 || {
         tail -n 5 "$STATE/mount.out" >&2
         grep -qiE 'fuse|permission denied' "$STATE/mount.out" && skip "FUSE mount refused"
         die "juicefs mount failed (log $STATE/juicefs.log)"

@@ -4,6 +4,7 @@
 # local cache), in one run. Needs root (drop_caches, FUSE).
 #
 #   scripts/bench/run.sh [--quick] [--emulate] [--no-juicefs] [--out DIR] [--build DIR]
+#                        [--systems A,B] [--stores A,B] [--no-mla]
 #
 # --emulate (make bench EMULATE=1) adds emulated production deployments
 # (scripts/bench/emulate.sh: metadata Redis and object-store Redis behind
@@ -12,6 +13,10 @@
 # then carries the volume's work (jfs_*: metadata calls and transactions,
 # object GETs/PUTs and bytes, FUSE ops, compactions). It runs the quick
 # sizes (1 MiB pages) to stay under 15 minutes.
+#
+# --systems, --stores and --no-mla run a subset (bench.py --help; for example
+# --emulate --stores emu-m0.5-o5-nocache --systems hicached --no-mla, about
+# two minutes); a subset's tables hold only what it ran.
 #
 # BENCH_NO_BUILD=1 skips `make all` and uses the binaries already in the build
 # directory (for measuring a given build while the tree is being edited).
@@ -29,6 +34,7 @@ BUILD=build/default
 OUT=$ROOT/var/bench/results
 JFS=1
 EMULATE=${EMULATE:-}
+SUBSET=()
 while [ $# -gt 0 ]; do
     case $1 in
     --quick) QUICK=1; shift ;;
@@ -36,6 +42,8 @@ while [ $# -gt 0 ]; do
     --no-juicefs) JFS=0; shift ;;
     --out) OUT=$2; shift 2 ;;
     --build) BUILD=$2; shift 2 ;;
+    --systems|--stores) SUBSET+=("$1" "$2"); shift 2 ;;
+    --no-mla) SUBSET+=("$1"); shift ;;
     *) echo "bench: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -106,4 +114,4 @@ if [ -n "$QUICK" ] && [ "$QUICK" != 0 ]; then
     args+=(--quick --mla-pages 64 --exists-rounds 10 --rtt-rounds 1000 --rss-pages 100000)
 fi
 say "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-"$PY" -W ignore scripts/bench/bench.py "${args[@]}" "${jfs_args[@]}"
+"$PY" -W ignore scripts/bench/bench.py "${args[@]}" "${jfs_args[@]}" "${SUBSET[@]}"
