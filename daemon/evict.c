@@ -70,18 +70,30 @@ void hc__index_put(struct hc_store *s, struct seg *seg, struct hc_hash h, uint64
         hc_log(HC_LOG_ERR, "store: out of memory growing the index; page dropped");
 }
 
-/* What the predicates of the two drops below remove, with the accounting. */
+/* Pages of a segment being evicted worth reinserting (evict_one). */
+struct reinsert_scan {
+    struct hc_index_ent *ents;
+    size_t n, cap;
+};
+
+/* What the predicates of the two drops below remove, with the accounting;
+ * keep (not NULL) also collects the segment's pages to reinsert. */
 struct drop_ctx {
     struct hc_store *s;
     uint32_t seg;
     int ns;
+    struct reinsert_scan *keep;
 };
+
+static void reinsert_keep(struct reinsert_scan *c, const struct hc_index_ent *e);
 
 static bool drop_seg_pred(const struct hc_index_ent *e, void *arg)
 {
     struct drop_ctx *c = arg;
     if (e->seg != c->seg)
         return false;
+    if (c->keep)
+        reinsert_keep(c->keep, e);
     hc__acct_del(c->s, c->s->segs[e->seg], e->len);
     return true;
 }
@@ -214,39 +226,33 @@ static void reinsert_read_done(void *data, int status, uint64_t len)
     }
 }
 
-struct reinsert_scan {
-    uint32_t seg;
-    struct hc_index_ent *ents;
-    size_t n, cap;
-};
-
-/* Collects the raw pages of one segment read REINSERT_MIN_READS times
- * (removes nothing). */
-static bool reinsert_pred(const struct hc_index_ent *e, void *arg)
+/* Collects e when it is a raw page read REINSERT_MIN_READS times (an
+ * allocation failure only loses it). */
+static void reinsert_keep(struct reinsert_scan *c, const struct hc_index_ent *e)
 {
-    struct reinsert_scan *c = arg;
-    if (e->seg != c->seg || (e->flags & IDX_READ) / IDX_READ_ONE < REINSERT_MIN_READS ||
-        (e->flags & IDX_SBLOCKS))
-        return false;
+    if ((e->flags & IDX_READ) / IDX_READ_ONE < REINSERT_MIN_READS || (e->flags & IDX_SBLOCKS))
+        return;
     if (c->n == c->cap) {
         size_t cap = c->cap ? 2 * c->cap : 64;
         struct hc_index_ent *n = realloc(c->ents, cap * sizeof(*n));
         if (!n)
-            return false;
+            return;
         c->ents = n;
         c->cap = cap;
     }
     c->ents[c->n++] = *e;
-    return false;
 }
 
-/* Starts the reads of v's pages to reinsert, before v is dropped. */
-static void reinsert_start(struct hc_store *s, struct seg *v)
+/* Evicts v: one pass over the index removes its pages and, with reinsert,
+ * collects those worth keeping; their reads start (each holding v, so its
+ * fd outlives the drop) before v is dropped and its files removed. */
+static void evict_one(struct hc_store *s, struct seg *v)
 {
-    struct reinsert_scan c = {.seg = v->id};
+    struct reinsert_scan c = {0};
+    struct drop_ctx d = {.s = s, .seg = v->id, .keep = s->cfg.reinsert ? &c : NULL};
     uint64_t client = s->st->bytes_written - s->st->reinserted_bytes;
+    size_t n = hc_index_remove_if(&s->ix, drop_seg_pred, &d);
 
-    hc_index_remove_if(&s->ix, reinsert_pred, &c);
     for (size_t i = 0; i < c.n; i++) {
         const struct hc_index_ent *e = &c.ents[i];
         struct hc_pbuf none = hc_pbuf_one(NULL, 0);
@@ -267,19 +273,17 @@ static void reinsert_start(struct hc_store *s, struct seg *v)
         hc__rd_submit(s, r);
     }
     free(c.ents);
+    hc__seg_drop_gone(s, v, true, n);
 }
 
-/* Drops sealed local segments (evict_victim) while over capacity, after
- * starting the reinsertion of their reused pages. */
+/* Evicts sealed local segments (evict_victim) while over capacity, starting
+ * the reinsertion of their reused pages (evict_one). */
 void hc__evict_capacity(struct hc_store *s)
 {
     struct seg *v;
     while (!s->stopping && s->cfg.capacity_bytes && s->local_bytes > s->cfg.capacity_bytes &&
-           (v = evict_victim(s))) {
-        if (s->cfg.reinsert)
-            reinsert_start(s, v);
-        hc__seg_drop(s, v, true);
-    }
+           (v = evict_victim(s)))
+        evict_one(s, v);
 }
 
 struct statvfs_task {

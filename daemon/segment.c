@@ -249,8 +249,13 @@ void hc__unlink_retry(struct hc_store *s)
  * node's segment dropped for space, its files are removed. */
 void hc__seg_drop(struct hc_store *s, struct seg *seg, bool evict)
 {
-    size_t n = hc__index_drop_seg(s, seg);
+    hc__seg_drop_gone(s, seg, evict, hc__index_drop_seg(s, seg));
+}
 
+/* hc__seg_drop of a segment whose n index entries were removed already (by
+ * the caller's own pass over the index). */
+void hc__seg_drop_gone(struct hc_store *s, struct seg *seg, bool evict, size_t n)
+{
     hc__linger_drop(s, seg->id, -1);
     seg->state = SEG_DEAD;
     s->st->segments--;

@@ -557,6 +557,7 @@ void hc__seg_close_fd(struct hc_store *s, struct seg *seg);
 void hc__unlink_retry(struct hc_store *s);
 void hc__seg_maybe_free(struct hc_store *s, struct seg *seg);
 void hc__seg_drop(struct hc_store *s, struct seg *seg, bool evict);
+void hc__seg_drop_gone(struct hc_store *s, struct seg *seg, bool evict, size_t n);
 int hc__seg_open(struct hc_store *s, struct seg *seg);
 int hc__seal_sync(struct hc_store *s, struct seg *seg);
 void hc__seg_close_appends(struct hc_store *s, struct seg *seg);
