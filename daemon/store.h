@@ -207,4 +207,9 @@ bool hc_store_quiesce(struct hc_store *s);
  * hc_store_quiesce returned true. Accepts NULL. */
 void hc_store_close(struct hc_store *s);
 
+/* For tests only (NULL otherwise): called on the I/O thread that
+ * checksummed a gathered write of nrecs records, just before the write
+ * (daemon/write.c). */
+extern void (*hc__wb_test_hook)(unsigned nrecs);
+
 #endif

@@ -174,13 +174,19 @@ struct wbatch {
     struct iovec iov[HC_IO_MAX_IOVX];
 };
 
+/* For tests only (store.h), NULL otherwise. */
+void (*hc__wb_test_hook)(unsigned nrecs);
+
 /* Called on an I/O thread: the CRCs of the batch's records, before they are
- * written. Reads the batch and its records' buffers only. */
+ * written (then the test hook, if set). Reads the batch and its records'
+ * buffers only. */
 static int wb_before(struct hc_io_req *req)
 {
     struct wbatch *b = container_of(req, struct wbatch, req);
     for (unsigned i = 0; i < b->n; i++)
         wrec_crc(b->w[i], &b->iov[b->piov[i]]);
+    if (hc__wb_test_hook)
+        hc__wb_test_hook(b->n);
     return 0;
 }
 
