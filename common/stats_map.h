@@ -35,6 +35,9 @@
     X(evicted_segments, counter, "segments dropped by capacity eviction")                          \
     X(reinserted_pages, counter, "pages read since written, written again at their eviction")      \
     X(reinserted_bytes, counter, "bytes of those pages")                                           \
+    X(hints_sent, counter, "reads of other nodes' pages told to their owners (remote-read hints)") \
+    X(hint_files, counter, "remote-read hint files written to this node's directory")              \
+    X(hints_applied, counter, "other nodes' reads of this node's pages counted for reinsertion")   \
     X(io_errors, counter, "storage reads and writes that failed")                                  \
     X(set_errors, counter, "sets refused or failed")                                               \
     X(bad_requests, counter, "requests refused as malformed")                                      \
@@ -42,7 +45,8 @@
     X(pool_pages, counter, "pages moved straight to or from a client's host pool")                 \
     X(client_faults, counter, "pages failed because their client's memory vanished (EFAULT)")      \
     X(quarantined_files, counter, "bad files of this node set aside at start (*.bad-*)")           \
-    X(idx_refused, counter, "other nodes' .idx files refused (broken or too large), once each")    \
+    X(idx_refused, counter,                                                                        \
+      "other nodes' .idx and hint files refused (broken or too large), once each")                 \
     X(tail_publishes, counter, "tail indexes of open segments published for other nodes")          \
     X(inflight_bytes, gauge, "bytes of storage I/O in flight now")
 

@@ -5,9 +5,10 @@
  * hostile), so are the tail indexes (.tidx, tail.c) of segments not sealed
  * yet, again whenever one changed, and the .idx of a segment known from its
  * tail index once it is sealed; segments known but gone (evicted by their
- * node) are marked. The loop thread then merges the result: new segments and
- * new records enter the index, vanished segments leave it. A listing that
- * fails drops nothing.
+ * node) are marked, and the remote-read hint files other nodes wrote for this
+ * one are read (hints.c). The loop thread then merges the result: new
+ * segments and new records enter the index, vanished segments leave it, the
+ * hints count as reads. A listing that fails drops nothing.
  *
  * Threads: the walk (disc_before, disc_scan_node) runs on an I/O thread and
  * touches only its struct disc, a snapshot the loop thread took
@@ -45,6 +46,16 @@ struct found {
     uint32_t tail_ver;
 };
 
+/* A remote-read hint file of another node for this one (hints.c): its
+ * number and hints (NULL, 0 when it was refused). */
+struct found_hints {
+    struct found_hints *next;
+    char node[HC_MAX_NODE + 1];
+    uint64_t n;
+    uint64_t *v; /* seq, lo, hi triples */
+    size_t cnt;
+};
+
 /* A discovery job: the snapshot it starts from and what it found. Owned by
  * the pool from submit to done. */
 struct disc {
@@ -60,6 +71,9 @@ struct disc {
     size_t nbad_in;
     struct idx_bad *bad_out; /* refused files the walk saw unchanged, or refused now */
     size_t nbad_out, bad_cap;
+    struct hint_seen *seen; /* the store's hint_seen when the walk started */
+    size_t nseen;
+    struct found_hints *hints;
     uint64_t refused;    /* files refused by this walk */
     uint64_t pass_bytes; /* bytes of .idx read by this walk (HC_IDX_PASS_BYTES) */
 };
@@ -88,6 +102,12 @@ static void disc_free(struct disc *d)
         hc__idx_free(&f->idx);
         free(f);
     }
+    for (struct found_hints *h = d->hints, *hn; h; h = hn) {
+        hn = h->next;
+        free(h->v);
+        free(h);
+    }
+    free(d->seen);
     free(d->root);
     free(d->self);
     free(d->known);
@@ -180,7 +200,50 @@ static struct disc *disc_new(struct hc_store *s)
         memcpy(d->bad_in, s->idx_bad, s->nidx_bad * sizeof(*d->bad_in));
         d->nbad_in = s->nidx_bad;
     }
+    if (s->nhint_seen) {
+        if (!(d->seen = malloc(s->nhint_seen * sizeof(*d->seen)))) {
+            disc_free(d);
+            return NULL;
+        }
+        memcpy(d->seen, s->hint_seen, s->nhint_seen * sizeof(*d->seen));
+        d->nseen = s->nhint_seen;
+    }
     return d;
+}
+
+/* The number of the last hint file taken from node (0: none). Any thread. */
+static uint64_t seen_of(const struct hint_seen *seen, size_t n, const char *node)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(seen[i].node, node))
+            return seen[i].n;
+    return 0;
+}
+
+/* Called on an I/O thread (the walk) for a hint file of node for this node
+ * numbered n: read and checked (hints.c), kept for the merge unless it was
+ * taken before. Touches only d. */
+static void disc_hint_file(struct disc *d, int dirfd, const char *node, const char *name,
+                           uint64_t n)
+{
+    struct found_hints *h;
+    ssize_t cnt;
+
+    if (n <= seen_of(d->seen, d->nseen, node) || strlen(node) > HC_MAX_NODE ||
+        !(h = calloc(1, sizeof(*h))))
+        return;
+    cnt = hc__hints_read_file(dirfd, name, &h->v);
+    if (cnt < 0 && cnt != -EBADMSG) {
+        free(h); /* gone, or no memory: tried again next time */
+        return;
+    }
+    if (cnt == -EBADMSG)
+        d->refused++;
+    h->cnt = cnt > 0 ? (size_t)cnt : 0;
+    h->n = n;
+    memcpy(h->node, node, strlen(node) + 1);
+    h->next = d->hints;
+    d->hints = h;
 }
 
 /* Any thread. */
@@ -308,6 +371,11 @@ static int disc_scan_node(struct disc *d, const char *node)
     }
     while ((errno = 0, de = readdir(dh))) {
         struct entry e = {0};
+        uint64_t hn;
+        if (hc__hints_name(de->d_name, d->self, &hn)) {
+            disc_hint_file(d, dirfd(dh), node, de->d_name, hn);
+            continue;
+        }
         if (hc__parse_seq_name(de->d_name, "idx", &e.seq))
             e.tail = false;
         else if (hc__parse_tail_name(de->d_name, &e.seq, &e.ver))
@@ -381,6 +449,23 @@ static int disc_before(struct hc_io_req *req)
  * ones remembered. */
 static void disc_merge(struct hc_store *s, struct disc *d)
 {
+    for (struct found_hints *h = d->hints; h; h = h->next) {
+        size_t i = 0;
+        while (i < s->nhint_seen && strcmp(s->hint_seen[i].node, h->node))
+            i++;
+        if (i == s->nhint_seen) {
+            struct hint_seen *n = realloc(s->hint_seen, (i + 1) * sizeof(*n));
+            if (!n)
+                continue; /* taken again next time */
+            s->hint_seen = n;
+            memset(&n[i], 0, sizeof(n[i]));
+            memcpy(n[i].node, h->node, sizeof(n[i].node));
+            s->nhint_seen++;
+        }
+        if (h->n > s->hint_seen[i].n)
+            s->hint_seen[i].n = h->n;
+        hc__hints_apply(s, h->v, h->cnt);
+    }
     if (d->nbad_out)
         qsort(d->bad_out, d->nbad_out, sizeof(*d->bad_out), bad_cmp);
     free(s->idx_bad);

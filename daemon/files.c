@@ -43,6 +43,12 @@ bool hc__parse_seq_name(const char *name, const char *ext, uint64_t *seq)
     return parse_hex(name, 16, seq);
 }
 
+/* 16 lowercase or uppercase hex digits at p: true and *v set. Any thread. */
+bool hc__parse_hex16(const char *p, uint64_t *v)
+{
+    return parse_hex(p, 16, v);
+}
+
 /* <16 hex digits seq>.<8 hex digits version>.tidx (tail.c): true and *seq,
  * *ver set. Any thread. */
 bool hc__parse_tail_name(const char *name, uint64_t *seq, uint32_t *ver)

@@ -430,10 +430,13 @@ int hc__get_start(struct hc_store *s, int ns, const char *key, size_t klen,
         return rc < 0 ? rc : 0;
     /* A read of the page from storage for a client (not a joiner, a lingering
      * copy or the daemon's second try: the ranks of an MLA model read a page
-     * once between them): counted for reinsertion at eviction (evict.c). The
+     * once between them): counted for reinsertion at eviction (evict.c), or
+     * for another node's page told to its owner (hints.c). The
      * entry is the index's; its caller's bits are ours to change. */
     if (!(how & GET_OWNED) && s->segs[e->seg]->local && (e->flags & IDX_READ) != IDX_READ)
         ((struct hc_index_ent *)e)->flags += IDX_READ_ONE;
+    else if (!(how & GET_OWNED) && !s->segs[e->seg]->local)
+        hc__hint_add(s, s->segs[e->seg], e); /* for its owner (hints.c) */
 
     /* Several readers per page: the others join or find it lingering, so it
      * is read into the daemon's memory to begin with. */

@@ -146,8 +146,10 @@ static int list_local(struct hc_store *s, struct local_files *f, char *err, size
         const char *n = de->d_name;
         size_t l = strlen(n);
         uint64_t seq;
-        if ((l > 4 && !strcmp(n + l - 4, ".tmp")) || (l > 5 && !strcmp(n + l - 5, ".tidx"))) {
-            /* (a tail index is of an open segment: its run is over) */
+        if ((l > 4 && !strcmp(n + l - 4, ".tmp")) || (l > 5 && !strcmp(n + l - 5, ".tidx")) ||
+            (l > 3 && !strcmp(n + l - 3, ".rh"))) {
+            /* (a tail index is of an open segment: its run is over; remote-read
+             * hints, hints.c, are advice of the run before) */
             if (unlinkat(dirfd(dh), n, 0) < 0)
                 hc_log(HC_LOG_WARN, "store: removing %s/%s: %s", s->dir, n, strerror(errno));
             continue;

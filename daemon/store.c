@@ -222,6 +222,7 @@ void hc_store_tick(struct hc_store *s, uint64_t now_ms)
     hc__unlink_retry(s);
     hc__fd_trim(s);
     hc__tail_publish(s, now_ms);
+    hc__hints_tick(s, now_ms);
     /* discovery at least every quarter of visibility_ms (tail.c) */
     uint32_t disc_ms = s->cfg.discovery_interval_ms;
     if (s->cfg.visibility_ms && s->cfg.visibility_ms / 4 < disc_ms)
@@ -333,6 +334,8 @@ int hc_store_open(struct hc_store **out, const struct hc_store_config *cfg, stru
     s->io = io;
     s->st = stats;
     s->epoch = realtime_ns();
+    /* hint files count up across runs: other nodes take only newer ones */
+    s->hint_seq = s->epoch / 1000;
     s->next_seq = 1;
     s->ns_map_cap = 64;
     s->ns_map = calloc(s->ns_map_cap, sizeof(*s->ns_map));
@@ -405,6 +408,9 @@ void hc_store_close(struct hc_store *s)
     }
     free(s->segs);
     free(s->idx_bad);
+    free(s->hints);
+    free(s->hint_made);
+    free(s->hint_seen);
     for (size_t i = 0; i < s->nclosing; i++) /* left by a close task that found no memory */
         close(s->closing[i]);
     free(s->closing);

@@ -48,6 +48,7 @@
 #ifndef HC_STORE_INT_H
 #define HC_STORE_INT_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -228,6 +229,25 @@ struct seg {
     uint64_t good_end; /* end of the last record committed whole (local) */
     struct seg_rec *recs;
     size_t nrecs, caprecs;
+};
+
+/* A read of another node's page, for its owner (hints.c). */
+struct rhint {
+    uint32_t node; /* index in s->nodes */
+    uint64_t seq;
+    struct hc_hash h;
+};
+
+/* A hint file this run wrote, removed HINT_KEEP_MS after (hints.c). */
+struct hint_made {
+    char path[PATH_MAX];
+    uint64_t at_ms;
+};
+
+/* The last hint file taken from a node (hints.c, discovery.c). */
+struct hint_seen {
+    char node[HC_MAX_NODE + 1];
+    uint64_t n;
 };
 
 struct deferred {
@@ -464,6 +484,19 @@ struct hc_store {
     size_t nclosing, capclosing;
     bool closing_busy;
 
+    /* remote-read hints (hints.c): waiting to go out, the flush in flight,
+     * the files written (a ring, oldest at hint_made_head) for removal, and
+     * for each other node the number of its last hint file taken */
+    struct rhint *hints;
+    size_t nhints, caphints;
+    bool hint_busy;
+    uint64_t last_hint_ms;
+    uint64_t hint_seq;
+    struct hint_made *hint_made;
+    size_t hint_made_head, nhint_files;
+    struct hint_seen *hint_seen;
+    size_t nhint_seen;
+
     /* clears waiting for the next write of cleared.json (tomb_busy: one in
      * flight) */
     struct deferred *tomb_wait;
@@ -498,6 +531,7 @@ struct idx_data {
 
 bool hc__parse_seq_name(const char *name, const char *ext, uint64_t *seq);
 bool hc__parse_tail_name(const char *name, uint64_t *seq, uint32_t *ver);
+bool hc__parse_hex16(const char *p, uint64_t *v);
 char *hc__path_join(const char *a, const char *b);
 void hc__seg_path(const struct hc_store *s, const struct seg *seg, const char *ext, char *buf,
                   size_t size);
@@ -613,6 +647,14 @@ void hc__rd_answer(struct hc_store *s, struct rd *r);
 void hc__linger_unlink(struct hc_store *s, struct linger *l);
 void hc__linger_expire(struct hc_store *s, uint64_t now);
 void hc__linger_drop(struct hc_store *s, int64_t seg, int ns);
+
+/* ---- hints.c: remote reads told to the pages' owners ------------------------ */
+
+void hc__hint_add(struct hc_store *s, const struct seg *seg, const struct hc_index_ent *e);
+void hc__hints_tick(struct hc_store *s, uint64_t now_ms);
+bool hc__hints_name(const char *name, const char *self, uint64_t *n);
+ssize_t hc__hints_read_file(int dirfd, const char *name, uint64_t **out);
+void hc__hints_apply(struct hc_store *s, const uint64_t *v, size_t n);
 
 /* ---- discovery.c: other nodes --------------------------------------------- */
 

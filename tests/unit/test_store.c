@@ -1390,6 +1390,119 @@ START_TEST(test_two_nodes)
 }
 END_TEST
 
+/* The number of node's remote-read hint files for owner (hints.c). */
+static int hint_files_of(const char *node, const char *owner)
+{
+    char dir[PATH_MAX], pre[128];
+    struct dirent *de;
+    int n = 0;
+    snprintf(dir, sizeof(dir), "%s/hicache/%s", tmpdir, node);
+    snprintf(pre, sizeof(pre), "%s.", owner);
+    DIR *dh = opendir(dir);
+    if (!dh)
+        return 0;
+    while ((de = readdir(dh))) {
+        size_t l = strlen(de->d_name);
+        if (!strncmp(de->d_name, pre, strlen(pre)) && l > 3 && !strcmp(de->d_name + l - 3, ".rh"))
+            n++;
+    }
+    closedir(dh);
+    return n;
+}
+
+/* Another node's reads count for reinsertion: B reads two of A's pages
+ * twice each; B tells A through a hint file in its own directory; A's
+ * discovery counts those reads, and when A evicts the segment, exactly those
+ * two pages are written again and B reads them back byte for byte, while the
+ * others are gone. A broken hint file is refused and changes nothing. */
+START_TEST(test_remote_read_hints)
+{
+    struct hc_stats sa, sb;
+    struct hc_store_config ca = base_cfg("node-a"), cb_ = base_cfg("node-b");
+    ca.segment_size = 1 * MiB;
+    ca.capacity_bytes = 2 * MiB;
+    ca.seal_interval_ms = 1000;
+    ca.discovery_interval_ms = 500;
+    ca.reinsert = true;
+    cb_.discovery_interval_ms = 500;
+    cb_.read_linger_ms = 0; /* each get a read from storage */
+    struct hc_store *a = open_store(&ca, &sa);
+    struct hc_store *b = open_store(&cb_, &sb);
+    int nsa = hc_store_ns(a, "shared", 6), nsb = hc_store_ns(b, "shared", 6);
+    size_t len = 64 * KiB;
+    uint64_t now = 10000;
+    char bad[PATH_MAX];
+
+    hc_store_tick(a, now);
+    hc_store_tick(b, now);
+    for (int i = 0; i < 5; i++)
+        put_page(a, nsa, i, len);
+    hc_store_tick(a, now += 1000); /* seal by age */
+    drain_all();
+    hc_store_tick(b, now += 600);
+    drain_all();
+    for (int r = 0; r < 2; r++) {
+        ck_assert_int_eq(get_page(b, nsb, 1, len), 0);
+        ck_assert_int_eq(get_page(b, nsb, 2, len), 0);
+    }
+    ck_assert_int_eq(get_page(b, nsb, 3, len), 0); /* once: not enough */
+    ck_assert_uint_eq(sb.hints_sent, 0);
+    hc_store_tick(b, now += 5000); /* the hints go out */
+    drain_all();
+    ck_assert_uint_eq(sb.hints_sent, 5);
+    ck_assert_uint_eq(sb.hint_files, 1);
+    ck_assert_int_eq(hint_files_of("node-b", "node-a"), 1);
+    /* a broken one beside it, numbered higher */
+    snprintf(bad, sizeof(bad), "%s/hicache/node-b/node-a.ffffffffffffffff.rh", tmpdir);
+    FILE *f = fopen(bad, "w");
+    ck_assert(f);
+    fputs("HCRH0001 not a hint file", f);
+    fclose(f);
+    uint64_t refused = sa.idx_refused;
+    hc_store_tick(a, now += 600); /* A's discovery takes them */
+    drain_all();
+    ck_assert_uint_eq(sa.hints_applied, 5);
+    ck_assert_uint_eq(sa.idx_refused, refused + 1);
+    hc_store_tick(a, now += 600); /* taken once only */
+    drain_all();
+    ck_assert_uint_eq(sa.hints_applied, 5);
+    ck_assert_uint_eq(sa.idx_refused, refused + 1);
+
+    /* A writes on: its capacity evicts the first segment; pages 1 and 2
+     * (read twice on B) are written again, 3 (once) and the rest are not */
+    for (int i = 5; i < 60 && !sa.evicted_segments; i++)
+        put_page(a, nsa, i, len);
+    drain_all();
+    ck_assert_uint_eq(sa.evicted_segments, 1);
+    ck_assert_uint_eq(sa.reinserted_pages, 2);
+    for (int t = 0; t < 3; t++) { /* A seals what holds them, B finds it */
+        hc_store_tick(a, now += 1000);
+        drain_all();
+        hc_store_tick(b, now += 600);
+        drain_all();
+    }
+    ck_assert_int_eq(get_page(a, nsa, 1, len), 0);
+    ck_assert_int_eq(get_page(b, nsb, 1, len), 0);
+    ck_assert_int_eq(get_page(b, nsb, 2, len), 0);
+    ck_assert_int_eq(get_page(b, nsb, 0, len), -ENOENT);
+    ck_assert_int_eq(get_page(b, nsb, 3, len), -ENOENT);
+    ck_assert_uint_eq(sa.corrupt_records, 0);
+    ck_assert_uint_eq(sb.corrupt_records, 0);
+
+    /* B removes its hint files after a minute, and its leftovers at a start */
+    for (int t = 0; t < 3; t++) {
+        hc_store_tick(b, now += 61000);
+        drain_all();
+    }
+    ck_assert_int_eq(hint_files_of("node-b", "node-a"), 1); /* the broken one is not B's */
+    close_store(b);
+    b = open_store(&cb_, &sb);
+    ck_assert_int_eq(hint_files_of("node-b", "node-a"), 0);
+    close_store(b);
+    close_store(a);
+}
+END_TEST
+
 START_TEST(test_clear)
 {
     struct hc_stats st;
@@ -2444,6 +2557,7 @@ int main(void)
     tcase_add_test(tc, test_evict_second_chance);
     tcase_add_test(tc, test_evict_reinsert);
     tcase_add_test(tc, test_refault);
+    tcase_add_test(tc, test_remote_read_hints);
     tcase_add_test(tc, test_vanished_buffers);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
