@@ -73,6 +73,10 @@ struct disc {
     size_t nbad_out, bad_cap;
     struct hint_seen *seen; /* the store's hint_seen when the walk started */
     size_t nseen;
+    struct hint_seen *listed; /* hint files for us listed, taken before or now */
+    size_t nlisted, caplisted;
+    size_t hint_budget;  /* bytes of hint files this walk may still read */
+    bool listing_failed; /* a node's directory could not be listed whole */
     struct found_hints *hints;
     uint64_t refused;    /* files refused by this walk */
     uint64_t pass_bytes; /* bytes of .idx read by this walk (HC_IDX_PASS_BYTES) */
@@ -108,6 +112,7 @@ static void disc_free(struct disc *d)
         free(h);
     }
     free(d->seen);
+    free(d->listed);
     free(d->root);
     free(d->self);
     free(d->known);
@@ -200,7 +205,8 @@ static struct disc *disc_new(struct hc_store *s)
         memcpy(d->bad_in, s->idx_bad, s->nidx_bad * sizeof(*d->bad_in));
         d->nbad_in = s->nidx_bad;
     }
-    if (s->nhint_seen) {
+    d->hint_budget = HC_HINT_PASS_BYTES;
+    if (s->nhint_seen) { /* sorted (disc_merge keeps it so) */
         if (!(d->seen = malloc(s->nhint_seen * sizeof(*d->seen)))) {
             disc_free(d);
             return NULL;
@@ -211,30 +217,46 @@ static struct disc *disc_new(struct hc_store *s)
     return d;
 }
 
-/* The number of the last hint file taken from node (0: none). Any thread. */
-static uint64_t seen_of(const struct hint_seen *seen, size_t n, const char *node)
+/* Adds (node, n) to the walk's listed hint files (the walk's I/O thread, or
+ * the merge; touches only d). Without memory it is read again next time. */
+static void listed_push(struct disc *d, const char *node, uint64_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (!strcmp(seen[i].node, node))
-            return seen[i].n;
-    return 0;
+    if (d->nlisted == d->caplisted) {
+        size_t cap = d->caplisted ? 2 * d->caplisted : 16;
+        struct hint_seen *l = realloc(d->listed, cap * sizeof(*l));
+        if (!l)
+            return;
+        d->listed = l;
+        d->caplisted = cap;
+    }
+    struct hint_seen *e = &d->listed[d->nlisted++];
+    memset(e, 0, sizeof(*e));
+    memcpy(e->node, node, strlen(node) + 1);
+    e->n = n;
 }
 
 /* Called on an I/O thread (the walk) for a hint file of node for this node
- * numbered n: read and checked (hints.c), kept for the merge unless it was
- * taken before. Touches only d. */
+ * numbered n: unless taken before, read and checked (hints.c) within the
+ * walk's budget and kept for the merge. Touches only d. */
 static void disc_hint_file(struct disc *d, int dirfd, const char *node, const char *name,
                            uint64_t n)
 {
+    struct hint_seen key = {.n = n};
     struct found_hints *h;
     ssize_t cnt;
 
-    if (n <= seen_of(d->seen, d->nseen, node) || strlen(node) > HC_MAX_NODE ||
-        !(h = calloc(1, sizeof(*h))))
+    if (strlen(node) > HC_MAX_NODE)
         return;
-    cnt = hc__hints_read_file(dirfd, name, &h->v);
+    memcpy(key.node, node, strlen(node) + 1);
+    if (d->nseen && bsearch(&key, d->seen, d->nseen, sizeof(key), hc__hint_seen_cmp)) {
+        listed_push(d, node, n);
+        return;
+    }
+    if (!(h = calloc(1, sizeof(*h))))
+        return;
+    cnt = hc__hints_read_file(dirfd, name, &d->hint_budget, &h->v);
     if (cnt < 0 && cnt != -EBADMSG) {
-        free(h); /* gone, or no memory: tried again next time */
+        free(h); /* gone, over this walk's budget, or no memory: next time */
         return;
     }
     if (cnt == -EBADMSG)
@@ -244,6 +266,7 @@ static void disc_hint_file(struct disc *d, int dirfd, const char *node, const ch
     memcpy(h->node, node, strlen(node) + 1);
     h->next = d->hints;
     d->hints = h;
+    listed_push(d, node, n);
 }
 
 /* Any thread. */
@@ -433,6 +456,8 @@ static int disc_before(struct hc_io_req *req)
                 hi = mid;
         }
         int rc = disc_scan_node(d, node);
+        if (rc < 0 && rc != -ENOENT)
+            d->listing_failed = true;
         for (size_t i = lo; i < d->nknown && !strcmp(d->known[i].node, node); i++) {
             d->known[i].node_found = true;
             d->known[i].dir_ok = rc == 0 || rc == -ENOENT;
@@ -449,23 +474,25 @@ static int disc_before(struct hc_io_req *req)
  * ones remembered. */
 static void disc_merge(struct hc_store *s, struct disc *d)
 {
-    for (struct found_hints *h = d->hints; h; h = h->next) {
-        size_t i = 0;
-        while (i < s->nhint_seen && strcmp(s->hint_seen[i].node, h->node))
-            i++;
-        if (i == s->nhint_seen) {
-            struct hint_seen *n = realloc(s->hint_seen, (i + 1) * sizeof(*n));
-            if (!n)
-                continue; /* taken again next time */
-            s->hint_seen = n;
-            memset(&n[i], 0, sizeof(n[i]));
-            memcpy(n[i].node, h->node, sizeof(n[i].node));
-            s->nhint_seen++;
-        }
-        if (h->n > s->hint_seen[i].n)
-            s->hint_seen[i].n = h->n;
-        hc__hints_apply(s, h->v, h->cnt);
+    /* The hint files taken: those listed now (so the set keeps to what the
+     * nodes still list), plus the ones before when a listing failed */
+    if (!d->root_ok || d->listing_failed) {
+        for (size_t i = 0; i < s->nhint_seen; i++)
+            listed_push(d, s->hint_seen[i].node, s->hint_seen[i].n);
     }
+    if (d->nlisted)
+        qsort(d->listed, d->nlisted, sizeof(*d->listed), hc__hint_seen_cmp);
+    size_t u = 0;
+    for (size_t i = 0; i < d->nlisted; i++)
+        if (!u || hc__hint_seen_cmp(&d->listed[u - 1], &d->listed[i]))
+            d->listed[u++] = d->listed[i];
+    free(s->hint_seen);
+    s->hint_seen = d->listed;
+    s->nhint_seen = u;
+    d->listed = NULL;
+    d->nlisted = d->caplisted = 0;
+    for (struct found_hints *h = d->hints; h; h = h->next)
+        hc__hints_apply(s, h->v, h->cnt);
     if (d->nbad_out)
         qsort(d->bad_out, d->nbad_out, sizeof(*d->bad_out), bad_cmp);
     free(s->idx_bad);

@@ -8,19 +8,23 @@
  * the page's key hash), at most HINT_MAX waiting (more are dropped: a hint
  * is advice). Every HINT_FLUSH_MS the tick writes the waiting hints, one file
  * per owner, into this node's own directory as
- * <owner>.<16 hex digits: a number counting up>.rh (written under a
+ * <owner>.<16 lowercase hex digits: a number counting up>.rh (written under a
  * temporary name, fsync'ed, renamed: another mount reads it whole or not at
- * all), and removes its hint files older than HINT_KEEP_MS. A start removes
- * this node's leftovers (hc__hints_cleanup).
+ * all), and removes its hint files older than hint_keep_ms (a minute, or four
+ * discovery intervals when that is longer, so the owner's discovery sees
+ * them), at most HINT_FILES_MAX kept (the oldest go early). The close
+ * removes what is left (hc__hints_close), a start removes leftovers
+ * (recover.c).
  *
  * The owner: discovery (discovery.c) lists the other nodes' directories; a
- * file there named <this node>.<n>.rh with n above the last one taken from
- * that node is read (at most HINT_FILE_MAX bytes, checked: another node's
- * file may be broken or hostile) and its hints applied on the loop thread: a
- * hint whose key is in the index on a local segment of the same seq adds one
- * read to that page (the two bits of IDX_READ, saturating). A broken file
- * is skipped (and counted in idx_refused); nothing else is trusted in it. A
- * hint costs its owner at most a rewrite of the page within REINSERT_RATIO.
+ * file there named <this node>.<n>.rh not taken before is read (at most
+ * HINT_FILE_MAX bytes, HINT_PASS_BYTES a walk; checked: another node's file
+ * may be broken or hostile) and its hints applied on the loop thread: a hint
+ * whose key is in the index on a local segment of the same seq adds one read
+ * to that page (the two bits of IDX_READ, saturating). Each file is taken
+ * once, applied or refused (idx_refused); the names taken are kept while
+ * their node lists them. A hint costs its owner at most a rewrite of the
+ * page within REINSERT_RATIO.
  *
  * File: 32-byte header ("HCRH0001", u32 count, u32 CRC32C of the entries,
  * 16 zero bytes), then count entries of 32 bytes (u64 seq, u64 key hash lo,
@@ -45,8 +49,8 @@
 
 #define HINT_MAX 65536u      /* hints waiting at most */
 #define HINT_FLUSH_MS 5000u  /* the waiting hints go out this often */
-#define HINT_KEEP_MS 60000u  /* a hint file is removed after this long */
-#define HINT_FILES_MAX 4096u /* hint files remembered for removal */
+#define HINT_KEEP_MS 60000u  /* a hint file is removed after this long at least */
+#define HINT_FILES_MAX 1024u /* hint files kept at most */
 #define HINT_HDR 32u
 #define HINT_ENT 32u
 #define HINT_FILE_MAX (HINT_HDR + (size_t)HINT_MAX * HINT_ENT)
@@ -57,6 +61,9 @@ struct hint_file {
     char tmp[PATH_MAX + 8];
     unsigned char *buf;
     size_t len;
+    uint32_t owner;
+    uint64_t n;
+    bool ok; /* written (hints_before) */
 };
 
 /* A flush: the files to write and the old ones to remove. Owned by the pool
@@ -69,7 +76,6 @@ struct hints_task {
     char (*old)[PATH_MAX];
     size_t nold;
     uint64_t at_ms;
-    size_t written; /* set by hints_before: files written */
 };
 
 /* A read of the remote page e (on seg) from storage for a client. */
@@ -100,9 +106,8 @@ static int hints_before(struct hc_io_req *req)
 {
     struct hints_task *t = container_of(req, struct hints_task, req);
     for (size_t i = 0; i < t->nfiles; i++)
-        if (hc__write_file_atomic(t->files[i].tmp, t->files[i].path, t->files[i].buf,
-                                  t->files[i].len) == 0)
-            t->written++;
+        t->files[i].ok = hc__write_file_atomic(t->files[i].tmp, t->files[i].path, t->files[i].buf,
+                                               t->files[i].len) == 0;
     for (size_t i = 0; i < t->nold; i++)
         (void)unlink(t->old[i]);
     return 0;
@@ -117,7 +122,8 @@ static void hints_task_free(struct hints_task *t)
     free(t);
 }
 
-/* Back on the loop thread: the files written are remembered for removal. */
+/* Back on the loop thread: the files written are remembered for removal
+ * (the tick made room for them in the ring). */
 static void hints_done(struct hc_io_req *req)
 {
     struct hints_task *t = container_of(req, struct hints_task, req);
@@ -125,20 +131,35 @@ static void hints_done(struct hc_io_req *req)
 
     s->inflight--;
     s->hint_busy = false;
-    s->st->hint_files += t->written;
     for (size_t i = 0; i < t->nfiles; i++) {
-        if (s->nhint_files == HINT_FILES_MAX)
-            break; /* left to the start's cleanup */
-        struct hint_made *m = &s->hint_made[(s->hint_made_head + s->nhint_files) % HINT_FILES_MAX];
-        memcpy(m->path, t->files[i].path, sizeof(m->path));
-        m->at_ms = t->at_ms;
+        if (!t->files[i].ok || s->nhint_files == HINT_FILES_MAX)
+            continue;
+        s->hint_made[(s->hint_made_head + s->nhint_files) % HINT_FILES_MAX] =
+            (struct hint_made){.owner = t->files[i].owner, .n = t->files[i].n, .at_ms = t->at_ms};
         s->nhint_files++;
+        s->st->hint_files++;
+        s->st->hints_sent += (t->files[i].len - HINT_HDR) / HINT_ENT;
     }
     hints_task_free(t);
 }
 
+/* The path of this node's hint file for owner numbered n. Loop thread. */
+static void hint_path(const struct hc_store *s, uint32_t owner, uint64_t n, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s/%s.%016" PRIx64 ".rh", s->dir, s->nodes[owner], n);
+}
+
+/* How long this node's hint files stay: long enough for the owners'
+ * discovery (at least four of its intervals, the fleet's being alike). */
+static uint64_t hint_keep_ms(const struct hc_store *s)
+{
+    uint64_t k = 4 * (uint64_t)s->cfg.discovery_interval_ms;
+    return k > HINT_KEEP_MS ? k : HINT_KEEP_MS;
+}
+
 /* At a tick: every HINT_FLUSH_MS, the waiting hints out to their owners and
- * the hint files older than HINT_KEEP_MS removed (one flush in flight). */
+ * the hint files older than hint_keep_ms removed, or the oldest ones early
+ * to keep HINT_FILES_MAX (one flush in flight). */
 void hc__hints_tick(struct hc_store *s, uint64_t now_ms)
 {
     struct hints_task *t;
@@ -147,16 +168,20 @@ void hc__hints_tick(struct hc_store *s, uint64_t now_ms)
     if (s->hint_busy || now_ms - s->last_hint_ms < HINT_FLUSH_MS)
         return;
     s->last_hint_ms = now_ms;
-    if (!s->hint_made && !(s->hint_made = calloc(HINT_FILES_MAX, sizeof(*s->hint_made))))
+    if (!s->nhints && !s->nhint_files)
         return;
-    while (nold < s->nhint_files &&
-           s->hint_made[(s->hint_made_head + nold) % HINT_FILES_MAX].at_ms + HINT_KEEP_MS <= now_ms)
-        nold++;
-    if (!s->nhints && !nold)
+    if (!s->hint_made && !(s->hint_made = calloc(HINT_FILES_MAX, sizeof(*s->hint_made))))
         return;
     qsort(s->hints, s->nhints, sizeof(*s->hints), hint_node_cmp);
     for (size_t i = 0; i < s->nhints; i++)
         groups += i == 0 || s->hints[i].node != s->hints[i - 1].node;
+    while (nold < s->nhint_files &&
+           (s->hint_made[(s->hint_made_head + nold) % HINT_FILES_MAX].at_ms + hint_keep_ms(s) <=
+                now_ms ||
+            s->nhint_files - nold + groups > HINT_FILES_MAX))
+        nold++;
+    if (!s->nhints && !nold)
+        return;
     if (!(t = calloc(1, sizeof(*t))) ||
         (groups && !(t->files = calloc(groups, sizeof(*t->files)))) ||
         (nold && !(t->old = calloc(nold, sizeof(*t->old))))) {
@@ -184,17 +209,17 @@ void hc__hints_tick(struct hc_store *s, uint64_t now_ms)
         memcpy(f->buf, HINT_MAGIC, sizeof(HINT_MAGIC));
         put32(f->buf + 8, (uint32_t)n);
         put32(f->buf + 12, hc_crc32c(0, f->buf + HINT_HDR, n * HINT_ENT));
-        s->hint_seq++;
-        snprintf(f->path, sizeof(f->path), "%s/%s.%016" PRIx64 ".rh", s->dir,
-                 s->nodes[s->hints[i].node], s->hint_seq);
+        f->owner = s->hints[i].node;
+        f->n = ++s->hint_seq;
+        hint_path(s, f->owner, f->n, f->path, sizeof(f->path));
         snprintf(f->tmp, sizeof(f->tmp), "%s.tmp", f->path);
         t->nfiles++;
         i = j;
     }
-    s->st->hints_sent += s->nhints;
     s->nhints = 0;
     for (size_t i = 0; i < nold; i++) {
-        memcpy(t->old[i], s->hint_made[s->hint_made_head].path, PATH_MAX);
+        const struct hint_made *m = &s->hint_made[s->hint_made_head];
+        hint_path(s, m->owner, m->n, t->old[i], PATH_MAX);
         s->hint_made_head = (s->hint_made_head + 1) % HINT_FILES_MAX;
         s->nhint_files--;
     }
@@ -205,6 +230,29 @@ void hc__hints_tick(struct hc_store *s, uint64_t now_ms)
     hc__task_submit(s, &t->req, HC_IO_PRIO_LOW, hints_before, hints_done, NULL);
 }
 
+/* At close (loop thread, nothing in flight): this node's hint files go;
+ * their owners took them or will not need them. */
+void hc__hints_close(struct hc_store *s)
+{
+    char path[PATH_MAX];
+    for (size_t i = 0; i < s->nhint_files; i++) {
+        const struct hint_made *m = &s->hint_made[(s->hint_made_head + i) % HINT_FILES_MAX];
+        hint_path(s, m->owner, m->n, path, sizeof(path));
+        (void)unlink(path);
+    }
+    s->nhint_files = 0;
+}
+
+/* Orders taken hint files by (node, n). Any thread. */
+int hc__hint_seen_cmp(const void *a, const void *b)
+{
+    const struct hint_seen *x = a, *y = b;
+    int c = strcmp(x->node, y->node);
+    if (c)
+        return c;
+    return x->n < y->n ? -1 : x->n > y->n;
+}
+
 /* Whether name is a hint file of another node for self: <self>.<16 hex>.rh;
  * *n set. Any thread. */
 bool hc__hints_name(const char *name, const char *self, uint64_t *n)
@@ -213,41 +261,54 @@ bool hc__hints_name(const char *name, const char *self, uint64_t *n)
     if (len != sl + 1 + 16 + 3 || strncmp(name, self, sl) != 0 || name[sl] != '.' ||
         strcmp(name + sl + 17, ".rh") != 0)
         return false;
+    for (size_t i = sl + 1; i < sl + 17; i++) /* one spelling a number */
+        if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f')))
+            return false;
     return hc__parse_hex16(name + sl + 1, n);
 }
 
 /* Called on an I/O thread (discovery's walk): reads and checks the hint file
- * at dirfd/name. Returns the number of hints (*out malloc'ed: seq, lo, hi
- * triples) or -errno (-EBADMSG: broken or hostile). Touches only its
- * arguments. */
-ssize_t hc__hints_read_file(int dirfd, const char *name, uint64_t **out)
+ * at dirfd/name, if it is at most *budget bytes (then taken from *budget).
+ * Returns the number of hints (*out malloc'ed: seq, lo, hi triples) or
+ * -errno: -EBADMSG broken or hostile (not a regular file, a symlink, a bad
+ * size, header or CRC), -EAGAIN over the budget, else an error worth another
+ * try. Touches only its arguments. */
+ssize_t hc__hints_read_file(int dirfd, const char *name, size_t *budget, uint64_t **out)
 {
     struct stat st;
     unsigned char *buf = NULL;
-    ssize_t got, rc;
     uint32_t n;
-    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    int rc, fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 
     *out = NULL;
     if (fd < 0)
-        return -errno;
+        return errno == ELOOP || errno == ENXIO ? -EBADMSG : -errno;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < (off_t)HINT_HDR ||
         st.st_size > (off_t)HINT_FILE_MAX) {
         close(fd);
         return -EBADMSG;
     }
+    if ((size_t)st.st_size > *budget) {
+        close(fd);
+        return -EAGAIN;
+    }
     if (!(buf = malloc((size_t)st.st_size))) {
         close(fd);
         return -ENOMEM;
     }
-    got = pread(fd, buf, (size_t)st.st_size, 0);
+    rc = hc__pread_all(fd, buf, (size_t)st.st_size, 0);
     close(fd);
+    if (rc < 0) {
+        free(buf);
+        return rc == -ENODATA ? -EBADMSG : rc; /* shorter than it said */
+    }
+    *budget -= (size_t)st.st_size;
     n = get32(buf + 8);
-    if (got != st.st_size || memcmp(buf, HINT_MAGIC, sizeof(HINT_MAGIC)) != 0 ||
-        (size_t)got != HINT_HDR + (size_t)n * HINT_ENT ||
+    if (memcmp(buf, HINT_MAGIC, sizeof(HINT_MAGIC)) != 0 ||
+        (size_t)st.st_size != HINT_HDR + (size_t)n * HINT_ENT ||
         get32(buf + 12) != hc_crc32c(0, buf + HINT_HDR, (size_t)n * HINT_ENT)) {
         free(buf);
-        return got < 0 ? -EIO : -EBADMSG;
+        return -EBADMSG;
     }
     if (n && !(*out = malloc((size_t)n * 3 * sizeof(uint64_t)))) {
         free(buf);
@@ -259,9 +320,8 @@ ssize_t hc__hints_read_file(int dirfd, const char *name, uint64_t **out)
         (*out)[3 * i + 1] = get64(p + 8);
         (*out)[3 * i + 2] = get64(p + 16);
     }
-    rc = n;
     free(buf);
-    return rc;
+    return n;
 }
 
 /* Applies n hints (seq, lo, hi triples) read from another node's file: each

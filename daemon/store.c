@@ -408,6 +408,7 @@ void hc_store_close(struct hc_store *s)
     }
     free(s->segs);
     free(s->idx_bad);
+    hc__hints_close(s);
     free(s->hints);
     free(s->hint_made);
     free(s->hint_seen);

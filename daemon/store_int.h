@@ -238,13 +238,16 @@ struct rhint {
     struct hc_hash h;
 };
 
-/* A hint file this run wrote, removed HINT_KEEP_MS after (hints.c). */
+/* A hint file this run wrote (for the node of index owner, numbered n),
+ * removed after a while (hints.c). */
 struct hint_made {
-    char path[PATH_MAX];
+    uint32_t owner;
+    uint64_t n;
     uint64_t at_ms;
 };
 
-/* The last hint file taken from a node (hints.c, discovery.c). */
+/* A hint file of another node for this one, taken (read once, applied or
+ * refused) and still listed there (hints.c, discovery.c). */
 struct hint_seen {
     char node[HC_MAX_NODE + 1];
     uint64_t n;
@@ -486,7 +489,8 @@ struct hc_store {
 
     /* remote-read hints (hints.c): waiting to go out, the flush in flight,
      * the files written (a ring, oldest at hint_made_head) for removal, and
-     * for each other node the number of its last hint file taken */
+     * the other nodes' hint files taken that were listed at the last walk
+     * (sorted by node, then n) */
     struct rhint *hints;
     size_t nhints, caphints;
     bool hint_busy;
@@ -653,8 +657,11 @@ void hc__linger_drop(struct hc_store *s, int64_t seg, int ns);
 void hc__hint_add(struct hc_store *s, const struct seg *seg, const struct hc_index_ent *e);
 void hc__hints_tick(struct hc_store *s, uint64_t now_ms);
 bool hc__hints_name(const char *name, const char *self, uint64_t *n);
-ssize_t hc__hints_read_file(int dirfd, const char *name, uint64_t **out);
+ssize_t hc__hints_read_file(int dirfd, const char *name, size_t *budget, uint64_t **out);
 void hc__hints_apply(struct hc_store *s, const uint64_t *v, size_t n);
+void hc__hints_close(struct hc_store *s);
+#define HC_HINT_PASS_BYTES (16u << 20) /* hint files a discovery walk reads at most */
+int hc__hint_seen_cmp(const void *a, const void *b);
 
 /* ---- discovery.c: other nodes --------------------------------------------- */
 

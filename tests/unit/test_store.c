@@ -1488,6 +1488,15 @@ START_TEST(test_remote_read_hints)
     ck_assert_int_eq(get_page(b, nsb, 3, len), -ENOENT);
     ck_assert_uint_eq(sa.corrupt_records, 0);
     ck_assert_uint_eq(sb.corrupt_records, 0);
+    /* B's later reads (of the new copies) still reach A: the broken file,
+     * numbered above them, holds nothing up */
+    hc_store_tick(b, now += 5000);
+    drain_all();
+    ck_assert_uint_eq(sb.hint_files, 2);
+    hc_store_tick(a, now += 600);
+    drain_all();
+    ck_assert_uint_eq(sa.hints_applied, 7);
+    ck_assert_uint_eq(sa.idx_refused, refused + 1);
 
     /* B removes its hint files after a minute, and its leftovers at a start */
     for (int t = 0; t < 3; t++) {
