@@ -116,6 +116,23 @@ done
 [ $good -eq "$PAGES" ] && ok "node b returns all $PAGES pages byte for byte" ||
     ko "node b returned $good of $PAGES pages intact"
 
+# B's reads of A's pages reach A through hint files in B's directory (B
+# writes them every 5 s, A's discovery reads them every 200 ms): A counts
+# each page read once.
+stat_of() { # stat_of SOCK NAME: a counter of that daemon
+    "$CTL" --socket "$1" stats --json 2>/dev/null | tr ',{}' '\n\n\n' |
+        sed -n "s/^ *\"$2\": *\([0-9]*\).*/\1/p"
+}
+applied=0
+for _ in $(seq 150); do
+    applied=$(stat_of "$TMP/a.sock" hints_applied)
+    [ "${applied:-0}" -ge "$PAGES" ] && break
+    sleep 0.1
+done
+[ "${applied:-0}" -eq "$PAGES" ] &&
+    ok "node a counted node b's $PAGES reads through the volume (hints_sent $(stat_of "$TMP/b.sock" hints_sent))" ||
+    ko "node a counted ${applied:-?} of node b's $PAGES reads (hints_applied)"
+
 "$CTL" --socket "$TMP/b.sock" exists nosuchkey_0 >/dev/null 2>&1
 [ $? -eq 1 ] && ok "node b: unknown key is a miss (exit 1)" || ko "node b: unknown key not a miss"
 
