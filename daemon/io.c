@@ -26,6 +26,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Waiting HIGH requests go first, but after this many HIGH admissions in a row
  * while LOW requests wait, the oldest LOW request goes next: a steady read load
@@ -305,11 +306,26 @@ static int pool_sync_init(struct hc_io_pool *pool)
     rc = -pthread_mutex_init(&pool->q_lock, NULL);
     if (rc < 0)
         goto err_done_cond;
-    rc = -pthread_cond_init(&pool->q_cond, NULL);
+    rc = -pthread_mutex_init(&pool->h_lock, NULL);
     if (rc < 0)
         goto err_q_lock;
+    for (unsigned i = 0; i < HC_HELD_MAX; i++)
+        pool->held[i].rfd = -1;
+    /* monotonic: I/O threads wait on it with a timeout (io_threads.c) */
+    pthread_condattr_t ca;
+    rc = -pthread_condattr_init(&ca);
+    if (rc < 0)
+        goto err_h_lock;
+    rc = -pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (rc == 0)
+        rc = -pthread_cond_init(&pool->q_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    if (rc < 0)
+        goto err_h_lock;
     return 0;
 
+err_h_lock:
+    pthread_mutex_destroy(&pool->h_lock);
 err_q_lock:
     pthread_mutex_destroy(&pool->q_lock);
 err_done_cond:
@@ -322,6 +338,7 @@ err_done_lock:
 static void pool_sync_destroy(struct hc_io_pool *pool)
 {
     pthread_cond_destroy(&pool->q_cond);
+    pthread_mutex_destroy(&pool->h_lock);
     pthread_mutex_destroy(&pool->q_lock);
     pthread_cond_destroy(&pool->done_cond);
     pthread_mutex_destroy(&pool->done_lock);

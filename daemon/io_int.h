@@ -17,6 +17,7 @@
 #include "io.h"
 
 #include <pthread.h>
+#include <sys/types.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -27,9 +28,9 @@ struct req_list {
     struct hc_io_req *tail;
 };
 
-/* One I/O thread. With HC_IO_ENGINE_THREADS only pool, tid and started are
- * used (efd is -1, ring_ok and lock_ok false): the threads share the pool's
- * queue. */
+/* One I/O thread. With HC_IO_ENGINE_THREADS only pool, tid, started and
+ * reading are used (efd is -1, ring_ok and lock_ok false): the threads share
+ * the pool's queue. */
 struct io_thread {
     struct hc_io_pool *pool;
     pthread_t tid;
@@ -45,6 +46,23 @@ struct io_thread {
     bool ring_ok;
     bool lock_ok;
     bool started;
+
+    /* HC_IO_ENGINE_THREADS, under the pool's q_lock: 1 + the fd of the file
+     * whose reads this thread is reading as a run, 0 when none (one thread
+     * reads a file at a time: io_threads.c) */
+    int reading;
+};
+
+/* HC_IO_ENGINE_THREADS: an open file of its own of a file that runs were
+ * read from, kept between runs (io_threads.c). */
+#define HC_HELD_MAX 16
+struct hc_held {
+    int rfd; /* -1: a free slot */
+    dev_t dev;
+    ino_t ino;
+    int direct;       /* O_DIRECT of rfd */
+    bool in_use;      /* a thread reads through it now */
+    uint64_t used_ms; /* monotonic, when it was last given back */
 };
 
 struct hc_io_pool {
@@ -64,6 +82,16 @@ struct hc_io_pool {
     pthread_cond_t q_cond;  /* signalled with each push, broadcast at stop */
     struct req_list q;
     bool q_stop;
+    /* HC_IO_ENGINE_THREADS: the open files kept between runs, under h_lock */
+    pthread_mutex_t h_lock;
+    struct hc_held held[HC_HELD_MAX];
+    unsigned nheld; /* slots with an rfd (atomic: read without h_lock) */
+    /* HC_IO_ENGINE_THREADS, under q_lock: files (by fd) whose last run came
+     * from the page cache (io_threads.c): several threads may read them */
+    struct {
+        int fd;
+        uint64_t until_ms;
+    } hot[HC_HELD_MAX];
 
     /* loop thread only */
     struct req_list wait[2]; /* indexed by enum hc_io_prio */

@@ -6,6 +6,13 @@
  * the same regular file that continue it (merge_take) and reads them as one
  * sequential stream through an open file of its own (run_xfer), so a FUSE
  * filesystem sees long sequential reads instead of many scattered ones.
+ * One thread at a time reads a given file (unless its last run came from
+ * the page cache: hot_note), and the open file of a file's runs is kept
+ * between runs (pool->held, HELD_IDLE_MS at most unused), for whichever
+ * thread reads that file next: JuiceFS reads ahead past the end of
+ * what was asked, and a later run through the same open file uses those
+ * bytes, where another open file would fetch them again (without a local
+ * cache, every such fetch is a download from the object store).
  *
  * Thread rule: everything here but hc__sync_dispatch and
  * hc__sync_threads_stop (loop thread) runs on an I/O thread; the shared queue
@@ -23,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Called on a THREADS I/O thread: transfers what is left of req with blocking
@@ -83,7 +91,7 @@ struct merge_run {
  * arithmetic cannot overflow. */
 static bool mergeable(const struct hc_io_req *req)
 {
-    return req->op == HC_IO_READ && req->curcnt > 0 && req->total > 0 &&
+    return req->op == HC_IO_READ && req->fd >= 0 && req->curcnt > 0 && req->total > 0 &&
            req->total <= MERGE_MAX_BYTES && req->offset <= (uint64_t)INT64_MAX - MERGE_MAX_BYTES;
 }
 
@@ -136,6 +144,10 @@ static void merge_take(struct hc_io_pool *pool, struct merge_run *run)
         }
     }
 }
+
+/* A kept open file (pool->held) not used for this long is closed: it holds
+ * its file open (an evicted segment's space stays taken meanwhile). */
+#define HELD_IDLE_MS 1000
 
 /* Called on a THREADS I/O thread. Opens the regular file behind fd again, as a new open file
  * description read-only (with fd's O_DIRECT), through /proc/self/fd. Returns the new fd, or -1 (not
@@ -203,14 +215,14 @@ static void merged_xfer(int rfd, struct hc_io_req **reqs, unsigned n, char *scra
 }
 
 /* Called on a THREADS thread with n >= 2 started reads of one file, sorted
- * and back to back (as merged_xfer wants them): reads them through an open
- * file of their own in chunks of MERGE_CHUNK_BYTES and IOV_MAX iovecs,
+ * and back to back (as merged_xfer wants them): reads them through rfd (the
+ * thread's own open file of it, or their fd) in chunks of MERGE_CHUNK_BYTES
+ * and IOV_MAX iovecs,
  * pushing each chunk's requests onto the completion list once they are
  * done. */
 static void group_xfer(struct hc_io_pool *pool, struct hc_io_req **reqs, unsigned n, char *scratch,
-                       struct iovec *iov)
+                       struct iovec *iov, int rfd)
 {
-    int rfd = reopen_fd(reqs[0]->fd);
     unsigned i = 0;
 
     while (i < n) {
@@ -222,12 +234,116 @@ static void group_xfer(struct hc_io_pool *pool, struct hc_io_req **reqs, unsigne
             iovs += reqs[j]->curcnt + 1;
             j++;
         }
-        merged_xfer(rfd >= 0 ? rfd : reqs[i]->fd, reqs + i, j - i, scratch, iov, &fin);
+        merged_xfer(rfd, reqs + i, j - i, scratch, iov, &fin);
         hc__io_finish_flush(pool, &fin);
         i = j;
     }
-    if (rfd >= 0)
-        close(rfd);
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Called on a THREADS I/O thread: closes the kept open files nobody uses,
+ * all of them or those unused for HELD_IDLE_MS. */
+static void held_sweep(struct hc_io_pool *pool, bool all)
+{
+    int close_fds[HC_HELD_MAX];
+    unsigned n = 0;
+    uint64_t now = now_ms();
+
+    pthread_mutex_lock(&pool->h_lock);
+    for (unsigned i = 0; i < HC_HELD_MAX; i++) {
+        struct hc_held *e = &pool->held[i];
+        if (e->rfd >= 0 && !e->in_use && (all || now - e->used_ms >= HELD_IDLE_MS)) {
+            close_fds[n++] = e->rfd;
+            e->rfd = -1;
+            __atomic_sub_fetch(&pool->nheld, 1, __ATOMIC_RELAXED);
+        }
+    }
+    pthread_mutex_unlock(&pool->h_lock);
+    for (unsigned i = 0; i < n; i++)
+        close(close_fds[i]);
+}
+
+/* Called on a THREADS I/O thread holding a request on fd (so fd names the
+ * same file meanwhile): an open file of fd's file for this thread alone
+ * until held_put, the kept one when there is one free (*slot its index),
+ * else a new one, kept when a slot is free or unused (*slot) or for this run
+ * only (*slot -1). Returns it, or -1 (not a regular file, or the open
+ * failed: read through fd). */
+static int held_get(struct hc_io_pool *pool, int fd, int *slot)
+{
+    struct stat st;
+    int fl = fcntl(fd, F_GETFL), rfd, victim = -1, old = -1;
+    uint64_t oldest = UINT64_MAX;
+
+    *slot = -1;
+    if (fl < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+        return -1;
+    pthread_mutex_lock(&pool->h_lock);
+    for (unsigned i = 0; i < HC_HELD_MAX; i++) {
+        struct hc_held *e = &pool->held[i];
+        if (e->rfd >= 0 && !e->in_use && e->dev == st.st_dev && e->ino == st.st_ino &&
+            e->direct == (fl & O_DIRECT)) {
+            e->in_use = true;
+            *slot = (int)i;
+            pthread_mutex_unlock(&pool->h_lock);
+            return e->rfd;
+        }
+    }
+    pthread_mutex_unlock(&pool->h_lock);
+
+    rfd = reopen_fd(fd);
+    if (rfd < 0)
+        return -1;
+    pthread_mutex_lock(&pool->h_lock);
+    for (unsigned i = 0; i < HC_HELD_MAX; i++) {
+        struct hc_held *e = &pool->held[i];
+        if (e->rfd < 0) {
+            victim = (int)i;
+            break;
+        }
+        if (!e->in_use && e->used_ms < oldest) {
+            oldest = e->used_ms;
+            victim = (int)i;
+        }
+    }
+    if (victim >= 0) {
+        struct hc_held *e = &pool->held[victim];
+        if (e->rfd >= 0)
+            old = e->rfd;
+        else
+            __atomic_add_fetch(&pool->nheld, 1, __ATOMIC_RELAXED);
+        *e = (struct hc_held){.rfd = rfd,
+                              .dev = st.st_dev,
+                              .ino = st.st_ino,
+                              .direct = fl & O_DIRECT,
+                              .in_use = true};
+        *slot = victim;
+    }
+    pthread_mutex_unlock(&pool->h_lock);
+    if (old >= 0)
+        close(old);
+    return rfd;
+}
+
+/* Called on a THREADS I/O thread done reading through rfd, which held_get
+ * gave it with slot: keeps it for the next run (or closes it, slot -1). */
+static void held_put(struct hc_io_pool *pool, int rfd, int slot)
+{
+    if (slot < 0) {
+        if (rfd >= 0)
+            close(rfd);
+        return;
+    }
+    pthread_mutex_lock(&pool->h_lock);
+    pool->held[slot].in_use = false;
+    pool->held[slot].used_ms = now_ms();
+    pthread_mutex_unlock(&pool->h_lock);
 }
 
 /* Called on a THREADS thread with the run it took: runs each request's
@@ -237,6 +353,8 @@ static void group_xfer(struct hc_io_pool *pool, struct hc_io_req **reqs, unsigne
 static void run_xfer(struct hc_io_pool *pool, struct merge_run *run, char *scratch,
                      struct iovec *iov)
 {
+    int rfd = -1, slot = -1;
+    bool got = false;
     struct hc_io_req *live[MERGE_MAX_REQS];
     struct req_list fin = {0};
     unsigned nlive = 0, i = 0;
@@ -260,46 +378,188 @@ static void run_xfer(struct hc_io_pool *pool, struct merge_run *run, char *scrat
             }
             hc__io_finish_flush(pool, &fin);
         } else {
-            group_xfer(pool, live + i, j - i, scratch, iov);
+            if (!got) {
+                rfd = held_get(pool, live[i]->fd, &slot);
+                got = true;
+            }
+            group_xfer(pool, live + i, j - i, scratch, iov, rfd >= 0 ? rfd : live[i]->fd);
         }
         i = j;
     }
+    if (got)
+        held_put(pool, rfd, slot);
 }
 
-/* The thread of HC_IO_ENGINE_THREADS: runs as an I/O thread. It takes one request from the pool's
- * queue; when that is a read, also the queued reads of the same file that
- * continue it (merge_take), and reads them all as one sequential stream
- * (run_xfer), so a FUSE filesystem sees long sequential reads instead of many
- * scattered ones. Each request still gets its own before(), after(), result
- * and completion. Ends when stopped and the queue is empty. */
+/* Called on a THREADS I/O thread with q_lock held: whether another thread
+ * than self is reading runs of fd now. */
+static bool fd_busy(const struct hc_io_pool *pool, const struct io_thread *self, int fd)
+{
+    uint64_t now = now_ms();
+    for (unsigned i = 0; i < HC_HELD_MAX; i++)
+        if (pool->hot[i].fd == fd + 1 && pool->hot[i].until_ms > now)
+            return false; /* read from the page cache: no read-ahead to share */
+    for (unsigned i = 0; i < pool->nthreads; i++)
+        if (&pool->threads[i] != self && pool->threads[i].reading == fd + 1)
+            return true;
+    return false;
+}
+
+/* A run of at least HOT_MIN_BYTES read at HOT_BYTES_PER_MS or faster came
+ * from the page cache (a FUSE mount's reads from the volume run well under
+ * 1 GB/s here): the file's next runs, for HOT_MS, may go to several threads
+ * at once (hot reads gain from parallel copies; only reads from the volume
+ * gain from one thread a file). */
+#define HOT_MIN_BYTES (1u << 20)
+#define HOT_BYTES_PER_MS (2000u * 1000u) /* 2 GB/s */
+#define HOT_MS 1000
+
+/* Called on a THREADS I/O thread with q_lock held: notes whether fd's last
+ * run was hot. */
+static void hot_note(struct hc_io_pool *pool, int fd, bool hot)
+{
+    unsigned slot = HC_HELD_MAX, oldest = 0;
+    for (unsigned i = 0; i < HC_HELD_MAX; i++) {
+        if (pool->hot[i].fd == fd + 1)
+            slot = i;
+        if (pool->hot[i].until_ms < pool->hot[oldest].until_ms)
+            oldest = i;
+    }
+    if (slot == HC_HELD_MAX) {
+        if (!hot)
+            return;
+        slot = oldest;
+    }
+    pool->hot[slot].fd = hot ? fd + 1 : 0;
+    pool->hot[slot].until_ms = hot ? now_ms() + HOT_MS : 0;
+}
+
+/* Called on a THREADS I/O thread with q_lock held: unlinks and returns the
+ * request to start with, or NULL when there is none this thread may take.
+ * First the queued read of the file the thread read last (last_fd, -1 none)
+ * with the lowest offset (among the queue's first MERGE_SCAN), so a file is
+ * read on in order; else the first queued request that is not a mergeable
+ * read of a file another thread is reading (that thread takes those reads
+ * next). */
+static struct hc_io_req *take_first(struct hc_io_pool *pool, const struct io_thread *self,
+                                    int last_fd)
+{
+    struct hc_io_req **pick = NULL, **pp, *prev = NULL, *pick_prev = NULL, *p;
+    unsigned seen = 0;
+
+    if (last_fd >= 0 && !fd_busy(pool, self, last_fd)) {
+        for (pp = &pool->q.head; (p = *pp) && seen++ < MERGE_SCAN; prev = p, pp = &p->next)
+            if (p->fd == last_fd && mergeable(p) && (!pick || p->offset < (*pick)->offset)) {
+                pick = pp;
+                pick_prev = prev;
+            }
+    }
+    if (!pick) {
+        prev = NULL;
+        seen = 0;
+        for (pp = &pool->q.head; (p = *pp) && seen++ < MERGE_SCAN; prev = p, pp = &p->next)
+            if (!mergeable(p) || !fd_busy(pool, self, p->fd)) {
+                pick = pp;
+                pick_prev = prev;
+                break;
+            }
+    }
+    if (!pick)
+        return NULL;
+    p = *pick;
+    *pick = p->next;
+    if (pool->q.tail == p)
+        pool->q.tail = pick_prev;
+    p->next = NULL;
+    return p;
+}
+
+/* Called on a THREADS I/O thread with q_lock held: waits on q_cond, at most
+ * HELD_IDLE_MS while open files are kept (so they are closed in time).
+ * Returns false when that time passed. */
+static bool queue_wait(struct hc_io_pool *pool)
+{
+    struct timespec ts;
+
+    if (!__atomic_load_n(&pool->nheld, __ATOMIC_RELAXED)) {
+        pthread_cond_wait(&pool->q_cond, &pool->q_lock);
+        return true;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += HELD_IDLE_MS / 1000;
+    ts.tv_nsec += (long)(HELD_IDLE_MS % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return pthread_cond_timedwait(&pool->q_cond, &pool->q_lock, &ts) != ETIMEDOUT;
+}
+
+/* The thread of HC_IO_ENGINE_THREADS: runs as an I/O thread. It takes one
+ * request from the pool's queue (take_first: reads of the file it read last
+ * first, never reads of a file another thread is reading); when that is a
+ * read, also the queued reads of the same file that continue it
+ * (merge_take), and reads them all as one sequential stream (run_xfer)
+ * through the file's kept open file (pool->held), so a FUSE filesystem sees
+ * long sequential reads instead of many scattered ones. Each request still
+ * gets its own before(), after(), result and completion. Ends when stopped
+ * and the queue is empty, closing the kept open files nobody uses. */
 void *hc__sync_thread_main(void *arg)
 {
     struct io_thread *t = arg;
     struct hc_io_pool *pool = t->pool;
     _Alignas(4096) char scratch[MERGE_GAP];             /* aligned, for O_DIRECT files */
     struct iovec *iov = malloc(IOV_MAX * sizeof(*iov)); /* NULL: no merging */
+    int last_fd = -1;
 
     for (;;) {
         struct merge_run run;
         struct hc_io_req *req;
+        bool idle = false, marked = false;
+        int run_fd = -1;
 
         pthread_mutex_lock(&pool->q_lock);
-        while (!pool->q.head && !pool->q_stop)
-            pthread_cond_wait(&pool->q_cond, &pool->q_lock);
-        req = list_pop(&pool->q);
+        while (!(req = take_first(pool, t, last_fd)) && !(pool->q_stop && !pool->q.head)) {
+            if (!queue_wait(pool)) {
+                idle = true;
+                break;
+            }
+        }
         if (req) {
             run.req[0] = req;
             run.n = 1;
             run.start = req->offset;
             run.end = req->offset + req->total;
-            if (iov && mergeable(req))
+            if (iov && mergeable(req)) {
                 merge_take(pool, &run);
+                t->reading = req->fd + 1;
+                run_fd = req->fd;
+                marked = true;
+            }
         }
         pthread_mutex_unlock(&pool->q_lock);
+        if (idle) {
+            held_sweep(pool, false);
+            continue;
+        }
         if (!req)
             break;
+        uint64_t t0 = now_ms(), bytes = run.end - run.start;
         run_xfer(pool, &run, scratch, iov);
+        if (marked) {
+            uint64_t ms = now_ms() - t0;
+            last_fd = run_fd; /* a hint only (the requests are done, the fd
+                               * may be closed): take_first compares numbers */
+            /* reads of that file left queued meanwhile wait for no one now */
+            pthread_mutex_lock(&pool->q_lock);
+            t->reading = 0;
+            hot_note(pool, run_fd, bytes >= HOT_MIN_BYTES && bytes / (ms + 1) >= HOT_BYTES_PER_MS);
+            if (pool->q.head)
+                pthread_cond_broadcast(&pool->q_cond);
+            pthread_mutex_unlock(&pool->q_lock);
+        }
+        held_sweep(pool, false);
     }
+    held_sweep(pool, true);
     free(iov);
     return NULL;
 }

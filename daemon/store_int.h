@@ -447,6 +447,15 @@ struct hc_store {
     /* the segments taking appends, at most cfg.open_segments */
     struct seg *opens[HC_STORE_OPEN_MAX];
     unsigned nopen;
+    /* the open segment each stream's sets keep to (by seq, and when it last
+     * took one: write.c open_pick), indexed by stream % STREAM_STICK (a
+     * collision only costs locality) */
+#define STREAM_STICK 64
+    struct {
+        uint32_t stream;
+        uint64_t seq;
+        uint64_t used_ms;
+    } stick[STREAM_STICK];
     uint64_t next_seq;
     uint64_t local_bytes;
 

@@ -2,7 +2,8 @@
  * write (dedupe): it is answered once the first write is whole. Otherwise the
  * page becomes a record write (struct wrec): compressed first on an I/O thread
  * when asked (compress.c), then placed at the tail of one of the open
- * segments (open_segments of them at most; a new one when none has room) and
+ * segments (open_segments of them at most; a client keeps to one of its own
+ * while there are enough: open_pick; a new one when none has room) and
  * written by that segment's one writer, in offset order, in gathered writes
  * (struct wbatch); segment.c commits records in offset order.
  *
@@ -394,15 +395,37 @@ static bool seg_has_room(const struct hc_store *s, const struct seg *seg, const 
     return seg->size + ent_rec_size(w->len, hc__wrec_sblocks(w)) <= s->cfg.segment_size;
 }
 
-/* The open segment w goes to, or NULL when none has room for it: its stream's
- * (one of the open ones, by the stream's number) while that one has room and
- * is less than OPEN_BUSY_BYTES further behind than the least busy, so that a
- * client's pages lie together; else the one with the least backlog (the
- * first of equals). *least (when not NULL) is set to the least backlog of
- * those with room. */
-static struct seg *open_pick(const struct hc_store *s, const struct wrec *w, uint64_t *least)
+#define STICK_IDLE_MS 5000 /* a stream that set nothing this long owns nothing */
+
+/* Whether another stream than the one of stick slot k set into seg within
+ * STICK_IDLE_MS. */
+static bool seg_owned(const struct hc_store *s, const struct seg *seg, unsigned k, uint64_t now)
 {
-    struct seg *best = NULL, *pref = NULL;
+    for (unsigned j = 0; j < STREAM_STICK; j++)
+        if (j != k && s->stick[j].stream && s->stick[j].seq == seg->seq &&
+            now - s->stick[j].used_ms < STICK_IDLE_MS)
+            return true;
+    return false;
+}
+
+/* The open segment w goes to, or NULL when none has room for it. A client's
+ * sets (its stream) keep to one open segment of their own while it has
+ * room: the one they went to last; for a stream without one, an open
+ * segment no other stream set into lately (the least busy), or, while fewer
+ * than open_segments are open and may_create, none (NULL: wrec_place creates
+ * one, which the stream then takes); else the least busy with room, shared.
+ * So each client's pages lie together, in the order it set them, in a file
+ * of their own: read back, they are one sequential stream a file, which
+ * JuiceFS reads without fetching a block twice (with 4 ranks on the emulated
+ * cache-less deployment: 1.00-1.03x downloaded, against 1.23-1.36x when a
+ * busy stream's sets spilled to the other open segments). A stream writes at
+ * its own segment's pace; parallel clients use parallel segments. *least
+ * (when not NULL) is set to the least backlog of those with room. */
+static struct seg *open_pick(struct hc_store *s, const struct wrec *w, uint64_t *least,
+                             bool may_create)
+{
+    struct seg *best = NULL, *pref = NULL, *free_ = NULL;
+    uint64_t now = mono_ms();
     for (unsigned i = 0; i < s->nopen; i++) {
         struct seg *seg = s->opens[i];
         if (seg_has_room(s, seg, w) && (!best || seg->backlog < best->backlog))
@@ -410,11 +433,30 @@ static struct seg *open_pick(const struct hc_store *s, const struct wrec *w, uin
     }
     if (least && best)
         *least = best->backlog;
-    if (w->stream && s->nopen)
-        pref = s->opens[w->stream % s->nopen];
-    if (best && pref && seg_has_room(s, pref, w) && pref->backlog < best->backlog + OPEN_BUSY_BYTES)
-        return pref;
-    return best;
+    if (!w->stream || !s->nopen)
+        return best;
+    unsigned k = w->stream % STREAM_STICK;
+    if (s->stick[k].stream == w->stream)
+        for (unsigned i = 0; i < s->nopen && !pref; i++)
+            if (s->opens[i]->seq == s->stick[k].seq && seg_has_room(s, s->opens[i], w))
+                pref = s->opens[i];
+    if (!pref) {
+        for (unsigned i = 0; i < s->nopen; i++) {
+            struct seg *seg = s->opens[i];
+            if (seg_has_room(s, seg, w) && !seg_owned(s, seg, k, now) &&
+                (!free_ || seg->backlog < free_->backlog))
+                free_ = seg;
+        }
+        if (!free_ && may_create && s->nopen < s->cfg.open_segments && now >= s->nospace_until_ms)
+            return NULL; /* a segment of its own: wrec_place creates one */
+        pref = free_ ? free_ : best;
+    }
+    if (pref) {
+        s->stick[k].stream = w->stream;
+        s->stick[k].seq = pref->seq;
+        s->stick[k].used_ms = now;
+    }
+    return pref;
 }
 
 /* Takes w's place at the tail of seg, an open segment with room for it, and
@@ -503,7 +545,7 @@ static void wrec_abandon(struct hc_store *s, struct wrec *w, int rc)
 static int wrec_place(struct hc_store *s, struct wrec *w)
 {
     uint64_t least = 0;
-    struct seg *seg = s->place_head ? NULL : open_pick(s, w, &least);
+    struct seg *seg = s->place_head ? NULL : open_pick(s, w, &least, true);
     if (seg && (least < OPEN_BUSY_BYTES || !s->creating)) {
         int rc = wrec_put(s, seg, w);
         if (rc == 0)
@@ -547,7 +589,7 @@ void hc__place_waiting(struct hc_store *s, int rc)
         bool end = w == last;
         /* an open segment with room takes it even when the create failed (a
          * create to add a segment, not the only way in) */
-        struct seg *seg = w->cleared ? NULL : open_pick(s, w, NULL);
+        struct seg *seg = w->cleared ? NULL : open_pick(s, w, NULL, rc == 0);
         if (!w->cleared && !seg && rc == 0) {
             opens_close_full(s, w);
             rc = hc__seg_create(s);

@@ -938,13 +938,14 @@ END_TEST
 
 #define CONC_THREADS 4
 static int conc_active, conc_peak;
+static int conc_wait_ms = 5000;
 
-/* Holds its thread until CONC_THREADS requests are inside at once (or 5 s
- * pass), recording how many were inside together. */
+/* Holds its thread until CONC_THREADS requests are inside at once (or
+ * conc_wait_ms pass), recording how many were inside together. */
 static int before_rendezvous(struct hc_io_req *req)
 {
     int now = __atomic_add_fetch(&conc_active, 1, __ATOMIC_SEQ_CST);
-    for (int k = 0; k < 5000 && now < CONC_THREADS; k++) {
+    for (int k = 0; k < conc_wait_ms && now < CONC_THREADS; k++) {
         usleep(1000);
         now = __atomic_load_n(&conc_active, __ATOMIC_SEQ_CST);
     }
@@ -962,24 +963,31 @@ static int after_rendezvous(struct hc_io_req *req)
 }
 
 /* N threads perform N reads at the same time, each a whole 1 MiB read of a
- * real file; more reads than threads wait their turn and still complete. The
- * reads are 1 MiB apart, so none is merged with another. */
-START_TEST(t_threads_concurrent_reads)
+ * real file; more reads than threads wait their turn and still complete.
+ * With files (nfiles): read i is of file i % nfiles. The reads are 1 MiB
+ * apart, so none is merged with another. Returns the most reads that were
+ * inside at once. */
+static int concurrent_reads(int nfiles)
 {
     enum { N = 2 * CONC_THREADS, LEN = 1 << 20 };
     struct hc_io_pool *pool =
         make_pool_engine(HC_IO_ENGINE_THREADS, CONC_THREADS, 4, (uint64_t)N * LEN);
-    int fd = open_tmp("conc", O_RDWR | O_CREAT | O_TRUNC);
+    int fds[N];
     uint8_t *src = malloc((size_t)2 * N * LEN), *dst = calloc(N, LEN);
     struct rec r[N];
     ck_assert(src && dst);
     fill_pattern(src, (size_t)2 * N * LEN, 11);
-    ck_assert_int_eq(pwrite(fd, src, (size_t)2 * N * LEN, 0), (ssize_t)2 * N * LEN);
+    for (int f = 0; f < nfiles; f++) {
+        char name[32];
+        snprintf(name, sizeof(name), "conc%d", f);
+        fds[f] = open_tmp(name, O_RDWR | O_CREAT | O_TRUNC);
+        ck_assert_int_eq(pwrite(fds[f], src, (size_t)2 * N * LEN, 0), (ssize_t)2 * N * LEN);
+    }
     conc_active = conc_peak = 0;
     memset(r, 0, sizeof(r));
     for (int i = 0; i < N; i++) {
         r[i].req.op = HC_IO_READ;
-        r[i].req.fd = fd;
+        r[i].req.fd = fds[i % nfiles];
         r[i].req.offset = (uint64_t)2 * i * LEN;
         r[i].req.iov[0] = (struct iovec){dst + (size_t)i * LEN, LEN};
         r[i].req.iovcnt = 1;
@@ -989,7 +997,6 @@ START_TEST(t_threads_concurrent_reads)
         hc_io_submit(pool, &r[i].req);
     }
     run_pool(pool);
-    ck_assert_int_eq(conc_peak, CONC_THREADS);
     for (int i = 0; i < N; i++) {
         ck_assert_uint_eq(r[i].done_calls, 1);
         ck_assert_int_eq(r[i].req.result, LEN);
@@ -997,9 +1004,27 @@ START_TEST(t_threads_concurrent_reads)
     for (int i = 0; i < N; i++)
         ck_assert(memcmp(src + (size_t)2 * i * LEN, dst + (size_t)i * LEN, LEN) == 0);
     hc_io_pool_destroy(pool);
-    close(fd);
+    for (int f = 0; f < nfiles; f++)
+        close(fds[f]);
     free(src);
     free(dst);
+    return conc_peak;
+}
+
+/* Reads of different files run on every thread at once. */
+START_TEST(t_threads_concurrent_reads)
+{
+    ck_assert_int_eq(concurrent_reads(2 * CONC_THREADS), CONC_THREADS);
+}
+END_TEST
+
+/* Reads of one file run one at a time (one thread reads a file, through an
+ * open file kept for its next run: io_threads.c), and all complete. */
+START_TEST(t_threads_one_file_at_a_time)
+{
+    conc_wait_ms = 20; /* the rendezvous never fills: do not wait 5 s a read */
+    ck_assert_int_eq(concurrent_reads(1), 1);
+    conc_wait_ms = 5000;
 }
 END_TEST
 
@@ -1286,6 +1311,7 @@ static Suite *io_suite(void)
     tcase_add_loop_test(tc, t_bad_fd, HC_IO_ENGINE_URING, HC_IO_ENGINE_THREADS + 1);
     tcase_add_loop_test(tc, t_bad_args, HC_IO_ENGINE_URING, HC_IO_ENGINE_THREADS + 1);
     tcase_add_test(tc, t_threads_concurrent_reads);
+    tcase_add_test(tc, t_threads_one_file_at_a_time);
     /* _i: I/O threads */
     tcase_add_loop_test(tc, t_threads_merge_reads, 1, 4);
     tcase_add_test(tc, t_threads_pipe_reads_not_merged);
