@@ -282,7 +282,7 @@ static int held_get(struct hc_io_pool *pool, int fd, int *slot)
     uint64_t oldest = UINT64_MAX;
 
     *slot = -1;
-    if (fl < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+    if (fl < 0 || (fl & O_ACCMODE) == O_WRONLY || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
         return -1;
     pthread_mutex_lock(&pool->h_lock);
     for (unsigned i = 0; i < HC_HELD_MAX; i++) {
@@ -392,9 +392,9 @@ static void run_xfer(struct hc_io_pool *pool, struct merge_run *run, char *scrat
 
 /* Called on a THREADS I/O thread with q_lock held: whether another thread
  * than self is reading runs of fd now. */
-static bool fd_busy(const struct hc_io_pool *pool, const struct io_thread *self, int fd)
+static bool fd_busy(const struct hc_io_pool *pool, const struct io_thread *self, int fd,
+                    uint64_t now)
 {
-    uint64_t now = now_ms();
     for (unsigned i = 0; i < HC_HELD_MAX; i++)
         if (pool->hot[i].fd == fd + 1 && pool->hot[i].until_ms > now)
             return false; /* read from the page cache: no read-ahead to share */
@@ -433,20 +433,30 @@ static void hot_note(struct hc_io_pool *pool, int fd, bool hot)
     pool->hot[slot].until_ms = hot ? now_ms() + HOT_MS : 0;
 }
 
+/* Runs of one file in a row a thread takes at most before it takes the
+ * queue's oldest request again (others may wait behind its file). */
+#define STREAK_MAX 8
+
 /* Called on a THREADS I/O thread with q_lock held: unlinks and returns the
  * request to start with, or NULL when there is none this thread may take.
- * First the queued read of the file the thread read last (last_fd, -1 none)
- * with the lowest offset (among the queue's first MERGE_SCAN), so a file is
- * read on in order; else the first queued request that is not a mergeable
- * read of a file another thread is reading (that thread takes those reads
- * next). */
+ * First, unless the queue's oldest request is a write or a task, the queued
+ * read of the file the thread read last (last_fd, -1 none: the caller passes
+ * -1 after STREAK_MAX runs of it) with the lowest offset (among the queue's
+ * first MERGE_SCAN), so a file is read on in order; else the first queued
+ * request that is not a mergeable read of a file another thread is reading
+ * (that thread takes those reads next) unless that file is hot. */
 static struct hc_io_req *take_first(struct hc_io_pool *pool, const struct io_thread *self,
                                     int last_fd)
 {
     struct hc_io_req **pick = NULL, **pp, *prev = NULL, *pick_prev = NULL, *p;
     unsigned seen = 0;
+    uint64_t now = now_ms();
 
-    if (last_fd >= 0 && !fd_busy(pool, self, last_fd)) {
+    /* a write or a task at the head goes first: a thread staying on its
+     * file must not hold them back */
+    if (!pool->q.head || !mergeable(pool->q.head))
+        last_fd = -1;
+    if (last_fd >= 0 && !fd_busy(pool, self, last_fd, now)) {
         for (pp = &pool->q.head; (p = *pp) && seen++ < MERGE_SCAN; prev = p, pp = &p->next)
             if (p->fd == last_fd && mergeable(p) && (!pick || p->offset < (*pick)->offset)) {
                 pick = pp;
@@ -457,7 +467,7 @@ static struct hc_io_req *take_first(struct hc_io_pool *pool, const struct io_thr
         prev = NULL;
         seen = 0;
         for (pp = &pool->q.head; (p = *pp) && seen++ < MERGE_SCAN; prev = p, pp = &p->next)
-            if (!mergeable(p) || !fd_busy(pool, self, p->fd)) {
+            if (!mergeable(p) || !fd_busy(pool, self, p->fd, now)) {
                 pick = pp;
                 pick_prev = prev;
                 break;
@@ -496,7 +506,8 @@ static bool queue_wait(struct hc_io_pool *pool)
 
 /* The thread of HC_IO_ENGINE_THREADS: runs as an I/O thread. It takes one
  * request from the pool's queue (take_first: reads of the file it read last
- * first, never reads of a file another thread is reading); when that is a
+ * first, no mergeable read of a file another thread is reading unless it
+ * is hot); when that is a
  * read, also the queued reads of the same file that continue it
  * (merge_take), and reads them all as one sequential stream (run_xfer)
  * through the file's kept open file (pool->held), so a FUSE filesystem sees
@@ -510,6 +521,7 @@ void *hc__sync_thread_main(void *arg)
     _Alignas(4096) char scratch[MERGE_GAP];             /* aligned, for O_DIRECT files */
     struct iovec *iov = malloc(IOV_MAX * sizeof(*iov)); /* NULL: no merging */
     int last_fd = -1;
+    unsigned streak = 0; /* runs in a row of last_fd's file */
 
     for (;;) {
         struct merge_run run;
@@ -518,7 +530,8 @@ void *hc__sync_thread_main(void *arg)
         int run_fd = -1;
 
         pthread_mutex_lock(&pool->q_lock);
-        while (!(req = take_first(pool, t, last_fd)) && !(pool->q_stop && !pool->q.head)) {
+        while (!(req = take_first(pool, t, streak < STREAK_MAX ? last_fd : -1)) &&
+               !(pool->q_stop && !pool->q.head)) {
             if (!queue_wait(pool)) {
                 idle = true;
                 break;
@@ -547,6 +560,7 @@ void *hc__sync_thread_main(void *arg)
         run_xfer(pool, &run, scratch, iov);
         if (marked) {
             uint64_t ms = now_ms() - t0;
+            streak = run_fd == last_fd ? streak + 1 : 0;
             last_fd = run_fd; /* a hint only (the requests are done, the fd
                                * may be closed): take_first compares numbers */
             /* reads of that file left queued meanwhile wait for no one now */

@@ -411,9 +411,10 @@ static bool seg_owned(const struct hc_store *s, const struct seg *seg, unsigned 
 /* The open segment w goes to, or NULL when none has room for it. A client's
  * sets (its stream) keep to one open segment of their own while it has
  * room: the one they went to last; for a stream without one, an open
- * segment no other stream set into lately (the least busy), or, while fewer
- * than open_segments are open and may_create, none (NULL: wrec_place creates
- * one, which the stream then takes); else the least busy with room, shared.
+ * segment no other stream set into lately (the least busy); else, while
+ * fewer than open_segments are open and may_create, the least busy for now
+ * while a new one is created in the background (no set waits for it), which
+ * the stream takes once it is there; else the least busy with room, shared.
  * So each client's pages lie together, in the order it set them, in a file
  * of their own: read back, they are one sequential stream a file, which
  * JuiceFS reads without fetching a block twice (with 4 ranks on the emulated
@@ -447,8 +448,13 @@ static struct seg *open_pick(struct hc_store *s, const struct wrec *w, uint64_t 
                 (!free_ || seg->backlog < free_->backlog))
                 free_ = seg;
         }
-        if (!free_ && may_create && s->nopen < s->cfg.open_segments && now >= s->nospace_until_ms)
-            return NULL; /* a segment of its own: wrec_place creates one */
+        if (!free_ && best && may_create && s->nopen < s->cfg.open_segments &&
+            now >= s->nospace_until_ms && !s->creating) {
+            /* one of its own comes (no set waits for it): meanwhile the
+             * least busy takes this set, and the stream keeps to nothing */
+            (void)hc__seg_create(s);
+            return best;
+        }
         pref = free_ ? free_ : best;
     }
     if (pref) {
