@@ -19,6 +19,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -133,14 +135,8 @@ static int bad_cmp(const void *a, const void *b)
  * file that cannot be remembered is only read again next time. */
 static void bad_push(struct disc *d, const char *node, uint64_t seq, const struct stat *st)
 {
-    if (d->nbad_out == d->bad_cap) {
-        size_t cap = d->bad_cap ? d->bad_cap * 2 : 16;
-        struct idx_bad *n = realloc(d->bad_out, cap * sizeof(*n));
-        if (!n)
-            return;
-        d->bad_out = n;
-        d->bad_cap = cap;
-    }
+    if (hc__grow(&d->bad_out, d->nbad_out, &d->bad_cap, sizeof(*d->bad_out), 16) < 0)
+        return;
     struct idx_bad *b = &d->bad_out[d->nbad_out++];
     memset(b, 0, sizeof(*b));
     memcpy(b->node, node, strlen(node) + 1); /* valid node name: <= HC_MAX_NODE */
@@ -221,14 +217,8 @@ static struct disc *disc_new(struct hc_store *s)
  * the merge; touches only d). Without memory it is read again next time. */
 static void listed_push(struct disc *d, const char *node, uint64_t n)
 {
-    if (d->nlisted == d->caplisted) {
-        size_t cap = d->caplisted ? 2 * d->caplisted : 16;
-        struct hint_seen *l = realloc(d->listed, cap * sizeof(*l));
-        if (!l)
-            return;
-        d->listed = l;
-        d->caplisted = cap;
-    }
+    if (hc__grow(&d->listed, d->nlisted, &d->caplisted, sizeof(*d->listed), 16) < 0)
+        return;
     struct hint_seen *e = &d->listed[d->nlisted++];
     memset(e, 0, sizeof(*e));
     memcpy(e->node, node, strlen(node) + 1);
@@ -238,11 +228,12 @@ static void listed_push(struct disc *d, const char *node, uint64_t n)
 /* Called on an I/O thread (the walk) for a hint file of node for this node
  * numbered n: unless taken before, read and checked (hints.c) within the
  * walk's budget and kept for the merge. Touches only d. */
-static void disc_hint_file(struct disc *d, int dirfd, const char *node, const char *name,
+static void disc_hint_file(struct disc *d, const char *dir, const char *node, const char *name,
                            uint64_t n)
 {
     struct hint_seen key = {.n = n};
     struct found_hints *h;
+    char path[PATH_MAX];
     ssize_t cnt;
 
     if (strlen(node) > HC_MAX_NODE)
@@ -252,9 +243,10 @@ static void disc_hint_file(struct disc *d, int dirfd, const char *node, const ch
         listed_push(d, node, n);
         return;
     }
-    if (!(h = calloc(1, sizeof(*h))))
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path) ||
+        !(h = calloc(1, sizeof(*h))))
         return;
-    cnt = hc__hints_read_file(dirfd, name, &d->hint_budget, &h->v);
+    cnt = hc__hints_read_file(path, &d->hint_budget, &h->v);
     if (cnt < 0 && cnt != -EBADMSG) {
         free(h); /* gone, over this walk's budget, or no memory: next time */
         return;
@@ -396,7 +388,7 @@ static int disc_scan_node(struct disc *d, const char *node)
         struct entry e = {0};
         uint64_t hn;
         if (hc__hints_name(de->d_name, d->self, &hn)) {
-            disc_hint_file(d, dirfd(dh), node, de->d_name, hn);
+            disc_hint_file(d, dir, node, de->d_name, hn);
             continue;
         }
         if (hc__parse_seq_name(de->d_name, "idx", &e.seq))
@@ -408,15 +400,9 @@ static int disc_scan_node(struct disc *d, const char *node)
         if (strlen(de->d_name) >= sizeof(e.name))
             continue;
         memcpy(e.name, de->d_name, strlen(de->d_name) + 1);
-        if (n == cap) {
-            size_t ncap = cap ? 2 * cap : 64;
-            struct entry *ne = realloc(ents, ncap * sizeof(*ne));
-            if (!ne) {
-                errno = ENOMEM;
-                break;
-            }
-            ents = ne;
-            cap = ncap;
+        if (hc__grow(&ents, n, &cap, sizeof(*ents), 64) < 0) {
+            errno = ENOMEM;
+            break;
         }
         ents[n++] = e;
     }

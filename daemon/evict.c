@@ -230,16 +230,9 @@ static void reinsert_read_done(void *data, int status, uint64_t len)
  * allocation failure only loses it). */
 static void reinsert_keep(struct reinsert_scan *c, const struct hc_index_ent *e)
 {
-    if ((e->flags & IDX_READ) / IDX_READ_ONE < REINSERT_MIN_READS || (e->flags & IDX_SBLOCKS))
+    if ((e->flags & IDX_READ) / IDX_READ_ONE < REINSERT_MIN_READS || (e->flags & IDX_SBLOCKS) ||
+        hc__grow(&c->ents, c->n, &c->cap, sizeof(*c->ents), 64) < 0)
         return;
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? 2 * c->cap : 64;
-        struct hc_index_ent *n = realloc(c->ents, cap * sizeof(*n));
-        if (!n)
-            return;
-        c->ents = n;
-        c->cap = cap;
-    }
     c->ents[c->n++] = *e;
 }
 

@@ -189,6 +189,26 @@ int hc__pread_all(int fd, void *buf, size_t len, uint64_t off)
     return 0;
 }
 
+/* Makes room for one more element in the array at *arrp (a pointer to the
+ * array's pointer) of n elements of size bytes, *cap allocated: doubles it
+ * (first elements to begin with) when full. Returns 0 or -ENOMEM (the array
+ * unchanged). Any thread. */
+int hc__grow(void *arrp, size_t n, size_t *cap, size_t size, size_t first)
+{
+    void *p;
+    size_t ncap;
+
+    if (n < *cap)
+        return 0;
+    ncap = *cap ? 2 * *cap : first;
+    memcpy(&p, arrp, sizeof(p));
+    if (ncap > SIZE_MAX / size || !(p = realloc(p, ncap * size)))
+        return -ENOMEM;
+    memcpy(arrp, &p, sizeof(p));
+    *cap = ncap;
+    return 0;
+}
+
 /* Writes buf to tmp, fsyncs it and renames it to path. Blocking; any thread.
  * Returns 0 or -errno (tmp removed). */
 int hc__write_file_atomic(const char *tmp, const char *path, const void *buf, size_t len)

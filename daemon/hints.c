@@ -81,16 +81,9 @@ struct hints_task {
 /* A read of the remote page e (on seg) from storage for a client. */
 void hc__hint_add(struct hc_store *s, const struct seg *seg, const struct hc_index_ent *e)
 {
-    if (seg->local || s->nhints >= HINT_MAX)
+    if (seg->local || s->nhints >= HINT_MAX ||
+        hc__grow(&s->hints, s->nhints, &s->caphints, sizeof(*s->hints), 256) < 0)
         return;
-    if (s->nhints == s->caphints) {
-        size_t cap = s->caphints ? 2 * s->caphints : 256;
-        struct rhint *n = realloc(s->hints, cap * sizeof(*n));
-        if (!n)
-            return;
-        s->hints = n;
-        s->caphints = cap;
-    }
     s->hints[s->nhints++] = (struct rhint){.node = seg->node, .seq = seg->seq, .h = e->h};
 }
 
@@ -268,23 +261,23 @@ bool hc__hints_name(const char *name, const char *self, uint64_t *n)
 }
 
 /* Called on an I/O thread (discovery's walk): reads and checks the hint file
- * at dirfd/name, if it is at most *budget bytes (then taken from *budget).
+ * at path (opened as hc__open_regular opens a file of the shared volume), if
+ * it is at most *budget bytes (then taken from *budget).
  * Returns the number of hints (*out malloc'ed: seq, lo, hi triples) or
  * -errno: -EBADMSG broken or hostile (not a regular file, a symlink, a bad
  * size, header or CRC), -EAGAIN over the budget, else an error worth another
  * try. Touches only its arguments. */
-ssize_t hc__hints_read_file(int dirfd, const char *name, size_t *budget, uint64_t **out)
+ssize_t hc__hints_read_file(const char *path, size_t *budget, uint64_t **out)
 {
     struct stat st;
     unsigned char *buf = NULL;
     uint32_t n;
-    int rc, fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    int rc, fd = hc__open_regular(path, O_RDONLY | O_NOCTTY, 0);
 
     *out = NULL;
     if (fd < 0)
-        return errno == ELOOP || errno == ENXIO ? -EBADMSG : -errno;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < (off_t)HINT_HDR ||
-        st.st_size > (off_t)HINT_FILE_MAX) {
+        return fd == -ELOOP ? -EBADMSG : fd;
+    if (fstat(fd, &st) < 0 || st.st_size < (off_t)HINT_HDR || st.st_size > (off_t)HINT_FILE_MAX) {
         close(fd);
         return -EBADMSG;
     }

@@ -117,14 +117,8 @@ static void local_files_free(struct local_files *f)
 /* Appends seq to *arr (*n of *cap used). Returns 0 or -ENOMEM. */
 static int seq_push(uint64_t **arr, size_t *n, size_t *cap, uint64_t seq)
 {
-    if (*n == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 64;
-        uint64_t *na = realloc(*arr, ncap * sizeof(*na));
-        if (!na)
-            return -ENOMEM;
-        *arr = na;
-        *cap = ncap;
-    }
+    if (hc__grow(arr, *n, cap, sizeof(**arr), 64) < 0)
+        return -ENOMEM;
     (*arr)[(*n)++] = seq;
     return 0;
 }

@@ -552,6 +552,7 @@ int hc__open_regular(const char *path, int flags, mode_t mode);
 int hc__quarantine(struct hc_store *s, const char *path, const char *why);
 int hc__open_file(struct hc_store *s, const char *path, int flags, mode_t mode, bool *direct);
 int hc__pread_all(int fd, void *buf, size_t len, uint64_t off);
+int hc__grow(void *arrp, size_t n, size_t *cap, size_t size, size_t first);
 int hc__write_file_atomic(const char *tmp, const char *path, const void *buf, size_t len);
 
 /* ---- record.c: record headers --------------------------------------------- */
@@ -666,7 +667,7 @@ void hc__linger_drop(struct hc_store *s, int64_t seg, int ns);
 void hc__hint_add(struct hc_store *s, const struct seg *seg, const struct hc_index_ent *e);
 void hc__hints_tick(struct hc_store *s, uint64_t now_ms);
 bool hc__hints_name(const char *name, const char *self, uint64_t *n);
-ssize_t hc__hints_read_file(int dirfd, const char *name, size_t *budget, uint64_t **out);
+ssize_t hc__hints_read_file(const char *path, size_t *budget, uint64_t **out);
 void hc__hints_apply(struct hc_store *s, const uint64_t *v, size_t n);
 void hc__hints_close(struct hc_store *s);
 #define HC_HINT_PASS_BYTES (16u << 20) /* hint files a discovery walk reads at most */

@@ -68,7 +68,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     close(fd);
     free(buf);
 
-    ssize_t n = hc__hints_read_file(dirfd_, name, &budget, &v);
+    char path[sizeof(dir) + sizeof(name) + 1];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    ssize_t n = hc__hints_read_file(path, &budget, &v);
     unlinkat(dirfd_, name, 0);
     if (n > 0) {
         if ((size_t)n > (len - 32) / 32)
