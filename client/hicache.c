@@ -3,8 +3,10 @@
  * One hc_client is one Unix stream connection plus the shared region the
  * daemon passed at hello. Every call takes the connection's mutex for its
  * whole duration, so at most one call talks on a connection at a time; inside
- * a call, a batch is streamed through the region as chunks, with up to two
- * chunks in flight (the next one is filled while the previous one is served).
+ * a call, a batch is streamed through the region as chunks, with up to
+ * HC_INFLIGHT (4) chunks in flight (the daemon serves the next ones while the
+ * caller's thread copies one out of the region, checking its pages' CRCs in
+ * the same pass: GetRequest.client_check).
  *
  * The socket is non-blocking and every wait is a poll() bounded by the
  * request's deadline (timeout_ms), so no call hangs. Any failure of the byte
@@ -34,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crc32c.h"
 #include "frame.h"
 #include "hicache.pb-c.h"
 #include "key.h"
@@ -589,6 +592,11 @@ static int ring_alloc(struct hc_client *c, uint64_t len, uint64_t *off)
 
 enum hc_op { HC_OP_SET, HC_OP_GET };
 
+/* Chunks of a batch in flight at most; each takes at most 1/HC_INFLIGHT of
+ * the region (a page bigger than that goes alone). With several in flight the
+ * daemon reads the next chunks while the caller's thread copies one out. */
+#define HC_INFLIGHT 4
+
 /* One request of a batch: which pages it carries and where their slots are.
  * resp is set when its response arrived (possibly while waiting for another
  * chunk: the daemon may answer out of order). */
@@ -609,10 +617,15 @@ struct hc_batch {
     const hc_page *pages;
     size_t n;
     int *results;
-    int done;             /* set: pages stored; get: hits */
-    bool answered;        /* some chunk got a response */
-    struct hc_chunk q[2]; /* chunks in flight, FIFO */
+    int done;                       /* set: pages stored; get: hits */
+    bool answered;                  /* some chunk got a response */
+    struct hc_chunk q[HC_INFLIGHT]; /* chunks in flight, FIFO */
     unsigned qhead, nq;
+    /* get: the daemon checks every page itself (the second pass of
+     * pages_run); otherwise it may leave a region page's check to us */
+    bool daemon_check;
+    size_t *recheck; /* get: pages whose check failed in our copy (n entries) */
+    size_t nrecheck;
 };
 
 static const char *batch_key(const struct hc_batch *b, size_t i)
@@ -693,6 +706,19 @@ static void copy_in(uint8_t *dst, const hc_page *p)
     }
 }
 
+/* copy_out, with the CRC32C of the bytes copied computed in the same pass */
+static uint32_t copy_out_crc(const hc_page *p, const uint8_t *src)
+{
+    uint32_t crc = 0;
+
+    for (unsigned i = 0; i < p->nbufs; i++) {
+        if (p->bufs[i].len > 0)
+            crc = hc_crc32c_copy(crc, p->bufs[i].base, src, p->bufs[i].len);
+        src += p->bufs[i].len;
+    }
+    return crc;
+}
+
 static void copy_out(const hc_page *p, const uint8_t *src)
 {
     unsigned i;
@@ -705,8 +731,8 @@ static void copy_out(const hc_page *p, const uint8_t *src)
 }
 
 /* Fills k with pages from *next on: as many as fit the batch limit, the frame
- * limit, half the region and the free part of the ring. Pages refused here get their result at
- * once and are skipped. Set pages are copied into their slots. */
+ * limit, a quarter of the region (HC_INFLIGHT) and the free part of the ring. Pages refused here
+ * get their result at once and are skipped. Set pages are copied into their slots. */
 static void chunk_fill(struct hc_client *c, struct hc_batch *b, size_t *next, struct hc_chunk *k)
 {
     uint64_t est = HC_FRAME_BASE_EST, bytes = 0;
@@ -732,10 +758,11 @@ static void chunk_fill(struct hc_client *c, struct hc_batch *b, size_t *next, st
         if (k->count > 0 && est + add > c->max_frame)
             break;
         if (!pool) {
-            /* Half the region per chunk, so the next chunk can be filled
-             * while this one is served (a bigger page goes alone). */
+            /* A quarter of the region per chunk, so the daemon serves
+             * the next chunks while this one is copied (a bigger page goes
+             * alone). */
             slot = (total + c->slot_align - 1) & ~(c->slot_align - 1);
-            if (k->count > 0 && bytes + slot > c->region_size / 2)
+            if (k->count > 0 && bytes + slot > c->region_size / HC_INFLIGHT)
                 break;
             if (ring_alloc(c, total, &off) < 0)
                 break;
@@ -806,6 +833,7 @@ static int chunk_send(struct hc_client *c, const struct hc_batch *b, struct hc_c
     case HC_OP_GET:
         get.n_pages = k->count;
         get.pages = slotp;
+        get.client_check = !b->daemon_check;
         req.body_case = HICACHE__REQUEST__BODY_GET;
         req.get = &get;
         break;
@@ -818,7 +846,7 @@ static int chunk_send(struct hc_client *c, const struct hc_batch *b, struct hc_c
 }
 
 /* Waits until the oldest chunk in flight has its response, stashing the
- * responses of the other chunk. Returns 0 or a stream error (not yet
+ * responses of the other chunks. Returns 0 or a stream error (not yet
  * recorded in c). */
 static int chunk_wait(struct hc_client *c, struct hc_batch *b)
 {
@@ -837,7 +865,7 @@ static int chunk_wait(struct hc_client *c, struct hc_batch *b)
             return r;
         }
         for (j = 0; j < b->nq; j++) {
-            struct hc_chunk *o = &b->q[(b->qhead + j) % 2];
+            struct hc_chunk *o = &b->q[(b->qhead + j) % HC_INFLIGHT];
 
             if (o->id == resp->id && o->resp == NULL) {
                 o->resp = resp;
@@ -881,6 +909,21 @@ static int chunk_finish(struct hc_client *c, struct hc_batch *b, struct hc_chunk
                 r = -EMSGSIZE;
             } else if (r == 0 && resp->lengths[j] > k->len[j]) {
                 r = -ENOSPC;
+            } else if (r == 0 && !k->pool[j] && resp->n_checks == k->count &&
+                       (resp->checks[j] >> 32) != 0) {
+                /* The daemon left the payload check to this copy. A page
+                 * that fails it is asked for again with the daemon checking
+                 * (pages_run): its record may be bad, or the file's view
+                 * stale; the daemon sorts that out. */
+                uint32_t crc = copy_out_crc(&b->pages[i], c->region + k->off[j]);
+                if (crc == (uint32_t)resp->checks[j]) {
+                    b->done++;
+                } else if (b->recheck != NULL) {
+                    b->recheck[b->nrecheck++] = i;
+                    r = -EBADMSG;
+                } else {
+                    r = -EBADMSG;
+                }
             } else if (r == 0) {
                 if (!k->pool[j])
                     copy_out(&b->pages[i], c->region + k->off[j]);
@@ -907,18 +950,18 @@ static void chunk_abandon(struct hc_batch *b, struct hc_chunk *k, int err)
 }
 
 /* Fills and sends the next chunk of b when there is room for one (fewer than
- * two in flight, pages left, no fatal error). Returns true when it did
+ * HC_INFLIGHT in flight, pages left, no fatal error). Returns true when it did
  * something (a chunk sent, or pages refused or abandoned), so the caller
  * looks again; false when the oldest chunk must be waited for instead. A
  * stream failure sets *fatal and *next past the last page. Call with c->lock
  * held. */
 static bool batch_push(struct hc_client *c, struct hc_batch *b, size_t *next, int *fatal)
 {
-    struct hc_chunk *k = &b->q[(b->qhead + b->nq) % 2];
+    struct hc_chunk *k = &b->q[(b->qhead + b->nq) % HC_INFLIGHT];
     size_t before = *next;
     int r;
 
-    if (*fatal != 0 || *next >= b->n || b->nq >= 2)
+    if (*fatal != 0 || *next >= b->n || b->nq >= HC_INFLIGHT)
         return false;
     chunk_fill(c, b, next, k);
     if (k->count == 0)
@@ -929,7 +972,7 @@ static bool batch_push(struct hc_client *c, struct hc_batch *b, size_t *next, in
         return true;
     }
     /* Nothing of it left: release its slots again. */
-    c->head = b->nq > 0 ? b->q[(b->qhead + b->nq - 1) % 2].ring_end : c->tail;
+    c->head = b->nq > 0 ? b->q[(b->qhead + b->nq - 1) % HC_INFLIGHT].ring_end : c->tail;
     chunk_abandon(b, k, r);
     if (r != -EMSGSIZE && r != -ENOMEM) {
         *fatal = conn_fail(c, r);
@@ -958,17 +1001,17 @@ static int batch_pop(struct hc_client *c, struct hc_batch *b)
         int fatal = conn_fail(c, r);
 
         for (unsigned j = 0; j < b->nq; j++)
-            chunk_abandon(b, &b->q[(b->qhead + j) % 2], fatal);
+            chunk_abandon(b, &b->q[(b->qhead + j) % HC_INFLIGHT], fatal);
         b->nq = 0;
         c->head = c->tail = 0;
         return fatal;
     }
-    b->qhead = (b->qhead + 1) % 2;
+    b->qhead = (b->qhead + 1) % HC_INFLIGHT;
     b->nq--;
     return 0;
 }
 
-/* Runs a whole batch: chunks filled, sent and finished in order, up to two in
+/* Runs a whole batch: chunks filled, sent and finished in order, up to HC_INFLIGHT in
  * flight. Returns pages stored (set), hits (get), or
  * -errno as documented in hicache.h. Takes c->lock. */
 static int batch_run(struct hc_client *c, struct hc_batch *b)
@@ -1019,6 +1062,35 @@ static int pages_args(hc_client *c, const hc_page *pages, size_t n, int *results
     return 0;
 }
 
+/* The pages of get batch b whose check failed in the client's copy, asked
+ * for again with the daemon checking them: their results replaced by the
+ * answer. Returns the hits among them (0 if it could not be tried: then they
+ * keep -EBADMSG). */
+static int get_again(hc_client *c, const struct hc_batch *b)
+{
+    struct hc_batch *b2 = calloc(1, sizeof(*b2));
+    hc_page *pages = malloc(b->nrecheck * sizeof(*pages));
+    int *res = malloc(b->nrecheck * sizeof(*res));
+    int r = 0;
+
+    if (b2 != NULL && pages != NULL && res != NULL) {
+        for (size_t j = 0; j < b->nrecheck; j++)
+            pages[j] = b->pages[b->recheck[j]];
+        b2->op = HC_OP_GET;
+        b2->pages = pages;
+        b2->n = b->nrecheck;
+        b2->results = res;
+        b2->daemon_check = true;
+        r = batch_run(c, b2);
+        for (size_t j = 0; j < b->nrecheck; j++)
+            b->results[b->recheck[j]] = res[j];
+    }
+    free(b2);
+    free(pages);
+    free(res);
+    return r > 0 ? r : 0;
+}
+
 /* hc_batch_set and hc_batch_get: checks the arguments, then streams the pages
  * through the region. */
 static int pages_run(hc_client *c, enum hc_op op, const hc_page *pages, size_t n, int *results)
@@ -1035,7 +1107,13 @@ static int pages_run(hc_client *c, enum hc_op op, const hc_page *pages, size_t n
     b->pages = pages;
     b->n = n;
     b->results = results;
+    if (op == HC_OP_GET)
+        b->recheck = malloc(n * sizeof(*b->recheck)); /* NULL: the daemon checks */
+    b->daemon_check = op == HC_OP_GET && b->recheck == NULL;
     r = batch_run(c, b);
+    if (r >= 0 && b->nrecheck > 0)
+        r += get_again(c, b);
+    free(b->recheck);
     free(b);
     return r;
 }

@@ -99,10 +99,11 @@ HC_EXPORT void hc_close(hc_client *c);
 HC_EXPORT int hc_batch_set(hc_client *c, const hc_page *pages, size_t n, int *results);
 
 /* Reads n pages into their buffers. results[i] gets 0 (hit: the buffers hold
- * exactly the stored bytes), -ENOENT (miss: buffers untouched), -ENOSPC (page
- * longer than the buffers), -EMSGSIZE (page shorter than the buffers: buffers
- * untouched) or another -errno. Returns the number of hits, or -errno as for
- * hc_batch_set. */
+ * exactly the stored bytes), -ENOENT (miss: buffers untouched, except for a
+ * record that failed its CRC check, which may have been copied into them
+ * first), -ENOSPC (page longer than the buffers), -EMSGSIZE (page shorter than
+ * the buffers: buffers untouched) or another -errno. Returns the number of
+ * hits, or -errno as for hc_batch_set. */
 HC_EXPORT int hc_batch_get(hc_client *c, const hc_page *pages, size_t n, int *results);
 
 /* Asks which of n keys exist. lengths (may be NULL) gets each page's length,

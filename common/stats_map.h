@@ -44,6 +44,7 @@
     X(pools, gauge, "client host pools registered now (SGLang's shm allocator)")                   \
     X(pool_pages, counter, "pages moved straight to or from a client's host pool")                 \
     X(client_faults, counter, "pages failed because their client's memory vanished (EFAULT)")      \
+    X(client_checks, counter, "hits whose payload check the client did in its copy")               \
     X(quarantined_files, counter, "bad files of this node set aside at start (*.bad-*)")           \
     X(idx_refused, counter,                                                                        \
       "other nodes' .idx and hint files refused (broken or too large), once each")                 \

@@ -49,6 +49,11 @@ struct hc_pbuf {
     struct iovec one;
     const struct iovec *v;
     unsigned n;
+    /* A get into a region slot of a client that checks pages itself
+     * (GetRequest.client_check), else NULL: the store may skip its payload
+     * check of a page read straight into the slot and store 1 << 32 | its
+     * CRC32C here for the client to check (docs/PROTOCOL.md). */
+    uint64_t *check;
 };
 
 /* A pbuf of one piece [buf, buf + len). */

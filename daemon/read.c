@@ -52,6 +52,10 @@ void hc__rd_answer(struct hc_store *s, struct rd *r)
         r->cb(r->data, r->buf_err, 0);
         return;
     }
+    if (r->crc_left) {
+        *r->pb.check = 1ull << 32 | r->crc;
+        s->st->client_checks++;
+    }
     hc__client_hit(s, r->cb, r->data, r->len);
 }
 
@@ -106,6 +110,17 @@ static int rd_after(struct hc_io_req *req)
         if (hc_pbuf_put(&r->pb, r->plain, r->len) < 0)
             r->buf_err = -EFAULT;
         r->stored = (uint32_t)v.len;
+        return 0;
+    }
+    if (r->pb.check && !r->bounce && !r->reinsert) {
+        /* Straight into a region slot of a client that checks what it copies
+         * out (docs/PROTOCOL.md): no pass over the page here, its CRC goes
+         * with the answer. The joiners' copy is read and checked apart. */
+        r->crc = v.payload_crc;
+        r->crc_left = true;
+        if (__atomic_load_n(&r->want_own, __ATOMIC_ACQUIRE))
+            rd_own_copy(r, req->fd, v.payload_crc);
+        r->stored = r->len;
         return 0;
     }
     r->slot_checked = !r->bounce;

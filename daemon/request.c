@@ -32,6 +32,12 @@ static void batch_finish(struct batch *b)
         resp.results = b->results;
         resp.n_lengths = b->n;
         resp.lengths = b->lengths;
+        for (unsigned i = 0; b->checks && i < b->n; i++)
+            if (b->checks[i] != 0) {
+                resp.n_checks = b->n;
+                resp.checks = b->checks;
+                break;
+            }
         hc__conn_send(c, &resp);
     }
     hc_region_unref(b->region);
@@ -40,6 +46,7 @@ static void batch_finish(struct batch *b)
     free(b->pieces);
     free(b->results);
     free(b->lengths);
+    free(b->checks);
     free(b);
     c->inflight--;
     if (!c->closing)
@@ -179,10 +186,14 @@ static void handle_batch(struct conn *c, const Hicache__Request *req, bool is_ge
     b->results = calloc(n ? n : 1, sizeof(*b->results));
     b->lengths = calloc(n ? n : 1, sizeof(*b->lengths));
     b->pieces = pieces ? malloc(pieces * sizeof(*b->pieces)) : NULL;
-    if (!b->results || !b->lengths || (pieces && !b->pieces)) {
+    if (is_get && req->get->client_check)
+        b->checks = calloc(n ? n : 1, sizeof(*b->checks));
+    if (!b->results || !b->lengths || (pieces && !b->pieces) ||
+        (is_get && req->get->client_check && !b->checks)) {
         free(b->results);
         free(b->lengths);
         free(b->pieces);
+        free(b->checks);
         free(b);
         goto nomem;
     }
@@ -204,6 +215,8 @@ static void handle_batch(struct conn *c, const Hicache__Request *req, bool is_ge
         struct hc_pbuf pb = slot_pbuf(s, m, &next);
         int rc;
 
+        if (b->checks && !s->pool)
+            pb.check = &b->checks[i]; /* the client checks its region copy */
         b->items[i].b = b;
         b->items[i].i = (unsigned)i;
         if (s->pool) {

@@ -119,6 +119,7 @@ struct batch {
     unsigned remaining;
     int32_t *results;
     uint64_t *lengths;
+    uint64_t *checks; /* get with client_check: Response.checks, else NULL */
     struct batch_item {
         struct batch *b;
         struct hc_region *map; /* a pool the slot lies in (a reference), or NULL */

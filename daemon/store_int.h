@@ -311,8 +311,8 @@ struct join;
 
 /* A storage read (the leader of a coalesced group). While its req is in
  * flight, rd_before_retry and rd_after (I/O thread) read off, len, sblocks,
- * the names, the buffers and want_own and set crc, stored, slot_checked, own,
- * buf_err
+ * the names, the buffers and want_own and set crc, stored, slot_checked,
+ * crc_left, own, buf_err
  * and the bytes in buf and plain; the loop thread meanwhile only adds joins,
  * sets want_own and changes pn and in_tab. */
 struct rd {
@@ -344,6 +344,9 @@ struct rd {
      * which its client may change under it; a failed check there is read
      * again into a daemon-owned buffer before the record counts as bad */
     bool slot_checked;
+    /* set by rd_after: the payload check was left to the getter's client
+     * (pb.check), crc is what it must find */
+    bool crc_left;
     /* A get joined while the read went straight into the getter's slot
      * (want_own, accessed atomically: set by the loop thread, read by
      * rd_after): rd_after reads the page once more, from the file, into own,

@@ -433,8 +433,9 @@ class Client:
 
     def batch_get_raw(self, keys: Sequence[str], ptrs, lens, counts=1) -> List[int]:
         """Reads pages into their buffers. Per page: 0 hit (buffers hold the
-        page), -ENOENT miss (buffers untouched), -ENOSPC / -EMSGSIZE the page
-        is longer / shorter than the buffers, other -errno."""
+        page), -ENOENT miss (buffers untouched, but for a record that failed
+        its check), -ENOSPC / -EMSGSIZE the page is longer / shorter than the
+        buffers, other -errno."""
         return self._batch("get", keys, ptrs, lens, counts)
 
     def _describe(self, values, writable: bool):

@@ -118,9 +118,13 @@ static inline uint32_t shift_apply(const uint32_t t[4][256], uint32_t c)
     return t[0][c & 0xff] ^ t[1][(c >> 8) & 0xff] ^ t[2][(c >> 16) & 0xff] ^ t[3][c >> 24];
 }
 
-/* The raw register c after the 3 * lane bytes at p: three chains, joined. */
+/* The raw register c after the 3 * lane bytes at p: three chains, joined.
+ * With d, the bytes are also stored at d (a copy fused with the CRC: each word
+ * is loaded once), with non-temporal stores when nt (d 8-byte aligned): the
+ * target's lines are not read first, nor kept in the cache. */
 __attribute__((target("sse4.2"), always_inline)) static inline uint64_t
-crc3(uint64_t c, const unsigned char *p, size_t lane, const uint32_t t[4][256])
+crc3(uint64_t c, const unsigned char *p, unsigned char *d, bool nt, size_t lane,
+     const uint32_t t[4][256])
 {
     uint64_t c1 = 0, c2 = 0;
 
@@ -129,6 +133,15 @@ crc3(uint64_t c, const unsigned char *p, size_t lane, const uint32_t t[4][256])
         memcpy(&w0, p + i, 8);
         memcpy(&w1, p + lane + i, 8);
         memcpy(&w2, p + 2 * lane + i, 8);
+        if (d && nt) { /* non-temporal: no read of the target's lines first */
+            _mm_stream_si64((long long *)(void *)(d + i), (long long)w0);
+            _mm_stream_si64((long long *)(void *)(d + lane + i), (long long)w1);
+            _mm_stream_si64((long long *)(void *)(d + 2 * lane + i), (long long)w2);
+        } else if (d) {
+            memcpy(d + i, &w0, 8);
+            memcpy(d + lane + i, &w1, 8);
+            memcpy(d + 2 * lane + i, &w2, 8);
+        }
         c = _mm_crc32_u64(c, w0);
         c1 = _mm_crc32_u64(c1, w1);
         c2 = _mm_crc32_u64(c2, w2);
@@ -137,35 +150,62 @@ crc3(uint64_t c, const unsigned char *p, size_t lane, const uint32_t t[4][256])
     return shift_apply(t, r) ^ (uint32_t)c2;
 }
 
-/* Hardware CRC32C. Call only when the CPU has SSE4.2 (hc__crc32c_hw_ok()). */
-__attribute__((target("sse4.2"))) uint32_t hc__crc32c_hw(uint32_t crc, const void *buf, size_t len)
+/* The hardware CRC32C of len bytes at p, continuing crc; with d, the bytes are
+ * also copied to d. */
+__attribute__((target("sse4.2"), always_inline)) static inline uint32_t
+crc_hw(uint32_t crc, const unsigned char *p, unsigned char *d, size_t len)
 {
-    const unsigned char *p = buf;
     uint64_t c = ~crc;
+    /* after the head loop p is 8-byte aligned; so is d if they agree mod 8 */
+    bool nt = d && (((uintptr_t)d ^ (uintptr_t)p) & 7) == 0;
 
+#define ADVANCE(n) (p += (n), d = d ? d + (n) : NULL, len -= (n))
     while (len && ((uintptr_t)p & 7)) {
-        c = _mm_crc32_u8((uint32_t)c, *p++);
-        len--;
+        if (d)
+            *d = *p;
+        c = _mm_crc32_u8((uint32_t)c, *p);
+        ADVANCE(1);
     }
     if (len >= 3 * LANE_SMALL) {
         pthread_once(&once, crc32c_init); /* the shift tables */
-        for (; len >= 3 * LANE_BIG; p += 3 * LANE_BIG, len -= 3 * LANE_BIG)
-            c = crc3(c, p, LANE_BIG, shift_big);
-        for (; len >= 3 * LANE_MID; p += 3 * LANE_MID, len -= 3 * LANE_MID)
-            c = crc3(c, p, LANE_MID, shift_mid);
-        for (; len >= 3 * LANE_SMALL; p += 3 * LANE_SMALL, len -= 3 * LANE_SMALL)
-            c = crc3(c, p, LANE_SMALL, shift_small);
+        for (; len >= 3 * LANE_BIG; ADVANCE(3 * LANE_BIG))
+            c = crc3(c, p, d, nt, LANE_BIG, shift_big);
+        for (; len >= 3 * LANE_MID; ADVANCE(3 * LANE_MID))
+            c = crc3(c, p, d, nt, LANE_MID, shift_mid);
+        for (; len >= 3 * LANE_SMALL; ADVANCE(3 * LANE_SMALL))
+            c = crc3(c, p, d, nt, LANE_SMALL, shift_small);
     }
     while (len >= 8) {
         uint64_t w;
         memcpy(&w, p, 8);
+        if (d)
+            memcpy(d, &w, 8);
         c = _mm_crc32_u64(c, w);
-        p += 8;
-        len -= 8;
+        ADVANCE(8);
     }
-    while (len--)
-        c = _mm_crc32_u8((uint32_t)c, *p++);
+    while (len) {
+        if (d)
+            *d = *p;
+        c = _mm_crc32_u8((uint32_t)c, *p);
+        ADVANCE(1);
+    }
+#undef ADVANCE
+    if (nt)
+        _mm_sfence(); /* the non-temporal stores ordered before any later store */
     return ~(uint32_t)c;
+}
+
+/* Hardware CRC32C. Call only when the CPU has SSE4.2 (hc__crc32c_hw_ok()). */
+__attribute__((target("sse4.2"))) uint32_t hc__crc32c_hw(uint32_t crc, const void *buf, size_t len)
+{
+    return crc_hw(crc, buf, NULL, len);
+}
+
+/* The same, copying the bytes to dst as it goes. */
+__attribute__((target("sse4.2"))) uint32_t hc__crc32c_copy_hw(uint32_t crc, void *dst,
+                                                              const void *src, size_t len)
+{
+    return crc_hw(crc, src, dst, len);
 }
 #endif
 
@@ -184,4 +224,15 @@ uint32_t hc_crc32c(uint32_t crc, const void *buf, size_t len)
         return hc__crc32c_hw(crc, buf, len);
 #endif
     return hc__crc32c_sw(crc, buf, len);
+}
+
+uint32_t hc_crc32c_copy(uint32_t crc, void *dst, const void *src, size_t len)
+{
+    pthread_once(&once, crc32c_init);
+#if defined(__x86_64__)
+    if (have_hw)
+        return hc__crc32c_copy_hw(crc, dst, src, len);
+#endif
+    memcpy(dst, src, len);
+    return hc__crc32c_sw(crc, dst, len);
 }
