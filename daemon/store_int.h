@@ -210,6 +210,12 @@ struct seg {
      * may grow) */
     size_t pub_nrecs;
     bool publishing;
+    /* the tick that first saw records not in a tail index yet (0: none), and
+     * the JuiceFS chunk the last publish flushed in with how many publishes
+     * flushed there (tail.c: a slice each) */
+    uint64_t unpub_ms;
+    uint64_t pub_chunk;
+    unsigned pub_in_chunk;
     bool tail;
     uint32_t tail_ver;
     uint64_t opened_ms;

@@ -17,10 +17,14 @@
  * node's leftovers (recover.c). A publish costs an fdatasync, a file write,
  * a rename and an unlink on the mount (tail_publishes counts them), and on
  * JuiceFS the fdatasync ends the slice being written: the chunk written
- * meanwhile holds one more slice a publish, and JuiceFS compacts chunks of
- * many slices when they are read (issue 11). So it is off by default
- * (visibility_ms 0): a fleet that wants pages on other nodes within a second
- * trades that for compactions of segments written slowly.
+ * meanwhile holds one more slice a publish, and JuiceFS compacts a chunk of 5
+ * slices or more when it is read (issue 11). So publishes are counted per
+ * 64 MiB chunk of the segment: at most TAIL_FLUSHES_PER_CHUNK flush in one
+ * chunk on the regular schedule (with the writer's own slice and one that
+ * JuiceFS may cut, 4 at most: no compaction), more only for records that
+ * waited a tick unpublished (a segment written slowly: a slice each, at most
+ * every other tick, two a second at 1000 ms, half as many as without the
+ * count). Off by default (visibility_ms 0).
  *
  * Threads: loop thread, except tail_before, which runs on an I/O thread and
  * touches only its task (a duplicate of the segment's fd, the image and paths
@@ -125,11 +129,16 @@ static void tail_submit(struct hc_store *s, struct seg *seg)
     hc__task_submit(s, &t->req, HC_IO_PRIO_LOW, tail_before, tail_done, NULL);
 }
 
+#define TAIL_CHUNK_SHIFT 26      /* JuiceFS's chunk: 64 MiB */
+#define TAIL_FLUSHES_PER_CHUNK 2 /* publishes flushing in one chunk, on schedule */
+
 /* At a tick: every visibility_ms / 4 (a page waits up to that long to be
  * published, then up to as long for another node's discovery, and the ticks
  * of both: within visibility_ms), a tail index for each open segment
  * with records committed since its last one (one publish in flight a
- * segment). */
+ * segment), while its chunk has had fewer than TAIL_FLUSHES_PER_CHUNK; past
+ * that, once the segment's end is in the next chunk or its records waited
+ * a tick more (at most every other tick). */
 void hc__tail_publish(struct hc_store *s, uint64_t now_ms)
 {
     if (!s->cfg.visibility_ms || now_ms - s->last_tail_ms < s->cfg.visibility_ms / 4)
@@ -137,8 +146,18 @@ void hc__tail_publish(struct hc_store *s, uint64_t now_ms)
     s->last_tail_ms = now_ms;
     for (unsigned i = 0; i < s->nopen; i++) {
         struct seg *seg = s->opens[i];
-        if (seg->state == SEG_OPEN && !seg->publishing && seg->fd >= 0 &&
-            seg->nrecs > seg->pub_nrecs)
-            tail_submit(s, seg);
+        if (seg->state != SEG_OPEN || seg->publishing || seg->fd < 0 ||
+            seg->nrecs <= seg->pub_nrecs)
+            continue;
+        if (!seg->unpub_ms)
+            seg->unpub_ms = now_ms;
+        uint64_t chunk = seg->good_end >> TAIL_CHUNK_SHIFT;
+        unsigned used = chunk == seg->pub_chunk ? seg->pub_in_chunk : 0;
+        if (used >= TAIL_FLUSHES_PER_CHUNK && now_ms - seg->unpub_ms < s->cfg.visibility_ms / 4)
+            continue;
+        seg->pub_chunk = chunk;
+        seg->pub_in_chunk = used + 1;
+        seg->unpub_ms = 0;
+        tail_submit(s, seg);
     }
 }

@@ -21,7 +21,8 @@
 # chunk and none.
 #
 # usage: tests/juicefs/test_layout.sh [BUILD_DIR]   (default build/default)
-# env: JFS_TEST_PORT (Redis port, 6395), HICACHED_BIN / HICACHECTL_BIN.
+# env: JFS_TEST_PORT (Redis port, 6395), HICACHED_BIN / HICACHECTL_BIN,
+# LAYOUT_ARGS (more daemon flags), MAX_SLICES.
 # State: BUILD_DIR/test_layout/, removed at the end unless KEEP=1.
 # Exit: 0 pass, 1 fail, 77 skip (FUSE unusable here: the reason is printed).
 set -uo pipefail
@@ -32,7 +33,11 @@ case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 PORT=${JFS_TEST_PORT:-6395}
 CLIENTS=4
 PAGES=96     # per client
-MAX_SLICES=2 # per chunk: one writer in order gives 1 (2 if a flush cut it)
+# per chunk: one writer in order gives 1 (2 if a flush cut it); with tail
+# indexes on (LAYOUT_ARGS="--visibility-ms 1000", MAX_SLICES=4) each publish
+# cuts one, at most 2 a chunk on schedule: 4 is the most JuiceFS reads
+# without compacting
+MAX_SLICES=${MAX_SLICES:-2}
 CHUNK=$((64 << 20))
 CALL_S=120
 
@@ -57,7 +62,8 @@ load() {
 }
 
 cw=$(compactions)
-daemon_start --io-threads 4 --segment-size 256M --read-linger-ms 0 ||
+# shellcheck disable=SC2086 # LAYOUT_ARGS: extra daemon flags, split on spaces
+daemon_start --io-threads 4 --segment-size 256M --read-linger-ms 0 ${LAYOUT_ARGS:-} ||
     { ko "hicached starts on $MNT"; exit 1; }
 ok "hicached on $MNT with 4 I/O threads"
 if load --only set; then
