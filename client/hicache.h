@@ -99,11 +99,16 @@ HC_EXPORT void hc_close(hc_client *c);
 HC_EXPORT int hc_batch_set(hc_client *c, const hc_page *pages, size_t n, int *results);
 
 /* Reads n pages into their buffers. results[i] gets 0 (hit: the buffers hold
- * exactly the stored bytes), -ENOENT (miss: buffers untouched, except for a
- * record that failed its CRC check, which may have been copied into them
- * first), -ENOSPC (page longer than the buffers), -EMSGSIZE (page shorter than
- * the buffers: buffers untouched) or another -errno. Returns the number of
- * hits, or -errno as for hc_batch_set. */
+ * exactly the stored bytes), -ENOENT (miss: buffers untouched), -ENOSPC (page
+ * longer than the buffers), -EMSGSIZE (page shorter than the buffers: buffers
+ * untouched), -EBADMSG (the page failed its check and could not be asked for
+ * again) or another -errno. The buffers of a page whose CRC check failed in
+ * the copy out of the region (a record bad on storage, a stale view of the
+ * file) were written before that verdict: such a page is asked for again with
+ * the daemon checking it, and whatever that answers, its buffers hold no
+ * meaning unless it is 0. That second request has its own timeout, so a call
+ * can take up to twice timeout_ms. Returns the number of hits, or -errno as
+ * for hc_batch_set. */
 HC_EXPORT int hc_batch_get(hc_client *c, const hc_page *pages, size_t n, int *results);
 
 /* Asks which of n keys exist. lengths (may be NULL) gets each page's length,

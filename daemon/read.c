@@ -1,7 +1,10 @@
 /* The get path: storage reads of records (struct rd). A get that no lingering
  * page or read in flight serves (coalesce.c) reads the record's header block
  * and payload in one request, on an I/O thread that checks everything before
- * a byte is handed out (rd_after). A record this run wrote that reads back
+ * a byte is handed out (rd_after), except the payload of a page read straight
+ * into the region slot of a client that checks it in its copy out (pb.check,
+ * GetRequest.client_check: the CRC goes with the answer, and a page that fails
+ * there is asked for again with the daemon checking). A record this run wrote that reads back
  * short or bad is read again at once (RD_RETRIES), one that meets an I/O error
  * a little later, from the tick (RD_EIO_RETRIES); a record that stays bad is a
  * miss, counted in corrupt_records and dropped from the index.
@@ -87,8 +90,10 @@ static void rd_own_copy(struct rd *r, int fd, uint32_t crc)
 }
 
 /* Called on an I/O thread once the header block and payload are in: checks
- * everything before a byte is handed out, and decompresses a compressed
- * record (its CRC covers the stored bytes, its header the original length). */
+ * everything before a byte is handed out (the payload of a page in a region
+ * slot whose client checks it: its CRC noted for the answer instead), and
+ * decompresses a compressed record (its CRC covers the stored bytes, its
+ * header the original length). */
 static int rd_after(struct hc_io_req *req)
 {
     struct rd *r = container_of(req, struct rd, req);

@@ -19,12 +19,16 @@
  * JuiceFS the fdatasync ends the slice being written: the chunk written
  * meanwhile holds one more slice a publish, and JuiceFS compacts a chunk of 5
  * slices or more when it is read (issue 11). So publishes are counted per
- * 64 MiB chunk of the segment: at most TAIL_FLUSHES_PER_CHUNK flush in one
- * chunk on the regular schedule (with the writer's own slice and one that
- * JuiceFS may cut, 4 at most: no compaction), more only for records that
- * waited a tick unpublished (a segment written slowly: a slice each, at most
- * every other tick, two a second at 1000 ms, half as many as without the
- * count). Off by default (visibility_ms 0).
+ * 64 MiB chunk of the segment (the chunk its committed end is in when the
+ * publish starts): at most TAIL_FLUSHES_PER_CHUNK (1) on the regular
+ * schedule. The fdatasync runs a little later and may cut the next chunk
+ * instead, so a chunk gets at most 2 cuts of ours on schedule; with the
+ * writer's own slice and one that JuiceFS may cut, 4 slices: no compaction.
+ * More only for records that waited a tick unpublished (a segment written
+ * slowly: a slice each, at most every other tick, two a second at 1000 ms,
+ * half as many as without the count). So a page waits at most about two
+ * ticks (visibility_ms / 2), more while a publish of its segment is in
+ * flight. Off by default (visibility_ms 0).
  *
  * Threads: loop thread, except tail_before, which runs on an I/O thread and
  * touches only its task (a duplicate of the segment's fd, the image and paths
@@ -103,18 +107,19 @@ static void tail_done(struct hc_io_req *req)
     hc__seg_maybe_free(s, seg);
 }
 
-/* Publishes the tail index of seg, an open local segment with new records. */
-static void tail_submit(struct hc_store *s, struct seg *seg)
+/* Publishes the tail index of seg, an open local segment with new records.
+ * Returns false when it could not start (no memory, no descriptor). */
+static bool tail_submit(struct hc_store *s, struct seg *seg)
 {
     struct tail_task *t = calloc(1, sizeof(*t));
     if (!t)
-        return;
+        return false;
     t->fd = fcntl(seg->fd, F_DUPFD_CLOEXEC, 3);
     if (t->fd < 0 || hc__idx_encode_n(s, seg, seg->nrecs, seg->good_end, &t->buf, &t->len) < 0) {
         if (t->fd >= 0)
             close(t->fd);
         free(t);
-        return;
+        return false;
     }
     t->s = s;
     t->seg = seg;
@@ -127,10 +132,11 @@ static void tail_submit(struct hc_store *s, struct seg *seg)
     seg->publishing = true;
     seg->refs++;
     hc__task_submit(s, &t->req, HC_IO_PRIO_LOW, tail_before, tail_done, NULL);
+    return true;
 }
 
 #define TAIL_CHUNK_SHIFT 26      /* JuiceFS's chunk: 64 MiB */
-#define TAIL_FLUSHES_PER_CHUNK 2 /* publishes flushing in one chunk, on schedule */
+#define TAIL_FLUSHES_PER_CHUNK 1 /* publishes flushing in one chunk, on schedule */
 
 /* At a tick: every visibility_ms / 4 (a page waits up to that long to be
  * published, then up to as long for another node's discovery, and the ticks
@@ -155,9 +161,10 @@ void hc__tail_publish(struct hc_store *s, uint64_t now_ms)
         unsigned used = chunk == seg->pub_chunk ? seg->pub_in_chunk : 0;
         if (used >= TAIL_FLUSHES_PER_CHUNK && now_ms - seg->unpub_ms < s->cfg.visibility_ms / 4)
             continue;
+        if (!tail_submit(s, seg))
+            continue;
         seg->pub_chunk = chunk;
         seg->pub_in_chunk = used + 1;
         seg->unpub_ms = 0;
-        tail_submit(s, seg);
     }
 }
