@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Waiting HIGH requests go first, but after this many HIGH admissions in a row
  * while LOW requests wait, the oldest LOW request goes next: a steady read load
@@ -311,6 +312,8 @@ static int pool_sync_init(struct hc_io_pool *pool)
         goto err_q_lock;
     for (unsigned i = 0; i < HC_HELD_MAX; i++)
         pool->held[i].rfd = -1;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    pool->cpu_cap = ncpu > 0 ? (unsigned)ncpu : 1;
     /* monotonic: I/O threads wait on it with a timeout (io_threads.c) */
     pthread_condattr_t ca;
     rc = -pthread_condattr_init(&ca);

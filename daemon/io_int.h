@@ -92,6 +92,11 @@ struct hc_io_pool {
         int fd;
         uint64_t until_ms;
     } hot[HC_HELD_MAX];
+    /* HC_IO_ENGINE_THREADS, under q_lock: runs going on now by threads whose
+     * last run was a copy from memory (the page cache), and how many may
+     * (the CPUs: io_threads.c, cpu_cap) */
+    unsigned cpu_running;
+    unsigned cpu_cap;
 
     /* loop thread only */
     struct req_list wait[2]; /* indexed by enum hc_io_prio */
