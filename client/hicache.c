@@ -621,10 +621,11 @@ struct hc_batch {
     bool answered;                  /* some chunk got a response */
     struct hc_chunk q[HC_INFLIGHT]; /* chunks in flight, FIFO */
     unsigned qhead, nq;
-    /* get: the daemon checks every page itself (the second pass of
-     * pages_run); otherwise it may leave a region page's check to us */
+    /* get: the daemon checks every page itself (get_again); otherwise it may
+     * leave a region page's check to us */
     bool daemon_check;
-    size_t *recheck; /* get: pages whose check failed in our copy (n entries) */
+    size_t *recheck; /* get: pages whose check failed in our copy (n entries,
+                      * allocated at the first) */
     size_t nrecheck;
 };
 
@@ -918,11 +919,12 @@ static int chunk_finish(struct hc_client *c, struct hc_batch *b, struct hc_chunk
                 uint32_t crc = copy_out_crc(&b->pages[i], c->region + k->off[j]);
                 if (crc == (uint32_t)resp->checks[j]) {
                     b->done++;
-                } else if (b->recheck != NULL) {
-                    b->recheck[b->nrecheck++] = i;
-                    r = -EBADMSG;
                 } else {
-                    r = -EBADMSG;
+                    r = -EBADMSG; /* kept when it cannot be asked for again */
+                    if (!b->recheck)
+                        b->recheck = malloc(b->n * sizeof(*b->recheck));
+                    if (b->recheck)
+                        b->recheck[b->nrecheck++] = i;
                 }
             } else if (r == 0) {
                 if (!k->pool[j])
@@ -1107,9 +1109,6 @@ static int pages_run(hc_client *c, enum hc_op op, const hc_page *pages, size_t n
     b->pages = pages;
     b->n = n;
     b->results = results;
-    if (op == HC_OP_GET)
-        b->recheck = malloc(n * sizeof(*b->recheck)); /* NULL: the daemon checks */
-    b->daemon_check = op == HC_OP_GET && b->recheck == NULL;
     r = batch_run(c, b);
     if (r >= 0 && b->nrecheck > 0)
         r += get_again(c, b);

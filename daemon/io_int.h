@@ -92,9 +92,9 @@ struct hc_io_pool {
         int fd;
         uint64_t until_ms;
     } hot[HC_HELD_MAX];
-    /* HC_IO_ENGINE_THREADS, under q_lock: runs going on now by threads whose
-     * last run was a copy from memory (the page cache), and how many may
-     * (the CPUs: io_threads.c, cpu_cap) */
+    /* HC_IO_ENGINE_THREADS: runs going on now by threads whose last run was
+     * a copy from memory (the page cache), under q_lock, and how many may
+     * (the CPUs, set before the threads start; io_threads.c) */
     unsigned cpu_running;
     unsigned cpu_cap;
 

@@ -586,25 +586,25 @@ void *hc__sync_thread_main(void *arg)
         }
         if (!req)
             break;
-        uint64_t t0_us = now_us(), t0 = t0_us / 1000u, bytes = run.end - run.start;
+        uint64_t t0 = now_us(), bytes = run.end - run.start;
         run_xfer(pool, &run, scratch, iov);
-        uint64_t us = now_us() - t0_us;
+        uint64_t us = now_us() - t0;
         last_cpu = bytes >= CPU_MIN_BYTES && bytes / (us + 1) >= CPU_BYTES_PER_US;
-        if (counted) {
-            pthread_mutex_lock(&pool->q_lock);
-            pool->cpu_running--;
-            pthread_cond_broadcast(&pool->q_cond);
-            pthread_mutex_unlock(&pool->q_lock);
-        }
         if (marked) {
-            uint64_t ms = now_ms() - t0;
             streak = run_fd == last_fd ? streak + 1 : 0;
             last_fd = run_fd; /* a hint only (the requests are done, the fd
                                * may be closed): take_first compares numbers */
-            /* reads of that file left queued meanwhile wait for no one now */
+        }
+        if (marked || counted) {
             pthread_mutex_lock(&pool->q_lock);
-            t->reading = 0;
-            hot_note(pool, run_fd, bytes >= HOT_MIN_BYTES && bytes / (ms + 1) >= HOT_BYTES_PER_MS);
+            if (marked) {
+                /* reads of that file left queued meanwhile wait for no one now */
+                t->reading = 0;
+                hot_note(pool, run_fd,
+                         bytes >= HOT_MIN_BYTES && bytes / (us / 1000u + 1) >= HOT_BYTES_PER_MS);
+            }
+            if (counted)
+                pool->cpu_running--; /* threads held by cpu_cap may go on */
             if (pool->q.head)
                 pthread_cond_broadcast(&pool->q_cond);
             pthread_mutex_unlock(&pool->q_lock);

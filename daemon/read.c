@@ -117,19 +117,14 @@ static int rd_after(struct hc_io_req *req)
         r->stored = (uint32_t)v.len;
         return 0;
     }
-    if (r->pb.check && !r->bounce && !r->reinsert) {
-        /* Straight into a region slot of a client that checks what it copies
-         * out (docs/PROTOCOL.md): no pass over the page here, its CRC goes
-         * with the answer. The joiners' copy is read and checked apart. */
+    /* Straight into a region slot of a client that checks what it copies out
+     * (docs/PROTOCOL.md): no pass over the page here, its CRC goes with the
+     * answer. The joiners' copy is read and checked apart (rd_own_copy). */
+    r->crc_left = r->pb.check && !r->bounce && !r->reinsert;
+    r->slot_checked = !r->bounce && !r->crc_left;
+    if (r->crc_left)
         r->crc = v.payload_crc;
-        r->crc_left = true;
-        if (__atomic_load_n(&r->want_own, __ATOMIC_ACQUIRE))
-            rd_own_copy(r, req->fd, v.payload_crc);
-        r->stored = r->len;
-        return 0;
-    }
-    r->slot_checked = !r->bounce;
-    if (r->bounce)
+    else if (r->bounce)
         r->crc = hc_crc32c(0, r->bounce, r->len);
     else if (hc_pbuf_crc(&r->pb, r->len, &r->crc) < 0)
         return -EFAULT; /* the slot vanished under the check (a truncated pool) */

@@ -186,10 +186,10 @@ static void handle_batch(struct conn *c, const Hicache__Request *req, bool is_ge
     b->results = calloc(n ? n : 1, sizeof(*b->results));
     b->lengths = calloc(n ? n : 1, sizeof(*b->lengths));
     b->pieces = pieces ? malloc(pieces * sizeof(*b->pieces)) : NULL;
-    if (is_get && req->get->client_check)
+    bool client_check = is_get && req->get->client_check;
+    if (client_check)
         b->checks = calloc(n ? n : 1, sizeof(*b->checks));
-    if (!b->results || !b->lengths || (pieces && !b->pieces) ||
-        (is_get && req->get->client_check && !b->checks)) {
+    if (!b->results || !b->lengths || (pieces && !b->pieces) || (client_check && !b->checks)) {
         free(b->results);
         free(b->lengths);
         free(b->pieces);

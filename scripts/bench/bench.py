@@ -273,17 +273,8 @@ class Rank:
         return {"verified": bool(torch.equal(self._tok_view(self.src), self._tok_view(self.dst)))}
 
     def h_memcpy(self):
-        """One core's memcpy as hot-1's yardstick: numpy copyto of 256 MiB
-        (prefaulted), median and best of 5."""
-        n = 256 * MiB
-        src = np.random.default_rng(1).integers(0, 255, n, dtype=np.uint8)
-        dst = np.empty_like(src)
-        np.copyto(dst, src)
-        g = []
-        for _ in range(5):
-            t = time.perf_counter()
-            np.copyto(dst, src)
-            g.append(n / (time.perf_counter() - t) / 1e9)
+        """One core's memcpy as hot-1's yardstick, in this process."""
+        g = memcpy_gbps()
         return {"median_gbps": statistics.median(g), "best_gbps": max(g)}
 
     def h_ping(self, rounds):
@@ -313,6 +304,20 @@ class Rank:
             lats.append(time.monotonic() - tb)
         s.close()
         return {"lats": lats}
+
+
+def memcpy_gbps(n=256 * MiB, rounds=5):
+    """One core's memcpy: numpy copyto of n bytes (target prefaulted), GB/s of
+    each of rounds copies."""
+    src = np.random.default_rng(1).integers(0, 255, n, dtype=np.uint8)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)
+    g = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        np.copyto(dst, src)
+        g.append(n / (time.perf_counter() - t) / 1e9)
+    return g
 
 
 def proc_io():
@@ -740,15 +745,7 @@ class Bench:
         return {"write_gbps": wb, "read_gbps": rb, "bs": bs, "jobs": jobs, "size_per_job": per_job}
 
     def memcpy(self):
-        n = 256 * MiB
-        src = np.random.default_rng(1).integers(0, 255, n, dtype=np.uint8)
-        dst = np.empty_like(src)
-        np.copyto(dst, src)
-        best = 0.0
-        for _ in range(5):
-            t = time.perf_counter()
-            np.copyto(dst, src)
-            best = max(best, n / (time.perf_counter() - t) / 1e9)
+        best = max(memcpy_gbps())
         log(f"  memcpy one core (numpy copyto 256 MiB, best of 5): {best:.2f} GB/s")
         return best
 
