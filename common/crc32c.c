@@ -156,8 +156,16 @@ __attribute__((target("sse4.2"), always_inline)) static inline uint32_t
 crc_hw(uint32_t crc, const unsigned char *p, unsigned char *d, size_t len)
 {
     uint64_t c = ~crc;
-    /* after the head loop p is 8-byte aligned; so is d if they agree mod 8 */
-    bool nt = d && (((uintptr_t)d ^ (uintptr_t)p) & 7) == 0;
+    /* Non-temporal stores when d and p agree mod 8 (after the head loop both
+     * are 8-byte aligned) and d is 256 bytes to 64 bytes short of a 4 KiB
+     * page ahead of p. Closer, the loads just ahead of the stores match the
+     * pending stores' lines in address bits 0-11, and such a load waits until
+     * the partly written line has gone to memory: measured on an AMD EPYC, 4
+     * MiB copies at 0.5-0.9 GB/s for d 8-64 bytes ahead, 3.6-4.8 (some runs
+     * 11-15) for d at the same offset in its page, 10-14 for 2 KiB ahead; with
+     * plain stores 4-8 in the window. */
+    uintptr_t ahead = ((uintptr_t)d - (uintptr_t)p) & 4095;
+    bool nt = d && (ahead & 7) == 0 && ahead >= 256 && ahead <= 4096 - 64;
 
 #define ADVANCE(n) (p += (n), d = d ? d + (n) : NULL, len -= (n))
     while (len && ((uintptr_t)p & 7)) {

@@ -95,32 +95,34 @@ static unsigned char *random_buf(size_t n, unsigned seed)
     return buf;
 }
 
-/* hc_crc32c_copy of len bytes at buf into a buffer at alignment dalign (mod
- * 16): the CRC is sw and the bytes arrive, none past them. */
+/* hc_crc32c_copy of len bytes at buf into a target ahead bytes past buf's
+ * offset in a 4 KiB page: the CRC is sw and the bytes arrive, none past them. */
 static void check_copy(const unsigned char *buf, size_t len, uint32_t seed, uint32_t sw,
-                       size_t dalign)
+                       size_t ahead)
 {
-    unsigned char *dst = malloc(len + 32);
+    size_t dalign = ((uintptr_t)buf + ahead) % 4096, cap = len + 4096 + 32;
+    unsigned char *dst = aligned_alloc(4096, (cap + 4095) / 4096 * 4096);
     ck_assert_ptr_nonnull(dst);
-    memset(dst, 0xa5, len + 32);
+    memset(dst, 0xa5, cap);
     ck_assert_uint_eq(hc_crc32c_copy(seed, dst + dalign, buf, len), sw);
     ck_assert_int_eq(memcmp(dst + dalign, buf, len), 0);
     for (size_t i = 0; i < dalign; i++)
         ck_assert_uint_eq(dst[i], 0xa5);
-    for (size_t i = dalign + len; i < len + 32; i++)
+    for (size_t i = dalign + len; i < cap; i++)
         ck_assert_uint_eq(dst[i], 0xa5);
     free(dst);
 }
 
 /* Every path agrees on len at (and around) multiples of the block sizes; the
- * copying one too, with the target aligned like the source (non-temporal
- * stores) and not. */
+ * copying one too: with non-temporal stores (target 2 KiB ahead), plain
+ * 8-byte stores (at the source's offset in its page) and unaligned stores. */
 static void check_len(const unsigned char *buf, size_t len, uint32_t seed)
 {
     uint32_t sw = hc__crc32c_sw(seed, buf, len);
     ck_assert_uint_eq(hc_crc32c(seed, buf, len), sw);
-    check_copy(buf, len, seed, sw, (uintptr_t)buf % 16);
-    check_copy(buf, len, seed, sw, ((uintptr_t)buf + 3) % 16);
+    check_copy(buf, len, seed, sw, 2048);
+    check_copy(buf, len, seed, sw, 0);
+    check_copy(buf, len, seed, sw, 3);
 #if defined(__x86_64__)
     if (hc__crc32c_hw_ok())
         ck_assert_uint_eq(hc__crc32c_hw(seed, buf, len), sw);
