@@ -182,7 +182,10 @@ void hc__handle_hello(struct conn *c, const Hicache__Request *req)
     }
     hr.protocol_version = HC_PROTOCOL_VERSION;
     hr.region_size = c->region->size;
-    hr.slot_align = 4096;
+    /* With O_DIRECT, page-aligned slots spare a bounce copy; buffered reads
+     * and writes take any 64-byte-aligned slot, and libhicache then places a
+     * get's slot where its copy out runs fastest (hc__crc32c_copy_hw). */
+    hr.slot_align = srv->cfg->use_direct_io ? 4096 : 64;
     hr.max_batch = srv->cfg->max_batch;
     hr.max_frame = srv->cfg->max_frame_bytes;
     hr.node_id = srv->cfg->node_id;

@@ -239,6 +239,63 @@ END_TEST
 
 /* hc_batch_get per-key results: a miss leaves the buffers untouched; buffers
  * shorter than the page give -ENOSPC, longer ones -EMSGSIZE (untouched). */
+/* A get's copy out of the region takes one of several paths by where its
+ * target lies against the slot in a 4 KiB page (non-temporal or plain
+ * stores; libhicache moves a big page's slot to suit its first buffer when
+ * the daemon takes any slot offset, and leaves it page-aligned for a daemon
+ * using O_DIRECT): pages of 1 MiB and 64 KiB, in two buffers, read into
+ * targets at offsets around the page from 0 to 4095 come back byte-exact,
+ * with no byte written past them. */
+START_TEST(test_get_target_offsets)
+{
+    static const size_t offs[] = {0, 3, 8, 16, 64, 200, 256, 2048, 2051, 4032, 4040, 4088, 4095};
+    static const size_t lens[] = {1u << 20, 65536};
+    struct hd *d = _i ? hd_new("A", "--use-direct-io", "true", NULL) : hd_new("A", NULL);
+    hd_start(d);
+    hc_client *c = hd_connect(d, NULL, 1u << 20);
+    size_t n = sizeof(offs) / sizeof(offs[0]);
+
+    for (size_t l = 0; l < 2; l++) {
+        size_t len = lens[l], half = len / 2, cap = len + 2 * 4096;
+        char keys[13][32];
+        unsigned char *src = malloc(len), *dst[13];
+        hc_buf sb[2] = {{src, half}, {src + half, len - half}}, db[13][2];
+        hc_page sp[13], dp[13];
+        int res[13];
+
+        ck_assert_ptr_nonnull(src);
+        for (size_t i = 0; i < n; i++) {
+            snprintf(keys[i], sizeof(keys[i]), "off%zu_%zu", l, i);
+            h_fill(src, len, keys[i], 5);
+            sp[i] = (hc_page){keys[i], sb, 2};
+            ck_assert_int_eq(hc_batch_set(c, &sp[i], 1, res), 1);
+            dst[i] = aligned_alloc(4096, cap);
+            ck_assert_ptr_nonnull(dst[i]);
+            memset(dst[i], 0xa5, cap);
+            /* the second buffer 8 bytes past the first one's end */
+            db[i][0] = (hc_buf){dst[i] + offs[i], half};
+            db[i][1] = (hc_buf){dst[i] + offs[i] + half + 8, len - half};
+            dp[i] = (hc_page){keys[i], db[i], 2};
+        }
+        ck_assert_int_eq(hc_batch_get(c, dp, n, res), (int)n);
+        for (size_t i = 0; i < n; i++) {
+            ck_assert_int_eq(res[i], 0);
+            h_fill(src, len, keys[i], 5);
+            ck_assert_int_eq(memcmp(db[i][0].base, src, half), 0);
+            ck_assert_int_eq(memcmp(db[i][1].base, src + half, len - half), 0);
+            size_t b0 = offs[i], b1 = offs[i] + half + 8, e1 = b1 + (len - half);
+            for (size_t q = 0; q < cap; q++)
+                if (q < b0 || (q >= b0 + half && q < b1) || q >= e1)
+                    ck_assert_msg(dst[i][q] == 0xa5, "page %zu at offset %zu: byte %zu written", i,
+                                  offs[i], q);
+            free(dst[i]);
+        }
+        free(src);
+    }
+    hc_close(c);
+}
+END_TEST
+
 START_TEST(test_get_miss_and_sizes)
 {
     struct hd *d = hd_new("A", NULL);
@@ -295,6 +352,7 @@ int main(void)
     tcase_add_test(tc, test_page_larger_than_region);
     tcase_add_test(tc, test_get_miss_and_sizes);
     tcase_add_test(tc, test_exists_across_requests);
+    tcase_add_loop_test(tc, test_get_target_offsets, 0, 2);
     suite_add_tcase(s, tc);
     return h_run_suite(s);
 }
