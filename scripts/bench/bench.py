@@ -50,7 +50,7 @@ import numpy as np  # noqa: E402
 
 KiB, MiB = 1024, 1024 * 1024
 BATCH = 128  # SGLang's STORAGE_BATCH_SIZE
-HOT1_ROUNDS = 5  # passes of the one-client hot read (hot-1); the median is its row
+HOT1_ROUNDS = 9  # passes of the one-client hot read (hot-1); the median is its row
 
 # Llama-3-8B at TP 4: 32 layers, 2 KV heads a rank, head dim 128, bf16.
 # A page of P tokens is 2*32*2*128*2*P = 32 KiB * P on each rank.
