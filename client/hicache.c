@@ -732,16 +732,17 @@ static void copy_out(const hc_page *p, const uint8_t *src)
 }
 
 /* A get's copy out of the region (hc_crc32c_copy) stores non-temporally, and
- * runs fastest when the target is about half a page ahead of the slot within
- * a 4 KiB page (see common/crc32c.c). Room for that: a daemon asking for
- * slot_align below 4096 (one not using O_DIRECT) takes slots at any multiple
- * of slot_align, so a get of a page of 64 KiB or more takes a slot 4 KiB
- * longer and starts the page at the offset that puts it 2 KiB behind its
- * first buffer (a page smaller than that would waste too much of the region
- * for it; one too big for a chunk goes unskewed, so it still fits the
- * region). */
+ * runs fastest when no load of the slot runs into those stores: when the
+ * target lies 1 KiB ahead of the slot within a 4 KiB page (common/crc32c.c,
+ * nt_ok: clear of each of its lanes; 2 KiB would meet its 2 KiB lanes). Room
+ * for that: a daemon asking for slot_align below 4096 (one not using
+ * O_DIRECT) takes slots at any multiple of slot_align, so a get of a page of
+ * 64 KiB or more takes a slot 4 KiB longer and starts the page at the offset
+ * that puts it 1 KiB behind its first non-empty buffer (a page smaller than
+ * that would waste too much of the region for it; one too big for a chunk
+ * goes unskewed, so it still fits the region). */
 #define HC_SKEW_MIN (64u * 1024)
-#define HC_SKEW_AHEAD 2048u
+#define HC_SKEW_AHEAD 1024u
 
 static uint64_t get_skew_room(const struct hc_client *c, const struct hc_batch *b, uint64_t total)
 {
@@ -753,9 +754,14 @@ static uint64_t get_skew_room(const struct hc_client *c, const struct hc_batch *
 static uint64_t get_skew(const struct hc_client *c, const struct hc_batch *b, size_t i,
                          uint64_t off, uint64_t total)
 {
+    const hc_page *pg = &b->pages[i];
+    unsigned j = 0;
+
     if (get_skew_room(c, b, total) == 0)
         return 0;
-    uintptr_t dst = (uintptr_t)b->pages[i].bufs[0].base;
+    while (j + 1 < pg->nbufs && pg->bufs[j].len == 0)
+        j++;
+    uintptr_t dst = (uintptr_t)pg->bufs[j].base;
     uintptr_t src = (uintptr_t)(c->region + off);
     return ((dst - HC_SKEW_AHEAD - src) & 4095u) & ~(uintptr_t)(c->slot_align - 1);
 }
@@ -791,10 +797,12 @@ static void chunk_fill(struct hc_client *c, struct hc_batch *b, size_t *next, st
             /* A quarter of the region per chunk, so the daemon serves
              * the next chunks while this one is copied (a bigger page goes
              * alone). */
-            slot = (total + c->slot_align - 1) & ~(c->slot_align - 1);
+            uint64_t room = get_skew_room(c, b, total);
+
+            slot = (total + room + c->slot_align - 1) & ~(c->slot_align - 1);
             if (k->count > 0 && bytes + slot > c->region_size / HC_INFLIGHT)
                 break;
-            if (ring_alloc(c, total + get_skew_room(c, b, total), &off) < 0)
+            if (ring_alloc(c, total + room, &off) < 0)
                 break;
             off += get_skew(c, b, i, off, total);
             bytes += slot;

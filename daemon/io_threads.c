@@ -71,8 +71,8 @@ static void sync_xfer(struct hc_io_req *req)
 }
 
 /* Reads a THREADS thread takes in one go (a run): queued reads of one file
- * that lie back to back, at most MERGE_MAX_BYTES (gaps included; a hot
- * file's: HOT_RUN_BYTES) and
+ * that lie back to back, at most MERGE_MAX_BYTES (gaps included; merged
+ * reads of a hot file: HOT_RUN_BYTES) and
  * MERGE_MAX_REQS requests. The thread reads a run through an open file of its
  * own, one preadv per MERGE_CHUNK_BYTES (at most IOV_MAX iovecs), and hands
  * back each chunk's requests as soon as they are done. */
