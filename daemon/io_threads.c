@@ -6,8 +6,8 @@
  * the same regular file that continue it (merge_take) and reads them as one
  * sequential stream through an open file of its own (run_xfer), so a FUSE
  * filesystem sees long sequential reads instead of many scattered ones.
- * One thread at a time reads a given file (unless its last run came from
- * the page cache: hot_note), and the open file of a file's runs is kept
+ * One thread at a time reads a given file (unless its last run was in
+ * the page cache before it was read: hot_note), and the open file of a file's runs is kept
  * between runs (pool->held, HELD_IDLE_MS at most unused), for whichever
  * thread reads that file next: JuiceFS reads ahead past the end of
  * what was asked, and a later run through the same open file uses those
@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -426,23 +427,53 @@ static bool fd_busy(const struct hc_io_pool *pool, const struct io_thread *self,
     return false;
 }
 
-/* A run of at least HOT_MIN_BYTES read at HOT_BYTES_PER_MS or faster came
- * from the page cache (a FUSE mount's reads from the volume run well under
- * 1 GB/s here): the file's next runs, for HOT_MS, may go to several threads
- * at once (hot reads gain from parallel copies; only reads from the volume
- * gain from one thread a file). Timed in whole milliseconds, so only a merged
- * run of 2 MiB or more read within one counts, never a lone 1 MiB page:
- * counting those too (timed in microseconds) let several threads read files
- * JuiceFS was still reading ahead (1.16x the bytes downloaded without a
- * cache, and slower hot reads, in a full emulated bench). */
+/* A run of at least HOT_MIN_BYTES that was all in the page cache before it
+ * was read (run_cached): the file's next runs, for HOT_MS, may go to several
+ * threads at once (hot reads gain from parallel copies; only reads from the
+ * volume gain from one thread a file). Not judged by speed: a cold read
+ * through JuiceFS of bytes its process had read ahead into its memory runs
+ * at 2-4 GB/s too (16 MiB in 4.3 ms, logged in a cold phase without a local
+ * cache), which let several threads read a file JuiceFS was streaming. (The
+ * cache-less download ratio did not move measurably with this: 1.12-1.24x in
+ * three subset runs, within its spread before.) */
 #define HOT_MIN_BYTES (1u << 20)
 /* A hot file's runs stop at this many bytes, so the threads share a batch's
  * copies evenly (one run of 64 MiB left one CPU idle while another copied it:
  * 128 hot pages of 1 MiB into a host pool through JuiceFS, 4 threads on 2
  * CPUs, 5.6-5.9 GB/s with 64 MiB runs, 7.4-7.9 with 8 or 4 MiB). */
 #define HOT_RUN_BYTES MERGE_CHUNK_BYTES
-#define HOT_BYTES_PER_MS (2000u * 1000u) /* 2 GB/s */
 #define HOT_MS 1000
+
+/* Bytes of a run whose page-cache residency run_cached looks at (the first
+ * ones: a run is read in order). */
+#define HOT_PROBE_BYTES (4u << 20)
+
+/* Runs on an I/O thread (THREADS), before a run is read: whether the first
+ * HOT_PROBE_BYTES of [off, off + len) of fd are all in the page cache
+ * (mincore over a private read-only mapping, which reads nothing and cannot
+ * fault: a file shorter than that, or one that cannot be mapped, is not). */
+static bool run_cached(int fd, uint64_t off, uint64_t len)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    unsigned char vec[HOT_PROBE_BYTES / 4096];
+
+    if (pg <= 0)
+        pg = 4096;
+    uint64_t start = off & ~(uint64_t)(pg - 1),
+             end = off + (len < HOT_PROBE_BYTES ? len : HOT_PROBE_BYTES);
+    uint64_t n = end - start;
+    if (len == 0 || (n + (uint64_t)pg - 1) / (uint64_t)pg > sizeof(vec) ||
+        start > (uint64_t)INT64_MAX)
+        return false;
+    void *m = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, (off_t)start);
+    if (m == MAP_FAILED)
+        return false;
+    bool all = mincore(m, n, vec) == 0;
+    for (uint64_t i = 0; all && i < (n + (uint64_t)pg - 1) / (uint64_t)pg; i++)
+        all = vec[i] & 1;
+    munmap(m, n);
+    return all;
+}
 
 /* Called on a THREADS I/O thread with q_lock held: notes whether fd's last
  * run was hot. */
@@ -603,7 +634,9 @@ void *hc__sync_thread_main(void *arg)
         }
         if (!req)
             break;
-        uint64_t t0 = now_us(), bytes = run.end - run.start;
+        uint64_t bytes = run.end - run.start;
+        bool cached = marked && bytes >= HOT_MIN_BYTES && run_cached(run_fd, run.start, bytes);
+        uint64_t t0 = now_us();
         run_xfer(pool, &run, scratch, iov);
         uint64_t us = now_us() - t0;
         last_cpu = bytes >= CPU_MIN_BYTES && bytes / (us + 1) >= CPU_BYTES_PER_US;
@@ -617,8 +650,7 @@ void *hc__sync_thread_main(void *arg)
             if (marked) {
                 /* reads of that file left queued meanwhile wait for no one now */
                 t->reading = 0;
-                hot_note(pool, run_fd,
-                         bytes >= HOT_MIN_BYTES && bytes / (us / 1000u + 1) >= HOT_BYTES_PER_MS);
+                hot_note(pool, run_fd, cached);
             }
             if (counted)
                 pool->cpu_running--; /* threads held by cpu_cap may go on */

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -956,18 +957,39 @@ static int before_rendezvous(struct hc_io_req *req)
     return 0;
 }
 
+static bool conc_cold; /* keep the files out of the page cache */
+
 static int after_rendezvous(struct hc_io_req *req)
 {
     __atomic_sub_fetch(&conc_active, 1, __ATOMIC_SEQ_CST);
+    /* what this read (and the kernel's read-ahead) brought in goes again, as
+     * on a volume whose reads all come from afar */
+    if (conc_cold)
+        (void)posix_fadvise(req->fd, 0, 0, POSIX_FADV_DONTNEED);
     return 0;
+}
+
+/* Drops fd's pages from the page cache, and checks they went (a file on
+ * tmpfs cannot be made cold: these tests need /tmp on a disk). */
+static void make_cold(int fd, off_t len)
+{
+    ck_assert_int_eq(fdatasync(fd), 0);
+    ck_assert_int_eq(posix_fadvise(fd, 0, len, POSIX_FADV_DONTNEED), 0);
+    unsigned char vec[1];
+    void *m = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, fd, 0);
+    ck_assert(m != MAP_FAILED);
+    ck_assert_int_eq(mincore(m, 4096, vec), 0);
+    munmap(m, 4096);
+    ck_assert_msg(!(vec[0] & 1), "%s: the page cache keeps this file (tmpfs?)", tmpdir);
 }
 
 /* N threads perform N reads at the same time, each a whole 1 MiB read of a
  * real file; more reads than threads wait their turn and still complete.
- * With files (nfiles): read i is of file i % nfiles. The reads are 1 MiB
- * apart, so none is merged with another. Returns the most reads that were
- * inside at once. */
-static int concurrent_reads(int nfiles)
+ * With files (nfiles): read i is of file i % nfiles; cold: the files are
+ * kept out of the page cache (before the reads and after each). The reads are 1 MiB apart, so
+ * none is merged with another. Returns the most reads that were inside at
+ * once. */
+static int concurrent_reads(int nfiles, bool cold)
 {
     enum { N = 2 * CONC_THREADS, LEN = 1 << 20 };
     struct hc_io_pool *pool =
@@ -982,8 +1004,11 @@ static int concurrent_reads(int nfiles)
         snprintf(name, sizeof(name), "conc%d", f);
         fds[f] = open_tmp(name, O_RDWR | O_CREAT | O_TRUNC);
         ck_assert_int_eq(pwrite(fds[f], src, (size_t)2 * N * LEN, 0), (ssize_t)2 * N * LEN);
+        if (cold)
+            make_cold(fds[f], (off_t)2 * N * LEN);
     }
     conc_active = conc_peak = 0;
+    conc_cold = cold;
     memset(r, 0, sizeof(r));
     for (int i = 0; i < N; i++) {
         r[i].req.op = HC_IO_READ;
@@ -1014,16 +1039,28 @@ static int concurrent_reads(int nfiles)
 /* Reads of different files run on every thread at once. */
 START_TEST(t_threads_concurrent_reads)
 {
-    ck_assert_int_eq(concurrent_reads(2 * CONC_THREADS), CONC_THREADS);
+    ck_assert_int_eq(concurrent_reads(2 * CONC_THREADS, true), CONC_THREADS);
 }
 END_TEST
 
-/* Reads of one file run one at a time (one thread reads a file, through an
- * open file kept for its next run: io_threads.c), and all complete. */
+/* Reads of one file not in the page cache run one at a time (one thread
+ * reads a file, through an open file kept for its next run: io_threads.c),
+ * and all complete. */
 START_TEST(t_threads_one_file_at_a_time)
 {
     conc_wait_ms = 20; /* the rendezvous never fills: do not wait 5 s a read */
-    ck_assert_int_eq(concurrent_reads(1), 1);
+    ck_assert_int_eq(concurrent_reads(1, true), 1);
+    conc_wait_ms = 5000;
+}
+END_TEST
+
+/* Reads of one file the page cache holds go to several threads at once
+ * once a run of it was found there (hot: copies from memory gain from
+ * parallel threads), and all complete. */
+START_TEST(t_threads_cached_file_in_parallel)
+{
+    conc_wait_ms = 20;
+    ck_assert_int_gt(concurrent_reads(1, false), 1);
     conc_wait_ms = 5000;
 }
 END_TEST
@@ -1312,6 +1349,7 @@ static Suite *io_suite(void)
     tcase_add_loop_test(tc, t_bad_args, HC_IO_ENGINE_URING, HC_IO_ENGINE_THREADS + 1);
     tcase_add_test(tc, t_threads_concurrent_reads);
     tcase_add_test(tc, t_threads_one_file_at_a_time);
+    tcase_add_test(tc, t_threads_cached_file_in_parallel);
     /* _i: I/O threads */
     tcase_add_loop_test(tc, t_threads_merge_reads, 1, 4);
     tcase_add_test(tc, t_threads_pipe_reads_not_merged);
