@@ -86,8 +86,9 @@ struct hc_io_pool {
     pthread_mutex_t h_lock;
     struct hc_held held[HC_HELD_MAX];
     unsigned nheld; /* slots with an rfd (atomic: read without h_lock) */
-    /* HC_IO_ENGINE_THREADS, under q_lock: files (by fd) whose last run came
-     * from the page cache (io_threads.c): several threads may read them */
+    /* HC_IO_ENGINE_THREADS, under q_lock: files (by fd) whose last run was in
+     * the page cache before it was read (io_threads.c): several threads may
+     * read them */
     struct {
         int fd;
         uint64_t until_ms;
