@@ -100,6 +100,7 @@ DAEMON := $(BUILD)/hicached
 CTL := $(BUILD)/hicachectl
 LOAD := $(BUILD)/hicache-load
 FLEETSIM := $(BUILD)/fleet-sim
+FILTERSIM := $(BUILD)/fleet-filter-sim
 LIBA := $(BUILD)/libhicache.a
 LIBSO := $(BUILD)/libhicache.so.$(VERSION)
 PC := $(BUILD)/hicache.pc
@@ -110,7 +111,7 @@ INTEG_BIN := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(INTEG_SRC))
 	fuzz fuzz-bins soak replay
 .DEFAULT_GOAL := all
 
-all: $(DAEMON) $(CTL) $(LOAD) $(FLEETSIM) $(LIBA) $(LIBSO) $(PC)
+all: $(DAEMON) $(CTL) $(LOAD) $(FLEETSIM) $(FILTERSIM) $(LIBA) $(LIBSO) $(PC)
 
 deps:
 	$(Q)bash scripts/install-deps.sh
@@ -158,6 +159,10 @@ $(CTL): $(BUILD)/obj/client/hicachectl.o $(PROM_OBJ) $(LIBA)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libprotobuf-c jansson) -pthread
 
 $(FLEETSIM): $(BUILD)/obj/tools/fleet-sim.o $(BUILD)/libhcd.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_D)
+
+$(FILTERSIM): $(BUILD)/obj/tools/fleet-filter-sim.o $(BUILD)/libhcd.a
 	@echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_D)
 
