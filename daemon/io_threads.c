@@ -8,8 +8,8 @@
  * filesystem sees long sequential reads instead of many scattered ones.
  * One thread at a time reads a given file (unless its last run was in the
  * page cache before it was read: hot_note), and the open file of a file's
- * runs is kept between runs (pool->held, HELD_IDLE_MS at most unused), for whichever
- * thread reads that file next: JuiceFS reads ahead past the end of
+ * runs is kept between runs (pool->held, HELD_IDLE_MS at most unused), for
+ * whichever thread reads that file next: JuiceFS reads ahead past the end of
  * what was asked, and a later run through the same open file uses those
  * bytes, where another open file would fetch them again (without a local
  * cache, every such fetch is a download from the object store).
@@ -436,9 +436,9 @@ static bool fd_busy(const struct hc_io_pool *pool, const struct io_thread *self,
  * at 2-4 GB/s too (16 MiB in 4.3 ms, logged in a cold phase without a local
  * cache), which let several threads read a file JuiceFS was streaming. A
  * run the kernel's own read-ahead brought in counts (it is in memory); the
- * file's next run that is not clears the mark. (The
- * cache-less download ratio did not move measurably with this: 1.12-1.24x in
- * three subset runs, within its spread before.) */
+ * file's next run that is not clears the mark. (The cache-less download
+ * ratio did not move measurably with this: 1.12-1.24x in three subset runs,
+ * within its spread before.) */
 #define HOT_MIN_BYTES (1u << 20)
 /* A hot file's runs stop at this many bytes, so the threads share a batch's
  * copies evenly (one run of 64 MiB left one CPU idle while another copied it:
@@ -489,9 +489,15 @@ static bool run_cached(int fd, uint64_t off, uint64_t len)
         return false;
     struct hc_cachestat_range cr = {start, n};
     struct hc_cachestat cs;
-    if (syscall(__NR_cachestat, fd, &cr, &cs, 0) == 0)
-        return cs.nr_cache >= pages;
-    if (errno != ENOSYS || (geteuid() != 0 && st.st_uid != geteuid()))
+    static bool no_cachestat; /* the kernel said ENOSYS once: not asked again */
+    if (!__atomic_load_n(&no_cachestat, __ATOMIC_RELAXED)) {
+        if (syscall(__NR_cachestat, fd, &cr, &cs, 0) == 0)
+            return cs.nr_cache >= pages;
+        if (errno != ENOSYS)
+            return false;
+        __atomic_store_n(&no_cachestat, true, __ATOMIC_RELAXED);
+    }
+    if (geteuid() != 0 && st.st_uid != geteuid())
         return false;
     void *m = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, (off_t)start);
     if (m == MAP_FAILED)
