@@ -21,11 +21,14 @@
 #include "io_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -132,6 +135,22 @@ bool hc__io_handle_xfer(struct hc_io_req *req, ssize_t res)
         return false;
     hc__io_complete_whole(req);
     return true;
+}
+
+/* Called on an I/O thread (see io.h). */
+int hc_io_reopen(int fd)
+{
+    char path[64];
+    struct stat st;
+    int fl = fcntl(fd, F_GETFL);
+
+    if (fl < 0 || (fl & O_ACCMODE) == O_WRONLY || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+        return -1;
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    /* read-only whatever fd is: a JuiceFS handle open for writing joins the
+     * file's writer, and its close (FUSE flush) commits the buffered writes
+     * of the open segment */
+    return open(path, O_RDONLY | (fl & O_DIRECT) | O_CLOEXEC | O_NOCTTY);
 }
 
 /* ---- loop thread: admission and completion ----------------------------- */

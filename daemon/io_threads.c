@@ -41,11 +41,12 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Called on a THREADS I/O thread: transfers what is left of req with blocking
- * calls until hc__io_handle_xfer says it is finished. Pipes and sockets refuse
+/* Called on a THREADS I/O thread: transfers what is left of req through fd
+ * (req->fd, or an open file of the same file) with blocking calls until
+ * hc__io_handle_xfer says it is finished. Pipes and sockets refuse
  * preadv/pwritev (-ESPIPE): they get readv/writev. A descriptor in
  * non-blocking mode that is not ready is waited for with poll. */
-static void sync_xfer(struct hc_io_req *req)
+static void sync_xfer(struct hc_io_req *req, int fd)
 {
     bool stream = false;
 
@@ -54,17 +55,17 @@ static void sync_xfer(struct hc_io_req *req)
         ssize_t n;
 
         if (stream)
-            n = rd ? readv(req->fd, req->cur, req->curcnt) : writev(req->fd, req->cur, req->curcnt);
+            n = rd ? readv(fd, req->cur, req->curcnt) : writev(fd, req->cur, req->curcnt);
         else if (rd)
-            n = preadv(req->fd, req->cur, req->curcnt, (off_t)(req->offset + req->xferred));
+            n = preadv(fd, req->cur, req->curcnt, (off_t)(req->offset + req->xferred));
         else
-            n = pwritev(req->fd, req->cur, req->curcnt, (off_t)(req->offset + req->xferred));
+            n = pwritev(fd, req->cur, req->curcnt, (off_t)(req->offset + req->xferred));
         if (n < 0 && errno == ESPIPE && !stream) {
             stream = true;
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            struct pollfd pfd = {.fd = req->fd, .events = rd ? POLLIN : POLLOUT};
+            struct pollfd pfd = {.fd = fd, .events = rd ? POLLIN : POLLOUT};
             (void)poll(&pfd, 1, 100); /* bounded: a missed edge only costs 100 ms */
         }
         if (hc__io_handle_xfer(req, n < 0 ? -errno : n))
@@ -159,40 +160,21 @@ static void merge_take(struct hc_io_pool *pool, struct merge_run *run, uint64_t 
  * its file open (an evicted segment's space stays taken meanwhile). */
 #define HELD_IDLE_MS 1000
 
-/* Called on a THREADS I/O thread. Opens the regular file behind fd again, as a new open file
- * description read-only (with fd's O_DIRECT), through /proc/self/fd. Returns the new fd, or -1 (not
- * a regular file, no /proc: the caller then reads through fd). JuiceFS serves the reads of one open
- * file as one stream: threads reading runs through one shared fd made it fetch 1.5-2.5x the bytes
- * from the bucket (measured); through an open of their own, 1.1x. The caller
- * holds a request on fd, so fd stays open, naming the same file, meanwhile. */
-static int reopen_fd(int fd)
-{
-    char path[64];
-    struct stat st;
-    int fl = fcntl(fd, F_GETFL);
-
-    if (fl < 0 || (fl & O_ACCMODE) == O_WRONLY || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-        return -1;
-    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-    /* read-only whatever fd is: a JuiceFS handle open for writing joins the
-     * file's writer, and its close (FUSE flush) commits the buffered writes
-     * of the open segment */
-    return open(path, O_RDONLY | (fl & O_DIRECT) | O_CLOEXEC | O_NOCTTY);
-}
-
 /* Called on a THREADS thread with n >= 1 reads of one file sorted by offset,
  * each started (before() ran) and not finished, back to back with gaps below
  * MERGE_GAP, taking at most IOV_MAX iovecs with the gaps: reads them with one
  * preadv through rfd (>= 0; the gaps into scratch). Each request the data
  * covers completes (after() runs); a request left short (end of file, an
  * error, a file without offsets) is transferred on its own through its fd
- * with sync_xfer, which finishes it. All go onto fin. */
-static void merged_xfer(int rfd, struct hc_io_req **reqs, unsigned n, char *scratch,
+ * with sync_xfer, which finishes it. All go onto fin. Returns whether the
+ * preadv through rfd failed with an error of the file's (not EFAULT, a
+ * vanished buffer): rfd is not to be kept then (hc_io_reopen). */
+static bool merged_xfer(int rfd, struct hc_io_req **reqs, unsigned n, char *scratch,
                         struct iovec *iov, struct req_list *fin)
 {
     uint64_t base = reqs[0]->offset, pos = base;
     ssize_t got;
-    int cnt = 0;
+    int cnt = 0, err;
 
     for (unsigned i = 0; i < n; i++) {
         struct hc_io_req *req = reqs[i];
@@ -205,6 +187,7 @@ static void merged_xfer(int rfd, struct hc_io_req **reqs, unsigned n, char *scra
     do {
         got = preadv(rfd, iov, cnt, (off_t)base);
     } while (got < 0 && errno == EINTR);
+    err = got < 0 ? errno : 0;
 
     for (unsigned i = 0; i < n; i++) {
         struct hc_io_req *req = reqs[i];
@@ -218,10 +201,11 @@ static void merged_xfer(int rfd, struct hc_io_req **reqs, unsigned n, char *scra
              * also gives each request its own error */
             if (have > 0)
                 hc__io_advance(req, have);
-            sync_xfer(req);
+            sync_xfer(req, req->fd);
         }
         list_push(fin, req);
     }
+    return err != 0 && err != EFAULT;
 }
 
 /* Called on a THREADS thread with n >= 2 started reads of one file, sorted
@@ -229,11 +213,12 @@ static void merged_xfer(int rfd, struct hc_io_req **reqs, unsigned n, char *scra
  * thread's own open file of it, or their fd) in chunks of MERGE_CHUNK_BYTES
  * and IOV_MAX iovecs,
  * pushing each chunk's requests onto the completion list once they are
- * done. */
-static void group_xfer(struct hc_io_pool *pool, struct hc_io_req **reqs, unsigned n, char *scratch,
+ * done. Returns whether a read through rfd failed (merged_xfer). */
+static bool group_xfer(struct hc_io_pool *pool, struct hc_io_req **reqs, unsigned n, char *scratch,
                        struct iovec *iov, int rfd)
 {
     unsigned i = 0;
+    bool failed = false;
 
     while (i < n) {
         struct req_list fin = {0};
@@ -244,10 +229,11 @@ static void group_xfer(struct hc_io_pool *pool, struct hc_io_req **reqs, unsigne
             iovs += reqs[j]->curcnt + 1;
             j++;
         }
-        merged_xfer(rfd, reqs + i, j - i, scratch, iov, &fin);
+        failed |= merged_xfer(rfd, reqs + i, j - i, scratch, iov, &fin);
         hc__io_finish_flush(pool, &fin);
         i = j;
     }
+    return failed;
 }
 
 static uint64_t now_us(void)
@@ -312,7 +298,7 @@ static int held_get(struct hc_io_pool *pool, int fd, int *slot)
     }
     pthread_mutex_unlock(&pool->h_lock);
 
-    rfd = reopen_fd(fd);
+    rfd = hc_io_reopen(fd);
     if (rfd < 0)
         return -1;
     pthread_mutex_lock(&pool->h_lock);
@@ -347,18 +333,25 @@ static int held_get(struct hc_io_pool *pool, int fd, int *slot)
 }
 
 /* Called on a THREADS I/O thread done reading through rfd, which held_get
- * gave it with slot: keeps it for the next run (or closes it, slot -1). */
-static void held_put(struct hc_io_pool *pool, int rfd, int slot)
+ * gave it with slot: keeps it for the next run, or closes it (slot -1, or a
+ * read through it failed: JuiceFS would fail every later read through it). */
+static void held_put(struct hc_io_pool *pool, int rfd, int slot, bool failed)
 {
-    if (slot < 0) {
-        if (rfd >= 0)
-            close(rfd);
-        return;
+    if (slot >= 0) {
+        pthread_mutex_lock(&pool->h_lock);
+        if (failed) {
+            pool->held[slot] = (struct hc_held){.rfd = -1};
+            __atomic_sub_fetch(&pool->nheld, 1, __ATOMIC_RELAXED);
+        } else {
+            pool->held[slot].in_use = false;
+            pool->held[slot].used_ms = now_ms();
+        }
+        pthread_mutex_unlock(&pool->h_lock);
+        if (!failed)
+            return;
     }
-    pthread_mutex_lock(&pool->h_lock);
-    pool->held[slot].in_use = false;
-    pool->held[slot].used_ms = now_ms();
-    pthread_mutex_unlock(&pool->h_lock);
+    if (rfd >= 0)
+        close(rfd);
 }
 
 /* Called on a THREADS thread with the run it took: runs each request's
@@ -369,7 +362,7 @@ static void run_xfer(struct hc_io_pool *pool, struct merge_run *run, char *scrat
                      struct iovec *iov)
 {
     int rfd = -1, slot = -1;
-    bool got = false;
+    bool got = false, failed = false;
     struct hc_io_req *live[MERGE_MAX_REQS];
     struct req_list fin = {0};
     unsigned nlive = 0, i = 0;
@@ -388,7 +381,7 @@ static void run_xfer(struct hc_io_pool *pool, struct merge_run *run, char *scrat
             j++;
         if (j - i == 1 || !iov) {
             for (unsigned k = i; k < j; k++) {
-                sync_xfer(live[k]);
+                sync_xfer(live[k], live[k]->fd);
                 list_push(&fin, live[k]);
             }
             hc__io_finish_flush(pool, &fin);
@@ -397,12 +390,12 @@ static void run_xfer(struct hc_io_pool *pool, struct merge_run *run, char *scrat
                 rfd = held_get(pool, live[i]->fd, &slot);
                 got = true;
             }
-            group_xfer(pool, live + i, j - i, scratch, iov, rfd >= 0 ? rfd : live[i]->fd);
+            failed |= group_xfer(pool, live + i, j - i, scratch, iov, rfd >= 0 ? rfd : live[i]->fd);
         }
         i = j;
     }
     if (got)
-        held_put(pool, rfd, slot);
+        held_put(pool, rfd, slot, failed);
 }
 
 /* Called on a THREADS I/O thread with q_lock held: whether fd's last run,

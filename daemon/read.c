@@ -9,10 +9,15 @@
  * a little later, from the tick (RD_EIO_RETRIES); a record that stays bad is a
  * miss, counted in corrupt_records and dropped from the index.
  *
- * Threads: loop thread, except rd_after (with rd_own_copy) and
- * rd_before_retry, which run on an I/O thread and touch only their rd, its
- * buffers and the request's fd (the segment's, open while the read holds
- * it). */
+ * A read that met an I/O error is read again through an open file of its own
+ * (rd_fresh_read), and so is every read of a segment whose fd met one, until
+ * that fd is replaced: JuiceFS keeps an error a handle met for every later
+ * read through it.
+ *
+ * Threads: loop thread, except rd_after (with rd_own_copy), rd_before_retry
+ * and rd_fresh_read, which run on an I/O thread and touch only their rd, its
+ * buffers, the request's fd (the segment's, open while the read holds it)
+ * and an fd of their own. */
 #include "store_int.h"
 
 #include <errno.h>
@@ -21,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "crc32c.h"
 #include "guard.h"
@@ -174,6 +181,62 @@ static int rd_before_retry(struct hc_io_req *req)
     return 0;
 }
 
+/* The whole of cnt buffers from fd at off: 0, -ENODATA at end of file, or
+ * -errno. Changes iov. Any thread but the loop thread (blocking). */
+static int preadv_all(int fd, struct iovec *iov, int cnt, uint64_t off)
+{
+    while (cnt > 0) {
+        ssize_t n = preadv(fd, iov, cnt, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -ENODATA;
+        off += (uint64_t)n;
+        while (cnt > 0 && (size_t)n >= iov->iov_len) {
+            n -= (ssize_t)iov->iov_len;
+            iov++;
+            cnt--;
+        }
+        if (cnt > 0) {
+            iov->iov_base = (char *)iov->iov_base + n;
+            iov->iov_len -= (size_t)n;
+        }
+    }
+    return 0;
+}
+
+/* Called on an I/O thread, as the work of a task (r->own_open): r's read
+ * through an open file of its own (hc_io_reopen of the segment's fd, closed
+ * here; the segment's fd itself when that fails), then rd_after on it. For a
+ * re-read after an I/O error and for the reads of a segment whose fd met one
+ * (seg.fd_failed): through FUSE, JuiceFS fails every read through a handle
+ * that met an error once (pkg/vfs/reader.go: fileReader.err), so a read
+ * through it again could never succeed. */
+static int rd_fresh_read(struct hc_io_req *req)
+{
+    struct rd *r = container_of(req, struct rd, req);
+    struct iovec iov[HC_IO_MAX_IOV];
+    int sfd = req->fd, fd, rc, cnt = 0;
+
+    if (r->retries || r->eio_retries)
+        (void)rd_before_retry(req);
+    for (int i = 0; i < req->iovcnt; i++)
+        if (req->iov[i].iov_len > 0)
+            iov[cnt++] = req->iov[i];
+    fd = hc_io_reopen(sfd);
+    rc = preadv_all(fd >= 0 ? fd : sfd, iov, cnt, req->offset);
+    if (rc == 0) {
+        req->fd = fd >= 0 ? fd : sfd;
+        rc = rd_after(req);
+        req->fd = sfd;
+    }
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
 /* Submits r's storage read, or parks it until its segment's fd is open. */
 void hc__rd_submit(struct hc_store *s, struct rd *r)
 {
@@ -202,8 +265,14 @@ void hc__rd_submit(struct hc_store *s, struct rd *r)
     r->req.iovcnt = 2;
     if (!r->sblocks && !r->bounce) /* rd_new: it fits */
         r->req.iovcnt = 1 + (int)hc_pbuf_iov(&r->pb, r->len, &r->req.iov[1], HC_IO_MAX_IOV - 1);
-    r->req.before = r->retries || r->eio_retries ? rd_before_retry : NULL;
-    r->req.after = rd_after;
+    r->own_open = r->eio_retries > 0 || seg->fd_failed;
+    if (r->own_open) {
+        r->req.op = HC_IO_TASK;
+        r->req.before = rd_fresh_read;
+    } else {
+        r->req.before = r->retries ? rd_before_retry : NULL;
+        r->req.after = rd_after;
+    }
     r->req.done = rd_done;
     r->req.data = r;
     int rc = hc_io_submit(s->io, &r->req);
@@ -333,13 +402,27 @@ static void rd_fail(struct hc_store *s, struct rd *r, ssize_t result)
  * failure becomes a miss or an error (rd_fail). */
 void hc__rd_finish(struct hc_store *s, struct rd *r, ssize_t result)
 {
+    struct seg *seg = r->seg;
+
+    if (result == -EIO && !r->own_open && !seg->fd_failed) {
+        seg->fd_failed = true;
+        hc_log(HC_LOG_WARN,
+               "store: a read of segment %s/%016" PRIx64
+               " met an I/O error: its reads go through opens of their own until its fd is "
+               "replaced",
+               s->nodes[seg->node], seg->seq);
+    }
     if (rd_retry(s, r, &result))
         return;
     if (r->in_tab) {
         hc__ptab_del(&s->reading, &r->pn);
         r->in_tab = false;
     }
-    r->seg->refs--;
+    if (--seg->refs == 0 && seg->fd_failed && seg->state == SEG_SEALED && !seg->opening) {
+        /* the next read opens it again: a new handle */
+        hc__seg_close_fd(s, seg);
+        seg->fd_failed = false;
+    }
     if (result < 0) {
         rd_fail(s, r, result);
         return;

@@ -191,7 +191,12 @@ struct seg {
     bool fresh; /* local, created by this run: its records were acknowledged by us */
     int fd;     /* -1 until opened */
     bool fd_direct;
-    bool opening;       /* an open task is in flight */
+    bool opening; /* an open task is in flight */
+    /* a read through fd met an I/O error: JuiceFS fails every later read
+     * through that handle, so reads go through opens of their own
+     * (read.c: rd_fresh_read) until fd is closed, once the segment is sealed
+     * and no read holds it */
+    bool fd_failed;
     bool unlink_wanted; /* evicted while an open was in flight */
     bool unlinking;     /* the unlink task is in flight */
     struct rd *waiters; /* reads waiting for the open */
@@ -344,6 +349,7 @@ struct rd {
     unsigned copies;      /* joiner copy tasks in flight */
     unsigned retries;     /* re-reads after a short or failed read (RD_RETRIES) */
     unsigned eio_retries; /* later re-reads after an I/O error (RD_EIO_RETRIES) */
+    bool own_open;        /* read through an open of its own (rd_fresh_read) */
     uint64_t retry_at_ms; /* when the next later re-read is due */
     uint32_t crc;         /* payload CRC32C, set by rd_after */
     /* set by rd_after: the payload check ran over buf, the getter's slot,
