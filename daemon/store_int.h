@@ -102,37 +102,7 @@ static inline uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* Integers on disk are little-endian (the hosts we run on): stored as is. */
-static inline void put16(unsigned char *p, uint16_t v)
-{
-    memcpy(p, &v, 2);
-}
-static inline void put32(unsigned char *p, uint32_t v)
-{
-    memcpy(p, &v, 4);
-}
-static inline void put64(unsigned char *p, uint64_t v)
-{
-    memcpy(p, &v, 8);
-}
-static inline uint16_t get16(const unsigned char *p)
-{
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-}
-static inline uint32_t get32(const unsigned char *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-static inline uint64_t get64(const unsigned char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
+#include "le.h" /* put16..get64: integers on disk */
 
 static inline uint64_t realtime_ns(void)
 {

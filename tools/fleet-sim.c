@@ -18,29 +18,12 @@
 
 #include "crc32c.h"
 #include "index.h"
+#include "le.h"
 
 #define IDX_HDR 32
 #define IDX_ENT 32
 #define PAGE 4096u
 #define REC (2u * PAGE) /* header block + payload */
-
-static void put16(unsigned char *p, uint16_t v)
-{
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-}
-
-static void put32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
 
 /* Writes one segment's .idx: pages [first, first + n) of node. */
 static int write_idx(const char *dir, unsigned node, uint64_t seq, uint64_t first, uint32_t n)

@@ -23,7 +23,7 @@ BUILD=${1:-build/default}
 case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 PORT=${JFS_SUITES_PORT:-6398}
 ME=test_suites_on_juicefs
-UNIT_NAMES=" test_config test_frame test_key test_io test_shm test_notify test_store test_index test_crc32c test_client_errors "
+UNIT_NAMES=" test_config test_frame test_key test_io test_shm test_notify test_store test_index test_crc32c test_client_errors test_filter test_keys test_prom "
 
 export HICACHED_BIN=${HICACHED_BIN:-$BUILD/hicached}
 export HICACHECTL_BIN=${HICACHECTL_BIN:-$BUILD/hicachectl}
