@@ -41,12 +41,11 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Called on a THREADS I/O thread: transfers what is left of req through fd
- * (req->fd, or an open file of the same file) with blocking calls until
- * hc__io_handle_xfer says it is finished. Pipes and sockets refuse
+/* Called on a THREADS I/O thread: transfers what is left of req with blocking
+ * calls until hc__io_handle_xfer says it is finished. Pipes and sockets refuse
  * preadv/pwritev (-ESPIPE): they get readv/writev. A descriptor in
  * non-blocking mode that is not ready is waited for with poll. */
-static void sync_xfer(struct hc_io_req *req, int fd)
+static void sync_xfer(struct hc_io_req *req)
 {
     bool stream = false;
 
@@ -55,17 +54,17 @@ static void sync_xfer(struct hc_io_req *req, int fd)
         ssize_t n;
 
         if (stream)
-            n = rd ? readv(fd, req->cur, req->curcnt) : writev(fd, req->cur, req->curcnt);
+            n = rd ? readv(req->fd, req->cur, req->curcnt) : writev(req->fd, req->cur, req->curcnt);
         else if (rd)
-            n = preadv(fd, req->cur, req->curcnt, (off_t)(req->offset + req->xferred));
+            n = preadv(req->fd, req->cur, req->curcnt, (off_t)(req->offset + req->xferred));
         else
-            n = pwritev(fd, req->cur, req->curcnt, (off_t)(req->offset + req->xferred));
+            n = pwritev(req->fd, req->cur, req->curcnt, (off_t)(req->offset + req->xferred));
         if (n < 0 && errno == ESPIPE && !stream) {
             stream = true;
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            struct pollfd pfd = {.fd = fd, .events = rd ? POLLIN : POLLOUT};
+            struct pollfd pfd = {.fd = req->fd, .events = rd ? POLLIN : POLLOUT};
             (void)poll(&pfd, 1, 100); /* bounded: a missed edge only costs 100 ms */
         }
         if (hc__io_handle_xfer(req, n < 0 ? -errno : n))
@@ -167,8 +166,8 @@ static void merge_take(struct hc_io_pool *pool, struct merge_run *run, uint64_t 
  * covers completes (after() runs); a request left short (end of file, an
  * error, a file without offsets) is transferred on its own through its fd
  * with sync_xfer, which finishes it. All go onto fin. Returns whether the
- * preadv through rfd failed with an error of the file's (not EFAULT, a
- * vanished buffer): rfd is not to be kept then (hc_io_reopen). */
+ * preadv through rfd failed or came back short, not for a vanished buffer
+ * (EFAULT): rfd is not to be kept then (hc_io_reopen). */
 static bool merged_xfer(int rfd, struct hc_io_req **reqs, unsigned n, char *scratch,
                         struct iovec *iov, struct req_list *fin)
 {
@@ -187,7 +186,10 @@ static bool merged_xfer(int rfd, struct hc_io_req **reqs, unsigned n, char *scra
     do {
         got = preadv(rfd, iov, cnt, (off_t)base);
     } while (got < 0 && errno == EINTR);
-    err = got < 0 ? errno : 0;
+    /* through FUSE a read that fails part way answers the bytes before the
+     * error: short counts as failed too (-1 with EFAULT, a client's vanished
+     * buffer, says nothing of the file) */
+    err = got < 0 ? errno : (uint64_t)got < pos - base ? EIO : 0;
 
     for (unsigned i = 0; i < n; i++) {
         struct hc_io_req *req = reqs[i];
@@ -201,7 +203,7 @@ static bool merged_xfer(int rfd, struct hc_io_req **reqs, unsigned n, char *scra
              * also gives each request its own error */
             if (have > 0)
                 hc__io_advance(req, have);
-            sync_xfer(req, req->fd);
+            sync_xfer(req);
         }
         list_push(fin, req);
     }
@@ -381,7 +383,7 @@ static void run_xfer(struct hc_io_pool *pool, struct merge_run *run, char *scrat
             j++;
         if (j - i == 1 || !iov) {
             for (unsigned k = i; k < j; k++) {
-                sync_xfer(live[k], live[k]->fd);
+                sync_xfer(live[k]);
                 list_push(&fin, live[k]);
             }
             hc__io_finish_flush(pool, &fin);

@@ -35,8 +35,12 @@
 
 #define HC_KEYS_ENT 24
 #define HC_KEYS_PER_BLOCK 170 /* 4,080 bytes of entries a block */
-#define HC_KEYS_MAX_SEGS (1u << 24)
-#define HC_KEYS_MAX_ENTS (1ull << 36)
+/* A node's keys file holds at most this many segments and entries (2.7 *
+ * 10^8 pages a node), so that a hostile one, sparse and of the size its
+ * header claims, costs a reader at most 8 MiB of segment table and 25 MiB of
+ * block table read and kept before the tables' CRCs refuse it. */
+#define HC_KEYS_MAX_SEGS (1u << 20)
+#define HC_KEYS_MAX_ENTS (1ull << 28)
 
 struct hc_keys_ent {
     uint64_t h;   /* hash lo (hc_index_hash) */

@@ -213,7 +213,9 @@ static int preadv_all(int fd, struct iovec *iov, int cnt, uint64_t off)
  * re-read after an I/O error and for the reads of a segment whose fd met one
  * (seg.fd_failed): through FUSE, JuiceFS fails every read through a handle
  * that met an error once (pkg/vfs/reader.go: fileReader.err), so a read
- * through it again could never succeed. */
+ * through it again could never succeed. The price, paid only after an I/O
+ * error: a FUSE open and close a read, no merging with its neighbours, and on
+ * the uring engine the read blocks its ring's thread (a task). */
 static int rd_fresh_read(struct hc_io_req *req)
 {
     struct rd *r = container_of(req, struct rd, req);
@@ -404,7 +406,7 @@ void hc__rd_finish(struct hc_store *s, struct rd *r, ssize_t result)
 {
     struct seg *seg = r->seg;
 
-    if (result == -EIO && !r->own_open && !seg->fd_failed) {
+    if (result == -EIO && !r->own_open && !seg->fd_failed && seg->fd >= 0) {
         seg->fd_failed = true;
         hc_log(HC_LOG_WARN,
                "store: a read of segment %s/%016" PRIx64
@@ -418,11 +420,8 @@ void hc__rd_finish(struct hc_store *s, struct rd *r, ssize_t result)
         hc__ptab_del(&s->reading, &r->pn);
         r->in_tab = false;
     }
-    if (--seg->refs == 0 && seg->fd_failed && seg->state == SEG_SEALED && !seg->opening) {
-        /* the next read opens it again: a new handle */
-        hc__seg_close_fd(s, seg);
-        seg->fd_failed = false;
-    }
+    if (--seg->refs == 0 && seg->fd_failed && seg->state == SEG_SEALED && !seg->opening)
+        hc__seg_close_fd(s, seg); /* the next read opens it again: a new handle */
     if (result < 0) {
         rd_fail(s, r, result);
         return;

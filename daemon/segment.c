@@ -147,7 +147,8 @@ void hc__fd_close(struct hc_store *s, int fd)
     close_submit(s);
 }
 
-/* Closes seg's fd, if open (on an I/O thread, hc__fd_close). */
+/* Closes seg's fd, if open (on an I/O thread, hc__fd_close); the next read
+ * opens it anew, so a failed one is forgotten. */
 void hc__seg_close_fd(struct hc_store *s, struct seg *seg)
 {
     if (seg->fd >= 0) {
@@ -155,6 +156,7 @@ void hc__seg_close_fd(struct hc_store *s, struct seg *seg)
         seg->fd = -1;
         s->nfds--;
     }
+    seg->fd_failed = false;
 }
 
 /* Frees a dropped segment once nothing uses it. */

@@ -164,8 +164,9 @@ struct seg {
     bool opening; /* an open task is in flight */
     /* a read through fd met an I/O error: JuiceFS fails every later read
      * through that handle, so reads go through opens of their own
-     * (read.c: rd_fresh_read) until fd is closed, once the segment is sealed
-     * and no read holds it */
+     * (read.c: rd_fresh_read) until fd is closed (hc__seg_close_fd clears
+     * it): by the first read to end while the segment is sealed and no other
+     * read holds it, or by hc__fd_trim */
     bool fd_failed;
     bool unlink_wanted; /* evicted while an open was in flight */
     bool unlinking;     /* the unlink task is in flight */

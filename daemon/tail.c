@@ -101,7 +101,7 @@ static void tail_done(struct hc_io_req *req)
         hc_log(HC_LOG_WARN, "store: publishing %s: %s (other nodes see its pages at the seal)",
                t->path, strerror((int)-req->result));
     }
-    close(t->fd);
+    hc__fd_close(s, t->fd); /* a dup of the writer's fd: its close is a FUSE flush */
     free(t->buf);
     free(t);
     hc__seg_maybe_free(s, seg);
