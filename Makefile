@@ -187,6 +187,10 @@ $(INTEG_BIN): $(BUILD)/tests/%: $(BUILD)/obj/tests/integration/%.o $(HARNESS_OBJ
 	@echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS_D)
 
+# test_keys_publish reads the keys file the daemon wrote: the engine's hash
+# and keys-file reader.
+$(BUILD)/tests/test_keys_publish: $(BUILD)/libhcd.a
+
 # Fuzz targets: the engine built for libFuzzer (make fuzz sets FUZZ=1).
 $(BUILD)/fuzz/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(BUILD)/libhcd.a
 	@mkdir -p $(dir $@)

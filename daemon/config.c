@@ -106,6 +106,9 @@ static const struct opt opts[] = {
     U32_OPT(max_batch, 1, 128, "N", "pages per request at most"),
     U32_OPT(seal_interval_ms, 10, 86400000, "MS", "seal an open segment after this long"),
     U32_OPT(discovery_interval_ms, 10, 86400000, "MS", "look for other nodes' segments this often"),
+    U32_OPT(
+        keys_interval_ms, 0, 86400000, "MS",
+        "publish this node's keys file for other nodes' fleet index at most this often (0: never)"),
     U32_OPT(visibility_ms, 0, 86400000, "MS",
             "other nodes see a page within about this long (0: once its segment is sealed)"),
     BOOL_OPT(use_direct_io, 0, "read and write segments with O_DIRECT"),
@@ -546,7 +549,8 @@ int hc_config_init(struct hc_config *cfg)
     cfg->dedupe = true;
     cfg->coalesce_reads = true;
     cfg->reinsert = true;
-    cfg->visibility_ms = 0; /* each publish cuts a JuiceFS slice: opt in (tail.c) */
+    cfg->visibility_ms = 0;    /* each publish cuts a JuiceFS slice: opt in (tail.c) */
+    cfg->keys_interval_ms = 0; /* nothing reads it yet (keys.c) */
     cfg->foreground = false;
     cfg->log_level = 2; /* "info" */
     cfg->mount_point = strdup("/mnt/jfs");

@@ -279,6 +279,7 @@ static int load_unsealed(struct hc_store *s, uint64_t seq, const char *spath, co
         hc_log(HC_LOG_ERR, "store: sealing %s: %s", spath, strerror(-src));
     hc__seg_close_fd(s, seg);
     seg->state = SEG_SEALED;
+    s->sealed_gen++; /* keys.c */
     seg->size = size;
     hc__local_bytes_set(s, s->local_bytes + seg->size);
     return 0;

@@ -75,6 +75,7 @@ void hc__reload(struct server *srv)
     cfg->coalesce_reads = nc.coalesce_reads;
     cfg->reinsert = nc.reinsert;
     cfg->visibility_ms = nc.visibility_ms;
+    cfg->keys_interval_ms = nc.keys_interval_ms;
     cfg->enable_compression = nc.enable_compression;
     cfg->read_linger_ms = nc.read_linger_ms;
     cfg->read_linger_bytes = nc.read_linger_bytes;
@@ -102,6 +103,7 @@ void hc__reload(struct server *srv)
             .coalesce_reads = cfg->coalesce_reads,
             .reinsert = cfg->reinsert,
             .visibility_ms = cfg->visibility_ms,
+            .keys_interval_ms = cfg->keys_interval_ms,
             .enable_compression = cfg->enable_compression,
             .read_linger_ms = cfg->read_linger_ms,
             .read_linger_bytes = cfg->read_linger_bytes,

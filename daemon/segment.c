@@ -259,6 +259,8 @@ void hc__seg_drop(struct hc_store *s, struct seg *seg, bool evict)
 void hc__seg_drop_gone(struct hc_store *s, struct seg *seg, bool evict, size_t n)
 {
     hc__linger_drop(s, seg->id, -1);
+    if (seg->local && seg->state == SEG_SEALED)
+        s->sealed_gen++; /* keys.c */
     seg->state = SEG_DEAD;
     s->st->segments--;
     if (seg->local)
@@ -424,6 +426,7 @@ static void seal_done(struct hc_io_req *req)
                strerror((int)-req->result));
     }
     seg->state = SEG_SEALED;
+    s->sealed_gen++; /* keys.c */
     free(seg->recs);
     seg->recs = NULL;
     seg->nrecs = seg->caprecs = 0;
@@ -499,6 +502,7 @@ int hc__seal_sync(struct hc_store *s, struct seg *seg)
             (void)unlink(path);
         }
         seg->state = SEG_SEALED;
+        s->sealed_gen++; /* keys.c */
         free(seg->recs);
         seg->recs = NULL;
         seg->nrecs = seg->caprecs = 0;

@@ -222,6 +222,7 @@ void hc_store_tick(struct hc_store *s, uint64_t now_ms)
     hc__unlink_retry(s);
     hc__fd_trim(s);
     hc__tail_publish(s, now_ms);
+    hc__keys_publish(s, now_ms);
     hc__hints_tick(s, now_ms);
     /* discovery at least every quarter of visibility_ms (tail.c) */
     uint32_t disc_ms = s->cfg.discovery_interval_ms;
@@ -246,6 +247,7 @@ void hc_store_reconfigure(struct hc_store *s, const struct hc_store_config *cfg)
     s->cfg.coalesce_reads = cfg->coalesce_reads;
     s->cfg.reinsert = cfg->reinsert;
     s->cfg.visibility_ms = cfg->visibility_ms;
+    s->cfg.keys_interval_ms = cfg->keys_interval_ms;
     s->cfg.enable_compression = cfg->enable_compression;
     s->cfg.read_linger_ms = cfg->read_linger_ms;
     s->cfg.read_linger_bytes = cfg->read_linger_bytes;
@@ -325,6 +327,7 @@ int hc_store_open(struct hc_store **out, const struct hc_store_config *cfg, stru
     if (!s)
         goto nomem;
     s->cfg = *cfg;
+    s->sealed_gen = 1; /* keys.c: the first publish lists what the start found */
     s->cfg.segment_size &= ~(uint64_t)(HC_STORE_ALIGN - 1);
     if (s->cfg.open_segments < 1)
         s->cfg.open_segments = 1;

@@ -61,6 +61,8 @@ struct hc_store_config {
                                        quarter of it, discovery at least that often;
                                        0 (the daemon's default): only sealed
                                        segments are visible */
+    uint32_t keys_interval_ms;      /* publish this node's keys file at most this often
+                                       (keys.c); 0: never */
     bool reinsert;                  /* at capacity eviction, pages read since written are
                                        written again (evict.c), within 1.25x the bytes
                                        clients wrote */

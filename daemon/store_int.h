@@ -464,6 +464,11 @@ struct hc_store {
     size_t nidx_bad;
     uint64_t last_disc_ms;
     uint64_t last_tail_ms; /* the last tail publish pass (tail.c) */
+    /* keys.c: sealed_gen counts changes of this node's sealed segments (a
+     * seal, an eviction); keys_gen is the count the last keys file was made
+     * at; keys_last_ms the last try; keys_busy a publish in flight */
+    uint64_t sealed_gen, keys_gen, keys_last_ms;
+    bool keys_busy;
     uint64_t now_ms;
     bool have_now;
     uint64_t last_statvfs_ms;
@@ -556,6 +561,10 @@ int hc__idx_load(const char *path, uint64_t seq, struct idx_data *d);
 int hc__idx_encode_n(const struct hc_store *s, const struct seg *seg, size_t nrecs,
                      uint64_t seg_bytes, unsigned char **out, size_t *outlen);
 void hc__tail_publish(struct hc_store *s, uint64_t now_ms);
+
+/* ---- keys.c: this node's keys file ------------------------------------------ */
+
+void hc__keys_publish(struct hc_store *s, uint64_t now_ms);
 void hc__tail_path(const struct hc_store *s, const struct seg *seg, uint32_t ver, bool tmp,
                    char *buf, size_t len);
 int hc__idx_encode(const struct hc_store *s, const struct seg *seg, unsigned char **out,
