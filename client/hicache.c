@@ -1215,7 +1215,9 @@ static int exists_run(hc_client *c, const char *keys, size_t len, size_t n, uint
                 bool hit = resp->results[j] == 0;
 
                 if (lengths != NULL)
-                    lengths[first + j] = hit ? resp->lengths[j] : 0;
+                    lengths[first + j] = !hit                   ? 0
+                                         : resp->lengths[j] > 0 ? resp->lengths[j]
+                                                                : HC_LEN_UNKNOWN;
                 open = open && hit;
                 leading += open;
             }

@@ -111,8 +111,14 @@ HC_EXPORT int hc_batch_set(hc_client *c, const hc_page *pages, size_t n, int *re
  * for hc_batch_set. */
 HC_EXPORT int hc_batch_get(hc_client *c, const hc_page *pages, size_t n, int *results);
 
+/* What hc_batch_exists gives for a page that exists with its length not known
+ * (a page another node holds in a filter: the daemon's remote_index
+ * "filter"). */
+#define HC_LEN_UNKNOWN UINT64_MAX
+
 /* Asks which of n keys exist. lengths (may be NULL) gets each page's length,
- * 0 if absent. Returns how many leading keys exist (0..n), or -errno. */
+ * HC_LEN_UNKNOWN if it exists with its length not known, 0 if absent.
+ * Returns how many leading keys exist (0..n), or -errno. */
 HC_EXPORT int hc_batch_exists(hc_client *c, const char *const *keys, size_t n, uint64_t *lengths);
 
 /* hc_batch_exists for n keys packed in keys[0..len): each key followed by one

@@ -42,7 +42,7 @@ static void usage(FILE *f)
                "                     daemon counters (a table, the daemon's JSON, or\n"
                "                     Prometheus text for node_exporter's textfile collector)\n"
                "  ping               round trip to the daemon\n"
-               "  exists KEY...      print \"KEY yes LENGTH\" or \"KEY no\" per key\n"
+               "  exists KEY...      print \"KEY yes LENGTH\" (? when not known) or \"KEY no\"\n"
                "  put KEY FILE       store FILE's bytes as page KEY (FILE - = stdin)\n"
                "  get KEY FILE       write page KEY to FILE (FILE - = stdout)\n"
                "  clear              drop every page of the namespace on this node\n"
@@ -313,7 +313,9 @@ static int cmd_exists(struct ctl *x, int argc, char **argv)
         return fail("exists: %s", hc_strerror(r));
     }
     for (i = 0; i < n; i++) {
-        if (lengths[i] > 0) {
+        if (lengths[i] == HC_LEN_UNKNOWN) {
+            printf("%s yes ?\n", keys[i]); /* held in a filter: length not known */
+        } else if (lengths[i] > 0) {
             printf("%s yes %" PRIu64 "\n", keys[i], lengths[i]);
         } else {
             printf("%s no\n", keys[i]);

@@ -35,6 +35,11 @@
     X(evicted_segments, counter, "segments dropped by capacity eviction")                          \
     X(reinserted_pages, counter, "pages read since written, written again at their eviction")      \
     X(reinserted_bytes, counter, "bytes of those pages")                                           \
+    X(filter_pages, gauge, "other nodes' pages held in filters (remote_index filter)")             \
+    X(filter_stale_pages, counter, "of those, pages of segments gone since (left in the filters)") \
+    X(filter_located, counter, "gets of filtered pages whose entry a keys file gave")              \
+    X(filter_misses, counter, "gets a filter said maybe to and no keys file had (misses)")         \
+    X(keys_files_loaded, counter, "other nodes' keys files loaded (remote_index filter)")          \
     X(hints_sent, counter, "reads of other nodes' pages told to their owners (remote-read hints)") \
     X(hint_files, counter, "remote-read hint files written to this node's directory")              \
     X(hints_applied, counter, "other nodes' reads of this node's pages counted for reinsertion")   \

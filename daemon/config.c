@@ -106,6 +106,9 @@ static const struct opt opts[] = {
     U32_OPT(max_batch, 1, 128, "N", "pages per request at most"),
     U32_OPT(seal_interval_ms, 10, 86400000, "MS", "seal an open segment after this long"),
     U32_OPT(discovery_interval_ms, 10, 86400000, "MS", "look for other nodes' segments this often"),
+    CHOICE_OPT(remote_index, "exact|filter",
+               "other nodes' sealed pages: index entries, or a filter per node with the entry "
+               "read from its keys file on a get"),
     U32_OPT(
         keys_interval_ms, 0, 86400000, "MS",
         "publish this node's keys file for other nodes' fleet index at most this often (0: never)"),
@@ -550,7 +553,7 @@ int hc_config_init(struct hc_config *cfg)
     cfg->coalesce_reads = true;
     cfg->reinsert = true;
     cfg->visibility_ms = 0;    /* each publish cuts a JuiceFS slice: opt in (tail.c) */
-    cfg->keys_interval_ms = 0; /* nothing reads it yet (keys.c) */
+    cfg->keys_interval_ms = 0; /* read only by nodes with remote_index "filter" (keys.c) */
     cfg->foreground = false;
     cfg->log_level = 2; /* "info" */
     cfg->mount_point = strdup("/mnt/jfs");

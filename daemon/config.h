@@ -46,6 +46,7 @@ struct hc_config {
     bool reinsert;                  /* default true: evict.c's reinsertion */
     uint32_t visibility_ms;         /* default 0 (off): tail.c */
     uint32_t keys_interval_ms;      /* default 0 (off): keys.c */
+    uint32_t remote_index;          /* "exact" = 0 (default) or "filter" = 1: fleet.c */
     bool foreground;                /* accepted, never read: hicached does not fork, it
                                        logs to stderr and systemd runs it (Type=notify) */
     uint32_t log_level;             /* "error" 0, "warning" 1, "info" 2 (default), "debug" 3:

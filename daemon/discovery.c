@@ -48,6 +48,14 @@ struct found {
     uint32_t tail_ver;
 };
 
+/* A node's keys file the walk saw (remote_index "filter", fleet.c). */
+struct found_keys {
+    struct found_keys *next;
+    char node[HC_MAX_NODE + 1];
+    uint64_t size;
+    int64_t mtime_ns;
+};
+
 /* A remote-read hint file of another node for this one (hints.c): its
  * number and hints (NULL, 0 when it was refused). */
 struct found_hints {
@@ -80,8 +88,10 @@ struct disc {
     size_t hint_budget;  /* bytes of hint files this walk may still read */
     bool listing_failed; /* a node's directory could not be listed whole */
     struct found_hints *hints;
-    uint64_t refused;    /* files refused by this walk */
-    uint64_t pass_bytes; /* bytes of .idx read by this walk (HC_IDX_PASS_BYTES) */
+    bool filter;             /* remote_index "filter": note the nodes' keys files */
+    struct found_keys *keys; /* those seen */
+    uint64_t refused;        /* files refused by this walk */
+    uint64_t pass_bytes;     /* bytes of .idx read by this walk (HC_IDX_PASS_BYTES) */
 };
 
 /* Orders (node, seq) pairs. Any thread. */
@@ -112,6 +122,10 @@ static void disc_free(struct disc *d)
         hn = h->next;
         free(h->v);
         free(h);
+    }
+    for (struct found_keys *k = d->keys, *kn; k; k = kn) {
+        kn = k->next;
+        free(k);
     }
     free(d->seen);
     free(d->listed);
@@ -154,6 +168,7 @@ static struct disc *disc_new(struct hc_store *s)
     if (!d)
         return NULL;
     d->s = s;
+    d->filter = s->cfg.remote_filter;
     d->root = strdup(s->root);
     d->self = strdup(s->nodes[0]);
     for (uint32_t i = 0; i < s->segs_cap; i++)
@@ -391,6 +406,19 @@ static int disc_scan_node(struct disc *d, const char *node)
             disc_hint_file(d, dir, node, de->d_name, hn);
             continue;
         }
+        if (d->filter && !strcmp(de->d_name, "keys")) {
+            struct stat st;
+            struct found_keys *k;
+            if (fstatat(dirfd(dh), "keys", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+                strlen(node) <= HC_MAX_NODE && (k = calloc(1, sizeof(*k)))) {
+                memcpy(k->node, node, strlen(node) + 1);
+                k->size = (uint64_t)st.st_size;
+                k->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+                k->next = d->keys;
+                d->keys = k;
+            }
+            continue;
+        }
         if (hc__parse_seq_name(de->d_name, "idx", &e.seq))
             e.tail = false;
         else if (hc__parse_tail_name(de->d_name, &e.seq, &e.ver))
@@ -521,8 +549,13 @@ static void disc_merge(struct hc_store *s, struct disc *d)
         seg->tail = f->tail;
         seg->fresh = seg->fresh || f->tail;
         seg->tail_ver = f->tail_ver;
-        hc__idx_merge(s, seg, &f->idx);
+        if (s->cfg.remote_filter && !f->tail && !f->update)
+            hc__fleet_merge(s, seg, &f->idx); /* its node's filters (fleet.c) */
+        else
+            hc__idx_merge(s, seg, &f->idx);
     }
+    for (struct found_keys *k = d->keys; k; k = k->next)
+        hc__fleet_keys_seen(s, k->node, k->size, k->mtime_ns);
 }
 
 /* Back on the loop thread. */

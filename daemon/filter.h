@@ -1,7 +1,7 @@
 /* Cuckoo filter: a compact set of page hashes that answers "maybe here" or
  * "not here", for the pages of other nodes in a fleet too large to index
  * exactly (issue 14; docs/BENCHMARKS.md, "What a compact fleet index has to
- * be"). Not wired into the store yet: a building block with its tests.
+ * be"). Used by fleet.c (remote_index "filter").
  *
  * Buckets of 4 slots of a 16-bit fingerprint (0 = empty); a hash has two
  * candidate buckets, the second derived from the first and the fingerprint
@@ -13,7 +13,7 @@
  * only a hint: the exact entry is looked up before any byte is served, so a
  * false positive becomes a miss, never a wrong page.
  *
- * Not thread-safe: one owner (the loop thread, once wired). */
+ * Not thread-safe: one owner (the loop thread). */
 #ifndef HC_FILTER_H
 #define HC_FILTER_H
 

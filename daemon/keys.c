@@ -1,7 +1,7 @@
 /* This node's keys file (keysfile.h): the entries of all its sealed pages,
  * sorted by hash, in <root>/<node>/keys, for other nodes' fleet index (issue
- * 14, item 3: they will hold this node's pages as a filter and read the exact
- * entry here on a positive; not wired there yet). With keys_interval_ms set
+ * 14, item 3: with remote_index "filter" they hold this node's pages as a
+ * filter and read the exact entry here on a positive: fleet.c). With keys_interval_ms set
  * (0, the default: never), the tick publishes it at most that often when the
  * set of this node's sealed segments changed since the last one: a task
  * loads the .idx of each segment sealed at submit (their seqs are the

@@ -3,8 +3,7 @@
  * node's pages (filter.h) finds a page's exact entry with one small read on a
  * positive (issue 14, item 3; docs/BENCHMARKS.md, "What a compact fleet
  * index has to be"). Written by the owner to a temporary name and renamed;
- * read by any node. Not wired into the store yet: a building block with its
- * tests.
+ * read by any node (fleet.c, remote_index "filter").
  *
  * Layout (little-endian): a header of KEYS_HDR bytes (magic "HCK1", u32
  * version, u64 entries, u32 segments, u32 blocks, u32 CRC32C of the

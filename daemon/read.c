@@ -515,6 +515,8 @@ int hc__get_start(struct hc_store *s, int ns, const char *key, size_t klen,
      * counts toward its segment's second chance at eviction (evict.c) */
     if (e && !(how & GET_OWNED) && s->segs[e->seg]->local && s->segs[e->seg]->reads < UINT32_MAX)
         s->segs[e->seg]->reads++;
+    if (!e && s->cfg.remote_filter && !(how & GET_LOCATED) && hc__fleet_maybe(s, h))
+        return hc__fleet_locate(s, ns, key, klen, pb, cap, readers, cb, data, how, h);
     if (!e) {
         rc = hc__defer_cb(s, cb, data, -ENOENT, 0);
         if (rc == 0)

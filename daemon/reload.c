@@ -65,6 +65,7 @@ void hc__reload(struct server *srv)
     RESTART_NUM(max_batch)
     RESTART_NUM(socket_mode)
     RESTART_NUM(use_direct_io)
+    RESTART_NUM(remote_index)
 #undef RESTART_STR
 #undef RESTART_NUM
     cfg->capacity_bytes = nc.capacity_bytes;

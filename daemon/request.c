@@ -326,9 +326,11 @@ static void handle_exists(struct conn *c, const Hicache__Request *req)
     }
     ns = conn_ns(c, false);
     for (i = 0; i < n; i++) {
-        lengths[i] = ns < 0 ? 0 : hc_store_exists(srv->store, ns, key[i], klen[i]);
-        results[i] = lengths[i] ? 0 : -ENOENT;
-        if (!lengths[i])
+        uint64_t len = ns < 0 ? 0 : hc_store_exists(srv->store, ns, key[i], klen[i]);
+        /* a page another node's filter holds: present, length not known (0) */
+        lengths[i] = len == HC_STORE_LEN_UNKNOWN ? 0 : len;
+        results[i] = len ? 0 : -ENOENT;
+        if (!len)
             leading = false;
         else if (leading)
             resp.leading++;

@@ -261,6 +261,7 @@ void hc__seg_drop_gone(struct hc_store *s, struct seg *seg, bool evict, size_t n
     hc__linger_drop(s, seg->id, -1);
     if (seg->local && seg->state == SEG_SEALED)
         s->sealed_gen++; /* keys.c */
+    hc__fleet_drop_seg(s, seg);
     seg->state = SEG_DEAD;
     s->st->segments--;
     if (seg->local)

@@ -197,6 +197,7 @@ static struct hc_store_config store_config(const struct hc_config *cfg)
         .reinsert = cfg->reinsert,
         .visibility_ms = cfg->visibility_ms,
         .keys_interval_ms = cfg->keys_interval_ms,
+        .remote_filter = cfg->remote_index == 1,
         .enable_compression = cfg->enable_compression,
         .read_linger_ms = cfg->read_linger_ms,
         .read_linger_bytes = cfg->read_linger_bytes,

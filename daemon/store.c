@@ -163,8 +163,11 @@ uint64_t hc_store_exists(struct hc_store *s, int ns, const char *key, size_t kle
 {
     if (!s || !key || !ns_valid(s, ns) || klen == 0 || klen > HC_MAX_KEY)
         return 0;
-    const struct hc_index_ent *e = hc_index_lookup(&s->ix, hc__page_hash(s, ns, key, klen));
-    return e ? e->len : 0;
+    struct hc_hash h = hc__page_hash(s, ns, key, klen);
+    const struct hc_index_ent *e = hc_index_lookup(&s->ix, h);
+    if (e)
+        return e->len;
+    return s->cfg.remote_filter && hc__fleet_maybe(s, h) ? HC_STORE_LEN_UNKNOWN : 0;
 }
 
 int hc_store_ns(struct hc_store *s, const char *ns, size_t len)
@@ -411,6 +414,7 @@ void hc_store_close(struct hc_store *s)
     }
     free(s->segs);
     free(s->idx_bad);
+    hc__fleet_free(s);
     hc__hints_close(s);
     free(s->hints);
     free(s->hint_made);

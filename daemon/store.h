@@ -63,6 +63,8 @@ struct hc_store_config {
                                        segments are visible */
     uint32_t keys_interval_ms;      /* publish this node's keys file at most this often
                                        (keys.c); 0: never */
+    bool remote_filter;             /* other nodes' sealed pages held as filters, their
+                                       entries looked up in their keys files (fleet.c) */
     bool reinsert;                  /* at capacity eviction, pages read since written are
                                        written again (evict.c), within 1.25x the bytes
                                        clients wrote */
@@ -172,6 +174,9 @@ int hc_store_getv(struct hc_store *s, int ns, const char *key, size_t klen,
 /* Answers from the index only. Returns the page length (> 0) if (ns, key) is
  * visible, 0 if not. */
 uint64_t hc_store_exists(struct hc_store *s, int ns, const char *key, size_t klen);
+/* What hc_store_exists answers for a page another node's filter holds
+ * (remote_index "filter"): present, its length not known. */
+#define HC_STORE_LEN_UNKNOWN UINT64_MAX
 
 /* Drops every page of namespace ns from this node's view, persistently: a
  * restart does not bring this node's records of ns back. Pages of other nodes

@@ -102,6 +102,7 @@ static inline uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+#include "keysfile.h"
 #include "le.h" /* put16..get64: integers on disk */
 
 static inline uint64_t realtime_ns(void)
@@ -180,6 +181,9 @@ struct seg {
      * later once it was passed over for its reads) */
     uint32_t reads;
     uint64_t evict_order;
+    /* remote_index "filter" (fleet.c): pages of this remote segment held in
+     * its node's filters rather than in the index */
+    uint64_t filtered;
     /* tail indexes (tail.c). Local open segments: records published in the
      * last tail index, its version and a publish in flight. Remote: known
      * from the node's tail index of that version (not sealed yet: its records
@@ -427,6 +431,10 @@ struct hc_store {
 
     char **nodes;
     uint32_t nnodes, nodes_cap;
+    /* remote_index "filter" (fleet.c): per node (indexed like nodes), its
+     * filters and keys file */
+    struct node_filt *nf;
+    size_t nnf;
 
     struct seg **segs;
     uint32_t segs_cap;
@@ -562,6 +570,23 @@ int hc__idx_encode_n(const struct hc_store *s, const struct seg *seg, size_t nre
                      uint64_t seg_bytes, unsigned char **out, size_t *outlen);
 void hc__tail_publish(struct hc_store *s, uint64_t now_ms);
 
+/* ---- fleet.c: remote_index "filter" ------------------------------------------ */
+
+struct node_filt;
+void hc__fleet_merge(struct hc_store *s, struct seg *seg, const struct idx_data *d);
+void hc__fleet_drop_seg(struct hc_store *s, struct seg *seg);
+bool hc__fleet_maybe(const struct hc_store *s, struct hc_hash h);
+uint64_t hc__fleet_memory(const struct hc_store *s);
+bool hc__fleet_keys_same(const struct hc_store *s, uint32_t node, uint64_t size, int64_t mtime_ns);
+int hc__fleet_keys_install(struct hc_store *s, uint32_t node, struct hc_keys *k, int fd,
+                           uint64_t size, int64_t mtime_ns);
+void hc__fleet_keys_seen(struct hc_store *s, const char *node_name, uint64_t size,
+                         int64_t mtime_ns);
+int hc__fleet_locate(struct hc_store *s, int ns, const char *key, size_t klen,
+                     const struct hc_pbuf *pb, uint64_t cap, uint32_t readers, hc_store_cb cb,
+                     void *data, unsigned how, struct hc_hash h);
+void hc__fleet_free(struct hc_store *s);
+
 /* ---- keys.c: this node's keys file ------------------------------------------ */
 
 void hc__keys_publish(struct hc_store *s, uint64_t now_ms);
@@ -633,6 +658,7 @@ int hc__zdecompress(void *dst, size_t len, const void *src, size_t slen);
  * (copied into the slot after its check), so that joiners can copy from it. */
 #define GET_JOINABLE 1u
 #define GET_OWNED 2u
+#define GET_LOCATED 4u /* the entry was just found in a keys file (fleet.c): no other look */
 int hc__get_start(struct hc_store *s, int ns, const char *key, size_t klen,
                   const struct hc_pbuf *pb, uint64_t cap, uint32_t readers, hc_store_cb cb,
                   void *data, unsigned how);

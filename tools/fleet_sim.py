@@ -13,8 +13,12 @@ it, and for each fleet size this measures:
              p50/p99 over --rounds calls, against a ping's p50/p99 (the socket
              round trip) on the same connection.
 
+With --remote-index filter the daemon holds the fleet's pages as per-node
+filters (daemon/fleet.c) and discovery counts until stats "filter_pages" has
+them all; exists answers from the filters.
+
 usage: tools/fleet_sim.py [--build DIR] [--sizes 1e6,1e7] [--nodes 100]
-           [--work DIR] [--rounds 500] [--json FILE]
+           [--work DIR] [--rounds 500] [--json FILE] [--remote-index exact|filter]
 """
 import argparse
 import json
@@ -44,12 +48,13 @@ def pct(xs, q):
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
-def start(build, mount, sock):
+def start(build, mount, sock, remote_index="exact"):
     """hicached on mount; the first connection once it listens (it loads the
     .idx files found at start before it listens: that counts as discovery)."""
     cmd = [os.path.join(build, "hicached"), "--mount-point", mount, "--socket", sock,
            "--node-id", "observer", "--foreground", "--log-level", "error",
-           "--discovery-interval-ms", "100", "--min-free-ratio", "0"]
+           "--discovery-interval-ms", "100", "--min-free-ratio", "0",
+           "--remote-index", remote_index]
     d = subprocess.Popen(cmd)
     from hicache.client import Client
     for _ in range(600):
@@ -80,15 +85,16 @@ def measure(args, total, work):
     idx_bytes = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(mount) for f in fs)
     sock = os.path.join(work, "fleet.sock")
     t0 = time.monotonic()
-    d, c = start(args.build, mount, sock)
+    d, c = start(args.build, mount, sock, args.remote_index)
     want = nodes * per_node
+    counter = "filter_pages" if args.remote_index == "filter" else "pages"
     while True:
         st = c.stats()
-        if st["pages"] >= want:
+        if st[counter] >= want:
             break
         if time.monotonic() - t0 > args.timeout:
             stop(d, c)
-            raise SystemExit(f"discovery: {st['pages']} of {want} pages after {args.timeout} s")
+            raise SystemExit(f"discovery: {st[counter]} of {want} pages after {args.timeout} s")
         time.sleep(0.05)
     disc_s = time.monotonic() - t0
     rss = vm_kib(d.pid) * 1024
@@ -123,19 +129,21 @@ def main():
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--work")
     ap.add_argument("--json")
+    ap.add_argument("--remote-index", choices=("exact", "filter"), default="exact")
     args = ap.parse_args()
     logging.getLogger("hicache").setLevel(logging.ERROR)  # "unreachable" while it starts
     work = args.work or tempfile.mkdtemp(prefix="hc-fleet-")
     os.makedirs(work, exist_ok=True)
     empty = os.path.join(work, "empty")
     os.makedirs(empty, exist_ok=True)
-    d, c = start(args.build, empty, os.path.join(work, "empty.sock"))
+    d, c = start(args.build, empty, os.path.join(work, "empty.sock"), args.remote_index)
     time.sleep(0.5)
     base = vm_kib(d.pid) * 1024
     stop(d, c)
     rows = []
     print(f"fleet simulation: {args.nodes} nodes at most, {args.per_segment} pages a segment, "
-          f"4 KiB pages; empty daemon RSS {base / 2**20:.1f} MiB")
+          f"4 KiB pages, remote_index {args.remote_index}; empty daemon RSS "
+          f"{base / 2**20:.1f} MiB")
     print(f"{'pages':>12} {'idx MB':>8} {'discovery s':>12} {'RSS MB':>8} {'B/page':>7} "
           f"{'exists p50/p99 us':>18} {'ping p50/p99 us':>16}")
     for s in args.sizes.split(","):

@@ -33,6 +33,10 @@ from ._lib import BUF_DTYPE, COMPRESSION_DEFAULT, COMPRESSION_OFF, COMPRESSION_Z
 
 logger = logging.getLogger("hicache")
 
+# batch_exists's length of a page that exists with its length not known (a
+# page another node holds in a filter: remote_index "filter"; HC_LEN_UNKNOWN).
+LEN_UNKNOWN = 2**64 - 1
+
 # Errors that mean "the connection (or the daemon) is gone", as opposed to an
 # answer about one page or a bad argument.
 CONNECTION_ERRORS = frozenset(
@@ -470,7 +474,8 @@ class Client:
         return r
 
     def batch_exists(self, keys: Sequence[str], with_lengths: bool = False, suffix: str = ""):
-        """How many leading keys exist; with_lengths: (leading, [length or 0]).
+        """How many leading keys exist; with_lengths: (leading, [length or 0];
+        LEN_UNKNOWN for a page that exists whose length is not known).
         suffix is appended to every key (the backend's rank suffix), so the
         caller need not build a new list. Invalid keys: HicacheError EINVAL."""
         if len(keys) == 0:

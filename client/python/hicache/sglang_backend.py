@@ -68,6 +68,7 @@ from .client import (
     COMPRESSION_OFF,
     COMPRESSION_ZSTD,
     Client,
+    LEN_UNKNOWN,
     DaemonUnavailable,
     HicacheError,
     names_valid,
@@ -823,7 +824,12 @@ class HiCacheJuiceFS(_HiCacheStorage):
         if pool is not None:
             return [pool.get_dummy_flat_data_page() for _ in keys]
         _, lengths = self._get_client().batch_exists(self._keys(keys), with_lengths=True)
-        return [torch.empty(int(max(ln, 1)), dtype=torch.uint8) for ln in lengths]
+        # a page another node's filter holds has no known length
+        # (HC_LEN_UNKNOWN, remote_index "filter"): a page of this pool's size
+        return [
+            torch.empty(int(self.page_bytes if ln == LEN_UNKNOWN else max(ln, 1)), dtype=torch.uint8)
+            for ln in lengths
+        ]
 
     def batch_get(self, keys, target_locations=None, target_sizes=None):
         """Reads pages into target_locations (flat tensors, or addresses with

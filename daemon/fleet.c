@@ -1,0 +1,394 @@
+/* remote_index = "filter": other nodes' sealed pages held as a filter per
+ * node instead of index entries (issue 14, item 3; docs/BENCHMARKS.md, "What
+ * a compact fleet index has to be"). Discovery adds the hashes of a remote
+ * sealed segment's .idx to its node's chain of cuckoo filters (filter.h; a
+ * new filter when the last is full) and loads the node's keys file
+ * (keysfile.h, published by its owner: keys.c) when it changed. exists
+ * answers "present, length not known" for a page a filter holds; a get of
+ * such a page looks its key up in the keys files of the nodes whose filters
+ * hold it (a task: one block read each, on an I/O thread), puts the entry it
+ * finds into the index (the exact entry of a positive, cached) and reads the
+ * page as any other; the record's header names the key, so a false positive,
+ * a stale entry or a page of a segment sealed after the owner's last keys
+ * file is a miss (counted in filter_misses), never a wrong page. A segment
+ * that vanishes leaves its fingerprints behind (stale, counted in
+ * filter_stale_pages; not rebuilt yet).
+ *
+ * Threads: loop thread, except locate_before, which runs on an I/O thread
+ * and touches only its task and the keys files it holds a reference to
+ * (their tables do not change while referenced). */
+#include "store_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "filter.h"
+#include "keysfile.h"
+#include "log.h"
+
+/* A node's keys file as a reader holds it. */
+struct node_keys {
+    unsigned refs; /* the node's slot and the locate tasks using it */
+    struct hc_keys k;
+    int fd;
+    uint64_t size;
+    int64_t mtime_ns;
+};
+
+struct node_filt {
+    struct hc_cfilter *f; /* the chain */
+    size_t n;
+    uint64_t pages, stale;
+    struct node_keys *keys;
+    bool loading; /* a keys_load task is in flight */
+};
+
+static struct node_filt *nf_of(struct hc_store *s, uint32_t node)
+{
+    if (node >= s->nnf) {
+        size_t ncap = s->nnodes > node ? s->nnodes : node + 1;
+        struct node_filt *n = realloc(s->nf, ncap * sizeof(*n));
+        if (!n)
+            return NULL;
+        memset(n + s->nnf, 0, (ncap - s->nnf) * sizeof(*n));
+        s->nf = n;
+        s->nnf = ncap;
+    }
+    return &s->nf[node];
+}
+
+static void keys_unref(struct hc_store *s, struct node_keys *nk)
+{
+    if (nk && --nk->refs == 0) {
+        hc_keys_free(&nk->k);
+        if (nk->fd >= 0)
+            hc__fd_close(s, nk->fd);
+        free(nk);
+    }
+}
+
+/* Adds h to node's chain: the last filter, or a new one when it is full (or
+ * there is none), for at least more pages and twice the last one's: a node's
+ * chain stays a few filters long, each at most half empty but the last. */
+static int chain_add(struct node_filt *nf, struct hc_hash h, size_t more)
+{
+    if (nf->n > 0 && hc_cfilter_add(&nf->f[nf->n - 1], h) == 0)
+        return 0;
+    size_t want = nf->n ? hc_cfilter_count(&nf->f[nf->n - 1]) * 2 : 0;
+    if (want < more)
+        want = more;
+    struct hc_cfilter *n = realloc(nf->f, (nf->n + 1) * sizeof(*n));
+    if (!n)
+        return -ENOMEM;
+    nf->f = n;
+    if (hc_cfilter_init(&nf->f[nf->n], want) < 0)
+        return -ENOMEM;
+    nf->n++;
+    return hc_cfilter_add(&nf->f[nf->n - 1], h) == 0 ? 0 : -ENOMEM;
+}
+
+static bool chain_maybe(const struct node_filt *nf, struct hc_hash h)
+{
+    for (size_t i = 0; i < nf->n; i++)
+        if (hc_cfilter_maybe(&nf->f[i], h))
+            return true;
+    return false;
+}
+
+void hc__fleet_merge(struct hc_store *s, struct seg *seg, const struct idx_data *d)
+{
+    struct node_filt *nf = nf_of(s, seg->node);
+    uint64_t added = 0;
+
+    /* its namespaces interned, as an exact merge does: a get or exists in a
+     * namespace no client of this node used yet looks the store up */
+    for (uint32_t i = 0; i < d->nns; i++)
+        (void)hc__ns_intern(s, (const char *)d->ns_name[i] + 2, get16(d->ns_name[i]));
+    for (uint32_t i = 0; nf && i < d->nent; i++) {
+        const unsigned char *e = d->ents + (size_t)i * 32;
+        struct hc_hash h = {get64(e), get64(e + 8)};
+        if (chain_add(nf, h, d->nent - i) < 0) {
+            hc_log(HC_LOG_ERR, "store: out of memory adding node %s's pages to its filter",
+                   s->nodes[seg->node]);
+            break;
+        }
+        added++;
+    }
+    if (nf)
+        nf->pages += added;
+    seg->filtered += added;
+    s->st->filter_pages += added;
+}
+
+void hc__fleet_drop_seg(struct hc_store *s, struct seg *seg)
+{
+    if (!seg->filtered)
+        return;
+    if (seg->node < s->nnf)
+        s->nf[seg->node].stale += seg->filtered;
+    s->st->filter_pages -= seg->filtered;
+    s->st->filter_stale_pages += seg->filtered;
+    seg->filtered = 0;
+}
+
+bool hc__fleet_maybe(const struct hc_store *s, struct hc_hash h)
+{
+    for (size_t i = 0; i < s->nnf; i++)
+        if (chain_maybe(&s->nf[i], h))
+            return true;
+    return false;
+}
+
+uint64_t hc__fleet_memory(const struct hc_store *s)
+{
+    uint64_t m = 0;
+    for (size_t i = 0; i < s->nnf; i++) {
+        for (size_t j = 0; j < s->nf[i].n; j++)
+            m += hc_cfilter_memory(&s->nf[i].f[j]);
+        if (s->nf[i].keys)
+            m += s->nf[i].keys->k.nsegs * sizeof(uint64_t) +
+                 s->nf[i].keys->k.nblocks * sizeof(struct hc_keys_block);
+    }
+    return m;
+}
+
+/* ---- keys files ------------------------------------------------------------ */
+
+bool hc__fleet_keys_same(const struct hc_store *s, uint32_t node, uint64_t size, int64_t mtime_ns)
+{
+    const struct node_keys *nk = node < s->nnf ? s->nf[node].keys : NULL;
+    return nk && nk->size == size && nk->mtime_ns == mtime_ns;
+}
+
+int hc__fleet_keys_install(struct hc_store *s, uint32_t node, struct hc_keys *k, int fd,
+                           uint64_t size, int64_t mtime_ns)
+{
+    struct node_filt *nf = nf_of(s, node);
+    struct node_keys *nk = nf ? calloc(1, sizeof(*nk)) : NULL;
+    if (!nk)
+        return -ENOMEM;
+    nk->refs = 1;
+    nk->k = *k;
+    nk->fd = fd;
+    nk->size = size;
+    nk->mtime_ns = mtime_ns;
+    keys_unref(s, nf->keys);
+    nf->keys = nk;
+    s->st->keys_files_loaded++;
+    return 0;
+}
+
+/* ---- a get of a page a filter holds ------------------------------------------ */
+
+struct locate {
+    struct hc_io_req req;
+    struct hc_store *s;
+    struct hc_hash h;
+    int ns;
+    size_t klen;
+    struct hc_pbuf pb;
+    uint64_t cap;
+    uint32_t readers;
+    unsigned how;
+    hc_store_cb cb;
+    void *data;
+    unsigned nc;
+    uint32_t node[8];
+    struct node_keys *keys[8];
+    int found; /* index into node/keys, or -1 */
+    struct hc_keys_ent ent;
+    char key[HC_MAX_KEY];
+};
+
+/* Called on an I/O thread: the key's entry in the candidates' keys files,
+ * the first that has it. Touches only l and the keys files it holds. */
+static int locate_before(struct hc_io_req *req)
+{
+    struct locate *l = container_of(req, struct locate, req);
+    for (unsigned i = 0; i < l->nc; i++)
+        if (hc_keys_lookup(&l->keys[i]->k, l->keys[i]->fd, l->h.lo, &l->ent) == 0) {
+            l->found = (int)i;
+            return 0;
+        }
+    return 0;
+}
+
+/* Back on the loop thread: the entry found goes into the index (when its
+ * segment is known, sealed and another node's) and the get starts again from
+ * it; otherwise a miss. */
+static void locate_done(struct hc_io_req *req)
+{
+    struct locate *l = container_of(req, struct locate, req);
+    struct hc_store *s = l->s;
+    bool put = false;
+
+    s->inflight--;
+    if (l->found >= 0) {
+        uint32_t node = l->node[l->found];
+        uint64_t seq = l->keys[l->found]->k.seqs[l->ent.seg];
+        for (uint32_t i = 0; i < s->segs_cap; i++) {
+            struct seg *seg = s->segs[i];
+            if (seg && seg->node == node && seg->seq == seq && !seg->local &&
+                seg->state == SEG_SEALED) {
+                hc__index_put(s, seg, l->h, (uint64_t)l->ent.off * HC_STORE_ALIGN, l->ent.len,
+                              (uint16_t)l->ns, l->ent.flags);
+                put = hc_index_lookup(&s->ix, l->h) != NULL;
+                break;
+            }
+        }
+    }
+    for (unsigned i = 0; i < l->nc; i++)
+        keys_unref(s, l->keys[i]);
+    if (put) {
+        s->st->filter_located++;
+        int rc = hc__get_start(s, l->ns, l->key, l->klen, &l->pb, l->cap, l->readers, l->cb,
+                               l->data, l->how | GET_LOCATED);
+        if (rc < 0)
+            l->cb(l->data, rc, 0);
+    } else {
+        s->st->filter_misses++;
+        s->st->misses++;
+        l->cb(l->data, -ENOENT, 0);
+    }
+    free(l);
+}
+
+int hc__fleet_locate(struct hc_store *s, int ns, const char *key, size_t klen,
+                     const struct hc_pbuf *pb, uint64_t cap, uint32_t readers, hc_store_cb cb,
+                     void *data, unsigned how, struct hc_hash h)
+{
+    struct locate *l = calloc(1, sizeof(*l));
+    if (!l)
+        return -ENOMEM;
+    for (size_t i = 0; i < s->nnf && l->nc < 8; i++)
+        if (s->nf[i].keys && chain_maybe(&s->nf[i], h)) {
+            l->node[l->nc] = (uint32_t)i;
+            l->keys[l->nc] = s->nf[i].keys;
+            s->nf[i].keys->refs++;
+            l->nc++;
+        }
+    if (l->nc == 0) { /* no keys file to look in (yet): a miss */
+        free(l);
+        s->st->filter_misses++;
+        int rc = hc__defer_cb(s, cb, data, -ENOENT, 0);
+        if (rc == 0)
+            s->st->misses++;
+        return rc;
+    }
+    l->s = s;
+    l->h = h;
+    l->ns = ns;
+    l->klen = klen;
+    memcpy(l->key, key, klen);
+    l->pb = *pb;
+    l->cap = cap;
+    l->readers = readers;
+    l->how = how;
+    l->cb = cb;
+    l->data = data;
+    l->found = -1;
+    hc__task_submit(s, &l->req, HC_IO_PRIO_HIGH, locate_before, locate_done, NULL);
+    return 0;
+}
+
+void hc__fleet_free(struct hc_store *s)
+{
+    for (size_t i = 0; i < s->nnf; i++) {
+        for (size_t j = 0; j < s->nf[i].n; j++)
+            hc_cfilter_free(&s->nf[i].f[j]);
+        free(s->nf[i].f);
+        if (s->nf[i].keys && --s->nf[i].keys->refs == 0) {
+            hc_keys_free(&s->nf[i].keys->k);
+            if (s->nf[i].keys->fd >= 0)
+                close(s->nf[i].keys->fd);
+            free(s->nf[i].keys);
+        }
+    }
+    free(s->nf);
+    s->nf = NULL;
+    s->nnf = 0;
+}
+
+/* ---- loading a node's keys file ------------------------------------------------ */
+
+struct keys_load {
+    struct hc_io_req req;
+    struct hc_store *s;
+    uint32_t node;
+    int fd;
+    struct hc_keys k;
+    uint64_t size;
+    int64_t mtime_ns;
+    char path[PATH_MAX];
+};
+
+/* Called on an I/O thread: opens the keys file (a regular file only: it may
+ * be anything another node put there) and loads its tables (bounded by
+ * hc_keys_load). Touches only t. */
+static int keys_load_before(struct hc_io_req *req)
+{
+    struct keys_load *t = container_of(req, struct keys_load, req);
+    struct stat st;
+    int rc;
+
+    t->fd = hc__open_regular(t->path, O_RDONLY, 0);
+    if (t->fd < 0)
+        return t->fd;
+    if (fstat(t->fd, &st) < 0)
+        rc = -errno;
+    else if ((rc = hc_keys_load(t->fd, (uint64_t)st.st_size, &t->k)) == 0) {
+        t->size = (uint64_t)st.st_size;
+        t->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+        return 0;
+    }
+    close(t->fd);
+    t->fd = -1;
+    return rc;
+}
+
+/* Back on the loop thread. */
+static void keys_load_done(struct hc_io_req *req)
+{
+    struct keys_load *t = container_of(req, struct keys_load, req);
+    struct hc_store *s = t->s;
+    struct node_filt *nf = nf_of(s, t->node);
+
+    s->inflight--;
+    if (nf)
+        nf->loading = false;
+    if (req->result < 0) {
+        if (req->result == -EBADMSG)
+            s->st->idx_refused++;
+        hc_log(HC_LOG_WARN, "store: node %s's keys file %s: %s (its pages read as misses)",
+               s->nodes[t->node], t->path, strerror((int)-req->result));
+    } else if (hc__fleet_keys_install(s, t->node, &t->k, t->fd, t->size, t->mtime_ns) < 0) {
+        hc_keys_free(&t->k);
+        hc__fd_close(s, t->fd);
+    }
+    free(t);
+}
+
+void hc__fleet_keys_seen(struct hc_store *s, const char *node_name, uint64_t size, int64_t mtime_ns)
+{
+    int node = hc__node_intern(s, node_name);
+    struct node_filt *nf = node > 0 ? nf_of(s, (uint32_t)node) : NULL;
+    struct keys_load *t;
+
+    if (!nf || nf->loading || hc__fleet_keys_same(s, (uint32_t)node, size, mtime_ns))
+        return;
+    if (!(t = calloc(1, sizeof(*t))))
+        return; /* the next discovery */
+    t->s = s;
+    t->node = (uint32_t)node;
+    t->fd = -1;
+    snprintf(t->path, sizeof(t->path), "%s/%s/keys", s->root, node_name);
+    nf->loading = true;
+    hc__task_submit(s, &t->req, HC_IO_PRIO_LOW, keys_load_before, keys_load_done, NULL);
+}
