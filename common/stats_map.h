@@ -36,6 +36,7 @@
     X(reinserted_pages, counter, "pages read since written, written again at their eviction")      \
     X(reinserted_bytes, counter, "bytes of those pages")                                           \
     X(filter_pages, gauge, "other nodes' pages held in filters (remote_index filter)")             \
+    X(filter_bytes, gauge, "bytes of those filters and of the keys files' tables kept")            \
     X(filter_stale_pages, counter, "of those, pages of segments gone since (left in the filters)") \
     X(filter_located, counter, "gets of filtered pages whose entry a keys file gave")              \
     X(filter_misses, counter, "gets a filter said maybe to and no keys file had (misses)")         \

@@ -576,7 +576,6 @@ struct node_filt;
 void hc__fleet_merge(struct hc_store *s, struct seg *seg, const struct idx_data *d);
 void hc__fleet_drop_seg(struct hc_store *s, struct seg *seg);
 bool hc__fleet_maybe(const struct hc_store *s, struct hc_hash h);
-uint64_t hc__fleet_memory(const struct hc_store *s);
 bool hc__fleet_keys_same(const struct hc_store *s, uint32_t node, uint64_t size, int64_t mtime_ns);
 int hc__fleet_keys_install(struct hc_store *s, uint32_t node, struct hc_keys *k, int fd,
                            uint64_t size, int64_t mtime_ns);

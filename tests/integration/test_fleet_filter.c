@@ -91,7 +91,7 @@ START_TEST(test_filter_mode)
     ck_assert_int_eq(h_stat(cb, "pages"), 0); /* none in B's index */
     int unknown = 0;
     for (int i = 0; i < NPAGES; i++)
-        unknown += lengths[i] == 0;
+        unknown += lengths[i] == HC_LEN_UNKNOWN;
     ck_assert_int_eq(unknown, NPAGES);
 
     /* B's gets: the entry from A's keys file (published within a second) */

@@ -823,11 +823,16 @@ class HiCacheJuiceFS(_HiCacheStorage):
         pool = self.mem_pool_host
         if pool is not None:
             return [pool.get_dummy_flat_data_page() for _ in keys]
-        _, lengths = self._get_client().batch_exists(self._keys(keys), with_lengths=True)
+        c = self._get_client()
+        _, lengths = c.batch_exists(self._keys(keys), with_lengths=True)
         # a page another node's filter holds has no known length
-        # (HC_LEN_UNKNOWN, remote_index "filter"): a page of this pool's size
+        # (LEN_UNKNOWN, remote_index "filter"): as long as the longest known
+        # one of the batch, else a quarter of the region (the largest a get
+        # places in one go); a longer page is answered ENOSPC
+        known = [ln for ln in lengths if ln != LEN_UNKNOWN]
+        guess = max(known) if known else c.region_size // 4
         return [
-            torch.empty(int(self.page_bytes if ln == LEN_UNKNOWN else max(ln, 1)), dtype=torch.uint8)
+            torch.empty(int(guess if ln == LEN_UNKNOWN else max(ln, 1)), dtype=torch.uint8)
             for ln in lengths
         ]
 
