@@ -8,7 +8,9 @@
  * (8 KiB a record), in the format hicached writes (daemon/idxfile.c). Page j
  * of node n is key "p<n>-<j>" in namespace "fleet" (tools/fleet_sim.py asks
  * for those). Only the indexes are written, no segment data: exists is
- * answered from the index, which is what is measured. */
+ * answered from the index, which is what is measured. Each node's keys file
+ * (DIR/hicache/sim-node-<n>/keys, daemon/keysfile.c) is written too, for a
+ * daemon with remote_index "filter". */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -18,15 +20,20 @@
 
 #include "crc32c.h"
 #include "index.h"
+#include "keysfile.h"
 #include "le.h"
+#include <fcntl.h>
+#include <unistd.h>
 
 #define IDX_HDR 32
 #define IDX_ENT 32
 #define PAGE 4096u
 #define REC (2u * PAGE) /* header block + payload */
 
-/* Writes one segment's .idx: pages [first, first + n) of node. */
-static int write_idx(const char *dir, unsigned node, uint64_t seq, uint64_t first, uint32_t n)
+/* Writes one segment's .idx: pages [first, first + n) of node; their keys
+ * file entries (segment index si) go to keys. */
+static int write_idx(const char *dir, unsigned node, uint64_t seq, uint64_t first, uint32_t n,
+                     struct hc_keys_ent *keys, uint32_t si)
 {
     static const char ns[] = "fleet";
     size_t nslen = sizeof(ns) - 1;
@@ -56,6 +63,7 @@ static int write_idx(const char *dir, unsigned node, uint64_t seq, uint64_t firs
         put32(e + 24, PAGE);
         put16(e + 28, 0);
         put16(e + 30, 0);
+        keys[i] = (struct hc_keys_ent){.h = h.lo, .seg = si, .off = i * (REC / PAGE), .len = PAGE};
     }
     put32(buf + len - 4, hc_crc32c(0, buf, len - 4));
     snprintf(path, sizeof(path), "%s/%016" PRIx64 ".idx", dir, seq);
@@ -93,13 +101,31 @@ int main(int argc, char **argv)
             return 1;
         }
         uint64_t seq = 0x1000;
+        uint32_t nsegs = (uint32_t)((per_node + per_seg - 1) / per_seg);
+        struct hc_keys_ent *keys = malloc(per_node * sizeof(*keys));
+        uint64_t *seqs = malloc(nsegs * sizeof(*seqs));
+        if (!keys || !seqs) {
+            fprintf(stderr, "fleet-sim: out of memory\n");
+            return 1;
+        }
         for (uint64_t first = 0; first < per_node; first += per_seg, seq++) {
             uint32_t k = per_node - first < per_seg ? (uint32_t)(per_node - first) : per_seg;
-            if (write_idx(dir, n, seq, first, k) < 0) {
+            uint32_t si = (uint32_t)(seq - 0x1000);
+            seqs[si] = seq;
+            if (write_idx(dir, n, seq, first, k, keys + first, si) < 0) {
                 fprintf(stderr, "fleet-sim: writing %s: failed\n", dir);
                 return 1;
             }
         }
+        char kpath[4100];
+        snprintf(kpath, sizeof(kpath), "%s/keys", dir);
+        int fd = open(kpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0 || hc_keys_write(fd, seqs, nsegs, keys, per_node) < 0 || close(fd) < 0) {
+            fprintf(stderr, "fleet-sim: writing %s: failed\n", kpath);
+            return 1;
+        }
+        free(keys);
+        free(seqs);
     }
     return 0;
 }

@@ -15,7 +15,8 @@ it, and for each fleet size this measures:
 
 With --remote-index filter the daemon holds the fleet's pages as per-node
 filters (daemon/fleet.c) and discovery counts until stats "filter_pages" has
-them all; exists answers from the filters.
+them all and every node's keys file (fleet-sim writes them) is loaded; exists
+answers from the filters.
 
 usage: tools/fleet_sim.py [--build DIR] [--sizes 1e6,1e7] [--nodes 100]
            [--work DIR] [--rounds 500] [--json FILE] [--remote-index exact|filter]
@@ -90,7 +91,8 @@ def measure(args, total, work):
     counter = "filter_pages" if args.remote_index == "filter" else "pages"
     while True:
         st = c.stats()
-        if st[counter] >= want:
+        if st[counter] >= want and (args.remote_index == "exact" or
+                                    st["keys_files_loaded"] >= nodes):
             break
         if time.monotonic() - t0 > args.timeout:
             stop(d, c)
