@@ -72,7 +72,8 @@ int hc_keys_write(int fd, const uint64_t *seqs, uint32_t nsegs, struct hc_keys_e
     for (size_t i = 0; i < n; i++)
         if (ents[i].seg >= nsegs)
             return -EINVAL;
-    qsort(ents, n, sizeof(*ents), cmp_ent);
+    if (n > 1)
+        qsort(ents, n, sizeof(*ents), cmp_ent);
     head = calloc(1, KEYS_HDR + tables);
     body = malloc(n ? n * HC_KEYS_ENT : 1);
     if (!head || !body) {
