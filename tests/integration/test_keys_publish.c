@@ -97,7 +97,8 @@ START_TEST(test_keys_file_leads_to_the_bytes)
     }
     ck_assert_msg(missing == 0 && wrong == 0, "%d pages not in the keys file, %d leading elsewhere",
                   missing, wrong);
-    ck_assert_uint_ge(k.nsegs, 2); /* 40 pages of 8-47 KiB (1.1 MiB with headers) in 1 MiB segments */
+    /* 40 pages of 8-47 KiB (1.1 MiB with headers) in 1 MiB segments */
+    ck_assert_uint_ge(k.nsegs, 2);
     hc_keys_free(&k);
     close(fd);
 
