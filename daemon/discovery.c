@@ -27,6 +27,11 @@
 
 #include "log.h"
 
+#include <malloc.h>
+
+/* A walk that read this many bytes of .idx gives freed memory back (disc_done). */
+#define DISC_TRIM_BYTES (64u << 20)
+
 /* A remote segment known when the walk started, and what the walk saw of it. */
 struct known {
     const char *node;
@@ -524,6 +529,20 @@ static void disc_merge(struct hc_store *s, struct disc *d)
             !strcmp(s->nodes[seg->node], k->node))
             hc__seg_drop(s, seg, false);
     }
+    /* filter mode: each node's filters sized for what this walk found of it
+     * at once (one filter a node after the first walk, not a doubling
+     * chain); a node's segments lie together in the list (one walk a node) */
+    for (struct found *f = d->found; s->cfg.remote_filter && f;) {
+        uint64_t pages = 0;
+        struct found *g = f;
+        for (; g && !strcmp(g->node, f->node); g = g->next)
+            if (!g->tail && !g->update)
+                pages += g->idx.nent;
+        int node = hc__node_intern(s, f->node);
+        if (node > 0)
+            hc__fleet_reserve(s, (uint32_t)node, pages);
+        f = g;
+    }
     for (struct found *f = d->found; f; f = f->next) {
         int node = hc__node_intern(s, f->node);
         if (node < 0)
@@ -566,7 +585,13 @@ static void disc_done(struct hc_io_req *req)
     s->inflight--;
     s->disc_busy = false;
     disc_merge(s, d);
+    uint64_t read = d->pass_bytes;
     disc_free(d);
+    /* The .idx images a walk held (up to HC_IDX_PASS_BYTES) are freed, but
+     * glibc keeps freed heap memory: after a large walk, give it back (with
+     * remote_index "filter" the images are most of what the walk cost). */
+    if (read >= DISC_TRIM_BYTES)
+        (void)malloc_trim(0);
 }
 
 /* Starts a discovery on the pool (one at a time: s->disc_busy). */

@@ -146,12 +146,41 @@ void hc__fleet_drop_seg(struct hc_store *s, struct seg *seg)
     seg->filtered = 0;
 }
 
-bool hc__fleet_maybe(const struct hc_store *s, struct hc_hash h)
+bool hc__fleet_maybe(struct hc_store *s, struct hc_hash h)
 {
+    /* the node that held the previous key first: a batch's pages were
+     * mostly written together, by one node */
+    size_t hint = s->nf_hint;
+    if (hint < s->nnf && s->nf[hint].keys && chain_maybe(&s->nf[hint], h))
+        return true;
     for (size_t i = 0; i < s->nnf; i++)
-        if (s->nf[i].keys && chain_maybe(&s->nf[i], h))
+        if (i != hint && s->nf[i].keys && chain_maybe(&s->nf[i], h)) {
+            s->nf_hint = i;
             return true;
+        }
     return false;
+}
+
+void hc__fleet_reserve(struct hc_store *s, uint32_t node, uint64_t pages)
+{
+    struct node_filt *nf = nf_of(s, node);
+    if (!nf || pages == 0)
+        return;
+    if (nf->n > 0) {
+        const struct hc_cfilter *last = &nf->f[nf->n - 1];
+        /* room at the load the filter was sized for (filter.c: 95%) */
+        uint64_t cap = (uint64_t)last->nbuckets * HC_CF_SLOTS * 95 / 100;
+        if (cap > hc_cfilter_count(last) && cap - hc_cfilter_count(last) >= pages)
+            return;
+    }
+    struct hc_cfilter *n = realloc(nf->f, (nf->n + 1) * sizeof(*n));
+    if (!n)
+        return; /* chain_add makes room as it goes */
+    nf->f = n;
+    if (hc_cfilter_init(&nf->f[nf->n], pages) < 0)
+        return;
+    s->st->filter_bytes += hc_cfilter_memory(&nf->f[nf->n]);
+    nf->n++;
 }
 
 /* ---- keys files ------------------------------------------------------------ */

@@ -435,6 +435,7 @@ struct hc_store {
      * filters and keys file */
     struct node_filt *nf;
     size_t nnf;
+    size_t nf_hint; /* the node whose filter said "maybe" last */
 
     struct seg **segs;
     uint32_t segs_cap;
@@ -575,7 +576,8 @@ void hc__tail_publish(struct hc_store *s, uint64_t now_ms);
 struct node_filt;
 void hc__fleet_merge(struct hc_store *s, struct seg *seg, const struct idx_data *d);
 void hc__fleet_drop_seg(struct hc_store *s, struct seg *seg);
-bool hc__fleet_maybe(const struct hc_store *s, struct hc_hash h);
+bool hc__fleet_maybe(struct hc_store *s, struct hc_hash h);
+void hc__fleet_reserve(struct hc_store *s, uint32_t node, uint64_t pages);
 bool hc__fleet_keys_same(const struct hc_store *s, uint32_t node, uint64_t size, int64_t mtime_ns);
 int hc__fleet_keys_install(struct hc_store *s, uint32_t node, struct hc_keys *k, int fd,
                            uint64_t size, int64_t mtime_ns);
