@@ -270,8 +270,13 @@ static void locate_done(struct hc_io_req *req)
             struct seg *seg = s->segs[i];
             if (seg && seg->node == node && seg->seq == seq && !seg->local &&
                 seg->state == SEG_SEALED) {
-                hc__index_put(s, seg, l->h, (uint64_t)l->ent.off * HC_STORE_ALIGN, l->ent.len,
-                              (uint16_t)l->ns, l->ent.flags);
+                /* the keys file may be anything another node wrote: its
+                 * record must lie inside the segment (as an .idx entry's) */
+                uint64_t off = (uint64_t)l->ent.off * HC_STORE_ALIGN;
+                if (l->ent.len == 0 || l->ent.flags > ZBLOCKS_MAX || off > seg->size ||
+                    ent_rec_size(l->ent.len, l->ent.flags) > seg->size - off)
+                    break;
+                hc__index_put(s, seg, l->h, off, l->ent.len, (uint16_t)l->ns, l->ent.flags);
                 put = hc_index_lookup(&s->ix, l->h) != NULL;
                 break;
             }
