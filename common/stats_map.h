@@ -39,6 +39,7 @@
     X(filter_bytes, gauge, "bytes of those filters and of the keys files' tables kept")            \
     X(filter_stale_pages, counter, "of those, pages of segments gone since (left in the filters)") \
     X(filter_located, counter, "gets of filtered pages whose entry a keys file gave")              \
+    X(filter_rebuilds, counter, "nodes' filters rebuilt after a quarter of their pages went")      \
     X(filter_misses, counter, "gets a filter said maybe to and no keys file had (misses)")         \
     X(keys_files_loaded, counter, "other nodes' keys files loaded (remote_index filter)")          \
     X(hints_sent, counter, "reads of other nodes' pages told to their owners (remote-read hints)") \

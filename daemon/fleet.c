@@ -14,13 +14,17 @@
  * filters of nodes whose keys file is loaded answer: a node that publishes
  * none (keys_interval_ms 0) is not seen in this mode. A keys file refused is
  * not read again until it changes. A segment that vanishes leaves its
- * fingerprints behind (stale, counted in filter_stale_pages; not rebuilt
- * yet), and a clear of a namespace does not reach the filters: other nodes'
- * pages of it are found again on a get.
+ * fingerprints behind (stale, counted in filter_stale_pages: they answer
+ * "maybe" for pages no longer there); once a node's stale pages are a
+ * quarter of what its filters hold, its filters are built anew from the
+ * .idx files of its segments (a task; filter_rebuilds). A clear of a
+ * namespace does not reach the filters: other nodes' pages of it are found
+ * again on a get.
  *
- * Threads: loop thread, except locate_before and keys_load_before, which
- * run on an I/O thread and touch only their task and the keys files it holds
- * a reference to (their tables do not change while referenced). */
+ * Threads: loop thread, except locate_before, keys_load_before and
+ * rebuild_before, which run on an I/O thread and touch only their task and
+ * the keys files it holds a reference to (their tables do not change while
+ * referenced). */
 #include "store_int.h"
 
 #include <errno.h>
@@ -55,6 +59,8 @@ struct node_filt {
     /* the keys file last refused, not read again while it stays the same */
     uint64_t bad_size;
     int64_t bad_mtime_ns;
+    uint64_t merges; /* segments merged into the filters so far */
+    bool rebuilding; /* a rebuild task is in flight */
 };
 
 static struct node_filt *nf_of(struct hc_store *s, uint32_t node)
@@ -129,10 +135,129 @@ void hc__fleet_merge(struct hc_store *s, struct seg *seg, const struct idx_data 
         }
         added++;
     }
-    if (nf)
+    if (nf) {
         nf->pages += added;
+        nf->merges++;
+    }
     seg->filtered += added;
     s->st->filter_pages += added;
+}
+
+/* ---- rebuilding a node's filters ------------------------------------------- */
+
+/* A node's filters built anew from the .idx files of its live segments. */
+struct rebuild {
+    struct hc_io_req req;
+    struct hc_store *s;
+    uint32_t node;
+    uint64_t merges; /* the node's merges when it started: a merge since
+                        makes the result incomplete, and it is dropped */
+    uint64_t *seqs;
+    uint32_t nseqs;
+    struct hc_cfilter f;
+    uint64_t pages;
+    char dir[PATH_MAX];
+};
+
+/* Called on an I/O thread: loads each .idx (a segment gone since is
+ * skipped), sizes one filter for all their pages, adds them. Touches only
+ * t. */
+static int rebuild_before(struct hc_io_req *req)
+{
+    struct rebuild *t = container_of(req, struct rebuild, req);
+    struct idx_data *d = calloc(t->nseqs ? t->nseqs : 1, sizeof(*d));
+    char path[PATH_MAX + 32];
+    uint64_t total = 0;
+    int rc = 0;
+
+    if (!d)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < t->nseqs; i++) {
+        snprintf(path, sizeof(path), "%s/%016" PRIx64 ".idx", t->dir, t->seqs[i]);
+        if (hc__idx_load(path, t->seqs[i], &d[i]) == 0)
+            total += d[i].nent;
+    }
+    if (hc_cfilter_init(&t->f, total ? total : 1) < 0)
+        rc = -ENOMEM;
+    for (uint32_t i = 0; i < t->nseqs; i++) {
+        for (uint32_t j = 0; rc == 0 && j < d[i].nent; j++) {
+            const unsigned char *e = d[i].ents + (size_t)j * 32;
+            if (hc_cfilter_add(&t->f, (struct hc_hash){get64(e), get64(e + 8)}) < 0)
+                rc = -ENOSPC; /* sized for them all: not expected */
+            else
+                t->pages++;
+        }
+        hc__idx_free(&d[i]);
+    }
+    free(d);
+    if (rc < 0 && t->f.b)
+        hc_cfilter_free(&t->f);
+    return rc;
+}
+
+/* Back on the loop thread: the new filter replaces the node's chain, unless
+ * a segment was merged meanwhile (then the next drop tries again). */
+static void rebuild_done(struct hc_io_req *req)
+{
+    struct rebuild *t = container_of(req, struct rebuild, req);
+    struct hc_store *s = t->s;
+    struct node_filt *nf = nf_of(s, t->node);
+
+    s->inflight--;
+    if (nf)
+        nf->rebuilding = false;
+    if (req->result == 0 && nf && nf->merges == t->merges) {
+        struct hc_cfilter *one = malloc(sizeof(*one));
+        if (one) {
+            for (size_t i = 0; i < nf->n; i++) {
+                s->st->filter_bytes -= hc_cfilter_memory(&nf->f[i]);
+                hc_cfilter_free(&nf->f[i]);
+            }
+            free(nf->f);
+            *one = t->f;
+            nf->f = one;
+            nf->n = 1;
+            s->st->filter_bytes += hc_cfilter_memory(one);
+            nf->pages = t->pages;
+            nf->stale = 0;
+            s->st->filter_rebuilds++;
+            t->f.b = NULL;
+        }
+    }
+    if (t->f.b)
+        hc_cfilter_free(&t->f);
+    free(t->seqs);
+    free(t);
+}
+
+/* Starts a rebuild of node's filters when its stale pages are a quarter of
+ * what they hold (and some: at least 1,024). */
+static void rebuild_maybe(struct hc_store *s, uint32_t node)
+{
+    struct node_filt *nf = &s->nf[node];
+    struct rebuild *t;
+    uint32_t n = 0;
+
+    if (nf->rebuilding || s->stopping || !s->opened || nf->stale < 1024 ||
+        nf->stale < nf->pages / 4)
+        return;
+    if (!(t = calloc(1, sizeof(*t))) ||
+        !(t->seqs = malloc((s->segs_cap ? s->segs_cap : 1) * sizeof(*t->seqs)))) {
+        free(t);
+        return;
+    }
+    for (uint32_t i = 0; i < s->segs_cap; i++) {
+        const struct seg *seg = s->segs[i];
+        if (seg && seg->node == node && seg->filtered && seg->state == SEG_SEALED)
+            t->seqs[n++] = seg->seq;
+    }
+    t->s = s;
+    t->node = node;
+    t->nseqs = n;
+    t->merges = nf->merges;
+    snprintf(t->dir, sizeof(t->dir), "%s/%s", s->root, s->nodes[node]);
+    nf->rebuilding = true;
+    hc__task_submit(s, &t->req, HC_IO_PRIO_LOW, rebuild_before, rebuild_done, NULL);
 }
 
 void hc__fleet_drop_seg(struct hc_store *s, struct seg *seg)
@@ -144,6 +269,8 @@ void hc__fleet_drop_seg(struct hc_store *s, struct seg *seg)
     s->st->filter_pages -= seg->filtered;
     s->st->filter_stale_pages += seg->filtered;
     seg->filtered = 0;
+    if (seg->node < s->nnf)
+        rebuild_maybe(s, seg->node);
 }
 
 bool hc__fleet_maybe(struct hc_store *s, struct hc_hash h)

@@ -143,11 +143,68 @@ START_TEST(test_filter_mode)
 }
 END_TEST
 
+/* Node A evicts most of what it stores (capacity 2 MiB, 1 MiB segments): B
+ * drops the segments A evicted, and once a quarter of what its filter of A
+ * holds is gone it builds the filter anew, so exists stops answering
+ * "present" for A's early pages (with stale fingerprints left it would for
+ * every one of them). */
+START_TEST(test_filter_rebuilt_after_eviction)
+{
+    struct hd *a =
+        hd_new("ea", "--keys-interval-ms", "100", "--seal-interval-ms", "100", "--segment-size",
+               "1M", "--capacity-bytes", "2M", "--reinsert", "false", NULL);
+    struct hd *b =
+        hd_new_peer(a, "eb", "--remote-index", "filter", "--discovery-interval-ms", "50", NULL);
+    enum { N = 3000, EARLY = 1000 };
+    char key[64], *buf = malloc(4096);
+
+    ck_assert_ptr_nonnull(buf);
+    hd_start(a);
+    hd_start(b);
+    hc_client *ca = hd_connect(a, "ev", 4096), *cb = hd_connect(b, "ev", 4096);
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof(key), "ev-%d", i);
+        h_fill(buf, 4096, key, 1);
+        hc_buf bb = {buf, 4096};
+        hc_page p = {key, &bb, 1};
+        int res = 1;
+        ck_assert_int_eq(hc_batch_set(ca, &p, 1, &res), 1);
+        ck_assert_int_eq(res, 0);
+        if (i % 100 == 99)
+            h_sleep_ms(60); /* B's discovery sees the segments come and go */
+    }
+    ck_assert_int_gt(h_stat(ca, "evicted_pages"), EARLY);
+    int64_t rebuilds = 0;
+    for (uint64_t end = h_now_ms() + 15000; h_now_ms() < end; h_sleep_ms(100))
+        if ((rebuilds = h_stat(cb, "filter_rebuilds")) > 0)
+            break;
+    ck_assert_msg(rebuilds > 0, "B never rebuilt its filter of A (stale pages %lld)",
+                  (long long)h_stat(cb, "filter_stale_pages"));
+    h_sleep_ms(500);
+    int present = 0;
+    for (int i = 0; i < EARLY; i++) {
+        const char *k = key;
+        snprintf(key, sizeof(key), "ev-%d", i);
+        present += hc_batch_exists(cb, &k, 1, NULL) == 1;
+    }
+    printf("filter rebuilt %lld times; %d of A's %d first (evicted) pages still answered present "
+           "on B\n",
+           (long long)rebuilds, present, EARLY);
+    ck_assert_int_le(present, 10);
+    free(buf);
+    hc_close(ca);
+    hc_close(cb);
+    hd_stop(b);
+    hd_stop(a);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("fleet_filter");
     TCase *tc = h_tcase("fleet_filter", 120);
     tcase_add_test(tc, test_filter_mode);
+    tcase_add_test(tc, test_filter_rebuilt_after_eviction);
     suite_add_tcase(s, tc);
     return h_run_suite(s);
 }
