@@ -59,8 +59,10 @@ struct node_filt {
     /* the keys file last refused, not read again while it stays the same */
     uint64_t bad_size;
     int64_t bad_mtime_ns;
-    uint64_t merges; /* segments merged into the filters so far */
-    bool rebuilding; /* a rebuild task is in flight */
+    bool rebuilding;      /* a rebuild task is in flight; meanwhile: */
+    struct hc_hash *pend; /* the hashes merged (the new filter takes them too) */
+    size_t npend, cappend;
+    uint64_t stale_since; /* pages gone (stale in the new filter too) */
 };
 
 static struct node_filt *nf_of(struct hc_store *s, uint32_t node)
@@ -77,12 +79,16 @@ static struct node_filt *nf_of(struct hc_store *s, uint32_t node)
     return &s->nf[node];
 }
 
+/* Drops a reference to nk; the last frees it and closes its fd, on an I/O
+ * thread (s), or here when the store is closing (s NULL: no pool to ask). */
 static void keys_unref(struct hc_store *s, struct node_keys *nk)
 {
     if (nk && --nk->refs == 0) {
         hc_keys_free(&nk->k);
-        if (nk->fd >= 0)
+        if (nk->fd >= 0 && s)
             hc__fd_close(s, nk->fd);
+        else if (nk->fd >= 0)
+            close(nk->fd);
         free(nk);
     }
 }
@@ -128,17 +134,18 @@ void hc__fleet_merge(struct hc_store *s, struct seg *seg, const struct idx_data 
     for (uint32_t i = 0; nf && i < d->nent; i++) {
         const unsigned char *e = d->ents + (size_t)i * 32;
         struct hc_hash h = {get64(e), get64(e + 8)};
-        if (chain_add(nf, h, d->nent - i, s->st) < 0) {
+        if (chain_add(nf, h, d->nent - i, s->st) < 0 ||
+            (nf->rebuilding && hc__grow(&nf->pend, nf->npend, &nf->cappend, sizeof(h), 1024) < 0)) {
             hc_log(HC_LOG_ERR, "store: out of memory adding node %s's pages to its filter",
                    s->nodes[seg->node]);
             break;
         }
+        if (nf->rebuilding)
+            nf->pend[nf->npend++] = h;
         added++;
     }
-    if (nf) {
+    if (nf)
         nf->pages += added;
-        nf->merges++;
-    }
     seg->filtered += added;
     s->st->filter_pages += added;
 }
@@ -150,8 +157,6 @@ struct rebuild {
     struct hc_io_req req;
     struct hc_store *s;
     uint32_t node;
-    uint64_t merges; /* the node's merges when it started: a merge since
-                        makes the result incomplete, and it is dropped */
     uint64_t *seqs;
     uint32_t nseqs;
     struct hc_cfilter f;
@@ -195,8 +200,9 @@ static int rebuild_before(struct hc_io_req *req)
     return rc;
 }
 
-/* Back on the loop thread: the new filter replaces the node's chain, unless
- * a segment was merged meanwhile (then the next drop tries again). */
+/* Back on the loop thread: the new filter, with the pages merged meanwhile
+ * added, replaces the node's chain (a failed rebuild leaves the old one; the
+ * next drop tries again). */
 static void rebuild_done(struct hc_io_req *req)
 {
     struct rebuild *t = container_of(req, struct rebuild, req);
@@ -204,25 +210,34 @@ static void rebuild_done(struct hc_io_req *req)
     struct node_filt *nf = nf_of(s, t->node);
 
     s->inflight--;
-    if (nf)
-        nf->rebuilding = false;
-    if (req->result == 0 && nf && nf->merges == t->merges) {
-        struct hc_cfilter *one = malloc(sizeof(*one));
-        if (one) {
-            for (size_t i = 0; i < nf->n; i++) {
-                s->st->filter_bytes -= hc_cfilter_memory(&nf->f[i]);
-                hc_cfilter_free(&nf->f[i]);
-            }
-            free(nf->f);
-            *one = t->f;
-            nf->f = one;
-            nf->n = 1;
-            s->st->filter_bytes += hc_cfilter_memory(one);
-            nf->pages = t->pages;
-            nf->stale = 0;
-            s->st->filter_rebuilds++;
-            t->f.b = NULL;
+    struct hc_cfilter *one = req->result == 0 && nf ? malloc(sizeof(*one)) : NULL;
+    if (one) {
+        struct node_filt fresh = {.f = one, .n = 1};
+        bool ok = true;
+        *one = t->f;
+        t->f.b = NULL;
+        s->st->filter_bytes += hc_cfilter_memory(one);
+        for (size_t i = 0; ok && i < nf->npend; i++)
+            ok = chain_add(&fresh, nf->pend[i], nf->npend - i, s->st) == 0;
+        struct node_filt *drop = ok ? nf : &fresh; /* the chain that goes */
+        for (size_t i = 0; i < drop->n; i++) {
+            s->st->filter_bytes -= hc_cfilter_memory(&drop->f[i]);
+            hc_cfilter_free(&drop->f[i]);
         }
+        free(drop->f);
+        if (ok) {
+            nf->f = fresh.f;
+            nf->n = fresh.n;
+            nf->pages = t->pages + nf->npend;
+            nf->stale = nf->stale_since;
+            s->st->filter_rebuilds++;
+        }
+    }
+    if (nf) {
+        nf->rebuilding = false;
+        free(nf->pend);
+        nf->pend = NULL;
+        nf->npend = nf->cappend = 0;
     }
     if (t->f.b)
         hc_cfilter_free(&t->f);
@@ -254,9 +269,9 @@ static void rebuild_maybe(struct hc_store *s, uint32_t node)
     t->s = s;
     t->node = node;
     t->nseqs = n;
-    t->merges = nf->merges;
     snprintf(t->dir, sizeof(t->dir), "%s/%s", s->root, s->nodes[node]);
     nf->rebuilding = true;
+    nf->stale_since = 0;
     hc__task_submit(s, &t->req, HC_IO_PRIO_LOW, rebuild_before, rebuild_done, NULL);
 }
 
@@ -264,8 +279,10 @@ void hc__fleet_drop_seg(struct hc_store *s, struct seg *seg)
 {
     if (!seg->filtered)
         return;
-    if (seg->node < s->nnf)
+    if (seg->node < s->nnf) {
         s->nf[seg->node].stale += seg->filtered;
+        s->nf[seg->node].stale_since += seg->filtered;
+    }
     s->st->filter_pages -= seg->filtered;
     s->st->filter_stale_pages += seg->filtered;
     seg->filtered = 0;
@@ -312,14 +329,14 @@ void hc__fleet_reserve(struct hc_store *s, uint32_t node, uint64_t pages)
 
 /* ---- keys files ------------------------------------------------------------ */
 
-bool hc__fleet_keys_same(const struct hc_store *s, uint32_t node, uint64_t size, int64_t mtime_ns)
+static bool keys_same(const struct hc_store *s, uint32_t node, uint64_t size, int64_t mtime_ns)
 {
     const struct node_keys *nk = node < s->nnf ? s->nf[node].keys : NULL;
     return nk && nk->size == size && nk->mtime_ns == mtime_ns;
 }
 
-int hc__fleet_keys_install(struct hc_store *s, uint32_t node, struct hc_keys *k, int fd,
-                           uint64_t size, int64_t mtime_ns)
+static int keys_install(struct hc_store *s, uint32_t node, struct hc_keys *k, int fd, uint64_t size,
+                        int64_t mtime_ns)
 {
     struct node_filt *nf = nf_of(s, node);
     struct node_keys *nk = nf ? calloc(1, sizeof(*nk)) : NULL;
@@ -470,12 +487,8 @@ void hc__fleet_free(struct hc_store *s)
         for (size_t j = 0; j < s->nf[i].n; j++)
             hc_cfilter_free(&s->nf[i].f[j]);
         free(s->nf[i].f);
-        if (s->nf[i].keys && --s->nf[i].keys->refs == 0) {
-            hc_keys_free(&s->nf[i].keys->k);
-            if (s->nf[i].keys->fd >= 0)
-                close(s->nf[i].keys->fd);
-            free(s->nf[i].keys);
-        }
+        free(s->nf[i].pend);
+        keys_unref(NULL, s->nf[i].keys);
     }
     free(s->nf);
     s->nf = NULL;
@@ -538,7 +551,7 @@ static void keys_load_done(struct hc_io_req *req)
             s->st->idx_refused++;
         hc_log(HC_LOG_WARN, "store: node %s's keys file %s: %s (its pages read as misses)",
                s->nodes[t->node], t->path, strerror((int)-req->result));
-    } else if (hc__fleet_keys_install(s, t->node, &t->k, t->fd, t->size, t->mtime_ns) < 0) {
+    } else if (keys_install(s, t->node, &t->k, t->fd, t->size, t->mtime_ns) < 0) {
         hc_keys_free(&t->k);
         hc__fd_close(s, t->fd);
     }
@@ -553,8 +566,7 @@ void hc__fleet_keys_seen(struct hc_store *s, const char *node_name, uint64_t siz
 
     /* not while the store opens (its first discovery runs before the loop:
      * a task then could outlive a failed start); the next walk loads it */
-    if (!nf || !s->opened || nf->loading ||
-        hc__fleet_keys_same(s, (uint32_t)node, size, mtime_ns) ||
+    if (!nf || !s->opened || nf->loading || keys_same(s, (uint32_t)node, size, mtime_ns) ||
         (nf->bad_size == size && nf->bad_mtime_ns == mtime_ns && (size || mtime_ns)))
         return;
     if (!(t = calloc(1, sizeof(*t))))

@@ -9,6 +9,7 @@
 
 #include "crc32c.h"
 #include "le.h"
+#include "store_int.h" /* hc__pread_all */
 
 #define KEYS_MAGIC "HCK1"
 #define KEYS_VERSION 1
@@ -42,22 +43,11 @@ static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
     return 0;
 }
 
+/* hc__pread_all (files.c), a file shorter than its header says refused. */
 static int pread_all(int fd, void *buf, size_t len, uint64_t off)
 {
-    char *p = buf;
-    while (len > 0) {
-        ssize_t n = pread(fd, p, len, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        if (n == 0)
-            return -EBADMSG; /* shorter than its header says */
-        p += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return 0;
+    int rc = hc__pread_all(fd, buf, len, off);
+    return rc == -ENODATA ? -EBADMSG : rc;
 }
 
 int hc_keys_write(int fd, const uint64_t *seqs, uint32_t nsegs, struct hc_keys_ent *ents, size_t n)

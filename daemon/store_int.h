@@ -578,9 +578,6 @@ void hc__fleet_merge(struct hc_store *s, struct seg *seg, const struct idx_data 
 void hc__fleet_drop_seg(struct hc_store *s, struct seg *seg);
 bool hc__fleet_maybe(struct hc_store *s, struct hc_hash h);
 void hc__fleet_reserve(struct hc_store *s, uint32_t node, uint64_t pages);
-bool hc__fleet_keys_same(const struct hc_store *s, uint32_t node, uint64_t size, int64_t mtime_ns);
-int hc__fleet_keys_install(struct hc_store *s, uint32_t node, struct hc_keys *k, int fd,
-                           uint64_t size, int64_t mtime_ns);
 void hc__fleet_keys_seen(struct hc_store *s, const char *node_name, uint64_t size,
                          int64_t mtime_ns);
 int hc__fleet_locate(struct hc_store *s, int ns, const char *key, size_t klen,
