@@ -121,7 +121,7 @@ static const struct opt opts[] = {
     SIZE_OPT(read_linger_bytes, 0, 64 * GiB, "memory for pages kept for their other readers"),
     BOOL_OPT(dedupe, 0, "store a page once however many clients set it"),
     BOOL_OPT(coalesce_reads, 0, "serve concurrent gets of one page with one read"),
-    BOOL_OPT(reinsert, 0, "write pages read since written again when their segment is evicted"),
+    BOOL_OPT(reinsert, 0, "write pages read late in their segment's life again when it is evicted"),
     CHOICE_OPT(log_level, "error|warning|info|debug",
                "log lines of this level and more severe (SIGHUP applies a change)"),
     BOOL_OPT(foreground, OPTF_NOVALUE,

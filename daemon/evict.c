@@ -1,9 +1,9 @@
 /* What this node keeps: the index entries and what they cost (the pages,
  * bytes_stored, local/remote pages and disk_bytes counters move only here),
  * and eviction. Over capacity_bytes, sealed local segments are dropped in
- * the order they were sealed, except that one read more often than it has
- * pages gets a second chance (evict_victim); with the filesystem under
- * min_free_ratio, the oldest, one at a time. A read in
+ * the order they were written, the pages read late in their life written
+ * again first (reinsertion); with the filesystem under min_free_ratio, the
+ * oldest, one at a time. A read in
  * flight keeps a dropped segment's fd open, so a drop never breaks it.
  *
  * Threads: loop thread, except statvfs_before, which runs on an I/O thread:
@@ -123,65 +123,54 @@ size_t hc__index_drop_ns(struct hc_store *s, int ns)
 
 /* ---- eviction ---------------------------------------------------------------- */
 
-/* A segment's place in the eviction queue: its seq's, until it is passed
- * over for its reads. */
-static uint64_t evict_order(const struct seg *seg)
-{
-    return seg->evict_order ? seg->evict_order : 2 * seg->seq;
-}
-
 static struct seg *oldest_sealed_local(struct hc_store *s)
 {
     struct seg *best = NULL;
     for (uint32_t i = 0; i < s->segs_cap; i++) {
         struct seg *seg = s->segs[i];
-        if (seg && seg->local && seg->state == SEG_SEALED &&
-            (!best || evict_order(seg) < evict_order(best) ||
-             (evict_order(seg) == evict_order(best) && seg->seq < best->seq)))
+        if (seg && seg->local && seg->state == SEG_SEALED && (!best || seg->seq < best->seq))
             best = seg;
     }
     return best;
 }
 
-/* The segment to drop: the first in the queue, unless it served more gets
- * since it was last passed over than it holds pages; such a segment goes to
- * the back of the queue (behind every segment there is, before every one
- * made later) with its count forgotten: a second chance, as CLOCK gives
- * pages, for segments whose pages are read again and again (shared prompt
- * prefixes). A segment read about once a page (a conversation's next turn)
- * goes in order. Measured with make replay (docs/BENCHMARKS.md): any read
- * at all as the bar kept too many segments read once on the Mooncake trace
- * (85% of LRU's hits, FIFO 95%). */
-static struct seg *evict_victim(struct hc_store *s)
-{
-    struct seg *v;
-    uint32_t passes = 0;
-    while ((v = oldest_sealed_local(s)) && v->reads > v->pages && passes++ < s->segs_cap) {
-        v->reads = 0;
-        v->evict_order = 2 * s->next_seq - 1;
-    }
-    return v;
-}
-
 /* ---- reinsertion -----------------------------------------------------------
  *
- * A page clients read at least REINSERT_MIN_READS times since it entered the
- * index (IDX_READ, counted by the get path up to 3) is written again, to an
- * open segment, when its segment is evicted:
- * the pages that are reused (a shared prompt prefix) outlive the segment
- * they were first written to, as CacheLib's Navy does for its regions. Its
- * bytes come from a read of the record into the daemon's memory (checked
- * like any read; the segment's fd stays open for it past the unlink), then
- * a set under the key its header names. What this rewrites is capped: the
+ * A page read late in its segment's life (after REINSERT_LATE of the
+ * capacity was written since the segment stopped taking appends, that is
+ * in about the last half of its life before eviction) is written again, to
+ * an open segment, when its segment is evicted: as an LRU keeps a page read
+ * lately, and the pages that are reused (a shared prompt prefix, a
+ * conversation's next turn) outlive the segment they were first written to,
+ * as CacheLib's Navy does for its regions. A page read only early in its
+ * segment's life goes with it (an LRU would drop it soon too), so the
+ * rewrite does not give every page read once a whole new life. Its bytes
+ * come from a read of the record into the daemon's memory (checked like any
+ * read; the segment's fd stays open for it past the unlink), then a set
+ * under the key its header names. What this rewrites is capped: the
  * reinserted bytes stay under REINSERT_RATIO of the bytes clients had
  * written, so the write amplification stays under 1 + REINSERT_RATIO.
  * Compressed records are not reinserted. A page cleared meanwhile is not
  * written again (its tombstone), nor one set again by a client (dedupe). */
 #define REINSERT_RATIO 0.25
-/* Chosen by make replay (docs/BENCHMARKS.md): 1 read rewrote pages a
- * conversation reads once (its next turn) and lost hits on the Mooncake
- * trace; 3 kept too few. */
-#define REINSERT_MIN_READS 2u
+/* Chosen with a simulation of this store over the Mooncake trace and five
+ * Zipf traces at three capacities (docs/BENCHMARKS.md): the last 0.4 of a
+ * segment's life kept too few, 0.6 too many; counting reads (two at least,
+ * the rule before) kept pages read early and lost those read once late. */
+#define REINSERT_LATE 0.5
+
+/* A read of e, a page of the local segment seg (a client's read from
+ * storage, or another node's told through a hint): marked for reinsertion
+ * when it comes late in the segment's life. Only with a capacity: without
+ * one nothing is evicted for it. The entry is the index's; its caller's
+ * bits are ours to change. */
+void hc__note_read(struct hc_store *s, const struct seg *seg, const struct hc_index_ent *e)
+{
+    if (!seg->local || seg->state == SEG_OPEN || !s->cfg.capacity_bytes)
+        return;
+    if ((double)(s->wclock - seg->closed_wclock) >= REINSERT_LATE * (double)s->cfg.capacity_bytes)
+        ((struct hc_index_ent *)e)->flags |= IDX_LATE;
+}
 
 /* The reinsertion's set is over: its bytes are freed. */
 static void reinsert_set_done(void *data, int status, uint64_t len)
@@ -226,11 +215,11 @@ static void reinsert_read_done(void *data, int status, uint64_t len)
     }
 }
 
-/* Collects e when it is a raw page read REINSERT_MIN_READS times (an
+/* Collects e when it is a raw page read late in its segment's life (an
  * allocation failure only loses it). */
 static void reinsert_keep(struct reinsert_scan *c, const struct hc_index_ent *e)
 {
-    if ((e->flags & IDX_READ) / IDX_READ_ONE < REINSERT_MIN_READS || (e->flags & IDX_SBLOCKS) ||
+    if (!(e->flags & IDX_LATE) || (e->flags & IDX_SBLOCKS) ||
         hc__grow(&c->ents, c->n, &c->cap, sizeof(*c->ents), 64) < 0)
         return;
     c->ents[c->n++] = *e;
@@ -269,13 +258,13 @@ static void evict_one(struct hc_store *s, struct seg *v)
     hc__seg_drop_gone(s, v, true, n);
 }
 
-/* Evicts sealed local segments (evict_victim) while over capacity, starting
+/* Evicts sealed local segments, oldest first, while over capacity, starting
  * the reinsertion of their reused pages (evict_one). */
 void hc__evict_capacity(struct hc_store *s)
 {
     struct seg *v;
     while (!s->stopping && s->cfg.capacity_bytes && s->local_bytes > s->cfg.capacity_bytes &&
-           (v = evict_victim(s)))
+           (v = oldest_sealed_local(s)))
         evict_one(s, v);
 }
 

@@ -20,8 +20,9 @@
  * file there named <this node>.<n>.rh not taken before is read (at most
  * HINT_FILE_MAX bytes, HINT_PASS_BYTES a walk; checked: another node's file
  * may be broken or hostile) and its hints applied on the loop thread: a hint
- * whose key is in the index on a local segment of the same seq adds one read
- * to that page (the two bits of IDX_READ, saturating). Each file is taken
+ * whose key is in the index on a local segment of the same seq counts as a
+ * read of that page (hc__note_read: late in its segment's life, it is
+ * reinserted at eviction). Each file is taken
  * once, applied or refused (idx_refused); the names taken are kept while
  * their node lists them. A hint costs its owner at most a rewrite of the
  * page within REINSERT_RATIO.
@@ -318,17 +319,17 @@ ssize_t hc__hints_read_file(const char *path, size_t *budget, uint64_t **out)
 }
 
 /* Applies n hints (seq, lo, hi triples) read from another node's file: each
- * whose page is indexed on a local segment of that seq adds one read to it
- * (saturating). */
+ * whose page is indexed on a local segment of that seq counts as a read of
+ * it, made now. */
 void hc__hints_apply(struct hc_store *s, const uint64_t *v, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         struct hc_hash h = {.lo = v[3 * i + 1], .hi = v[3 * i + 2]};
         const struct hc_index_ent *e = hc_index_lookup(&s->ix, h);
         struct seg *seg = e ? s->segs[e->seg] : NULL;
-        if (!seg || !seg->local || seg->seq != v[3 * i] || (e->flags & IDX_READ) == IDX_READ)
+        if (!seg || !seg->local || seg->seq != v[3 * i])
             continue;
-        ((struct hc_index_ent *)e)->flags += IDX_READ_ONE; /* the index's entry */
+        hc__note_read(s, seg, e);
         s->st->hints_applied++;
     }
 }

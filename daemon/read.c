@@ -511,10 +511,6 @@ int hc__get_start(struct hc_store *s, int ns, const char *key, size_t klen,
     struct rd *r;
     int rc;
 
-    /* a client's get (not the daemon's second try for a joiner, GET_OWNED)
-     * counts toward its segment's second chance at eviction (evict.c) */
-    if (e && !(how & GET_OWNED) && s->segs[e->seg]->local && s->segs[e->seg]->reads < UINT32_MAX)
-        s->segs[e->seg]->reads++;
     if (!e && s->cfg.remote_filter && !(how & GET_LOCATED) && hc__fleet_maybe(s, h))
         return hc__fleet_locate(s, ns, key, klen, pb, cap, readers, cb, data, how, h);
     if (!e) {
@@ -529,11 +525,10 @@ int hc__get_start(struct hc_store *s, int ns, const char *key, size_t klen,
         return rc < 0 ? rc : 0;
     /* A read of the page from storage for a client (not a joiner, a lingering
      * copy or the daemon's second try: the ranks of an MLA model read a page
-     * once between them): counted for reinsertion at eviction (evict.c), or
-     * for another node's page told to its owner (hints.c). The
-     * entry is the index's; its caller's bits are ours to change. */
-    if (!(how & GET_OWNED) && s->segs[e->seg]->local && (e->flags & IDX_READ) != IDX_READ)
-        ((struct hc_index_ent *)e)->flags += IDX_READ_ONE;
+     * once between them): noted for reinsertion at eviction (evict.c), or
+     * for another node's page told to its owner (hints.c). */
+    if (!(how & GET_OWNED) && s->segs[e->seg]->local)
+        hc__note_read(s, s->segs[e->seg], e);
     else if (!(how & GET_OWNED) && !s->segs[e->seg]->local)
         hc__hint_add(s, s->segs[e->seg], e); /* for its owner (hints.c) */
 

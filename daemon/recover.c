@@ -207,6 +207,7 @@ static int load_sealed(struct hc_store *s, uint64_t seq, const char *ipath, uint
         hc__idx_merge(s, seg, &d);
         hc__idx_free(&d);
         hc__local_bytes_set(s, s->local_bytes + seg->size);
+        seg->closed_wclock = s->wclock = s->local_bytes; /* evict.c: in seq order */
         return 1;
     }
     if (lrc == 0)
@@ -282,6 +283,7 @@ static int load_unsealed(struct hc_store *s, uint64_t seq, const char *spath, co
     s->sealed_gen++; /* keys.c */
     seg->size = size;
     hc__local_bytes_set(s, s->local_bytes + seg->size);
+    seg->closed_wclock = s->wclock = s->local_bytes; /* evict.c: in seq order */
     return 0;
 }
 

@@ -524,6 +524,7 @@ void hc__seg_close_appends(struct hc_store *s, struct seg *seg)
     if (seg->state != SEG_OPEN)
         return;
     seg->state = SEG_CLOSING;
+    seg->closed_wclock = s->wclock;
     if (!seg->pend_head)
         seal_submit(s, seg);
 }

@@ -64,15 +64,14 @@
 
 #define NS_LIMIT 65535u /* namespaces a store interns */
 /* Index entry flags (hc_index_ent.flags, the caller's bits): a compressed
- * record's stored blocks, and how often clients read the page since it
- * entered the index, 0 to 3 (reinsertion at eviction, evict.c). */
+ * record's stored blocks, and whether the page was read late in its
+ * segment's life (reinsertion at eviction, evict.c). Bit 14 is free. */
 /* stored blocks of a compressed record: a page compressed to more than
  * 32 MiB is stored raw (before the read count took two bits, 128 MiB: such a
  * record of an older daemon now fails its checks and is a miss) */
 #define ZBLOCKS_MAX 0x1fffu
 #define IDX_SBLOCKS ZBLOCKS_MAX
-#define IDX_READ 0x6000u /* reads since the page entered the index, 0-3 */
-#define IDX_READ_ONE 0x2000u
+#define IDX_LATE 0x2000u /* read late in its segment's life (hc__note_read) */
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 /* ---- sizes, clocks, little-endian fields (any thread) ------------------- */
@@ -176,11 +175,11 @@ struct seg {
     uint64_t size;      /* bytes: allocated tail (local) or from the .idx */
     uint64_t pages;     /* index entries pointing here */
     uint64_t last_use_ms;
-    /* eviction (evict.c), local sealed segments: gets served from it since it
-     * was last passed over, and its place in the eviction queue (2 * seq, or
-     * later once it was passed over for its reads) */
-    uint32_t reads;
-    uint64_t evict_order;
+    /* local: s->wclock when it stopped taking appends (a recovered segment:
+     * as if the segments found at the start had been written in seq order,
+     * the last just before the start); a read's lateness is measured from it
+     * (evict.c) */
+    uint64_t closed_wclock;
     /* remote_index "filter" (fleet.c): pages of this remote segment held in
      * its node's filters rather than in the index */
     uint64_t filtered;
@@ -453,6 +452,9 @@ struct hc_store {
     } stick[STREAM_STICK];
     uint64_t next_seq;
     uint64_t local_bytes;
+    /* bytes appended to local segments, ever (write.c), starting from the
+     * local bytes found at the start: eviction's clock (evict.c) */
+    uint64_t wclock;
 
     struct ptab writing, reading, lingering;
     struct linger *lhead, *ltail; /* lingering pages, oldest first */
@@ -706,6 +708,7 @@ size_t hc__index_drop_seg(struct hc_store *s, struct seg *seg);
 size_t hc__index_drop_ns(struct hc_store *s, int ns);
 void hc__local_bytes_set(struct hc_store *s, uint64_t v);
 void hc__evict_capacity(struct hc_store *s);
+void hc__note_read(struct hc_store *s, const struct seg *seg, const struct hc_index_ent *e);
 void hc__evict_free_space(struct hc_store *s, uint64_t now_ms);
 
 /* ---- recover.c: restart ----------------------------------------------------- */

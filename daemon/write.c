@@ -492,6 +492,7 @@ static int wrec_put(struct hc_store *s, struct seg *seg, struct wrec *w)
     seg->size += size;
     seg->backlog += size;
     hc__local_bytes_set(s, s->local_bytes + size);
+    s->wclock += size;
     if (seg->pend_tail)
         seg->pend_tail->next = w;
     else

@@ -1172,10 +1172,11 @@ START_TEST(test_refault)
 }
 END_TEST
 
-/* Reinsertion: a page read twice since it was written is written again when
- * its segment is evicted, and comes back byte for byte after its first
- * segment is gone; a page read once goes with its segment. The rewrite stays
- * under 1.25x the bytes set. */
+/* Reinsertion at eviction keeps the pages read late in their segment's
+ * life. 64 KiB pages: 15 records of 68 KiB fill a 1 MiB segment; segment 1
+ * stops taking appends at 1,020 KiB written, so a read counts as late from
+ * 3,068 KiB written on (half the 4 MiB capacity later), after the 46th
+ * page; the 61st page puts the store over capacity and evicts segment 1. */
 START_TEST(test_evict_reinsert)
 {
     struct hc_stats st;
@@ -1185,16 +1186,19 @@ START_TEST(test_evict_reinsert)
     cfg.reinsert = true;
     struct hc_store *s = open_store(&cfg, &st);
     int ns = hc_store_ns(s, "ns", 2);
-    size_t len = 64 * KiB; /* 15 records a segment */
+    size_t len = 64 * KiB;
     int i = 0;
 
     for (; i < 45; i++) /* segments 1-3 full, sealed */
         put_page(s, ns, i, len);
-    ck_assert_int_eq(get_page(s, ns, 3, len), 0); /* page 3: read twice */
-    ck_assert_int_eq(get_page(s, ns, 3, len), 0);
-    ck_assert_int_eq(get_page(s, ns, 4, len), 0); /* page 4: once */
+    ck_assert_int_eq(get_page(s, ns, 4, len), 0); /* page 4: read early, twice */
+    ck_assert_int_eq(get_page(s, ns, 4, len), 0);
+    put_page(s, ns, i++, len);                    /* the 46th page */
+    ck_assert_int_eq(get_page(s, ns, 3, len), 0); /* page 3: read late, once */
+    ck_assert_uint_eq(st.evicted_segments, 0);
     while (st.evicted_segments < 1)
         put_page(s, ns, i++, len);
+    ck_assert_int_eq(i, 61);
     drain_all(); /* the reinsertion: a read, then a set */
     ck_assert_uint_eq(st.reinserted_pages, 1);
     ck_assert_uint_eq(st.reinserted_bytes, len);
@@ -1203,55 +1207,15 @@ START_TEST(test_evict_reinsert)
     /* page 3 lives on in a newer segment, after segments 2 and 3 went too */
     while (st.evicted_segments < 3)
         put_page(s, ns, i++, len);
-    ck_assert_int_eq(get_page(s, ns, 3, len), 0);
+    ck_assert_int_eq(get_page(s, ns, 3, len), 0); /* byte for byte */
     ck_assert_int_eq(get_page(s, ns, 17, len), -ENOENT);
     ck_assert_uint_le(st.bytes_written, (uint64_t)(1.25 * (double)i * len) + len);
-    /* reinserted again only once read twice again */
+    /* read just now, early in its new segment's life: not reinserted again */
     uint64_t before = st.reinserted_pages;
     while (page_exists(s, ns, 3))
         put_page(s, ns, i++, len);
     drain_all();
     ck_assert_uint_eq(st.reinserted_pages, before);
-    close_store(s);
-}
-END_TEST
-
-START_TEST(test_evict_second_chance)
-{
-    struct hc_stats st;
-    struct hc_store_config cfg = base_cfg("n1");
-    cfg.segment_size = 1 * MiB;
-    cfg.capacity_bytes = 4 * MiB;
-    struct hc_store *s = open_store(&cfg, &st);
-    int ns = hc_store_ns(s, "ns", 2);
-    size_t len = 64 * KiB; /* 15 records a segment */
-    int i = 0;
-
-    for (; i < 45; i++) /* segments 1-3 full, sealed */
-        put_page(s, ns, i, len);
-    for (int k = 0; k < 15; k++) {
-        ck_assert_int_eq(get_page(s, ns, k, len), 0);
-        ck_assert_int_eq(get_page(s, ns, k, len), 0);
-        ck_assert_int_eq(get_page(s, ns, 15 + k, len), 0);
-    }
-    while (st.evicted_segments < 1)
-        put_page(s, ns, i++, len);
-    ck_assert_int_eq(get_page(s, ns, 15, len), -ENOENT); /* segment 2 went */
-    ck_assert_int_eq(get_page(s, ns, 0, len), 0);        /* segment 1 stayed */
-    while (st.evicted_segments < 2)
-        put_page(s, ns, i++, len);
-    ck_assert_int_eq(get_page(s, ns, 30, len), -ENOENT); /* then segment 3 */
-    for (int k = 1; k < 15; k++)
-        ck_assert_int_eq(get_page(s, ns, k, len), 0); /* segment 1 byte for byte */
-    /* 15 gets since it was passed over, not more than its pages: it goes when
-     * its turn comes again, after the segments sealed before it was passed
-     * over (exists does not count as a read) */
-    uint64_t before = st.evicted_segments;
-    while (page_exists(s, ns, 0)) {
-        put_page(s, ns, i++, len);
-        ck_assert_uint_le(st.evicted_segments, before + 3);
-    }
-    ck_assert_int_eq(get_page(s, ns, 14, len), -ENOENT);
     close_store(s);
 }
 END_TEST
@@ -1410,11 +1374,12 @@ static int hint_files_of(const char *node, const char *owner)
     return n;
 }
 
-/* Another node's reads count for reinsertion: B reads two of A's pages
- * twice each; B tells A through a hint file in its own directory; A's
- * discovery counts those reads, and when A evicts the segment, exactly those
- * two pages are written again and B reads them back byte for byte, while the
- * others are gone. A broken hint file is refused and changes nothing. */
+/* Another node's reads count for reinsertion: B reads one of A's pages
+ * early in its segment's life and two late; B tells A through hint files in
+ * its own directory; A's discovery applies them, and when A evicts the
+ * segment, exactly the two pages read late are written again and B reads
+ * them back byte for byte, while the others are gone. A broken hint file is
+ * refused and changes nothing. */
 START_TEST(test_remote_read_hints)
 {
     struct hc_stats sa, sb;
@@ -1432,27 +1397,39 @@ START_TEST(test_remote_read_hints)
     size_t len = 64 * KiB;
     uint64_t now = 10000;
     char bad[PATH_MAX];
+    int i;
 
     hc_store_tick(a, now);
     hc_store_tick(b, now);
-    for (int i = 0; i < 5; i++)
+    for (i = 0; i < 5; i++)
         put_page(a, nsa, i, len);
     hc_store_tick(a, now += 1000); /* seal by age */
     drain_all();
     hc_store_tick(b, now += 600);
     drain_all();
+    ck_assert_int_eq(get_page(b, nsb, 3, len), 0); /* early in its life */
+    ck_assert_uint_eq(sb.hints_sent, 0);
+    hc_store_tick(b, now += 5000); /* the hint goes out */
+    drain_all();
+    ck_assert_uint_eq(sb.hints_sent, 1);
+    hc_store_tick(a, now += 600); /* A's discovery takes it */
+    drain_all();
+    ck_assert_uint_eq(sa.hints_applied, 1);
+    /* A writes 16 pages (1,088 KiB, over half its capacity): now the
+     * segment is late in its life */
+    for (; i < 21; i++)
+        put_page(a, nsa, i, len);
+    ck_assert_uint_eq(sa.evicted_segments, 0);
     for (int r = 0; r < 2; r++) {
         ck_assert_int_eq(get_page(b, nsb, 1, len), 0);
         ck_assert_int_eq(get_page(b, nsb, 2, len), 0);
     }
-    ck_assert_int_eq(get_page(b, nsb, 3, len), 0); /* once: not enough */
-    ck_assert_uint_eq(sb.hints_sent, 0);
     hc_store_tick(b, now += 5000); /* the hints go out */
     drain_all();
     ck_assert_uint_eq(sb.hints_sent, 5);
-    ck_assert_uint_eq(sb.hint_files, 1);
-    ck_assert_int_eq(hint_files_of("node-b", "node-a"), 1);
-    /* a broken one beside it, numbered higher */
+    ck_assert_uint_eq(sb.hint_files, 2);
+    ck_assert_int_eq(hint_files_of("node-b", "node-a"), 2);
+    /* a broken one beside them, numbered higher */
     snprintf(bad, sizeof(bad), "%s/hicache/node-b/node-a.ffffffffffffffff.rh", tmpdir);
     FILE *f = fopen(bad, "w");
     ck_assert(f);
@@ -1469,8 +1446,8 @@ START_TEST(test_remote_read_hints)
     ck_assert_uint_eq(sa.idx_refused, refused + 1);
 
     /* A writes on: its capacity evicts the first segment; pages 1 and 2
-     * (read twice on B) are written again, 3 (once) and the rest are not */
-    for (int i = 5; i < 60 && !sa.evicted_segments; i++)
+     * (read late on B) are written again, 3 (early) and the rest are not */
+    for (; i < 60 && !sa.evicted_segments; i++)
         put_page(a, nsa, i, len);
     drain_all();
     ck_assert_uint_eq(sa.evicted_segments, 1);
@@ -1492,7 +1469,7 @@ START_TEST(test_remote_read_hints)
      * numbered above them, holds nothing up */
     hc_store_tick(b, now += 5000);
     drain_all();
-    ck_assert_uint_eq(sb.hint_files, 2);
+    ck_assert_uint_eq(sb.hint_files, 3);
     hc_store_tick(a, now += 600);
     drain_all();
     ck_assert_uint_eq(sa.hints_applied, 7);
@@ -2563,7 +2540,6 @@ int main(void)
     tcase_add_test(tc, test_compress_linger);
     tcase_add_test(tc, test_compress_clear_inflight);
     tcase_add_test(tc, test_open_segments);
-    tcase_add_test(tc, test_evict_second_chance);
     tcase_add_test(tc, test_evict_reinsert);
     tcase_add_test(tc, test_refault);
     tcase_add_test(tc, test_remote_read_hints);
