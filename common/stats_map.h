@@ -44,7 +44,8 @@
     X(keys_files_loaded, counter, "other nodes' keys files loaded (remote_index filter)")          \
     X(hints_sent, counter, "reads of other nodes' pages told to their owners (remote-read hints)") \
     X(hint_files, counter, "remote-read hint files written to this node's directory")              \
-    X(hints_applied, counter, "other nodes' reads of this node's pages counted for reinsertion")   \
+    X(hints_applied, counter,                                                                      \
+      "other nodes' reads of this node's pages counted as reads (reinsertion)")                    \
     X(io_errors, counter, "storage reads and writes that failed")                                  \
     X(set_errors, counter, "sets refused or failed")                                               \
     X(bad_requests, counter, "requests refused as malformed")                                      \

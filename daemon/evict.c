@@ -137,8 +137,9 @@ static struct seg *oldest_sealed_local(struct hc_store *s)
 /* ---- reinsertion -----------------------------------------------------------
  *
  * A page read late in its segment's life (after REINSERT_LATE of the
- * capacity was written since the segment stopped taking appends, that is
- * in about the last half of its life before eviction) is written again, to
+ * capacity, less what the open segments hold, was written since the segment
+ * stopped taking appends, that is in about the last 45% of its life before
+ * eviction) is written again, to
  * an open segment, when its segment is evicted: as an LRU keeps a page read
  * lately, and the pages that are reused (a shared prompt prefix, a
  * conversation's next turn) outlive the segment they were first written to,
@@ -153,11 +154,14 @@ static struct seg *oldest_sealed_local(struct hc_store *s)
  * Compressed records are not reinserted. A page cleared meanwhile is not
  * written again (its tombstone), nor one set again by a client (dedupe). */
 #define REINSERT_RATIO 0.25
-/* Chosen with a simulation of this store over the Mooncake trace and five
- * Zipf traces at three capacities (docs/BENCHMARKS.md): the last 0.4 of a
- * segment's life kept too few, 0.6 too many; counting reads (two at least,
+/* Chosen with tools/evict_sim.py (a simulation of this store) and
+ * tools/replay_suite.sh (the daemon), each over the Mooncake trace and five
+ * Zipf traces at three capacities (docs/BENCHMARKS.md): reads in the last
+ * 40% of a segment's life kept too few, in the last 60% too many; between,
+ * the daemon's replay of the Mooncake trace was at 97.2-97.7% of LRU with
+ * the last 50%, 98.8-99.2% with the last 45%. Counting reads (two at least,
  * the rule before) kept pages read early and lost those read once late. */
-#define REINSERT_LATE 0.5
+#define REINSERT_LATE 0.55
 
 /* A read of e, a page of the local segment seg (a client's read from
  * storage, or another node's told through a hint): marked for reinsertion
@@ -168,7 +172,13 @@ void hc__note_read(struct hc_store *s, const struct seg *seg, const struct hc_in
 {
     if (!seg->local || seg->state == SEG_OPEN || !s->cfg.capacity_bytes)
         return;
-    if ((double)(s->wclock - seg->closed_wclock) >= REINSERT_LATE * (double)s->cfg.capacity_bytes)
+    /* a closed segment lives for about the capacity less what the open
+     * segments hold (they count toward it and are never evicted) */
+    uint64_t open = 0;
+    for (unsigned i = 0; i < s->nopen; i++)
+        open += s->opens[i]->size;
+    uint64_t life = s->cfg.capacity_bytes > open ? s->cfg.capacity_bytes - open : 0;
+    if ((double)(s->wclock - seg->closed_wclock) >= REINSERT_LATE * (double)life)
         ((struct hc_index_ent *)e)->flags |= IDX_LATE;
 }
 

@@ -67,8 +67,8 @@
  * record's stored blocks, and whether the page was read late in its
  * segment's life (reinsertion at eviction, evict.c). Bit 14 is free. */
 /* stored blocks of a compressed record: a page compressed to more than
- * 32 MiB is stored raw (before the read count took two bits, 128 MiB: such a
- * record of an older daemon now fails its checks and is a miss) */
+ * 32 MiB is stored raw (13 bits; before that, 128 MiB: such a record of an
+ * older daemon fails its checks and is a miss) */
 #define ZBLOCKS_MAX 0x1fffu
 #define IDX_SBLOCKS ZBLOCKS_MAX
 #define IDX_LATE 0x2000u /* read late in its segment's life (hc__note_read) */

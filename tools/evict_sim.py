@@ -14,7 +14,8 @@ Rules (--rules, comma-separated):
               hicached until 2026-11-27
   late<W>     a page read when at least (1 - W) x capacity pages had been
               written since its segment stopped taking appends (read in
-              about the last W of its life): daemon/evict.c, W = 0.5
+              about the last W of its life): daemon/evict.c, W = 0.45
+              (REINSERT_LATE = 1 - W)
   none        FIFO of segments
 Traces: the Mooncake trace (../shared/traces/synthetic_trace.jsonl) and
 Zipf traces of tools/trace_replay.py (4,000 requests with two seeds, 20,000,
@@ -118,7 +119,7 @@ def ratio(trace, cache):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--segment-pages", type=int, default=16)
-    ap.add_argument("--rules", default="none,reads2,late0.4,late0.5,late0.6")
+    ap.add_argument("--rules", default="none,reads2,late0.4,late0.45,late0.5,late0.6")
     ap.add_argument("--trace", default=os.path.join(os.path.dirname(tr.ROOT), "shared", "traces",
                                                     "synthetic_trace.jsonl"))
     args = ap.parse_args()

@@ -29,6 +29,7 @@ drawn from a Zipf(--zipf-s) popularity over --zipf-prefixes prefixes (1 to
 
 usage: tools/trace_replay.py [--trace FILE | --zipf N] [--capacity-frac F]
            [--page-size BYTES] [--segment-size BYTES] [--build DIR] [--json FILE]
+           [--zipf-prefixes N] [--zipf-s S] [--zipf-seed N]
 """
 import argparse
 import collections
@@ -70,9 +71,9 @@ def zipf_trace(n, prefixes, s, seed=1):
 
 class Sim:
     """An exact LRU (lru=True) or FIFO cache of cap pages; with batch > 1, one
-    that drops its batch least recently used pages at once when full (what a
-    store of segments of batch pages cannot do better than, whatever it
-    rewrites)."""
+    that drops its batch least recently used pages at once when full (a
+    reference for what dropping a segment at once costs an LRU; not a bound:
+    a policy other than LRU can do better)."""
 
     def __init__(self, cap, lru, batch=1):
         self.cap, self.lru, self.batch, self.d = cap, lru, batch, collections.OrderedDict()
@@ -98,6 +99,12 @@ class Sim:
         return lead
 
 
+def record_size(page_size):
+    """Bytes a page takes in a segment: a 4 KiB header, the page rounded up to
+    4 KiB."""
+    return 4096 + (page_size + 4095) // 4096 * 4096
+
+
 def page_bytes(block, size):
     seed = (block * 2654435761 + 12345) & 0xFFFFFFFF
     rnd = random.Random(seed)
@@ -111,11 +118,11 @@ def replay_daemon(trace, args, cap_pages):
     build = os.path.join(ROOT, args.build)
     tmp = tempfile.mkdtemp(prefix="hc_replay.")
     sock = os.path.join(tmp, "s")
-    rec = args.page_size + 4096
+    rec = record_size(args.page_size)
     cmd = [os.path.join(build, "hicached"), "--mount-point", tmp, "--socket", sock, "--node-id",
            "replay", "--foreground", "--log-level", "error", "--capacity-bytes",
            str(cap_pages * rec), "--segment-size", str(args.segment_size), "--min-free-ratio", "0",
-           "--seal-interval-ms", "1000"]
+           "--seal-interval-ms", "600000"]
     d = subprocess.Popen(cmd)
     try:
         for _ in range(200):
@@ -175,6 +182,7 @@ def main():
     ap.add_argument("--zipf", type=int, default=0)
     ap.add_argument("--zipf-prefixes", type=int, default=2000)
     ap.add_argument("--zipf-s", type=float, default=1.0)
+    ap.add_argument("--zipf-seed", type=int, default=1)
     ap.add_argument("--capacity-frac", type=float, default=0.10)
     ap.add_argument("--page-size", type=int, default=60 << 10)
     ap.add_argument("--segment-size", type=int, default=1 << 20)
@@ -182,7 +190,7 @@ def main():
     ap.add_argument("--json")
     args = ap.parse_args()
 
-    trace = zipf_trace(args.zipf, args.zipf_prefixes, args.zipf_s) if args.zipf else \
+    trace = zipf_trace(args.zipf, args.zipf_prefixes, args.zipf_s, args.zipf_seed) if args.zipf else \
         load_trace(args.trace)
     distinct = len({b for r in trace for b in r})
     cap = max(1, int(distinct * args.capacity_frac))
@@ -193,7 +201,7 @@ def main():
           f"segments of {args.segment_size} bytes")
     out = {"trace": name, "requests": len(trace), "lookups": lookups, "distinct": distinct,
            "capacity_pages": cap, "page_size": args.page_size, "segment_size": args.segment_size}
-    seg_pages = max(1, args.segment_size // (args.page_size + 4096))
+    seg_pages = max(1, args.segment_size // record_size(args.page_size))
     for pol in ("lru", "fifo", "lru-seg"):
         sim = Sim(cap, pol != "fifo", seg_pages if pol == "lru-seg" else 1)
         h = sum(sim.replay(r) for r in trace)

@@ -983,12 +983,6 @@ START_TEST(test_capacity)
 }
 END_TEST
 
-/* Eviction gives a second chance to a segment read more often than it holds
- * pages: with room for 4 segments of 15 pages, the first segment's pages are
- * read twice each (30 gets > 15 pages) and the second's once each (15, not
- * more); as new pages push the store over capacity, the second segment goes
- * first, then the third, while the first stays, byte for byte; once passed
- * over and read no more than it has pages, it goes when its turn comes. */
 /* One get or set of key i against buf, run to its answer: the status. */
 static int xfer(struct hc_store *s, int ns, int i, void *buf, size_t len, bool set,
                 uint32_t compression)
@@ -1174,9 +1168,12 @@ END_TEST
 
 /* Reinsertion at eviction keeps the pages read late in their segment's
  * life. 64 KiB pages: 15 records of 68 KiB fill a 1 MiB segment; segment 1
- * stops taking appends at 1,020 KiB written, so a read counts as late from
- * 3,068 KiB written on (half the 4 MiB capacity later), after the 46th
- * page; the 61st page puts the store over capacity and evicts segment 1. */
+ * stops taking appends at 1,020 KiB written (when the 16th page comes), and
+ * a read of it counts as late once 0.55 of the 4 MiB capacity less the
+ * open segment's bytes was written since: not after 16 pages (68 KiB since,
+ * 2,215 needed), but after 45 (2,040 KiB since, 1,692 needed: segment 3,
+ * full, is still open); the 61st page puts the store over capacity and
+ * evicts segment 1. */
 START_TEST(test_evict_reinsert)
 {
     struct hc_stats st;
@@ -1189,11 +1186,12 @@ START_TEST(test_evict_reinsert)
     size_t len = 64 * KiB;
     int i = 0;
 
-    for (; i < 45; i++) /* segments 1-3 full, sealed */
+    for (; i < 16; i++) /* segment 1 full, closed */
         put_page(s, ns, i, len);
     ck_assert_int_eq(get_page(s, ns, 4, len), 0); /* page 4: read early, twice */
     ck_assert_int_eq(get_page(s, ns, 4, len), 0);
-    put_page(s, ns, i++, len);                    /* the 46th page */
+    for (; i < 45; i++)
+        put_page(s, ns, i, len);
     ck_assert_int_eq(get_page(s, ns, 3, len), 0); /* page 3: read late, once */
     ck_assert_uint_eq(st.evicted_segments, 0);
     while (st.evicted_segments < 1)
@@ -1374,10 +1372,11 @@ static int hint_files_of(const char *node, const char *owner)
     return n;
 }
 
-/* Another node's reads count for reinsertion: B reads one of A's pages
- * early in its segment's life and two late; B tells A through hint files in
- * its own directory; A's discovery applies them, and when A evicts the
- * segment, exactly the two pages read late are written again and B reads
+/* Another node's reads count for reinsertion: B reads one of A's pages twice
+ * early in its segment's life and two others once each late; B tells A
+ * through hint files in its own directory; A's discovery applies them, and
+ * when A evicts the segment, exactly the two pages read late are written
+ * again (the rule before, two reads, would have kept the other) and B reads
  * them back byte for byte, while the others are gone. A broken hint file is
  * refused and changes nothing. */
 START_TEST(test_remote_read_hints)
@@ -1407,26 +1406,26 @@ START_TEST(test_remote_read_hints)
     drain_all();
     hc_store_tick(b, now += 600);
     drain_all();
-    ck_assert_int_eq(get_page(b, nsb, 3, len), 0); /* early in its life */
+    ck_assert_int_eq(get_page(b, nsb, 3, len), 0); /* twice, early in its life */
+    ck_assert_int_eq(get_page(b, nsb, 3, len), 0);
     ck_assert_uint_eq(sb.hints_sent, 0);
-    hc_store_tick(b, now += 5000); /* the hint goes out */
-    drain_all();
-    ck_assert_uint_eq(sb.hints_sent, 1);
-    hc_store_tick(a, now += 600); /* A's discovery takes it */
-    drain_all();
-    ck_assert_uint_eq(sa.hints_applied, 1);
-    /* A writes 16 pages (1,088 KiB, over half its capacity): now the
-     * segment is late in its life */
-    for (; i < 21; i++)
-        put_page(a, nsa, i, len);
-    ck_assert_uint_eq(sa.evicted_segments, 0);
-    for (int r = 0; r < 2; r++) {
-        ck_assert_int_eq(get_page(b, nsb, 1, len), 0);
-        ck_assert_int_eq(get_page(b, nsb, 2, len), 0);
-    }
     hc_store_tick(b, now += 5000); /* the hints go out */
     drain_all();
-    ck_assert_uint_eq(sb.hints_sent, 5);
+    ck_assert_uint_eq(sb.hints_sent, 2);
+    hc_store_tick(a, now += 600); /* A's discovery takes them */
+    drain_all();
+    ck_assert_uint_eq(sa.hints_applied, 2);
+    /* A writes 17 pages (1,156 KiB since the segment closed, over 0.55 of
+     * its capacity less the open segment's 136 KiB): now the segment is late
+     * in its life */
+    for (; i < 22; i++)
+        put_page(a, nsa, i, len);
+    ck_assert_uint_eq(sa.evicted_segments, 0);
+    ck_assert_int_eq(get_page(b, nsb, 1, len), 0); /* once each, late */
+    ck_assert_int_eq(get_page(b, nsb, 2, len), 0);
+    hc_store_tick(b, now += 5000); /* the hints go out */
+    drain_all();
+    ck_assert_uint_eq(sb.hints_sent, 4);
     ck_assert_uint_eq(sb.hint_files, 2);
     ck_assert_int_eq(hint_files_of("node-b", "node-a"), 2);
     /* a broken one beside them, numbered higher */
@@ -1438,15 +1437,16 @@ START_TEST(test_remote_read_hints)
     uint64_t refused = sa.idx_refused;
     hc_store_tick(a, now += 600); /* A's discovery takes them */
     drain_all();
-    ck_assert_uint_eq(sa.hints_applied, 5);
+    ck_assert_uint_eq(sa.hints_applied, 4);
     ck_assert_uint_eq(sa.idx_refused, refused + 1);
     hc_store_tick(a, now += 600); /* taken once only */
     drain_all();
-    ck_assert_uint_eq(sa.hints_applied, 5);
+    ck_assert_uint_eq(sa.hints_applied, 4);
     ck_assert_uint_eq(sa.idx_refused, refused + 1);
 
     /* A writes on: its capacity evicts the first segment; pages 1 and 2
-     * (read late on B) are written again, 3 (early) and the rest are not */
+     * (read late on B) are written again, 3 (twice, early) and the rest are
+     * not */
     for (; i < 60 && !sa.evicted_segments; i++)
         put_page(a, nsa, i, len);
     drain_all();
@@ -1472,7 +1472,7 @@ START_TEST(test_remote_read_hints)
     ck_assert_uint_eq(sb.hint_files, 3);
     hc_store_tick(a, now += 600);
     drain_all();
-    ck_assert_uint_eq(sa.hints_applied, 7);
+    ck_assert_uint_eq(sa.hints_applied, 6);
     ck_assert_uint_eq(sa.idx_refused, refused + 1);
 
     /* B removes its hint files after a minute, and its leftovers at a start */
