@@ -3,17 +3,23 @@
  * exactly (issue 14; docs/BENCHMARKS.md, "What a compact fleet index has to
  * be"). Used by fleet.c (remote_index "filter").
  *
- * Buckets of 4 slots of a 16-bit fingerprint (0 = empty); a hash has two
+ * Buckets of 4 slots of a 15-bit fingerprint (0 = empty); a hash has two
  * candidate buckets, the second derived from the first and the fingerprint
  * (partial-key cuckoo hashing, Fan et al., CoNEXT 2014, with (a - i) mod n
  * in place of XOR so any number of buckets works), so entries can be moved
- * and removed knowing only their fingerprint. At 95% load a page costs
- * 16.8 bits (2.1 bytes); a hash that was never added is answered "maybe" with
- * a probability of at most 8 / 65535 (two buckets of four slots). A "maybe" is
- * only a hint: the exact entry is looked up before any byte is served, so a
- * false positive becomes a miss, never a wrong page.
+ * and removed knowing only their fingerprint. A bucket is stored
+ * semi-sorted (same paper, section 5.2): its four fingerprints in order, the
+ * four top 4-bit parts as one of the 3,876 sorted 4-tuples (12 bits), then
+ * the four 11-bit rests: 56 bits, 7 bytes, where 4 x 15 bits would take 60.
+ * At 95% load a page costs 14.7 bits (1.84 bytes); a hash that was never
+ * added is answered "maybe" with a probability of at most 8 / 32767 (two
+ * buckets of four slots). A "maybe" is only a hint: the exact entry is looked
+ * up before any byte is served, so a false positive becomes a miss, never a
+ * wrong page.
  *
- * Not thread-safe: one owner (the loop thread). */
+ * Not thread-safe: one owner at a time (the loop thread, or the I/O thread of
+ * a task that builds one, fleet.c); the shared code tables are built once,
+ * under pthread_once, and only read after. */
 #ifndef HC_FILTER_H
 #define HC_FILTER_H
 
@@ -24,10 +30,12 @@
 #include "index.h" /* struct hc_hash */
 
 #define HC_CF_SLOTS 4
+#define HC_CF_BUCKET 7      /* bytes a bucket */
+#define HC_CF_FP_MAX 32767u /* fingerprints are 1 to this */
 
 struct hc_cfilter {
-    uint16_t (*b)[HC_CF_SLOTS]; /* nbuckets buckets */
-    size_t nbuckets;            /* at least 2 */
+    unsigned char *b; /* nbuckets buckets of HC_CF_BUCKET bytes */
+    size_t nbuckets;  /* at least 2 */
     size_t count;
     uint32_t seed; /* of the kick choices (deterministic) */
 };
@@ -46,6 +54,11 @@ int hc_cfilter_add(struct hc_cfilter *f, struct hc_hash h);
 
 /* Whether h may have been added (false: it was not, or it was removed). */
 bool hc_cfilter_maybe(const struct hc_cfilter *f, struct hc_hash h);
+
+/* Starts loading h's two buckets into the CPU's cache, so that the
+ * hc_cfilter_maybe of several filters that follows overlaps their memory
+ * latencies. */
+void hc_cfilter_prefetch(const struct hc_cfilter *f, struct hc_hash h);
 
 /* Removes one entry for h, which must have been added (removing a hash that
  * was not may remove another with the same fingerprint and bucket). Returns

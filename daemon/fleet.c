@@ -297,6 +297,11 @@ bool hc__fleet_maybe(struct hc_store *s, struct hc_hash h)
     size_t hint = s->nf_hint;
     if (hint < s->nnf && s->nf[hint].keys && chain_maybe(&s->nf[hint], h))
         return true;
+    /* every node's buckets asked of memory at once: a miss probes them all,
+     * and each is a cache miss in a large fleet */
+    for (size_t i = 0; i < s->nnf; i++)
+        for (size_t k = 0; i != hint && s->nf[i].keys && k < s->nf[i].n; k++)
+            hc_cfilter_prefetch(&s->nf[i].f[k], h);
     for (size_t i = 0; i < s->nnf; i++)
         if (i != hint && s->nf[i].keys && chain_maybe(&s->nf[i], h)) {
             s->nf_hint = i;

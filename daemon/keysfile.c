@@ -12,7 +12,7 @@
 #include "store_int.h" /* hc__pread_all */
 
 #define KEYS_MAGIC "HCK1"
-#define KEYS_VERSION 1
+#define KEYS_VERSION 2 /* 1: blocks of 170 entries */
 #define KEYS_HDR 64
 #define KEYS_BLK 16 /* bytes a block-table entry */
 

@@ -33,11 +33,11 @@
 #include <stdint.h>
 
 #define HC_KEYS_ENT 24
-#define HC_KEYS_PER_BLOCK 170 /* 4,080 bytes of entries a block */
+#define HC_KEYS_PER_BLOCK 341 /* 8,184 bytes of entries a block */
 /* A node's keys file holds at most this many segments and entries (2.7 *
  * 10^8 pages a node), so that a hostile one, sparse and of the size its
- * header claims, costs a reader at most 8 MiB of segment table and 25 MiB of
- * block table read and kept before the tables' CRCs refuse it. */
+ * header claims, costs a reader at most 8 MiB of segment table and 12.6 MiB
+ * of block table read and kept before the tables' CRCs refuse it. */
 #define HC_KEYS_MAX_SEGS (1u << 20)
 #define HC_KEYS_MAX_ENTS (1ull << 28)
 
@@ -55,7 +55,7 @@ struct hc_keys_block {
     uint32_t crc;   /* CRC32C of its n * HC_KEYS_ENT bytes */
 };
 
-/* What a reader keeps of a keys file: about 0.1 byte a page. */
+/* What a reader keeps of a keys file: about 0.05 byte a page. */
 struct hc_keys {
     uint64_t nents;
     uint32_t nsegs, nblocks;

@@ -145,6 +145,9 @@ static int find_node(const struct hc_cfilter *f, unsigned nodes, int hint, struc
 {
     if (hint >= 0 && hc_cfilter_maybe(&f[hint], h))
         return hint;
+    for (unsigned n = 0; n < nodes; n++) /* as the daemon does (fleet.c) */
+        if ((int)n != hint)
+            hc_cfilter_prefetch(&f[n], h);
     for (unsigned n = 0; n < nodes; n++)
         if ((int)n != hint && hc_cfilter_maybe(&f[n], h))
             return (int)n;

@@ -7,8 +7,10 @@ it, and for each fleet size this measures:
 
   discovery  seconds from start until every page is in the index (stats
              "pages"), and the .idx bytes read;
-  rss        the daemon's VmRSS after discovery, less that of the same
-             daemon on an empty directory, per page;
+  rss        the daemon's VmRSS a second after discovery (the walk that
+             completed it over), less that of the same daemon on an empty
+             directory, per page; with filters, also their bytes (stats
+             filter_bytes);
   exists     batch_exists of 128 keys, p50/p99 over --rounds calls, against a
              ping's p50/p99 (the socket round trip) on the same connection.
              --pattern prefix (default): 127 consecutive pages of a random
@@ -103,7 +105,11 @@ def measure(args, total, work):
             raise SystemExit(f"discovery: {st[counter]} of {want} pages after {args.timeout} s")
         time.sleep(0.05)
     disc_s = time.monotonic() - t0
+    # the walk that completed the count may still hold its .idx images:
+    # the steady RSS is taken once it is over (discovery runs every 100 ms)
+    time.sleep(1.0)
     rss = vm_kib(d.pid) * 1024
+    filt = c.stats().get("filter_bytes", 0)
     rng = random.Random(7)
     lats, pings = [], []
     for r in range(args.rounds):
@@ -126,7 +132,7 @@ def measure(args, total, work):
     stop(d, c)
     shutil.rmtree(mount, ignore_errors=True)
     return {"pages": want, "nodes": nodes, "idx_bytes": idx_bytes, "gen_s": gen_s,
-            "discovery_s": disc_s, "rss_bytes": rss,
+            "discovery_s": disc_s, "rss_bytes": rss, "filter_bytes": filt,
             "exists_p50_us": pct(lats, 0.5) * 1e6, "exists_p99_us": pct(lats, 0.99) * 1e6,
             "ping_p50_us": pct(pings, 0.5) * 1e6, "ping_p99_us": pct(pings, 0.99) * 1e6}
 
@@ -158,19 +164,19 @@ def main():
           f"4 KiB pages, remote_index {args.remote_index}, {args.pattern} batches; empty daemon RSS "
           f"{base / 2**20:.1f} MiB")
     print(f"{'pages':>12} {'idx MB':>8} {'discovery s':>12} {'RSS MB':>8} {'B/page':>7} "
-          f"{'exists p50/p99 us':>18} {'ping p50/p99 us':>16}")
+          f"{'filters MB':>11} {'exists p50/p99 us':>18} {'ping p50/p99 us':>16}")
     for s in args.sizes.split(","):
         r = measure(args, int(float(s)), work)
         r["rss_per_page"] = (r["rss_bytes"] - base) / r["pages"]
         rows.append(r)
         print(f"{r['pages']:>12} {r['idx_bytes'] / 1e6:>8.0f} {r['discovery_s']:>12.1f} "
-              f"{r['rss_bytes'] / 1e6:>8.0f} {r['rss_per_page']:>7.1f} "
-              f"{r['exists_p50_us']:>8.0f}/{r['exists_p99_us']:<9.0f} "
+              f"{r['rss_bytes'] / 1e6:>8.0f} {r['rss_per_page']:>7.2f} "
+              f"{r['filter_bytes'] / 1e6:>11.1f} {r['exists_p50_us']:>8.0f}/{r['exists_p99_us']:<9.0f} "
               f"{r['ping_p50_us']:>7.0f}/{r['ping_p99_us']:<8.0f}", flush=True)
     if rows:
         last = rows[-1]
-        print(f"10^9 pages at {last['rss_per_page']:.1f} B/page (the largest run's): "
-              f"{last['rss_per_page']:.0f} GB of RSS in every daemon")
+        print(f"10^9 pages at {last['rss_per_page']:.2f} B/page (the largest run's): "
+              f"{last['rss_per_page']:.2f} GB of RSS in every daemon")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"empty_rss_bytes": base, "rows": rows}, f, indent=1)

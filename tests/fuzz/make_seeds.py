@@ -115,12 +115,12 @@ def keys():
     """Keys files (daemon/keysfile.c) with their CRCs left zero: the target
     fixes them (first byte 1)."""
     import struct
-    for name, nsegs, nents in (("empty", 1, 0), ("one-block", 2, 5), ("three-blocks", 3, 400)):
+    for name, nsegs, nents in (("empty", 1, 0), ("one-block", 2, 5), ("three-blocks", 3, 800)):
         hashes = sorted((i * 0x9E3779B97F4A7C15 + 12345) % 2**64 for i in range(nents))
-        nblocks = (nents + 169) // 170
-        head = b"HCK1" + struct.pack("<IQII", 1, nents, nsegs, nblocks) + bytes(44)
+        nblocks = (nents + 340) // 341
+        head = b"HCK1" + struct.pack("<IQII", 2, nents, nsegs, nblocks) + bytes(44)
         segs = b"".join(struct.pack("<Q", 0x1000 + s) for s in range(nsegs))
-        blocks = b"".join(struct.pack("<QII", hashes[b * 170], min(170, nents - b * 170), 0)
+        blocks = b"".join(struct.pack("<QII", hashes[b * 341], min(341, nents - b * 341), 0)
                           for b in range(nblocks))
         ents = b"".join(struct.pack("<QIIIHH", h, i % nsegs, i * 2, 4096 + i, 0, 0)
                         for i, h in enumerate(hashes))

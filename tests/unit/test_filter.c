@@ -19,7 +19,7 @@ static struct hc_hash page(unsigned node, uint64_t j)
 }
 
 /* A filter sized for n, filled with n pages: every one is "maybe"; pages
- * never added are "maybe" at most at the promised rate; at most 2.2 bytes a
+ * never added are "maybe" at most at the promised rate; at most 1.9 bytes a
  * page. */
 START_TEST(test_no_false_negatives_and_rate)
 {
@@ -39,9 +39,9 @@ START_TEST(test_no_false_negatives_and_rate)
     printf("cuckoo filter: %zu pages, load %.2f, %.2f bytes a page, false positives %.5f%% "
            "(bound %.5f%%)\n",
            n, load, (double)hc_cfilter_memory(&f) / (double)n, 100 * rate,
-           100 * 2.0 * HC_CF_SLOTS / 65535.0);
-    ck_assert(rate <= 2.0 * HC_CF_SLOTS / 65535.0);
-    ck_assert((double)hc_cfilter_memory(&f) / (double)n <= 2.2);
+           100 * 2.0 * HC_CF_SLOTS / HC_CF_FP_MAX);
+    ck_assert(rate <= 2.0 * HC_CF_SLOTS / HC_CF_FP_MAX);
+    ck_assert((double)hc_cfilter_memory(&f) / (double)n <= 1.9);
     hc_cfilter_free(&f);
 }
 END_TEST
@@ -49,7 +49,7 @@ END_TEST
 /* Filled past what it was sized for until an add finds no room: the load
  * then reached at least 90%, that add changed nothing (every page added
  * before is still "maybe", the count is the same), and at 95% load a page
- * costs at most 2.2 bytes. */
+ * costs at most 1.9 bytes. */
 START_TEST(test_full_changes_nothing)
 {
     struct hc_cfilter f;
@@ -59,7 +59,7 @@ START_TEST(test_full_changes_nothing)
     while ((rc = hc_cfilter_add(&f, page(3, added))) == 0) {
         added++;
         if (added == cap * 95 / 100)
-            ck_assert((double)hc_cfilter_memory(&f) / (double)added <= 2.2);
+            ck_assert((double)hc_cfilter_memory(&f) / (double)added <= 1.9);
     }
     ck_assert_int_eq(rc, -ENOSPC);
     printf("cuckoo filter: full at %zu of %zu slots (%.1f%%)\n", added, cap,
@@ -91,7 +91,7 @@ START_TEST(test_remove)
         else
             still += hc_cfilter_maybe(&f, page(4, j));
     }
-    ck_assert(still <= 10); /* expected about 0.6 at 2 x 4 / 65535 */
+    ck_assert(still <= 10); /* expected about 1.2 at 2 x 4 / 32767 */
     ck_assert(!hc_cfilter_remove(&f, page(5, 0)) || hc_cfilter_count(&f) == n / 2 - 1);
     hc_cfilter_free(&f);
 }
