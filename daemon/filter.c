@@ -119,7 +119,7 @@ static bool bucket_swap(struct hc_cfilter *f, size_t i, uint16_t old, uint16_t n
 }
 
 /* 11-bit lanes of the four rests: the lowest and the highest bit of each */
-#define LANES_LO 0x00100200400801ULL
+#define LANES_LO 0x200400801ULL
 #define LANES_HI (LANES_LO << (LOW_BITS - 1))
 
 /* Whether a bucket's bits v hold fp. The four 11-bit rests are compared at

@@ -182,13 +182,16 @@ static int rebuild_before(struct hc_io_req *req)
         if (hc__idx_load(path, t->seqs[i], &d[i]) == 0)
             total += d[i].nent;
     }
-    if (hc_cfilter_init(&t->f, total ? total : 1) < 0)
+    /* room for 2.5% more than the pages: a fill can stop a little short of
+     * the 95% load a filter is sized for (at 10^7 pages: 95.3%), and a
+     * rebuild that does not fit is dropped */
+    if (hc_cfilter_init(&t->f, total ? total + total / 40 : 1) < 0)
         rc = -ENOMEM;
     for (uint32_t i = 0; i < t->nseqs; i++) {
         for (uint32_t j = 0; rc == 0 && j < d[i].nent; j++) {
             const unsigned char *e = d[i].ents + (size_t)j * 32;
             if (hc_cfilter_add(&t->f, (struct hc_hash){get64(e), get64(e + 8)}) < 0)
-                rc = -ENOSPC; /* sized for them all: not expected */
+                rc = -ENOSPC; /* sized for them all with room: not expected */
             else
                 t->pages++;
         }

@@ -36,7 +36,7 @@
 #define HC_KEYS_PER_BLOCK 341 /* 8,184 bytes of entries a block */
 /* A node's keys file holds at most this many segments and entries (2.7 *
  * 10^8 pages a node), so that a hostile one, sparse and of the size its
- * header claims, costs a reader at most 8 MiB of segment table and 12.6 MiB
+ * header claims, costs a reader at most 8 MiB of segment table and 12 MiB
  * of block table read and kept before the tables' CRCs refuse it. */
 #define HC_KEYS_MAX_SEGS (1u << 20)
 #define HC_KEYS_MAX_ENTS (1ull << 28)

@@ -40,7 +40,8 @@ START_TEST(test_no_false_negatives_and_rate)
            "(bound %.5f%%)\n",
            n, load, (double)hc_cfilter_memory(&f) / (double)n, 100 * rate,
            100 * 2.0 * HC_CF_SLOTS / HC_CF_FP_MAX);
-    ck_assert(rate <= 2.0 * HC_CF_SLOTS / HC_CF_FP_MAX);
+    /* the rate expected at full load, with room for the sampling's spread */
+    ck_assert(rate <= 1.2 * 2.0 * HC_CF_SLOTS / HC_CF_FP_MAX);
     ck_assert((double)hc_cfilter_memory(&f) / (double)n <= 1.9);
     hc_cfilter_free(&f);
 }

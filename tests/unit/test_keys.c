@@ -64,7 +64,7 @@ static int write_keys(size_t n, uint32_t nsegs, struct hc_keys_ent **out)
 
 /* Every entry written comes back whole; pages never written are not found,
  * including every one a filter of the written pages calls "maybe"; a reader
- * keeps about 0.1 byte a page. */
+ * keeps about 0.05 byte a page. */
 START_TEST(test_round_trip_and_misses)
 {
     const size_t n = 200000, probes = 2000000;
