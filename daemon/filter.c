@@ -218,7 +218,8 @@ bool hc_cfilter_maybe(const struct hc_cfilter *f, struct hc_hash h)
     uint16_t fp = fingerprint(h);
     /* both buckets loaded before either is tested: their cache misses overlap */
     uint64_t v1 = bucket_bits(f, i1), v2 = bucket_bits(f, other_bucket(f, i1, fp));
-    return bits_have(v1, fp) | bits_have(v2, fp);
+    bool in1 = bits_have(v1, fp), in2 = bits_have(v2, fp);
+    return in1 || in2;
 }
 
 void hc_cfilter_prefetch(const struct hc_cfilter *f, struct hc_hash h)

@@ -224,8 +224,6 @@ int main(int argc, char **argv)
                                              {0, 0, 0, 0}};
     struct result *res;
     int opt, status = 0;
-    double set_s = 0, get_s = 0;
-    uint64_t set_bytes = 0, get_bytes = 0;
     unsigned stored = 0, hits = 0, bad = 0;
 
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -310,10 +308,6 @@ int main(int argc, char **argv)
                r->error ? hc_err_name(r->error)
                : r->bad ? "WRONG"
                         : "ok");
-        set_s += r->set_s;
-        get_s += r->get_s;
-        set_bytes += r->set_bytes;
-        get_bytes += r->get_bytes;
         stored += r->stored;
         hits += r->hits;
         bad += r->bad;
