@@ -1,8 +1,8 @@
 /* What this node keeps: the index entries and what they cost (the pages,
  * bytes_stored, local/remote pages and disk_bytes counters move only here),
  * and eviction. Over capacity_bytes, sealed local segments are dropped in
- * the order they were written, the pages read late in their life written
- * again first (reinsertion); with the filesystem under min_free_ratio, the
+ * the order they were written, the pages read again or late in their life
+ * written again first (reinsertion); with the filesystem under min_free_ratio, the
  * oldest, one at a time. A read in
  * flight keeps a dropped segment's fd open, so a drop never breaks it.
  *
@@ -136,15 +136,15 @@ static struct seg *oldest_sealed_local(struct hc_store *s)
 
 /* ---- reinsertion -----------------------------------------------------------
  *
- * A page read late in its segment's life (after REINSERT_LATE of the
- * capacity, less what the open segments hold, was written since the segment
- * stopped taking appends, that is in about the last 45% of its life before
- * eviction) is written again, to
- * an open segment, when its segment is evicted: as an LRU keeps a page read
- * lately, and the pages that are reused (a shared prompt prefix, a
- * conversation's next turn) outlive the segment they were first written to,
- * as CacheLib's Navy does for its regions. A page read only early in its
- * segment's life goes with it (an LRU would drop it soon too), so the
+ * A page read again since it entered the index, or read late in its
+ * segment's life (after REINSERT_LATE of the capacity, less what the open
+ * segments hold, was written since the segment stopped taking appends,
+ * that is in about the last 40% of its life before eviction), is written
+ * again, to an open segment, when its segment is evicted: as an LRU keeps a
+ * page read lately, and the pages that are reused (a shared prompt prefix,
+ * a conversation's next turn) outlive the segment they were first written
+ * to, as CacheLib's Navy does for its regions. A page read once, early in
+ * its segment's life, goes with it (an LRU would drop it soon too), so the
  * rewrite does not give every page read once a whole new life. Its bytes
  * come from a read of the record into the daemon's memory (checked like any
  * read; the segment's fd stays open for it past the unlink), then a set
@@ -156,21 +156,28 @@ static struct seg *oldest_sealed_local(struct hc_store *s)
 #define REINSERT_RATIO 0.25
 /* Chosen with tools/evict_sim.py (a simulation of this store) and
  * tools/replay_suite.sh (the daemon), each over the Mooncake trace and five
- * Zipf traces at three capacities (docs/BENCHMARKS.md): reads in the last
- * 40% of a segment's life kept too few, in the last 60% too many; between,
- * the daemon's replay of the Mooncake trace was at 97.2-97.7% of LRU with
- * the last 50%, 98.8-99.2% with the last 45%. Counting reads (two at least,
- * the rule before) kept pages read early and lost those read once late. */
-#define REINSERT_LATE 0.55
+ * Zipf traces at three capacities (docs/BENCHMARKS.md). Late reads alone:
+ * the last 45% or 50% of a segment's life each left some cases under 98% of
+ * an exact LRU's hits, on different traces; a second read as well, with the
+ * last 35% or 40%, none in the simulation. Two reads alone (the rule before)
+ * kept pages read early and lost those read once late. */
+#define REINSERT_LATE 0.6
 
 /* A read of e, a page of the local segment seg (a client's read from
- * storage, or another node's told through a hint): marked for reinsertion
- * when it comes late in the segment's life. Only with a capacity: without
- * one nothing is evicted for it. The entry is the index's; its caller's
- * bits are ours to change. */
+ * storage, or another node's told through a hint): the page is marked for
+ * reinsertion (IDX_REINSERT) when it was read before (IDX_READ1) or when the
+ * read comes late in the segment's life (only with a capacity: without one
+ * nothing is evicted). The entry is the index's; its caller's bits are ours
+ * to change. */
 void hc__note_read(struct hc_store *s, const struct seg *seg, const struct hc_index_ent *e)
 {
-    if (!seg->local || seg->state == SEG_OPEN || !s->cfg.capacity_bytes)
+    struct hc_index_ent *w = (struct hc_index_ent *)e;
+    if (!seg->local)
+        return;
+    if (w->flags & IDX_READ1)
+        w->flags |= IDX_REINSERT;
+    w->flags |= IDX_READ1;
+    if (seg->state == SEG_OPEN || !s->cfg.capacity_bytes)
         return;
     /* a closed segment lives for about the capacity less what the open
      * segments hold (they count toward it and are never evicted) */
@@ -179,7 +186,7 @@ void hc__note_read(struct hc_store *s, const struct seg *seg, const struct hc_in
         open += s->opens[i]->size;
     uint64_t life = s->cfg.capacity_bytes > open ? s->cfg.capacity_bytes - open : 0;
     if ((double)(s->wclock - seg->closed_wclock) >= REINSERT_LATE * (double)life)
-        ((struct hc_index_ent *)e)->flags |= IDX_LATE;
+        w->flags |= IDX_REINSERT;
 }
 
 /* The reinsertion's set is over: its bytes are freed. */
@@ -225,11 +232,11 @@ static void reinsert_read_done(void *data, int status, uint64_t len)
     }
 }
 
-/* Collects e when it is a raw page read late in its segment's life (an
- * allocation failure only loses it). */
+/* Collects e when it is a raw page marked for reinsertion (an allocation
+ * failure only loses it). */
 static void reinsert_keep(struct reinsert_scan *c, const struct hc_index_ent *e)
 {
-    if (!(e->flags & IDX_LATE) || (e->flags & IDX_SBLOCKS) ||
+    if (!(e->flags & IDX_REINSERT) || (e->flags & IDX_SBLOCKS) ||
         hc__grow(&c->ents, c->n, &c->cap, sizeof(*c->ents), 64) < 0)
         return;
     c->ents[c->n++] = *e;

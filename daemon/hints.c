@@ -21,8 +21,8 @@
  * HINT_FILE_MAX bytes, HINT_PASS_BYTES a walk; checked: another node's file
  * may be broken or hostile) and its hints applied on the loop thread: a hint
  * whose key is in the index on a local segment of the same seq counts as a
- * read of that page (hc__note_read: late in its segment's life, it is
- * reinserted at eviction). Each file is taken
+ * read of that page (hc__note_read: read again, or late in its segment's
+ * life, it is reinserted at eviction). Each file is taken
  * once, applied or refused (idx_refused); the names taken are kept while
  * their node lists them. A hint costs its owner at most a rewrite of the
  * page within REINSERT_RATIO.

@@ -65,9 +65,10 @@ struct hc_store_config {
                                        (keys.c); 0: never */
     bool remote_filter;             /* other nodes' sealed pages held as filters, their
                                        entries looked up in their keys files (fleet.c) */
-    bool reinsert;                  /* at capacity eviction, pages read late in their
-                                       segment's life are written again (evict.c),
-                                       within 1.25x the bytes clients wrote */
+    bool reinsert;                  /* at capacity eviction, pages read again or late
+                                       in their segment's life are written again
+                                       (evict.c), within 1.25x the bytes clients
+                                       wrote */
     bool coalesce_reads;            /* concurrent gets of a key share one read, and
                                        reads linger for their other readers */
     bool enable_compression;        /* default of sets whose opts say HC_COMPRESSION_DEFAULT */

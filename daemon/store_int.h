@@ -64,14 +64,15 @@
 
 #define NS_LIMIT 65535u /* namespaces a store interns */
 /* Index entry flags (hc_index_ent.flags, the caller's bits): a compressed
- * record's stored blocks, and whether the page was read late in its
- * segment's life (reinsertion at eviction, evict.c). Bit 14 is free. */
+ * record's stored blocks, and the page's reads since it entered the index,
+ * for reinsertion at eviction (evict.c, hc__note_read). */
 /* stored blocks of a compressed record: a page compressed to more than
  * 32 MiB is stored raw (13 bits; before that, 128 MiB: such a record of an
  * older daemon fails its checks and is a miss) */
 #define ZBLOCKS_MAX 0x1fffu
 #define IDX_SBLOCKS ZBLOCKS_MAX
-#define IDX_LATE 0x2000u /* read late in its segment's life (hc__note_read) */
+#define IDX_REINSERT 0x2000u /* read again, or late in its segment's life */
+#define IDX_READ1 0x4000u    /* read at least once */
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 /* ---- sizes, clocks, little-endian fields (any thread) ------------------- */

@@ -14,8 +14,9 @@ Rules (--rules, comma-separated):
               hicached until 2026-11-27
   late<W>     a page read when at least (1 - W) x capacity pages had been
               written since its segment stopped taking appends (read in
-              about the last W of its life): daemon/evict.c, W = 0.45
-              (REINSERT_LATE = 1 - W)
+              about the last W of its life)
+  late<W>+r<N>  the same, or a page read at least N times since written:
+              daemon/evict.c is late0.4+r2 (REINSERT_LATE = 1 - W = 0.6)
   none        FIFO of segments
 Traces: the Mooncake trace (../shared/traces/synthetic_trace.jsonl) and
 Zipf traces of tools/trace_replay.py (4,000 requests with two seeds, 20,000,
@@ -24,7 +25,7 @@ distinct blocks. Prints, per rule, the mean and the worst ratio of LRU's
 prefix hits, how many cases fall under 98%, and the largest write
 amplification.
 
-usage: tools/evict_sim.py [--segment-pages N] [--rules R1,R2,...]
+usage: tools/evict_sim.py [--segment-pages N] [--rules R1,R2,...] [--cases]
 """
 import argparse
 import os
@@ -81,7 +82,12 @@ class Store:
             if e is None or e[0] is not v:
                 continue
             del self.idx[k]
-            want = e[1] >= 2 if self.rule == "reads2" else e[2]
+            if self.rule == "reads2":
+                want = e[1] >= 2
+            elif "+r" in self.rule:
+                want = e[2] or e[1] >= int(self.rule.split("+r")[1])
+            else:
+                want = e[2]
             if want and self.rein + 1 <= REINSERT_RATIO * self.client:
                 keep.append(k)
         for k in keep:
@@ -94,7 +100,7 @@ class Store:
         seg = e[0]
         seg.reads += 1
         if self.rule.startswith("late") and seg.closed is not None and \
-                self.clock - seg.closed >= (1 - float(self.rule[4:])) * self.cap:
+                self.clock - seg.closed >= (1 - float(self.rule[4:].split("+")[0])) * self.cap:
             e[2] = True
 
     def replay(self, req):
@@ -119,7 +125,8 @@ def ratio(trace, cache):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--segment-pages", type=int, default=16)
-    ap.add_argument("--rules", default="none,reads2,late0.4,late0.45,late0.5,late0.6")
+    ap.add_argument("--rules", default="none,reads2,late0.4,late0.45,late0.5,late0.6,late0.35+r2,late0.4+r2,late0.45+r2")
+    ap.add_argument("--cases", action="store_true", help="print every case's ratio too")
     ap.add_argument("--trace", default=os.path.join(os.path.dirname(tr.ROOT), "shared", "traces",
                                                     "synthetic_trace.jsonl"))
     args = ap.parse_args()
@@ -138,12 +145,14 @@ def main():
                 st = Store(cap, args.segment_pages, rule)
                 r = ratio(trace, st) / lru * 100
                 res[rule].append((r, (st.client + st.rein) / st.client, f"{name} {frac:.0%}"))
+                if args.cases:
+                    print(f"  {rule:<12} {name:<18} {frac:>4.0%} {r:7.2f}%", flush=True)
     print(f"segments of {args.segment_pages} pages; {len(traces)} traces x 3 capacities")
-    print(f"{'rule':<10} {'mean % of LRU':>14} {'worst':>7} {'worst case':<24} {'< 98%':>6} "
+    print(f"{'rule':<12} {'mean % of LRU':>14} {'worst':>7} {'worst case':<24} {'< 98%':>6} "
           f"{'max write amp':>14}")
     for rule, v in res.items():
         worst = min(v)
-        print(f"{rule:<10} {statistics.mean(x[0] for x in v):>14.2f} {worst[0]:>7.2f} "
+        print(f"{rule:<12} {statistics.mean(x[0] for x in v):>14.2f} {worst[0]:>7.2f} "
               f"{worst[2]:<24} {sum(x[0] < 98 for x in v):>3}/{len(v)} "
               f"{max(x[1] for x in v):>14.3f}")
 

@@ -1166,14 +1166,14 @@ START_TEST(test_refault)
 }
 END_TEST
 
-/* Reinsertion at eviction keeps the pages read late in their segment's
- * life. 64 KiB pages: 15 records of 68 KiB fill a 1 MiB segment; segment 1
- * stops taking appends at 1,020 KiB written (when the 16th page comes), and
- * a read of it counts as late once 0.55 of the 4 MiB capacity less the
- * open segment's bytes was written since: not after 16 pages (68 KiB since,
- * 2,215 needed), but after 45 (2,040 KiB since, 1,692 needed: segment 3,
- * full, is still open); the 61st page puts the store over capacity and
- * evicts segment 1. */
+/* Reinsertion at eviction keeps the pages read again or late in their
+ * segment's life. 64 KiB pages: 15 records of 68 KiB fill a 1 MiB segment;
+ * segment 1 stops taking appends at 1,020 KiB written (when the 16th page
+ * comes), and a read of it counts as late once 0.6 of the 4 MiB capacity
+ * less the open segment's bytes was written since: not after 16 pages (68
+ * KiB since, 2,417 needed), but after 45 (2,040 KiB since, 1,846 needed:
+ * segment 3, full, is still open); the 61st page puts the store over
+ * capacity and evicts segment 1. */
 START_TEST(test_evict_reinsert)
 {
     struct hc_stats st;
@@ -1188,8 +1188,9 @@ START_TEST(test_evict_reinsert)
 
     for (; i < 16; i++) /* segment 1 full, closed */
         put_page(s, ns, i, len);
-    ck_assert_int_eq(get_page(s, ns, 4, len), 0); /* page 4: read early, twice */
-    ck_assert_int_eq(get_page(s, ns, 4, len), 0);
+    ck_assert_int_eq(get_page(s, ns, 4, len), 0); /* page 4: read once, early */
+    ck_assert_int_eq(get_page(s, ns, 5, len), 0); /* page 5: twice, early */
+    ck_assert_int_eq(get_page(s, ns, 5, len), 0);
     for (; i < 45; i++)
         put_page(s, ns, i, len);
     ck_assert_int_eq(get_page(s, ns, 3, len), 0); /* page 3: read late, once */
@@ -1198,19 +1199,22 @@ START_TEST(test_evict_reinsert)
         put_page(s, ns, i++, len);
     ck_assert_int_eq(i, 61);
     drain_all(); /* the reinsertion: a read, then a set */
-    ck_assert_uint_eq(st.reinserted_pages, 1);
-    ck_assert_uint_eq(st.reinserted_bytes, len);
+    ck_assert_uint_eq(st.reinserted_pages, 2);
+    ck_assert_uint_eq(st.reinserted_bytes, 2 * len);
     ck_assert_int_eq(get_page(s, ns, 4, len), -ENOENT);
     ck_assert_int_eq(get_page(s, ns, 0, len), -ENOENT);
-    /* page 3 lives on in a newer segment, after segments 2 and 3 went too */
+    /* pages 3 and 5 live on in a newer segment, after segments 2 and 3 went
+     * too */
     while (st.evicted_segments < 3)
         put_page(s, ns, i++, len);
     ck_assert_int_eq(get_page(s, ns, 3, len), 0); /* byte for byte */
+    ck_assert_int_eq(get_page(s, ns, 5, len), 0);
     ck_assert_int_eq(get_page(s, ns, 17, len), -ENOENT);
     ck_assert_uint_le(st.bytes_written, (uint64_t)(1.25 * (double)i * len) + len);
-    /* read just now, early in its new segment's life: not reinserted again */
+    /* each read once just now, early in its new segment's life: not
+     * reinserted again */
     uint64_t before = st.reinserted_pages;
-    while (page_exists(s, ns, 3))
+    while (page_exists(s, ns, 3) || page_exists(s, ns, 5))
         put_page(s, ns, i++, len);
     drain_all();
     ck_assert_uint_eq(st.reinserted_pages, before);
@@ -1372,12 +1376,12 @@ static int hint_files_of(const char *node, const char *owner)
     return n;
 }
 
-/* Another node's reads count for reinsertion: B reads one of A's pages twice
+/* Another node's reads count for reinsertion: B reads one of A's pages once
  * early in its segment's life and two others once each late; B tells A
  * through hint files in its own directory; A's discovery applies them, and
  * when A evicts the segment, exactly the two pages read late are written
- * again (the rule before, two reads, would have kept the other) and B reads
- * them back byte for byte, while the others are gone. A broken hint file is
+ * again (the rule before, two reads, would have kept none) and B reads them
+ * back byte for byte, while the others are gone. A broken hint file is
  * refused and changes nothing. */
 START_TEST(test_remote_read_hints)
 {
@@ -1406,26 +1410,25 @@ START_TEST(test_remote_read_hints)
     drain_all();
     hc_store_tick(b, now += 600);
     drain_all();
-    ck_assert_int_eq(get_page(b, nsb, 3, len), 0); /* twice, early in its life */
-    ck_assert_int_eq(get_page(b, nsb, 3, len), 0);
+    ck_assert_int_eq(get_page(b, nsb, 3, len), 0); /* once, early in its life */
     ck_assert_uint_eq(sb.hints_sent, 0);
-    hc_store_tick(b, now += 5000); /* the hints go out */
+    hc_store_tick(b, now += 5000); /* the hint goes out */
     drain_all();
-    ck_assert_uint_eq(sb.hints_sent, 2);
-    hc_store_tick(a, now += 600); /* A's discovery takes them */
+    ck_assert_uint_eq(sb.hints_sent, 1);
+    hc_store_tick(a, now += 600); /* A's discovery takes it */
     drain_all();
-    ck_assert_uint_eq(sa.hints_applied, 2);
-    /* A writes 17 pages (1,156 KiB since the segment closed, over 0.55 of
-     * its capacity less the open segment's 136 KiB): now the segment is late
-     * in its life */
-    for (; i < 22; i++)
+    ck_assert_uint_eq(sa.hints_applied, 1);
+    /* A writes 19 pages (1,292 KiB since the segment closed, over 0.6 of its
+     * capacity less the open segment's 272 KiB): now the segment is late in
+     * its life */
+    for (; i < 24; i++)
         put_page(a, nsa, i, len);
     ck_assert_uint_eq(sa.evicted_segments, 0);
     ck_assert_int_eq(get_page(b, nsb, 1, len), 0); /* once each, late */
     ck_assert_int_eq(get_page(b, nsb, 2, len), 0);
     hc_store_tick(b, now += 5000); /* the hints go out */
     drain_all();
-    ck_assert_uint_eq(sb.hints_sent, 4);
+    ck_assert_uint_eq(sb.hints_sent, 3);
     ck_assert_uint_eq(sb.hint_files, 2);
     ck_assert_int_eq(hint_files_of("node-b", "node-a"), 2);
     /* a broken one beside them, numbered higher */
@@ -1437,15 +1440,15 @@ START_TEST(test_remote_read_hints)
     uint64_t refused = sa.idx_refused;
     hc_store_tick(a, now += 600); /* A's discovery takes them */
     drain_all();
-    ck_assert_uint_eq(sa.hints_applied, 4);
+    ck_assert_uint_eq(sa.hints_applied, 3);
     ck_assert_uint_eq(sa.idx_refused, refused + 1);
     hc_store_tick(a, now += 600); /* taken once only */
     drain_all();
-    ck_assert_uint_eq(sa.hints_applied, 4);
+    ck_assert_uint_eq(sa.hints_applied, 3);
     ck_assert_uint_eq(sa.idx_refused, refused + 1);
 
     /* A writes on: its capacity evicts the first segment; pages 1 and 2
-     * (read late on B) are written again, 3 (twice, early) and the rest are
+     * (read late on B) are written again, 3 (once, early) and the rest are
      * not */
     for (; i < 60 && !sa.evicted_segments; i++)
         put_page(a, nsa, i, len);
@@ -1472,7 +1475,7 @@ START_TEST(test_remote_read_hints)
     ck_assert_uint_eq(sb.hint_files, 3);
     hc_store_tick(a, now += 600);
     drain_all();
-    ck_assert_uint_eq(sa.hints_applied, 6);
+    ck_assert_uint_eq(sa.hints_applied, 5);
     ck_assert_uint_eq(sa.idx_refused, refused + 1);
 
     /* B removes its hint files after a minute, and its leftovers at a start */
