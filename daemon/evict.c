@@ -2,9 +2,9 @@
  * bytes_stored, local/remote pages and disk_bytes counters move only here),
  * and eviction. Over capacity_bytes, sealed local segments are dropped in
  * the order they were written, the pages read again or late in their life
- * written again first (reinsertion); with the filesystem under min_free_ratio, the
- * oldest, one at a time. A read in
- * flight keeps a dropped segment's fd open, so a drop never breaks it.
+ * written again first (reinsertion); with the filesystem under
+ * min_free_ratio, the oldest, one at a time. A read in flight keeps a
+ * dropped segment's fd open, so a drop never breaks it.
  *
  * Threads: loop thread, except statvfs_before, which runs on an I/O thread:
  * the free-space check's statvfs, at most once a second, never blocks the

@@ -50,6 +50,10 @@ class Store:
 
     def __init__(self, cap, seg_pages, rule):
         self.cap, self.seg_pages, self.rule = cap, seg_pages, rule
+        # late<W>[+r<N>]: a read counts as late past (1 - W) x cap writes
+        self.late_at = (1 - float(rule[4:].split("+")[0])) * cap if rule.startswith("late") \
+            else None
+        self.min_reads = int(rule.split("+r")[1]) if "+r" in rule else None
         self.idx = {}  # key -> [segment, reads, read late]
         self.sealed, self.open = [], Seg()
         self.pages = self.clock = self.client = self.rein = 0
@@ -84,10 +88,8 @@ class Store:
             del self.idx[k]
             if self.rule == "reads2":
                 want = e[1] >= 2
-            elif "+r" in self.rule:
-                want = e[2] or e[1] >= int(self.rule.split("+r")[1])
             else:
-                want = e[2]
+                want = e[2] or (self.min_reads is not None and e[1] >= self.min_reads)
             if want and self.rein + 1 <= REINSERT_RATIO * self.client:
                 keep.append(k)
         for k in keep:
@@ -99,16 +101,12 @@ class Store:
         e[1] += 1
         seg = e[0]
         seg.reads += 1
-        if self.rule.startswith("late") and seg.closed is not None and \
-                self.clock - seg.closed >= (1 - float(self.rule[4:].split("+")[0])) * self.cap:
+        if self.late_at is not None and seg.closed is not None and \
+                self.clock - seg.closed >= self.late_at:
             e[2] = True
 
     def replay(self, req):
-        lead = 0
-        for b in req:
-            if b not in self.idx:
-                break
-            lead += 1
+        lead = tr.leading_hits(req, self.idx)
         for b in req[:lead]:
             self.read(b)
         for b in req[lead:]:

@@ -69,6 +69,17 @@ def zipf_trace(n, prefixes, s, seed=1):
     return out
 
 
+def leading_hits(req, cached):
+    """How many of the request's blocks, from the first, are in cached: what
+    SGLang's batch_exists answers (it stops at the first miss)."""
+    lead = 0
+    for b in req:
+        if b not in cached:
+            break
+        lead += 1
+    return lead
+
+
 class Sim:
     """An exact LRU (lru=True) or FIFO cache of cap pages; with batch > 1, one
     that drops its batch least recently used pages at once when full (a
@@ -79,11 +90,7 @@ class Sim:
         self.cap, self.lru, self.batch, self.d = cap, lru, batch, collections.OrderedDict()
 
     def replay(self, req):
-        lead = 0
-        for b in req:
-            if b not in self.d:
-                break
-            lead += 1
+        lead = leading_hits(req, self.d)
         for b in req[:lead]:
             if self.lru:
                 self.d.move_to_end(b)
