@@ -329,6 +329,9 @@ static int pool_sync_init(struct hc_io_pool *pool)
     rc = -pthread_mutex_init(&pool->h_lock, NULL);
     if (rc < 0)
         goto err_q_lock;
+    rc = -pthread_cond_init(&pool->h_cond, NULL);
+    if (rc < 0)
+        goto err_h_lock_only;
     for (unsigned i = 0; i < HC_HELD_MAX; i++)
         pool->held[i].rfd = -1;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -347,6 +350,8 @@ static int pool_sync_init(struct hc_io_pool *pool)
     return 0;
 
 err_h_lock:
+    pthread_cond_destroy(&pool->h_cond);
+err_h_lock_only:
     pthread_mutex_destroy(&pool->h_lock);
 err_q_lock:
     pthread_mutex_destroy(&pool->q_lock);
@@ -360,6 +365,7 @@ err_done_lock:
 static void pool_sync_destroy(struct hc_io_pool *pool)
 {
     pthread_cond_destroy(&pool->q_cond);
+    pthread_cond_destroy(&pool->h_cond);
     pthread_mutex_destroy(&pool->h_lock);
     pthread_mutex_destroy(&pool->q_lock);
     pthread_cond_destroy(&pool->done_cond);

@@ -63,6 +63,10 @@ struct hc_held {
     int direct;       /* O_DIRECT of rfd */
     bool in_use;      /* a thread reads through it now */
     uint64_t used_ms; /* monotonic, when it was last given back */
+    /* where the last run read through it ended, and how many bytes its
+     * stream (runs that continued each other) has read: the thread that has
+     * it in_use reads and sets them (io_threads.c, run_xfer) */
+    uint64_t end, streamed;
 };
 
 struct hc_io_pool {
@@ -84,6 +88,7 @@ struct hc_io_pool {
     bool q_stop;
     /* HC_IO_ENGINE_THREADS: the open files kept between runs, under h_lock */
     pthread_mutex_t h_lock;
+    pthread_cond_t h_cond; /* broadcast when a kept open file is given back */
     struct hc_held held[HC_HELD_MAX];
     unsigned nheld; /* slots with an rfd (atomic: read without h_lock) */
     /* HC_IO_ENGINE_THREADS, under q_lock: files (by fd) whose last run was in

@@ -2,17 +2,21 @@
  * io.h for the contract, io_int.h for the structures): the threads take
  * requests from the pool's one shared queue and each performs one at a time
  * with blocking preadv/pwritev (readv/writev on pipes and sockets), looping on
- * short transfers. A thread that takes a read also takes the queued reads of
- * the same regular file that continue it (merge_take) and reads them as one
- * sequential stream through an open file of its own (run_xfer), so a FUSE
- * filesystem sees long sequential reads instead of many scattered ones.
- * One thread at a time reads a given file (unless its last run was in the
- * page cache before it was read: hot_note), and the open file of a file's
- * runs is kept between runs (pool->held, HELD_IDLE_MS at most unused), for
- * whichever thread reads that file next: JuiceFS reads ahead past the end of
- * what was asked, and a later run through the same open file uses those
- * bytes, where another open file would fetch them again (without a local
- * cache, every such fetch is a download from the object store).
+ * short transfers. A thread that takes a read takes, of its file, the queued
+ * read with the lowest offset, and with it the queued reads of the same
+ * regular file that continue it (merge_take; from the volume, across short
+ * gaps too, which it reads: FILL_GAP), and reads them as one sequential
+ * stream through an open file of its own (run_xfer), so a FUSE filesystem
+ * sees long forward reads instead of many scattered ones.
+ * One thread at a time reads a given file from the volume (several may copy
+ * a hot file's reads the page cache holds: hot_note, fd_busy), and the open
+ * file of a file's runs is kept between runs (pool->held, HELD_IDLE_MS at
+ * most unused), for whichever thread reads that file next, a lone read
+ * included: JuiceFS reads ahead past the end of what was asked, and a later
+ * run through the same open file uses those bytes, where another open file
+ * would fetch them again (without a local cache, every such fetch is a
+ * download from the object store). JuiceFS drops what it read ahead once
+ * its stream jumps elsewhere, hence forward streams and filled gaps.
  * Threads whose last run was a copy from memory (CPU_BYTES_PER_US or faster:
  * the page cache) run at most as many at once as there are CPUs (cpu_cap):
  * more only take the CPU from the client that copies the pages out of its
@@ -88,12 +92,47 @@ static void sync_xfer(struct hc_io_req *req)
  * first ends (records are aligned to 4 KiB); the gap is read into a scratch
  * buffer and dropped. */
 #define MERGE_GAP 4096
+/* In a run of a file read from the volume (not hot, not O_DIRECT), a read
+ * also joins after a larger gap: less than FILL_GAP and less than the bytes
+ * the run already covers before it; so does a run that starts that far after
+ * where the last run through the same kept open file ended (its stream,
+ * struct hc_held). The gap's bytes are read too (into the scratch buffer) and
+ * so reach the page cache. Why: a segment holds other clients' pages between
+ * a client's (other TP ranks', asked for a moment later: their next chunk
+ * through their region, or still behind max_inflight_bytes), and JuiceFS
+ * reads a stream ahead about as far as the stream has gone (up to its
+ * --max-readahead, 32 MiB by default) but drops the blocks a jump skipped:
+ * without a local cache they were downloaded again when those pages were
+ * asked for. Reading through the gap costs a copy, not a download (JuiceFS
+ * had them in memory); the gap's pages are then hot when asked for. Bounded
+ * by the stream so far, it is never more than JuiceFS's own read-ahead would
+ * have fetched of a stream that long. */
+#define FILL_GAP (16u << 20)
+/* The scratch buffer a thread reads gaps into (a gap takes one iovec per
+ * SCRATCH_BYTES of it). */
+#define SCRATCH_BYTES (1u << 20)
 
 struct merge_run {
     struct hc_io_req *req[MERGE_MAX_REQS];
     unsigned n;
     uint64_t start, end; /* the file range the run covers */
+    bool reads;          /* reads of one file (merge_take built it) */
+    bool fill;           /* gaps up to FILL_GAP (a read from the volume) */
 };
+
+/* The iovecs a gap of len bytes takes in a merged preadv. */
+static int gap_iovs(uint64_t len)
+{
+    return (int)((len + SCRATCH_BYTES - 1) / SCRATCH_BYTES);
+}
+
+/* Whether a read starting at off may follow, in one merged stream, what ends
+ * at end (off >= end), in a run that covers [start, end). */
+static bool gap_ok(const struct merge_run *run, uint64_t start, uint64_t end, uint64_t off)
+{
+    uint64_t gap = off - end;
+    return gap < MERGE_GAP || (run->fill && gap < FILL_GAP && gap < end - start);
+}
 
 /* Called on a THREADS I/O thread with q_lock held: whether req can join a
  * run, a read with something to transfer at an offset where a run's
@@ -106,8 +145,8 @@ static bool mergeable(const struct hc_io_req *req)
 
 /* Called on a THREADS I/O thread with q_lock held, on a run of one
  * mergeable request: moves the queued
- * reads of the same fd that continue the run (starting less than MERGE_GAP
- * after its end, or ending less than MERGE_GAP before its start) from the
+ * reads of the same fd that continue the run (starting after its end within
+ * gap_ok, or ending less than MERGE_GAP before its start) from the
  * queue into it, while the run covers at most max bytes and MERGE_MAX_REQS
  * requests (looking at the first MERGE_SCAN queued requests). Leaves the run
  * sorted by offset. */
@@ -127,7 +166,7 @@ static void merge_take(struct hc_io_pool *pool, struct merge_run *run, uint64_t 
             uint64_t pend = p->offset + p->total, lo = 0, hi = 0;
             bool after = false, before = false;
             if (p->fd == fd && mergeable(p)) {
-                after = p->offset >= run->end && p->offset - run->end < MERGE_GAP;
+                after = p->offset >= run->end && gap_ok(run, run->start, run->end, p->offset);
                 before = pend <= run->start && run->start - pend < MERGE_GAP;
                 lo = after ? run->start : p->offset;
                 hi = after ? pend : run->end;
@@ -160,25 +199,29 @@ static void merge_take(struct hc_io_pool *pool, struct merge_run *run, uint64_t 
 #define HELD_IDLE_MS 1000
 
 /* Called on a THREADS thread with n >= 1 reads of one file sorted by offset,
- * each started (before() ran) and not finished, back to back with gaps below
- * MERGE_GAP, taking at most IOV_MAX iovecs with the gaps: reads them with one
- * preadv through rfd (>= 0; the gaps into scratch). Each request the data
- * covers completes (after() runs); a request left short (end of file, an
+ * each started (before() ran) and not finished, the first at or after base,
+ * with gaps (from base on) the run allowed, taking at most IOV_MAX iovecs with
+ * the gaps (gap_iovs): reads [base, the last one's end) with one preadv
+ * through rfd (>= 0; the gaps into scratch, SCRATCH_BYTES). Each request the
+ * data covers completes (after() runs); a request left short (end of file, an
  * error, a file without offsets) is transferred on its own through its fd
  * with sync_xfer, which finishes it. All go onto fin. Returns whether the
  * preadv through rfd failed or came back short, not for a vanished buffer
  * (EFAULT): rfd is not to be kept then (hc_io_reopen). */
-static bool merged_xfer(int rfd, struct hc_io_req **reqs, unsigned n, char *scratch,
+static bool merged_xfer(int rfd, uint64_t base, struct hc_io_req **reqs, unsigned n, char *scratch,
                         struct iovec *iov, struct req_list *fin)
 {
-    uint64_t base = reqs[0]->offset, pos = base;
+    uint64_t pos = base;
     ssize_t got;
     int cnt = 0, err;
 
     for (unsigned i = 0; i < n; i++) {
         struct hc_io_req *req = reqs[i];
-        if (req->offset > pos)
-            iov[cnt++] = (struct iovec){scratch, (size_t)(req->offset - pos)};
+        while (req->offset > pos) {
+            uint64_t len = req->offset - pos < SCRATCH_BYTES ? req->offset - pos : SCRATCH_BYTES;
+            iov[cnt++] = (struct iovec){scratch, (size_t)len};
+            pos += len;
+        }
         memcpy(iov + cnt, req->cur, (size_t)req->curcnt * sizeof(iov[0]));
         cnt += req->curcnt;
         pos = req->offset + req->total;
@@ -210,14 +253,16 @@ static bool merged_xfer(int rfd, struct hc_io_req **reqs, unsigned n, char *scra
     return err != 0 && err != EFAULT;
 }
 
-/* Called on a THREADS thread with n >= 2 started reads of one file, sorted
- * and back to back (as merged_xfer wants them): reads them through rfd (the
- * thread's own open file of it, or their fd) in chunks of MERGE_CHUNK_BYTES
- * and IOV_MAX iovecs,
+/* Called on a THREADS thread with n >= 1 started reads of one file, sorted
+ * and with the gaps their run allowed (as merged_xfer wants them), the first
+ * at or after base: reads them and the gaps between them (and from base to
+ * the first) through rfd (the thread's own open file of it, or
+ * their fd) in chunks of MERGE_CHUNK_BYTES (a chunk holds one read at least,
+ * with the gap before it) and IOV_MAX iovecs,
  * pushing each chunk's requests onto the completion list once they are
  * done. Returns whether a read through rfd failed (merged_xfer). */
-static bool group_xfer(struct hc_io_pool *pool, struct hc_io_req **reqs, unsigned n, char *scratch,
-                       struct iovec *iov, int rfd)
+static bool group_xfer(struct hc_io_pool *pool, uint64_t base, struct hc_io_req **reqs, unsigned n,
+                       char *scratch, struct iovec *iov, int rfd)
 {
     unsigned i = 0;
     bool failed = false;
@@ -225,14 +270,22 @@ static bool group_xfer(struct hc_io_pool *pool, struct hc_io_req **reqs, unsigne
     while (i < n) {
         struct req_list fin = {0};
         unsigned j = i + 1;
-        int iovs = reqs[i]->curcnt;
-        while (j < n && reqs[j]->offset + reqs[j]->total - reqs[i]->offset <= MERGE_CHUNK_BYTES &&
-               iovs + reqs[j]->curcnt + 1 <= IOV_MAX) {
-            iovs += reqs[j]->curcnt + 1;
+        int iovs = reqs[i]->curcnt + gap_iovs(reqs[i]->offset - base);
+        if (iovs > IOV_MAX) { /* a read of many buffers after a gap: the gap is skipped */
+            base = reqs[i]->offset;
+            iovs = reqs[i]->curcnt;
+        }
+        while (j < n && reqs[j]->offset + reqs[j]->total - base <= MERGE_CHUNK_BYTES &&
+               iovs + reqs[j]->curcnt +
+                       gap_iovs(reqs[j]->offset - (reqs[j - 1]->offset + reqs[j - 1]->total)) <=
+                   IOV_MAX) {
+            iovs += reqs[j]->curcnt +
+                    gap_iovs(reqs[j]->offset - (reqs[j - 1]->offset + reqs[j - 1]->total));
             j++;
         }
-        failed |= merged_xfer(rfd, reqs + i, j - i, scratch, iov, &fin);
+        failed |= merged_xfer(rfd, base, reqs + i, j - i, scratch, iov, &fin);
         hc__io_finish_flush(pool, &fin);
+        base = reqs[j - 1]->offset + reqs[j - 1]->total;
         i = j;
     }
     return failed;
@@ -276,27 +329,42 @@ static void held_sweep(struct hc_io_pool *pool, bool all)
  * same file meanwhile): an open file of fd's file for this thread alone
  * until held_put, the kept one when there is one free (*slot its index),
  * else a new one, kept when a slot is free or unused (*slot) or for this run
- * only (*slot -1). Returns it, or -1 (not a regular file, or the open
- * failed: read through fd). */
-static int held_get(struct hc_io_pool *pool, int fd, int *slot)
+ * only (*slot -1). With wait (a run not in the page cache), a kept one
+ * another thread reads through is waited for rather than a new one opened:
+ * JuiceFS reads ahead for each open file, so two open files reading one
+ * file from the volume download the blocks ahead of them twice (several
+ * threads read a hot file at once, and a run of it may still come from the
+ * volume). Returns it, or -1 (not a regular file, or the open failed: read
+ * through fd). */
+static int held_get(struct hc_io_pool *pool, int fd, bool wait, int *slot)
 {
     struct stat st;
     int fl = fcntl(fd, F_GETFL), rfd, victim = -1, old = -1;
     uint64_t oldest = UINT64_MAX;
+    bool busy = true;
 
     *slot = -1;
     if (fl < 0 || (fl & O_ACCMODE) == O_WRONLY || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
         return -1;
     pthread_mutex_lock(&pool->h_lock);
-    for (unsigned i = 0; i < HC_HELD_MAX; i++) {
-        struct hc_held *e = &pool->held[i];
-        if (e->rfd >= 0 && !e->in_use && e->dev == st.st_dev && e->ino == st.st_ino &&
-            e->direct == (fl & O_DIRECT)) {
+    while (busy) {
+        busy = false;
+        for (unsigned i = 0; i < HC_HELD_MAX; i++) {
+            struct hc_held *e = &pool->held[i];
+            if (e->rfd < 0 || e->dev != st.st_dev || e->ino != st.st_ino ||
+                e->direct != (fl & O_DIRECT))
+                continue;
+            if (e->in_use) {
+                busy = wait;
+                continue;
+            }
             e->in_use = true;
             *slot = (int)i;
             pthread_mutex_unlock(&pool->h_lock);
             return e->rfd;
         }
+        if (busy) /* given back by held_put, or closed there after a failure */
+            pthread_cond_wait(&pool->h_cond, &pool->h_lock);
     }
     pthread_mutex_unlock(&pool->h_lock);
 
@@ -348,6 +416,7 @@ static void held_put(struct hc_io_pool *pool, int rfd, int slot, bool failed)
             pool->held[slot].in_use = false;
             pool->held[slot].used_ms = now_ms();
         }
+        pthread_cond_broadcast(&pool->h_cond);
         pthread_mutex_unlock(&pool->h_lock);
         if (!failed)
             return;
@@ -356,11 +425,19 @@ static void held_put(struct hc_io_pool *pool, int rfd, int slot, bool failed)
         close(rfd);
 }
 
-/* Called on a THREADS thread with the run it took: runs each request's
- * before(), then transfers the reads in groups of back-to-back requests
- * (group_xfer; a failed before() leaves a hole that splits a group), a lone
- * request with sync_xfer. Every request ends on the completion list. */
-static void run_xfer(struct hc_io_pool *pool, struct merge_run *run, char *scratch,
+/* Called on a THREADS thread with the run it took (cached: run_cached said
+ * the page cache holds it): runs each request's before(), then transfers
+ * reads of a file in groups of requests the run's gaps allow (group_xfer, a
+ * lone read too; a failed before() leaves a hole that splits a group; the
+ * first group from the kept open file's stream end when that gap is short:
+ * FILL_GAP) through the file's kept open file (held_get, waited for when the
+ * run is not cached), anything else with sync_xfer. Every request ends on
+ * the completion list. A lone read goes through the
+ * kept open file as well: through the request's own fd JuiceFS would read
+ * ahead for that open file too, and download again what the kept one reads
+ * next (seen in the object store's GET log: one to two 4 MiB blocks a lone
+ * read, without a local cache). */
+static void run_xfer(struct hc_io_pool *pool, struct merge_run *run, bool cached, char *scratch,
                      struct iovec *iov)
 {
     int rfd = -1, slot = -1;
@@ -378,10 +455,11 @@ static void run_xfer(struct hc_io_pool *pool, struct merge_run *run, char *scrat
     hc__io_finish_flush(pool, &fin);
     while (i < nlive) {
         unsigned j = i + 1;
-        while (j < nlive && live[j]->offset >= live[j - 1]->offset + live[j - 1]->total &&
-               live[j]->offset - (live[j - 1]->offset + live[j - 1]->total) < MERGE_GAP)
+        while (
+            j < nlive && live[j]->offset >= live[j - 1]->offset + live[j - 1]->total &&
+            gap_ok(run, live[i]->offset, live[j - 1]->offset + live[j - 1]->total, live[j]->offset))
             j++;
-        if (j - i == 1 || !iov) {
+        if (!run->reads) {
             for (unsigned k = i; k < j; k++) {
                 sync_xfer(live[k]);
                 list_push(&fin, live[k]);
@@ -389,10 +467,20 @@ static void run_xfer(struct hc_io_pool *pool, struct merge_run *run, char *scrat
             hc__io_finish_flush(pool, &fin);
         } else {
             if (!got) {
-                rfd = held_get(pool, live[i]->fd, &slot);
+                rfd = held_get(pool, live[i]->fd, !cached, &slot);
                 got = true;
             }
-            failed |= group_xfer(pool, live + i, j - i, scratch, iov, rfd >= 0 ? rfd : live[i]->fd);
+            uint64_t base = live[i]->offset, end = live[j - 1]->offset + live[j - 1]->total;
+            struct hc_held *h = slot >= 0 ? &pool->held[slot] : NULL;
+            if (h && run->fill && h->end <= base && base - h->end < FILL_GAP &&
+                base - h->end < h->streamed)
+                base = h->end; /* the stream's gap up to this run: read too (FILL_GAP) */
+            failed |=
+                group_xfer(pool, base, live + i, j - i, scratch, iov, rfd >= 0 ? rfd : live[i]->fd);
+            if (h) {
+                h->streamed = base == h->end ? h->streamed + (end - base) : end - base;
+                h->end = end;
+            }
         }
         i = j;
     }
@@ -410,17 +498,31 @@ static bool file_hot(const struct hc_io_pool *pool, int fd, uint64_t now)
     return false;
 }
 
+static bool run_cached(int fd, uint64_t off, uint64_t len);
+
+/* Probes of the page cache (run_cached) take_first makes at most a pass. */
+#define BUSY_PROBES 8
+
 /* Called on a THREADS I/O thread with q_lock held: whether another thread
- * than self is reading runs of fd now. */
-static bool fd_busy(const struct hc_io_pool *pool, const struct io_thread *self, int fd,
-                    uint64_t now)
+ * than self is reading runs of p's file now, unless that file is hot and the
+ * page cache holds p (a copy from memory: no read-ahead to share, and
+ * parallel copies gain). Only the page cache decides, not the file's mark
+ * alone: a hot file's next runs may come from the volume, and two threads
+ * reading one file from the volume make JuiceFS read ahead for each (and
+ * download the same blocks twice without a local cache). *probes bounds the
+ * page-cache probes (a syscall each) of a pass; none left: busy. */
+static bool fd_busy(const struct hc_io_pool *pool, const struct io_thread *self,
+                    const struct hc_io_req *p, uint64_t now, unsigned *probes)
 {
-    if (file_hot(pool, fd, now))
-        return false; /* read from the page cache: no read-ahead to share */
-    for (unsigned i = 0; i < pool->nthreads; i++)
-        if (&pool->threads[i] != self && pool->threads[i].reading == fd + 1)
-            return true;
-    return false;
+    bool other = false;
+    for (unsigned i = 0; i < pool->nthreads && !other; i++)
+        other = &pool->threads[i] != self && pool->threads[i].reading == p->fd + 1;
+    if (!other)
+        return false;
+    if (!file_hot(pool, p->fd, now) || *probes == 0)
+        return true;
+    (*probes)--;
+    return !run_cached(p->fd, p->offset, p->total);
 }
 
 /* A run of at least HOT_MIN_BYTES that was all in the page cache before it
@@ -458,7 +560,8 @@ struct hc_cachestat {
     uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
 };
 
-/* Runs on an I/O thread (THREADS), without q_lock, before a run is read:
+/* Runs on an I/O thread (THREADS), before a run is read (without q_lock), or
+ * with q_lock held from fd_busy (BUSY_PROBES a pass at most):
  * whether the first HOT_PROBE_BYTES of [off, off + len) of fd are all in the
  * page cache. By cachestat where the kernel has it, else by mincore over a
  * private read-only mapping (which reads nothing and cannot fault). Not for
@@ -540,35 +643,50 @@ static void hot_note(struct hc_io_pool *pool, int fd, bool hot)
  * read of the file the thread read last (last_fd, -1 none: the caller passes
  * -1 after STREAK_MAX runs of it) with the lowest offset (among the queue's
  * first MERGE_SCAN), so a file is read on in order; else the first queued
- * request that is not a mergeable read of a file another thread is reading
- * (that thread takes those reads next) unless that file is hot. */
+ * request that is not a read of a file another thread is reading (that
+ * thread takes those reads next; fd_busy) and, when it is a read, the
+ * queued read of its file with the lowest offset (among the first
+ * MERGE_SCAN). */
 static struct hc_io_req *take_first(struct hc_io_pool *pool, const struct io_thread *self,
                                     int last_fd)
 {
     struct hc_io_req **pick = NULL, **pp, *prev = NULL, *pick_prev = NULL, *p;
-    unsigned seen = 0;
+    unsigned seen = 0, probes = BUSY_PROBES;
     uint64_t now = now_ms();
 
     /* a write or a task at the head goes first: a thread staying on its
      * file must not hold them back */
     if (!pool->q.head || !mergeable(pool->q.head))
         last_fd = -1;
-    if (last_fd >= 0 && !fd_busy(pool, self, last_fd, now)) {
+    if (last_fd >= 0) {
         for (pp = &pool->q.head; (p = *pp) && seen++ < MERGE_SCAN; prev = p, pp = &p->next)
             if (p->fd == last_fd && mergeable(p) && (!pick || p->offset < (*pick)->offset)) {
                 pick = pp;
                 pick_prev = prev;
             }
+        if (pick && fd_busy(pool, self, *pick, now, &probes))
+            pick = NULL;
     }
     if (!pick) {
         prev = NULL;
         seen = 0;
         for (pp = &pool->q.head; (p = *pp) && seen++ < MERGE_SCAN; prev = p, pp = &p->next)
-            if (!mergeable(p) || !fd_busy(pool, self, p->fd, now)) {
+            if (!mergeable(p) || !fd_busy(pool, self, p, now, &probes)) {
                 pick = pp;
                 pick_prev = prev;
                 break;
             }
+        /* a read: of its file, the queued read with the lowest offset (a
+         * file is read from its start on, not from whichever client asked
+         * first) */
+        if (pick && mergeable(*pick)) {
+            int fd = (*pick)->fd;
+            for (; (p = *pp) && seen++ < MERGE_SCAN; prev = p, pp = &p->next)
+                if (p->fd == fd && mergeable(p) && p->offset < (*pick)->offset) {
+                    pick = pp;
+                    pick_prev = prev;
+                }
+        }
     }
     if (!pick)
         return NULL;
@@ -615,11 +733,16 @@ void *hc__sync_thread_main(void *arg)
 {
     struct io_thread *t = arg;
     struct hc_io_pool *pool = t->pool;
-    _Alignas(4096) char scratch[MERGE_GAP];             /* aligned, for O_DIRECT files */
+    char *scratch = aligned_alloc(4096, SCRATCH_BYTES); /* aligned, for O_DIRECT files */
     struct iovec *iov = malloc(IOV_MAX * sizeof(*iov)); /* NULL: no merging */
     int last_fd = -1;
     unsigned streak = 0;   /* runs in a row of last_fd's file */
     bool last_cpu = false; /* the last run was a copy from memory (cpu_cap) */
+
+    if (!scratch) {
+        free(iov);
+        iov = NULL;
+    }
 
     for (;;) {
         struct merge_run run;
@@ -648,9 +771,13 @@ void *hc__sync_thread_main(void *arg)
             run.n = 1;
             run.start = req->offset;
             run.end = req->offset + req->total;
-            if (iov && mergeable(req)) {
-                merge_take(pool, &run,
-                           file_hot(pool, req->fd, now_ms()) ? HOT_RUN_BYTES : MERGE_MAX_BYTES);
+            run.fill = false;
+            run.reads = iov && mergeable(req);
+            if (run.reads) {
+                bool hot = file_hot(pool, req->fd, now_ms());
+                int fl = fcntl(req->fd, F_GETFL);
+                run.fill = !hot && fl >= 0 && !(fl & O_DIRECT);
+                merge_take(pool, &run, hot ? HOT_RUN_BYTES : MERGE_MAX_BYTES);
                 t->reading = req->fd + 1;
                 run_fd = req->fd;
                 marked = true;
@@ -666,7 +793,7 @@ void *hc__sync_thread_main(void *arg)
         uint64_t bytes = run.end - run.start;
         bool cached = marked && bytes >= HOT_MIN_BYTES && run_cached(run_fd, run.start, bytes);
         uint64_t t0 = now_us();
-        run_xfer(pool, &run, scratch, iov);
+        run_xfer(pool, &run, cached, scratch, iov);
         uint64_t us = now_us() - t0;
         last_cpu = bytes >= CPU_MIN_BYTES && bytes / (us + 1) >= CPU_BYTES_PER_US;
         if (marked) {
@@ -691,6 +818,7 @@ void *hc__sync_thread_main(void *arg)
     }
     held_sweep(pool, true);
     free(iov);
+    free(scratch);
     return NULL;
 }
 

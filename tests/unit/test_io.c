@@ -1325,6 +1325,124 @@ START_TEST(t_threads_pipe_reads_not_merged)
 }
 END_TEST
 
+/* ---- THREADS engine: reads from the volume in one forward stream -------- */
+
+/* Bytes this process has read through read system calls (rchar of
+ * /proc/self/io: what preadv returned, not what the kernel read ahead). */
+static uint64_t bytes_read_by_calls(void)
+{
+    char line[128];
+    unsigned long long v = 0;
+    FILE *f = fopen("/proc/self/io", "r");
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "rchar: %llu", &v) == 1)
+            break;
+    fclose(f);
+    return v;
+}
+
+static unsigned order_seq;
+
+static int order_before(struct hc_io_req *req)
+{
+    struct mrec *m = (struct mrec *)req;
+    m->before_calls = ++order_seq; /* the order the reads were started in */
+    return 0;
+}
+
+/* Queues reads (off, len) of fd on a one-thread THREADS pool in the order
+ * given, behind a gate so that the thread sees them all at once, runs them,
+ * and checks each read's bytes against src. m[i].before_calls is then the
+ * order read i was started in (1 first). */
+static void gated_reads(int fd, const uint8_t *src, struct mrec *m, int n)
+{
+    struct hc_io_pool *pool = make_pool_engine(HC_IO_ENGINE_THREADS, 1, 4, 1ull << 30);
+    struct rec gate = {.req = {.op = HC_IO_TASK, .fd = -1, .before = merge_gate, .done = rec_done}};
+
+    order_seq = 0;
+    pthread_mutex_lock(&merge_gate_lock);
+    hc_io_submit(pool, &gate.req);
+    for (int i = 0; i < n; i++) {
+        m[i].buf = malloc(m[i].len);
+        ck_assert_ptr_nonnull(m[i].buf);
+        m[i].r.req.op = HC_IO_READ;
+        m[i].r.req.fd = fd;
+        m[i].r.req.offset = m[i].off;
+        m[i].r.req.iov[0] = (struct iovec){m[i].buf, m[i].len};
+        m[i].r.req.iovcnt = 1;
+        m[i].r.req.before = order_before;
+        m[i].r.req.done = rec_done;
+        hc_io_submit(pool, &m[i].r.req);
+    }
+    pthread_mutex_unlock(&merge_gate_lock);
+    run_pool(pool);
+    for (int i = 0; i < n; i++) {
+        ck_assert_int_eq(m[i].r.req.result, (ssize_t)m[i].len);
+        ck_assert(memcmp(m[i].buf, src + m[i].off, m[i].len) == 0);
+        free(m[i].buf);
+    }
+    hc_io_pool_destroy(pool);
+}
+
+/* Reads of a file from the volume that a gap separates are read as one
+ * stream with the gap (the gap into scratch, so into the page cache: the
+ * pages between, other clients' on a shared segment, are then hot when asked
+ * for), as long as the gap is shorter than what the stream read before it
+ * and than FILL_GAP; a longer gap is not read. Counted in the bytes the
+ * process's read calls returned. */
+START_TEST(t_threads_gap_read_with_stream)
+{
+    int fd = open_tmp("gap", O_RDWR | O_CREAT | O_TRUNC);
+    uint64_t mib = 1u << 20;
+    /* A [0, 4M), a 3 MiB gap (read), B 1 MiB, a 24 MiB gap (longer than
+     * the stream and FILL_GAP: not read), C 1 MiB */
+    uint64_t a_len = 4 * mib, gap = 3 * mib, b_off = a_len + gap, b_end = b_off + mib;
+    uint64_t c_off = b_end + 24 * mib, size = c_off + mib;
+    uint8_t *src = malloc(size);
+    ck_assert_ptr_nonnull(src);
+    fill_pattern(src, size, 31);
+    ck_assert_int_eq(pwrite(fd, src, size, 0), (ssize_t)size);
+    make_cold(fd, (off_t)size);
+
+    struct mrec m[3] = {
+        {.off = 0, .len = a_len}, {.off = b_off, .len = mib}, {.off = c_off, .len = mib}};
+    uint64_t before = bytes_read_by_calls();
+    gated_reads(fd, src, m, 3);
+    uint64_t got = bytes_read_by_calls() - before, want = a_len + gap + 2 * mib;
+    /* (the pool's wake-ups read a few bytes of an eventfd too) */
+    ck_assert_msg(got >= want && got < want + mib,
+                  "read %" PRIu64 " bytes for %" PRIu64 " (the reads and the short gap)", got,
+                  want);
+    close(fd);
+    free(src);
+}
+END_TEST
+
+/* Queued reads of a file from the volume start with the lowest offset, not
+ * with whichever was queued first: one forward stream a file (JuiceFS reads
+ * ahead of a stream and drops what a jump back leaves behind; without a local
+ * cache the blocks are downloaded again). */
+START_TEST(t_threads_lowest_offset_first)
+{
+    uint64_t size = 40u << 20;
+    uint8_t *src = malloc(size);
+    ck_assert_ptr_nonnull(src);
+    fill_pattern(src, size, 32);
+    int fd = open_tmp("order", O_RDWR | O_CREAT | O_TRUNC);
+    ck_assert_int_eq(pwrite(fd, src, size, 0), (ssize_t)size);
+    make_cold(fd, (off_t)size);
+
+    /* queued: 30 MiB first, then 0; 29 MiB apart, too far to merge */
+    struct mrec m[2] = {{.off = 30u << 20, .len = 1u << 20}, {.off = 0, .len = 1u << 20}};
+    gated_reads(fd, src, m, 2);
+    ck_assert_uint_eq(m[1].before_calls, 1);
+    ck_assert_uint_eq(m[0].before_calls, 2);
+    close(fd);
+    free(src);
+}
+END_TEST
+
 static Suite *io_suite(void)
 {
     Suite *s = suite_create("io");
@@ -1354,6 +1472,8 @@ static Suite *io_suite(void)
     tcase_add_loop_test(tc, t_threads_merge_reads, 1, 4);
     tcase_add_test(tc, t_threads_pipe_reads_not_merged);
     tcase_add_test(tc, t_threads_merge_unlinked_and_badf);
+    tcase_add_test(tc, t_threads_gap_read_with_stream);
+    tcase_add_test(tc, t_threads_lowest_offset_first);
     suite_add_tcase(s, tc);
     return s;
 }
