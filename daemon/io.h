@@ -9,8 +9,9 @@
  * short transfers, so N threads give N concurrent synchronous transfers, which
  * FUSE filesystems (JuiceFS) serve better than io_uring's punted reads. A
  * thread that takes a read also takes the queued reads of the same regular
- * file that continue it (gaps under 4 KiB, up to 64 MiB) and reads them as one
- * sequential stream through an open file of its own; every request still gets
+ * file that continue it (gaps under 4 KiB, or from the volume under 16 MiB
+ * and under what the run already covers, read too; up to 64 MiB) and reads
+ * them as one forward stream through an open file of its own; every request still gets
  * its own before() (all of a run's before the I/O), after(), result and done.
  *
  * Either way the loop thread submits requests and an I/O thread pushes

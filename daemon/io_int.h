@@ -49,7 +49,7 @@ struct io_thread {
 
     /* HC_IO_ENGINE_THREADS, under the pool's q_lock: 1 + the fd of the file
      * whose reads this thread is reading as a run, 0 when none (one thread
-     * reads a file at a time: io_threads.c) */
+     * reads a file from the volume at a time: io_threads.c) */
     int reading;
 };
 

@@ -230,9 +230,13 @@ static bool merged_xfer(int rfd, uint64_t base, struct hc_io_req **reqs, unsigne
         got = preadv(rfd, iov, cnt, (off_t)base);
     } while (got < 0 && errno == EINTR);
     /* through FUSE a read that fails part way answers the bytes before the
-     * error: short counts as failed too (-1 with EFAULT, a client's vanished
-     * buffer, says nothing of the file) */
-    err = got < 0 ? errno : (uint64_t)got < pos - base ? EIO : 0;
+     * error: short counts as failed too, but for one read with no gap before
+     * it (a read past the end of the file is short; sync_xfer finishes it,
+     * and a real error shows on the next run); -1 with EFAULT, a client's
+     * vanished buffer, says nothing of the file */
+    err = got < 0                                                           ? errno
+          : (uint64_t)got < pos - base && (n > 1 || base < reqs[0]->offset) ? EIO
+                                                                            : 0;
 
     for (unsigned i = 0; i < n; i++) {
         struct hc_io_req *req = reqs[i];
@@ -428,7 +432,8 @@ static void held_put(struct hc_io_pool *pool, int rfd, int slot, bool failed)
 /* Called on a THREADS thread with the run it took (cached: run_cached said
  * the page cache holds it): runs each request's before(), then transfers
  * reads of a file in groups of requests the run's gaps allow (group_xfer, a
- * lone read too; a failed before() leaves a hole that splits a group; the
+ * lone read too; a failed before() leaves a hole, read as a gap when the run
+ * allows it, else splitting the group; the
  * first group from the kept open file's stream end when that gap is short:
  * FILL_GAP) through the file's kept open file (held_get, waited for when the
  * run is not cached), anything else with sync_xfer. Every request ends on
@@ -473,7 +478,7 @@ static void run_xfer(struct hc_io_pool *pool, struct merge_run *run, bool cached
             uint64_t base = live[i]->offset, end = live[j - 1]->offset + live[j - 1]->total;
             struct hc_held *h = slot >= 0 ? &pool->held[slot] : NULL;
             if (h && run->fill && h->end <= base && base - h->end < FILL_GAP &&
-                base - h->end < h->streamed)
+                base - h->end < h->streamed && live[i]->curcnt + gap_iovs(base - h->end) <= IOV_MAX)
                 base = h->end; /* the stream's gap up to this run: read too (FILL_GAP) */
             failed |=
                 group_xfer(pool, base, live + i, j - i, scratch, iov, rfd >= 0 ? rfd : live[i]->fd);
@@ -498,15 +503,15 @@ static bool file_hot(const struct hc_io_pool *pool, int fd, uint64_t now)
     return false;
 }
 
-static bool run_cached(int fd, uint64_t off, uint64_t len);
+static bool range_cached(int fd, uint64_t off, uint64_t len);
 
 /* Probes of the page cache (run_cached) take_first makes at most a pass. */
 #define BUSY_PROBES 8
 
 /* Called on a THREADS I/O thread with q_lock held: whether another thread
  * than self is reading runs of p's file now, unless that file is hot and the
- * page cache holds p (a copy from memory: no read-ahead to share, and
- * parallel copies gain). Only the page cache decides, not the file's mark
+ * page cache holds p (range_cached; a copy from memory: no read-ahead to
+ * share, and parallel copies gain). Only the page cache decides, not the file's mark
  * alone: a hot file's next runs may come from the volume, and two threads
  * reading one file from the volume make JuiceFS read ahead for each (and
  * download the same blocks twice without a local cache). *probes bounds the
@@ -522,7 +527,7 @@ static bool fd_busy(const struct hc_io_pool *pool, const struct io_thread *self,
     if (!file_hot(pool, p->fd, now) || *probes == 0)
         return true;
     (*probes)--;
-    return !run_cached(p->fd, p->offset, p->total);
+    return !range_cached(p->fd, p->offset, p->total);
 }
 
 /* A run of at least HOT_MIN_BYTES that was all in the page cache before it
@@ -560,8 +565,43 @@ struct hc_cachestat {
     uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
 };
 
-/* Runs on an I/O thread (THREADS), before a run is read (without q_lock), or
- * with q_lock held from fd_busy (BUSY_PROBES a pass at most):
+/* cachestat(2) on an I/O thread (THREADS): 1 when the page cache holds all
+ * pages of [start, start + n) of fd, 0 when not (or the call failed), -1
+ * when the kernel has no cachestat (then never asked again). One system call
+ * on the file's page cache: no call to the filesystem behind it. */
+static bool no_cachestat;
+static int cachestat_all(int fd, uint64_t start, uint64_t n, uint64_t pages)
+{
+    struct hc_cachestat_range cr = {start, n};
+    struct hc_cachestat cs;
+    if (__atomic_load_n(&no_cachestat, __ATOMIC_RELAXED))
+        return -1;
+    if (syscall(__NR_cachestat, fd, &cr, &cs, 0) == 0)
+        return cs.nr_cache >= pages;
+    if (errno != ENOSYS)
+        return 0;
+    __atomic_store_n(&no_cachestat, true, __ATOMIC_RELAXED);
+    return -1;
+}
+
+/* Called on a THREADS I/O thread with q_lock held (fd_busy): whether the
+ * page cache holds the first HOT_PROBE_BYTES of [off, off + len) of fd, a
+ * file a run of which was found cached before (a regular file, not O_DIRECT),
+ * by cachestat alone: no fstat, mmap or other call a FUSE filesystem could
+ * make wait under the queue lock. Without cachestat: no. */
+static bool range_cached(int fd, uint64_t off, uint64_t len)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0)
+        pg = 4096;
+    uint64_t start = off & ~(uint64_t)(pg - 1),
+             end = off + (len < HOT_PROBE_BYTES ? len : HOT_PROBE_BYTES);
+    return len > 0 && start <= (uint64_t)INT64_MAX &&
+           cachestat_all(fd, start, end - start, (end - start + (uint64_t)pg - 1) / (uint64_t)pg) ==
+               1;
+}
+
+/* Runs on an I/O thread (THREADS), without q_lock, before a run is read:
  * whether the first HOT_PROBE_BYTES of [off, off + len) of fd are all in the
  * page cache. By cachestat where the kernel has it, else by mincore over a
  * private read-only mapping (which reads nothing and cannot fault). Not for
@@ -585,16 +625,9 @@ static bool run_cached(int fd, uint64_t off, uint64_t len)
     uint64_t n = end - start, pages = (n + (uint64_t)pg - 1) / (uint64_t)pg;
     if (pages > sizeof(vec) || start > (uint64_t)INT64_MAX)
         return false;
-    struct hc_cachestat_range cr = {start, n};
-    struct hc_cachestat cs;
-    static bool no_cachestat; /* the kernel said ENOSYS once: not asked again */
-    if (!__atomic_load_n(&no_cachestat, __ATOMIC_RELAXED)) {
-        if (syscall(__NR_cachestat, fd, &cr, &cs, 0) == 0)
-            return cs.nr_cache >= pages;
-        if (errno != ENOSYS)
-            return false;
-        __atomic_store_n(&no_cachestat, true, __ATOMIC_RELAXED);
-    }
+    int c = cachestat_all(fd, start, n, pages);
+    if (c >= 0)
+        return c;
     if (geteuid() != 0 && st.st_uid != geteuid())
         return false;
     void *m = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, (off_t)start);
@@ -676,13 +709,14 @@ static struct hc_io_req *take_first(struct hc_io_pool *pool, const struct io_thr
                 pick_prev = prev;
                 break;
             }
-        /* a read: of its file, the queued read with the lowest offset (a
-         * file is read from its start on, not from whichever client asked
-         * first) */
+        /* a read: of its file, the queued read with the lowest offset this
+         * thread may take (a file is read from its start on, not from
+         * whichever client asked first) */
         if (pick && mergeable(*pick)) {
             int fd = (*pick)->fd;
             for (; (p = *pp) && seen++ < MERGE_SCAN; prev = p, pp = &p->next)
-                if (p->fd == fd && mergeable(p) && p->offset < (*pick)->offset) {
+                if (p->fd == fd && mergeable(p) && p->offset < (*pick)->offset &&
+                    !fd_busy(pool, self, p, now, &probes)) {
                     pick = pp;
                     pick_prev = prev;
                 }
@@ -722,7 +756,7 @@ static bool queue_wait(struct hc_io_pool *pool)
 /* The thread of HC_IO_ENGINE_THREADS: runs as an I/O thread. It takes one
  * request from the pool's queue (take_first: reads of the file it read last
  * first, no mergeable read of a file another thread is reading unless it
- * is hot); when that is a
+ * is hot and the page cache holds that read); when that is a
  * read, also the queued reads of the same file that continue it
  * (merge_take), and reads them all as one sequential stream (run_xfer)
  * through the file's kept open file (pool->held), so a FUSE filesystem sees
@@ -791,9 +825,10 @@ void *hc__sync_thread_main(void *arg)
         if (!req)
             break;
         uint64_t bytes = run.end - run.start;
-        bool cached = marked && bytes >= HOT_MIN_BYTES && run_cached(run_fd, run.start, bytes);
+        bool in_cache = marked && run_cached(run_fd, run.start, bytes);
+        bool cached = in_cache && bytes >= HOT_MIN_BYTES;
         uint64_t t0 = now_us();
-        run_xfer(pool, &run, cached, scratch, iov);
+        run_xfer(pool, &run, in_cache, scratch, iov);
         uint64_t us = now_us() - t0;
         last_cpu = bytes >= CPU_MIN_BYTES && bytes / (us + 1) >= CPU_BYTES_PER_US;
         if (marked) {
