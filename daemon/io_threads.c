@@ -505,7 +505,7 @@ static bool file_hot(const struct hc_io_pool *pool, int fd, uint64_t now)
 
 static bool range_cached(int fd, uint64_t off, uint64_t len);
 
-/* Probes of the page cache (run_cached) take_first makes at most a pass. */
+/* Probes of the page cache (range_cached) take_first makes at most a pass. */
 #define BUSY_PROBES 8
 
 /* Called on a THREADS I/O thread with q_lock held: whether another thread
@@ -565,19 +565,37 @@ struct hc_cachestat {
     uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
 };
 
-/* cachestat(2) on an I/O thread (THREADS): 1 when the page cache holds all
- * pages of [start, start + n) of fd, 0 when not (or the call failed), -1
- * when the kernel has no cachestat (then never asked again). One system call
- * on the file's page cache: no call to the filesystem behind it. */
-static bool no_cachestat;
-static int cachestat_all(int fd, uint64_t start, uint64_t n, uint64_t pages)
+/* The pages of fd a probe of [off, off + len) looks at: from the page of off
+ * to HOT_PROBE_BYTES past off at most (a run is read in order). */
+struct probe_range {
+    uint64_t start, n, pages;
+};
+static struct probe_range probe_range(uint64_t off, uint64_t len)
 {
-    struct hc_cachestat_range cr = {start, n};
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0)
+        pg = 4096;
+    uint64_t start = off & ~(uint64_t)(pg - 1),
+             n = off + (len < HOT_PROBE_BYTES ? len : HOT_PROBE_BYTES) - start;
+    return (struct probe_range){start, n, (n + (uint64_t)pg - 1) / (uint64_t)pg};
+}
+
+/* cachestat(2) on an I/O thread (THREADS): 1 when the page cache holds all
+ * of r's pages of fd, 0 when not (or the call failed, or r starts past what
+ * an off_t holds), -1 when the kernel has
+ * no cachestat (then never asked again). One system call on the file's page
+ * cache: no call to the filesystem behind it. */
+static bool no_cachestat;
+static int cachestat_all(int fd, struct probe_range r)
+{
+    struct hc_cachestat_range cr = {r.start, r.n};
     struct hc_cachestat cs;
+    if (r.start > (uint64_t)INT64_MAX)
+        return 0;
     if (__atomic_load_n(&no_cachestat, __ATOMIC_RELAXED))
         return -1;
     if (syscall(__NR_cachestat, fd, &cr, &cs, 0) == 0)
-        return cs.nr_cache >= pages;
+        return cs.nr_cache >= r.pages;
     if (errno != ENOSYS)
         return 0;
     __atomic_store_n(&no_cachestat, true, __ATOMIC_RELAXED);
@@ -591,14 +609,7 @@ static int cachestat_all(int fd, uint64_t start, uint64_t n, uint64_t pages)
  * make wait under the queue lock. Without cachestat: no. */
 static bool range_cached(int fd, uint64_t off, uint64_t len)
 {
-    long pg = sysconf(_SC_PAGESIZE);
-    if (pg <= 0)
-        pg = 4096;
-    uint64_t start = off & ~(uint64_t)(pg - 1),
-             end = off + (len < HOT_PROBE_BYTES ? len : HOT_PROBE_BYTES);
-    return len > 0 && start <= (uint64_t)INT64_MAX &&
-           cachestat_all(fd, start, end - start, (end - start + (uint64_t)pg - 1) / (uint64_t)pg) ==
-               1;
+    return len > 0 && cachestat_all(fd, probe_range(off, len)) == 1;
 }
 
 /* Runs on an I/O thread (THREADS), without q_lock, before a run is read:
@@ -611,21 +622,17 @@ static bool range_cached(int fd, uint64_t off, uint64_t len)
  * then says every page is there). A file shorter than the range is not. */
 static bool run_cached(int fd, uint64_t off, uint64_t len)
 {
-    long pg = sysconf(_SC_PAGESIZE);
     unsigned char vec[HOT_PROBE_BYTES / 4096 + 1];
     struct stat st;
     int fl = fcntl(fd, F_GETFL);
 
-    if (pg <= 0)
-        pg = 4096;
     if (len == 0 || fl < 0 || (fl & O_DIRECT) || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
         return false;
-    uint64_t start = off & ~(uint64_t)(pg - 1),
-             end = off + (len < HOT_PROBE_BYTES ? len : HOT_PROBE_BYTES);
-    uint64_t n = end - start, pages = (n + (uint64_t)pg - 1) / (uint64_t)pg;
+    struct probe_range r = probe_range(off, len);
+    uint64_t start = r.start, n = r.n, pages = r.pages;
     if (pages > sizeof(vec) || start > (uint64_t)INT64_MAX)
         return false;
-    int c = cachestat_all(fd, start, n, pages);
+    int c = cachestat_all(fd, r);
     if (c >= 0)
         return c;
     if (geteuid() != 0 && st.st_uid != geteuid())

@@ -1342,25 +1342,15 @@ static uint64_t bytes_read_by_calls(void)
     return v;
 }
 
-static unsigned order_seq;
-
-static int order_before(struct hc_io_req *req)
-{
-    struct mrec *m = (struct mrec *)req;
-    m->before_calls = ++order_seq; /* the order the reads were started in */
-    return 0;
-}
-
 /* Queues reads (off, len) of fd on a one-thread THREADS pool in the order
  * given, behind a gate so that the thread sees them all at once, runs them,
- * and checks each read's bytes against src. m[i].before_calls is then the
- * order read i was started in (1 first). */
+ * and checks each read's bytes against src. With one thread, m[i].r.order
+ * (the order of the done callbacks) is the order the runs were read in. */
 static void gated_reads(int fd, const uint8_t *src, struct mrec *m, int n)
 {
     struct hc_io_pool *pool = make_pool_engine(HC_IO_ENGINE_THREADS, 1, 4, 1ull << 30);
     struct rec gate = {.req = {.op = HC_IO_TASK, .fd = -1, .before = merge_gate, .done = rec_done}};
 
-    order_seq = 0;
     pthread_mutex_lock(&merge_gate_lock);
     hc_io_submit(pool, &gate.req);
     for (int i = 0; i < n; i++) {
@@ -1371,7 +1361,6 @@ static void gated_reads(int fd, const uint8_t *src, struct mrec *m, int n)
         m[i].r.req.offset = m[i].off;
         m[i].r.req.iov[0] = (struct iovec){m[i].buf, m[i].len};
         m[i].r.req.iovcnt = 1;
-        m[i].r.req.before = order_before;
         m[i].r.req.done = rec_done;
         hc_io_submit(pool, &m[i].r.req);
     }
@@ -1436,8 +1425,7 @@ START_TEST(t_threads_lowest_offset_first)
     /* queued: 30 MiB first, then 0; 29 MiB apart, too far to merge */
     struct mrec m[2] = {{.off = 30u << 20, .len = 1u << 20}, {.off = 0, .len = 1u << 20}};
     gated_reads(fd, src, m, 2);
-    ck_assert_uint_eq(m[1].before_calls, 1);
-    ck_assert_uint_eq(m[0].before_calls, 2);
+    ck_assert_int_lt(m[1].r.order, m[0].r.order);
     close(fd);
     free(src);
 }
