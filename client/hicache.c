@@ -605,6 +605,7 @@ struct hc_chunk {
     int64_t deadline;
     Hicache__Response *resp;
     uint64_t ring_end; /* c->head after this chunk's slots */
+    uint64_t est;      /* estimated encoded size of its request (max_frame) */
     unsigned count;
     size_t idx[HC_MAX_BATCH]; /* page index in the caller's array */
     uint64_t off[HC_MAX_BATCH];
@@ -627,6 +628,7 @@ struct hc_batch {
     size_t *recheck; /* get: pages whose check failed in our copy (n entries,
                       * allocated at the first) */
     size_t nrecheck;
+    size_t ahead; /* get: the first page not yet named in ahead_keys (ahead_keys) */
 };
 
 static const char *batch_key(const struct hc_batch *b, size_t i)
@@ -818,11 +820,56 @@ static void chunk_fill(struct hc_client *c, struct hc_batch *b, size_t *next, st
         (*next)++;
     }
     k->ring_end = c->head;
+    k->est = est;
+}
+
+/* A get's read-ahead hint (GetRequest.ahead_keys): the pages the daemon will
+ * be asked for after those the next chunks carry (the rest of the region's
+ * worth, HC_INFLIGHT - 1 chunks, are asked for at once: the ring has room),
+ * a region's worth of them at most, each named once a batch, as many as
+ * max_batch and the frame allow. Why: the daemon reads a segment as one
+ * forward stream, and the pages of the other TP ranks lie between ours;
+ * pages of ours asked for only once our region had room again come after the
+ * stream went past them, and through JuiceFS without a local cache that was
+ * a second download of their blocks. Read ahead, they are in the page cache
+ * when asked for. Packs the keys into buf (NUL after each; cap bytes) and
+ * returns the bytes used, 0 for none. */
+static size_t ahead_pack(const struct hc_client *c, struct hc_batch *b, const struct hc_chunk *k,
+                         char *buf, size_t cap)
+{
+    uint64_t skip = c->region_size / HC_INFLIGHT * (HC_INFLIGHT - 1), bytes = 0, total;
+    size_t i = k->idx[k->count - 1] + 1, used = 0, keys = 0, skipped = 0;
+
+    /* the next chunks' pages: region bytes, or max_batch keys a chunk */
+    while (i < b->n && bytes < skip && skipped < (size_t)c->max_batch * (HC_INFLIGHT - 1)) {
+        uint64_t off;
+        if (page_check(c, &b->pages[i], &total) == 0 && !page_pool(c, &b->pages[i], &off))
+            bytes += total;
+        skipped++;
+        i++;
+    }
+    if (i < b->ahead)
+        i = b->ahead;
+    for (bytes = 0; i < b->n && keys < c->max_batch && bytes < c->region_size; i++) {
+        const char *key = batch_key(b, i);
+        size_t len;
+        if (key_check(key) < 0 || page_check(c, &b->pages[i], &total) < 0)
+            continue;
+        len = strlen(key);
+        if (used + len + 1 > cap)
+            break;
+        memcpy(buf + used, key, len + 1);
+        used += len + 1;
+        bytes += total;
+        keys++;
+    }
+    b->ahead = i;
+    return used;
 }
 
 /* Encodes chunk k as a set or get request and sends it. Returns 0 or
  * -errno (see send_request). */
-static int chunk_send(struct hc_client *c, const struct hc_batch *b, struct hc_chunk *k)
+static int chunk_send(struct hc_client *c, struct hc_batch *b, struct hc_chunk *k)
 {
     Hicache__Request req = HICACHE__REQUEST__INIT;
     Hicache__SetRequest set = HICACHE__SET_REQUEST__INIT;
@@ -830,6 +877,7 @@ static int chunk_send(struct hc_client *c, const struct hc_batch *b, struct hc_c
     Hicache__Slot slots[HC_MAX_BATCH];
     Hicache__Slot *slotp[HC_MAX_BATCH];
     uint64_t *more = NULL;
+    char *ahead = NULL;
     size_t nmore = 0, used = 0;
     unsigned j;
     int r;
@@ -875,12 +923,23 @@ static int chunk_send(struct hc_client *c, const struct hc_batch *b, struct hc_c
         get.client_check = !b->daemon_check;
         req.body_case = HICACHE__REQUEST__BODY_GET;
         req.get = &get;
+        /* the hint rides in this request's frame (16: its tag and length) */
+        if (k->count > 0 && b->ahead < b->n && k->est + 16 < c->max_frame) {
+            size_t cap = c->max_frame - k->est - 16;
+            if (cap > (size_t)c->max_batch * (HC_MAX_KEY + 1))
+                cap = (size_t)c->max_batch * (HC_MAX_KEY + 1);
+            if ((ahead = malloc(cap)) != NULL) {
+                get.ahead_keys.len = ahead_pack(c, b, k, ahead, cap);
+                get.ahead_keys.data = (uint8_t *)ahead;
+            }
+        }
         break;
     }
     k->id = req.id = c->next_id++;
     k->deadline = now_ms() + c->timeout_ms;
     r = send_request(c, &req, k->deadline, -1);
     free(more);
+    free(ahead);
     return r;
 }
 

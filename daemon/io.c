@@ -160,7 +160,7 @@ int hc_io_reopen(int fd)
 static void dispatch(struct hc_io_pool *pool, struct hc_io_req *req)
 {
     pool->inflight++;
-    pool->inflight_bytes += req->total;
+    pool->inflight_bytes += req->sink ? 0 : req->total;
     if (pool->cfg.engine == HC_IO_ENGINE_THREADS)
         hc__sync_dispatch(pool, req);
     else
@@ -197,7 +197,8 @@ static void admit(struct hc_io_pool *pool)
  * request the pool cannot run: an unknown op or prio, no done callback, and
  * for a read or write an iovcnt outside [0, HC_IO_MAX_IOV] (an iovxcnt
  * outside [1, HC_IO_MAX_IOVX] with iovx), lengths whose sum overflows ssize_t,
- * or an offset beyond INT64_MAX. */
+ * or an offset beyond INT64_MAX; a read ahead (sink) with buffers or of more
+ * than HC_IO_SINK_MAX bytes. */
 static int req_check(const struct hc_io_req *req, size_t *total)
 {
     size_t sum = 0;
@@ -206,6 +207,13 @@ static int req_check(const struct hc_io_req *req, size_t *total)
         return -EINVAL;
     if (req->op == HC_IO_TASK) {
         *total = 0;
+        return 0;
+    }
+    if (req->sink) {
+        if (req->op != HC_IO_READ || req->iovx || req->iovcnt != 0 || req->sink > HC_IO_SINK_MAX ||
+            req->offset > (uint64_t)INT64_MAX)
+            return -EINVAL;
+        *total = (size_t)req->sink;
         return 0;
     }
     const struct iovec *iov = req->iovx ? req->iovx : req->iov;
@@ -227,7 +235,8 @@ int hc_io_submit(struct hc_io_pool *pool, struct hc_io_req *req)
 {
     size_t total;
 
-    if (!pool || !req || req_check(req, &total) < 0)
+    if (!pool || !req || req_check(req, &total) < 0 ||
+        (req->sink && pool->cfg.engine != HC_IO_ENGINE_THREADS))
         return -EINVAL;
     req->result = 0;
     req->next = NULL;
@@ -256,6 +265,10 @@ int hc_io_submit(struct hc_io_pool *pool, struct hc_io_req *req)
         hc__io_finish_flush(pool, &one);
         return 0;
     }
+    if (req->sink) { /* no buffer to bound: queued with the reads around it */
+        dispatch(pool, req);
+        return 0;
+    }
     list_push(&pool->wait[req->prio], req);
     admit(pool);
     return 0;
@@ -276,7 +289,7 @@ unsigned hc_io_pool_drain(struct hc_io_pool *pool)
      * requests before the done callbacks run (they may submit more). */
     for (req = list.head; req; req = req->next) {
         pool->inflight--;
-        pool->inflight_bytes -= req->total;
+        pool->inflight_bytes -= req->sink ? 0 : req->total;
     }
     admit(pool);
     while ((req = list_pop(&list))) {

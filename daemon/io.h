@@ -24,7 +24,9 @@
  * background), so reads never starve behind writes; after 4 HIGH admissions in
  * a row while LOW requests wait, the oldest LOW goes next, so writes never
  * starve either. A single request larger than the bound is still admitted when
- * nothing else is in flight. */
+ * nothing else is in flight. A read ahead (sink) goes to the threads at once:
+ * it holds no buffer, and it must be queued when the reads around it are, for
+ * the threads to read them all in one forward stream. */
 #ifndef HC_IO_H
 #define HC_IO_H
 
@@ -34,7 +36,8 @@
 #include <sys/uio.h>
 
 #define HC_IO_MAX_IOV 4
-#define HC_IO_MAX_IOVX 1024 /* buffers of one request through iovx (IOV_MAX) */
+#define HC_IO_MAX_IOVX 1024        /* buffers of one request through iovx (IOV_MAX) */
+#define HC_IO_SINK_MAX (16u << 20) /* bytes of one read ahead (struct hc_io_req) */
 
 enum hc_io_op {
     HC_IO_READ = 1,  /* preadv of iov at offset, whole length or error */
@@ -68,6 +71,14 @@ struct hc_io_req {
      * advances its entries in place). */
     struct iovec *iovx;
     int iovxcnt;
+    /* A read ahead (HC_IO_ENGINE_THREADS only): a HC_IO_READ with no buffers
+     * (iovcnt 0, iovx NULL) of sink bytes (1 to HC_IO_SINK_MAX) at offset,
+     * read into the thread's scratch buffer and dropped, so that they reach
+     * the page cache; merged into runs with the file's other reads like any
+     * read, and not read at all when the page cache holds them already. Not
+     * held to max_inflight_bytes (it holds no buffer of the submitter's).
+     * result: sink, or -errno (-ENODATA at end of file); after() runs. */
+    uint64_t sink;
     /* Called on an I/O thread before the I/O (may be NULL). For HC_IO_TASK it
      * is the work itself. Returns 0, or -errno: the I/O is skipped and that
      * becomes result. */
@@ -121,8 +132,9 @@ int hc_io_pool_create(struct hc_io_pool **out, const struct hc_io_config *cfg,
  * prio, done NULL, and for a read or write an iovcnt outside
  * [0, HC_IO_MAX_IOV] (iovxcnt outside [1, HC_IO_MAX_IOVX] when iovx is set),
  * buffer lengths whose sum overflows ssize_t, or an offset
- * beyond INT64_MAX. A task (HC_IO_TASK with a known prio and done set) is
- * never refused. */
+ * beyond INT64_MAX; a read ahead (sink) with buffers, of more than
+ * HC_IO_SINK_MAX bytes, or on the URING engine. A task (HC_IO_TASK with a known prio and done set)
+ * is never refused. */
 int hc_io_submit(struct hc_io_pool *pool, struct hc_io_req *req);
 
 /* Called on an I/O thread (it opens a file on the mount, which may block),

@@ -16,7 +16,10 @@
  * run through the same open file uses those bytes, where another open file
  * would fetch them again (without a local cache, every such fetch is a
  * download from the object store). JuiceFS drops what it read ahead once
- * its stream jumps elsewhere, hence forward streams and filled gaps.
+ * its stream jumps elsewhere, hence forward streams and filled gaps. A read
+ * ahead (hc_io_req.sink: a client's later pages, GetRequest.ahead_keys) is
+ * a read like the others, into scratch: it keeps the stream going over pages
+ * asked for later, which then come from the page cache.
  * Threads whose last run was a copy from memory (CPU_BYTES_PER_US or faster:
  * the page cache) run at most as many at once as there are CPUs (cpu_cap):
  * more only take the CPU from the client that copies the pages out of its
@@ -48,11 +51,16 @@
 /* Called on a THREADS I/O thread: transfers what is left of req with blocking
  * calls until hc__io_handle_xfer says it is finished. Pipes and sockets refuse
  * preadv/pwritev (-ESPIPE): they get readv/writev. A descriptor in
- * non-blocking mode that is not ready is waited for with poll. */
+ * non-blocking mode that is not ready is waited for with poll. A read ahead
+ * (sink) is not read here: it ends with -ENOBUFS. */
 static void sync_xfer(struct hc_io_req *req)
 {
     bool stream = false;
 
+    if (req->sink) { /* no buffers of its own: only a run reads one (into scratch) */
+        req->result = -ENOBUFS;
+        return;
+    }
     for (;;) {
         bool rd = req->op == HC_IO_READ;
         ssize_t n;
@@ -126,6 +134,13 @@ static int gap_iovs(uint64_t len)
     return (int)((len + SCRATCH_BYTES - 1) / SCRATCH_BYTES);
 }
 
+/* The iovecs req takes in a merged preadv: its buffers, or for a read ahead
+ * (sink: no buffers) the scratch buffer, as for a gap of its length. */
+static int req_iovs(const struct hc_io_req *req)
+{
+    return req->sink ? gap_iovs(req->total) : req->curcnt;
+}
+
 /* Whether a read starting at off may follow, in one merged stream, what ends
  * at end (off >= end), in a run that covers [start, end). */
 static bool gap_ok(const struct merge_run *run, uint64_t start, uint64_t end, uint64_t off)
@@ -139,8 +154,9 @@ static bool gap_ok(const struct merge_run *run, uint64_t start, uint64_t end, ui
  * arithmetic cannot overflow. */
 static bool mergeable(const struct hc_io_req *req)
 {
-    return req->op == HC_IO_READ && req->fd >= 0 && req->curcnt > 0 && req->total > 0 &&
-           req->total <= MERGE_MAX_BYTES && req->offset <= (uint64_t)INT64_MAX - MERGE_MAX_BYTES;
+    return req->op == HC_IO_READ && req->fd >= 0 && (req->curcnt > 0 || req->sink) &&
+           req->total > 0 && req->total <= MERGE_MAX_BYTES &&
+           req->offset <= (uint64_t)INT64_MAX - MERGE_MAX_BYTES;
 }
 
 /* Called on a THREADS I/O thread with q_lock held, on a run of one
@@ -202,12 +218,13 @@ static void merge_take(struct hc_io_pool *pool, struct merge_run *run, uint64_t 
  * each started (before() ran) and not finished, the first at or after base,
  * with gaps (from base on) the run allowed, taking at most IOV_MAX iovecs with
  * the gaps (gap_iovs): reads [base, the last one's end) with one preadv
- * through rfd (>= 0; the gaps into scratch, SCRATCH_BYTES). Each request the
- * data covers completes (after() runs); a request left short (end of file, an
- * error, a file without offsets) is transferred on its own through its fd
- * with sync_xfer, which finishes it. All go onto fin. Returns whether the
- * preadv through rfd failed or came back short, not for a vanished buffer
- * (EFAULT): rfd is not to be kept then (hc_io_reopen). */
+ * through rfd (>= 0; the gaps and reads ahead into scratch, SCRATCH_BYTES).
+ * Each request the data covers completes (after() runs); a request left
+ * short (end of file, an error, a file without offsets) is transferred on
+ * its own through its fd with sync_xfer, which finishes it, but for a read
+ * ahead, which ends with the error (-ENODATA when short). All go onto fin.
+ * Returns whether the preadv through rfd failed or came back short, not for
+ * a vanished buffer (EFAULT): rfd is not to be kept then (hc_io_reopen). */
 static bool merged_xfer(int rfd, uint64_t base, struct hc_io_req **reqs, unsigned n, char *scratch,
                         struct iovec *iov, struct req_list *fin)
 {
@@ -217,8 +234,10 @@ static bool merged_xfer(int rfd, uint64_t base, struct hc_io_req **reqs, unsigne
 
     for (unsigned i = 0; i < n; i++) {
         struct hc_io_req *req = reqs[i];
-        while (req->offset > pos) {
-            uint64_t len = req->offset - pos < SCRATCH_BYTES ? req->offset - pos : SCRATCH_BYTES;
+        /* the gap before req, then a read ahead's own bytes: into scratch */
+        uint64_t to = req->sink ? req->offset + req->total : req->offset;
+        while (to > pos) {
+            uint64_t len = to - pos < SCRATCH_BYTES ? to - pos : SCRATCH_BYTES;
             iov[cnt++] = (struct iovec){scratch, (size_t)len};
             pos += len;
         }
@@ -245,6 +264,8 @@ static bool merged_xfer(int rfd, uint64_t base, struct hc_io_req **reqs, unsigne
         if (have >= req->total) {
             hc__io_advance(req, req->total);
             hc__io_complete_whole(req);
+        } else if (req->sink) {
+            req->result = got < 0 ? -err : -ENODATA; /* nothing to give anyone */
         } else {
             /* short: the rest (or all of it after an error) on its own, which
              * also gives each request its own error */
@@ -274,16 +295,16 @@ static bool group_xfer(struct hc_io_pool *pool, uint64_t base, struct hc_io_req 
     while (i < n) {
         struct req_list fin = {0};
         unsigned j = i + 1;
-        int iovs = reqs[i]->curcnt + gap_iovs(reqs[i]->offset - base);
+        int iovs = req_iovs(reqs[i]) + gap_iovs(reqs[i]->offset - base);
         if (iovs > IOV_MAX) { /* a read of many buffers after a gap: the gap is skipped */
             base = reqs[i]->offset;
-            iovs = reqs[i]->curcnt;
+            iovs = req_iovs(reqs[i]);
         }
         while (j < n && reqs[j]->offset + reqs[j]->total - base <= MERGE_CHUNK_BYTES &&
-               iovs + reqs[j]->curcnt +
+               iovs + req_iovs(reqs[j]) +
                        gap_iovs(reqs[j]->offset - (reqs[j - 1]->offset + reqs[j - 1]->total)) <=
                    IOV_MAX) {
-            iovs += reqs[j]->curcnt +
+            iovs += req_iovs(reqs[j]) +
                     gap_iovs(reqs[j]->offset - (reqs[j - 1]->offset + reqs[j - 1]->total));
             j++;
         }
@@ -441,7 +462,10 @@ static void held_put(struct hc_io_pool *pool, int rfd, int slot, bool failed)
  * kept open file as well: through the request's own fd JuiceFS would read
  * ahead for that open file too, and download again what the kept one reads
  * next (seen in the object store's GET log: one to two 4 MiB blocks a lone
- * read, without a local cache). */
+ * read, without a local cache). A run of reads ahead alone whose bytes the
+ * page cache holds (all_cached) completes without a read. */
+static bool all_cached(int fd, uint64_t off, uint64_t len);
+
 static void run_xfer(struct hc_io_pool *pool, struct merge_run *run, bool cached, char *scratch,
                      struct iovec *iov)
 {
@@ -458,6 +482,19 @@ static void run_xfer(struct hc_io_pool *pool, struct merge_run *run, bool cached
             live[nlive++] = run->req[k];
     }
     hc__io_finish_flush(pool, &fin);
+    bool sinks = run->reads && nlive > 0;
+    for (unsigned k = 0; k < nlive && sinks; k++)
+        sinks = live[k]->sink != 0;
+    if (sinks && all_cached(live[0]->fd, live[0]->offset,
+                            live[nlive - 1]->offset + live[nlive - 1]->total - live[0]->offset)) {
+        for (unsigned k = 0; k < nlive; k++) { /* reads ahead of what is there */
+            hc__io_advance(live[k], live[k]->total);
+            hc__io_complete_whole(live[k]);
+            list_push(&fin, live[k]);
+        }
+        hc__io_finish_flush(pool, &fin);
+        return;
+    }
     while (i < nlive) {
         unsigned j = i + 1;
         while (
@@ -478,7 +515,8 @@ static void run_xfer(struct hc_io_pool *pool, struct merge_run *run, bool cached
             uint64_t base = live[i]->offset, end = live[j - 1]->offset + live[j - 1]->total;
             struct hc_held *h = slot >= 0 ? &pool->held[slot] : NULL;
             if (h && run->fill && h->end <= base && base - h->end < FILL_GAP &&
-                base - h->end < h->streamed && live[i]->curcnt + gap_iovs(base - h->end) <= IOV_MAX)
+                base - h->end < h->streamed &&
+                req_iovs(live[i]) + gap_iovs(base - h->end) <= IOV_MAX)
                 base = h->end; /* the stream's gap up to this run: read too (FILL_GAP) */
             failed |=
                 group_xfer(pool, base, live + i, j - i, scratch, iov, rfd >= 0 ? rfd : live[i]->fd);
@@ -566,17 +604,16 @@ struct hc_cachestat {
 };
 
 /* The pages of fd a probe of [off, off + len) looks at: from the page of off
- * to HOT_PROBE_BYTES past off at most (a run is read in order). */
+ * to max bytes past off at most (HOT_PROBE_BYTES: a run is read in order). */
 struct probe_range {
     uint64_t start, n, pages;
 };
-static struct probe_range probe_range(uint64_t off, uint64_t len)
+static struct probe_range probe_range(uint64_t off, uint64_t len, uint64_t max)
 {
     long pg = sysconf(_SC_PAGESIZE);
     if (pg <= 0)
         pg = 4096;
-    uint64_t start = off & ~(uint64_t)(pg - 1),
-             n = off + (len < HOT_PROBE_BYTES ? len : HOT_PROBE_BYTES) - start;
+    uint64_t start = off & ~(uint64_t)(pg - 1), n = off + (len < max ? len : max) - start;
     return (struct probe_range){start, n, (n + (uint64_t)pg - 1) / (uint64_t)pg};
 }
 
@@ -602,6 +639,14 @@ static int cachestat_all(int fd, struct probe_range r)
     return -1;
 }
 
+/* Called on a THREADS I/O thread (run_xfer), without q_lock: whether the
+ * page cache holds all of [off, off + len) of fd (reads ahead of bytes it
+ * holds are not read again), by cachestat alone. Without cachestat: no. */
+static bool all_cached(int fd, uint64_t off, uint64_t len)
+{
+    return len > 0 && cachestat_all(fd, probe_range(off, len, len)) == 1;
+}
+
 /* Called on a THREADS I/O thread with q_lock held (fd_busy): whether the
  * page cache holds the first HOT_PROBE_BYTES of [off, off + len) of fd, a
  * file a run of which was found cached before (a regular file, not O_DIRECT),
@@ -609,7 +654,7 @@ static int cachestat_all(int fd, struct probe_range r)
  * make wait under the queue lock. Without cachestat: no. */
 static bool range_cached(int fd, uint64_t off, uint64_t len)
 {
-    return len > 0 && cachestat_all(fd, probe_range(off, len)) == 1;
+    return len > 0 && cachestat_all(fd, probe_range(off, len, HOT_PROBE_BYTES)) == 1;
 }
 
 /* Runs on an I/O thread (THREADS), without q_lock, before a run is read:
@@ -628,7 +673,7 @@ static bool run_cached(int fd, uint64_t off, uint64_t len)
 
     if (len == 0 || fl < 0 || (fl & O_DIRECT) || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
         return false;
-    struct probe_range r = probe_range(off, len);
+    struct probe_range r = probe_range(off, len, HOT_PROBE_BYTES);
     uint64_t start = r.start, n = r.n, pages = r.pages;
     if (pages > sizeof(vec) || start > (uint64_t)INT64_MAX)
         return false;

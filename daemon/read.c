@@ -154,7 +154,7 @@ static void rd_done(struct hc_io_req *req)
     ssize_t result = req->result;
 
     s->inflight--;
-    if (s->fail_reads > 0) {
+    if (s->fail_reads > 0 && !r->ahead) {
         s->fail_reads--;
         result = s->fail_err;
     }
@@ -259,6 +259,17 @@ void hc__rd_submit(struct hc_store *s, struct rd *r)
     r->req.prio = HC_IO_PRIO_HIGH;
     r->req.fd = seg->fd;
     r->req.offset = r->off;
+    if (r->ahead) { /* no buffers: into the page cache (hc_io_req.sink) */
+        r->req.sink = r->ahead;
+        r->req.done = rd_done;
+        r->req.data = r;
+        int rc = hc_io_submit(s->io, &r->req);
+        if (rc < 0)
+            hc__rd_finish(s, r, rc);
+        else
+            s->inflight++;
+        return;
+    }
     r->req.iov[0] = (struct iovec){r->hdr, HC_STORE_ALIGN};
     if (r->sblocks)
         r->req.iov[1] = (struct iovec){r->bounce, (size_t)r->sblocks * HC_STORE_ALIGN};
@@ -406,6 +417,17 @@ void hc__rd_finish(struct hc_store *s, struct rd *r, ssize_t result)
 {
     struct seg *seg = r->seg;
 
+    if (r->ahead) { /* nobody to answer; a failure shows on the get, if any */
+        s->ahead_bytes -= r->ahead;
+        if (result >= 0) {
+            s->st->ahead_reads++;
+            s->st->ahead_bytes += r->ahead;
+        }
+        if (--seg->refs == 0 && seg->fd_failed && seg->state == SEG_SEALED && !seg->opening)
+            hc__seg_close_fd(s, seg);
+        hc__rd_free(r);
+        return;
+    }
     if (result == -EIO && !r->own_open && !seg->fd_failed && seg->fd >= 0) {
         seg->fd_failed = true;
         hc_log(HC_LOG_WARN,

@@ -155,8 +155,15 @@ static struct hc_pbuf slot_pbuf(const Hicache__Slot *s, const struct hc_region *
     return (struct hc_pbuf){.v = v, .n = (unsigned)np};
 }
 
-/* A set or get batch: checks every key and slot, then one store call per
- * page; the reply goes once all of them answered (batch_finish). */
+static const char *packed_split(const ProtobufCBinaryData *pk, size_t limit, const char **key,
+                                size_t *klen, size_t *n, bool *e2big, char *why, size_t whylen);
+static const char *keys_check(const char **key, const size_t *klen, size_t n, char *why,
+                              size_t whylen);
+
+/* A set or get batch: checks every key and slot (and a get's ahead_keys),
+ * then one store call per page; the reply goes once all of them answered
+ * (batch_finish). A get's ahead_keys (the client's next pages) are read
+ * ahead (hc_store_ahead) after its own pages were queued. */
 static void handle_batch(struct conn *c, const Hicache__Request *req, bool is_get)
 {
     struct server *srv = c->srv;
@@ -175,6 +182,21 @@ static void handle_batch(struct conn *c, const Hicache__Request *req, bool is_ge
     }
     if (slots_check(c, req->id, pages, n, &pieces) < 0)
         return;
+    const char *akey[HC_MAX_BATCH];
+    size_t aklen[HC_MAX_BATCH], nahead = 0;
+    if (is_get && req->get->ahead_keys.len > 0) {
+        size_t limit = srv->cfg->max_batch < HC_MAX_BATCH ? srv->cfg->max_batch : HC_MAX_BATCH;
+        bool e2big = false;
+        char why[128];
+        const char *bad = packed_split(&req->get->ahead_keys, limit, akey, aklen, &nahead, &e2big,
+                                       why, sizeof(why));
+        if (!bad)
+            bad = keys_check(akey, aklen, nahead, why, sizeof(why));
+        if (bad) {
+            hc__send_error(c, req->id, e2big ? -E2BIG : -EINVAL, "ahead_keys: %s", bad);
+            return;
+        }
+    }
     ns = conn_ns(c, !is_get);
     if (ns == -ENOSPC) {
         hc__send_error(c, req->id, -ENOSPC, "too many namespaces in the store");
@@ -243,12 +265,56 @@ static void handle_batch(struct conn *c, const Hicache__Request *req, bool is_ge
             b->remaining--;
         }
     }
+    for (i = 0; ns >= 0 && i < nahead; i++)
+        hc_store_ahead(srv->store, ns, akey[i], aklen[i]);
     if (--b->remaining == 0)
         batch_finish(b);
     return;
 
 nomem:
     hc__send_error(c, req->id, -ENOMEM, "out of memory");
+}
+
+/* The keys of a packed field (each key followed by a NUL; pk->len > 0), at
+ * most limit of them, into key/klen. Returns NULL, or a readable reason for
+ * -EINVAL / -E2BIG (*e2big). */
+static const char *packed_split(const ProtobufCBinaryData *pk, size_t limit, const char **key,
+                                size_t *klen, size_t *n, bool *e2big, char *why, size_t whylen)
+{
+    const char *p = (const char *)pk->data, *end = p + pk->len;
+    size_t i;
+
+    if (end[-1] != '\0')
+        return "packed_keys does not end with a NUL byte";
+    for (i = 0; p < end; i++) {
+        const char *nul = memchr(p, '\0', (size_t)(end - p));
+
+        if (i == limit) {
+            *e2big = true;
+            snprintf(why, whylen, "batch of more than %zu keys exceeds the limit", limit);
+            return why;
+        }
+        key[i] = p;
+        klen[i] = (size_t)(nul - p);
+        p = nul + 1;
+    }
+    *n = i;
+    return NULL;
+}
+
+/* Checks each of n keys (hc_name_invalid). Returns NULL, or a readable reason
+ * for -EINVAL in why. */
+static const char *keys_check(const char **key, const size_t *klen, size_t n, char *why,
+                              size_t whylen)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *bad = hc_name_invalid("key", key[i], klen[i]);
+        if (bad) {
+            snprintf(why, whylen, "key %zu: %s", i, bad);
+            return why;
+        }
+    }
+    return NULL;
 }
 
 /* The keys of an exists request, from its repeated field or from its packed
@@ -260,6 +326,7 @@ static const char *exists_keys(const Hicache__ExistsRequest *ex, unsigned max_ba
 {
     const ProtobufCBinaryData *pk = &ex->packed_keys;
     size_t i, limit = max_batch < HC_MAX_BATCH ? max_batch : HC_MAX_BATCH;
+    const char *bad;
 
     *e2big = false;
     if (pk->len == 0) {
@@ -274,34 +341,12 @@ static const char *exists_keys(const Hicache__ExistsRequest *ex, unsigned max_ba
         }
         *n = ex->n_keys;
     } else {
-        const char *p = (const char *)pk->data, *end = p + pk->len;
-
         if (ex->n_keys > 0)
             return "an exists request carries keys or packed_keys, not both";
-        if (end[-1] != '\0')
-            return "packed_keys does not end with a NUL byte";
-        for (i = 0; p < end; i++) {
-            const char *nul = memchr(p, '\0', (size_t)(end - p));
-
-            if (i == limit) {
-                *e2big = true;
-                snprintf(why, whylen, "batch of more than %zu keys exceeds the limit", limit);
-                return why;
-            }
-            key[i] = p;
-            klen[i] = (size_t)(nul - p);
-            p = nul + 1;
-        }
-        *n = i;
+        if ((bad = packed_split(pk, limit, key, klen, n, e2big, why, whylen)))
+            return bad;
     }
-    for (i = 0; i < *n; i++) {
-        const char *bad = hc_name_invalid("key", key[i], klen[i]);
-        if (bad) {
-            snprintf(why, whylen, "key %zu: %s", i, bad);
-            return why;
-        }
-    }
-    return NULL;
+    return keys_check(key, klen, *n, why, whylen);
 }
 
 /* Exists: answered from the index, with how many leading keys exist. */

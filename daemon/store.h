@@ -73,6 +73,8 @@ struct hc_store_config {
                                        reads linger for their other readers */
     bool enable_compression;        /* default of sets whose opts say HC_COMPRESSION_DEFAULT */
     uint32_t read_linger_ms;        /* keep a read page this long at most; 0 = never */
+    bool read_ahead;                /* hc_store_ahead reads pages into the page cache
+                                       (the I/O pool's THREADS engine, no O_DIRECT) */
     uint64_t read_linger_bytes;     /* memory cap of lingering pages; 0 = never */
 };
 
@@ -175,6 +177,19 @@ int hc_store_getv(struct hc_store *s, int ns, const char *key, size_t klen,
 /* Answers from the index only. Returns the page length (> 0) if (ns, key) is
  * visible, 0 if not. */
 uint64_t hc_store_exists(struct hc_store *s, int ns, const char *key, size_t klen);
+
+/* A hint: the page (ns, key) will be asked for soon (GetRequest.ahead_keys,
+ * a client's later pages of a batch). With cfg.read_ahead, its record is read
+ * into the page cache (hc_io_req.sink), in the stream of its segment's other
+ * reads, so that when it is asked for it is there, and the file's stream
+ * went over it on the way (JuiceFS drops what a stream skipped, and without
+ * a local cache downloads it again). Nothing is answered or checked: the
+ * get reads and checks the record as always. Passed over: a page not in the
+ * index (or only in another node's filter), one being read or lingering, a
+ * record over HC_IO_SINK_MAX, or while HC_AHEAD_MAX_BYTES are being read
+ * ahead. Returns whether a read was queued. */
+bool hc_store_ahead(struct hc_store *s, int ns, const char *key, size_t klen);
+#define HC_AHEAD_MAX_BYTES (1ull << 30)
 /* What hc_store_exists answers for a page another node's filter holds
  * (remote_index "filter"): present, its length not known. */
 #define HC_STORE_LEN_UNKNOWN UINT64_MAX

@@ -349,6 +349,9 @@ struct rd {
      * segment's seq (the segment may be freed before the answer) */
     bool reinsert;
     uint64_t rseq;
+    /* a read ahead (hc_store_ahead): this many bytes of the record read into
+     * the page cache (hc_io_req.sink); no getter, nothing answered */
+    uint64_t ahead;
     uint16_t nslen, klen;
     char names[HC_MAX_NS + HC_MAX_KEY]; /* namespace then key, for the check */
 };
@@ -486,6 +489,7 @@ struct hc_store {
     uint64_t last_statvfs_ms;
     bool statvfs_busy;       /* a free-space statvfs task is in flight */
     uint64_t reinsert_bytes; /* bytes of reinsertion reads in flight (evict.c) */
+    uint64_t ahead_bytes;    /* bytes of reads ahead in flight (hc_store_ahead) */
     unsigned unlinks;
     bool unlink_retry; /* a dropped segment's unlink waits for memory */
 

@@ -563,6 +563,9 @@ class Bench:
         for old in list(self.out.glob("hicached-*.log")) + list(self.out.glob("*.png")):
             old.unlink()
         self.build = Path(a.build).resolve()
+        # the client library of the same build as the daemon (hc_testenv set
+        # the default build's; it is loaded on first use, here and in ranks)
+        os.environ["HICACHE_LIB"] = str(self.build / "libhicache.so")
         self.work = Path(a.work)
         self.rows = []
         self.limits = {}

@@ -484,6 +484,28 @@ static Hicache__Response *bi_packed_exists(struct h_raw *r, const char *blob, si
     return h_raw_call(r, &req);
 }
 
+/* Packs 129 keys, one over HC_MAX_BATCH ("m0", "m1", ...; a NUL after
+ * each) into many (129 * 8 bytes). Returns the bytes used. */
+static size_t bi_too_many_keys(char *many)
+{
+    size_t mlen = 0;
+    for (int i = 0; i < 129; i++)
+        mlen += (size_t)snprintf(many + mlen, 129 * 8 - mlen, "m%d", i) + 1;
+    return mlen;
+}
+
+/* Asserts resp (case i) refused its request: status, why in its error text,
+ * no result. Frees resp. */
+static void bi_refused(Hicache__Response *resp, size_t i, int status, const char *why)
+{
+    ck_assert_msg(resp != NULL, "case %zu: no response", i);
+    ck_assert_msg(resp->status == status, "case %zu: status %d, want %d", i, resp->status, status);
+    ck_assert_msg(resp->error && strstr(resp->error, why), "case %zu: error '%s'", i,
+                  resp->error ? resp->error : "(none)");
+    ck_assert_uint_eq(resp->n_results, 0);
+    hicache__response__free_unpacked(resp, NULL);
+}
+
 /* Packed exists keys (each followed by a NUL): every malformed form is
  * refused with a reason and the connection stays usable; a good one answers
  * per key. */
@@ -492,7 +514,7 @@ START_TEST(test_packed_exists_keys)
     struct hd *d = bi_start();
     struct h_raw r;
     static char many[129 * 8];
-    size_t mlen = 0;
+    size_t mlen = bi_too_many_keys(many);
     const struct {
         const char *blob;
         size_t len;
@@ -508,22 +530,12 @@ START_TEST(test_packed_exists_keys)
         {NULL, 0, false, -E2BIG, "limit"},
     };
 
-    for (int i = 0; i < 129; i++)
-        mlen += (size_t)snprintf(many + mlen, sizeof(many) - mlen, "m%d", i) + 1;
     ck_assert_int_eq(h_raw_connect(&r, d->sock), 0);
     ck_assert_int_eq(h_raw_hello(&r, NULL, 0), 0);
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        Hicache__Response *resp =
-            bad[i].blob ? bi_packed_exists(&r, bad[i].blob, bad[i].len, bad[i].with_keys)
-                        : bi_packed_exists(&r, many, mlen, false);
-        ck_assert_msg(resp != NULL, "case %zu: no response", i);
-        ck_assert_msg(resp->status == bad[i].status, "case %zu: status %d, want %d", i,
-                      resp->status, bad[i].status);
-        ck_assert_msg(resp->error && strstr(resp->error, bad[i].why), "case %zu: error '%s'", i,
-                      resp->error ? resp->error : "(none)");
-        ck_assert_uint_eq(resp->n_results, 0);
-        hicache__response__free_unpacked(resp, NULL);
-    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        bi_refused(bad[i].blob ? bi_packed_exists(&r, bad[i].blob, bad[i].len, bad[i].with_keys)
+                               : bi_packed_exists(&r, many, mlen, false),
+                   i, bad[i].status, bad[i].why);
     /* a good one on the same connection: the known page, then one absent */
     char good[64];
     int glen = snprintf(good, sizeof(good), "%s%cabsent-key%c", BI_KNOWN, 0, 0);
@@ -583,6 +595,65 @@ START_TEST(test_get_slot_smaller_than_page)
         ck_assert_msg(r.region[i] == 0xab, "byte %zu of the too-small slot was written", i);
     ck_assert_msg(h_check(r.region + BI_KNOWN_LEN, BI_KNOWN_LEN, BI_KNOWN, BI_SALT) < 0,
                   "whole slot got wrong bytes");
+    h_raw_close(&r);
+    bi_intact(d, 1);
+}
+END_TEST
+
+/* A get whose ahead_keys (the read-ahead hint) is malformed is refused as a
+ * whole with a reason, before its page is read (its slot keeps its bytes);
+ * the connection stays usable, and the same get with a good hint (a key not
+ * stored among them) is served. */
+START_TEST(test_get_bad_ahead_keys)
+{
+    struct hd *d = bi_start();
+    struct h_raw r;
+    static char many[129 * 8];
+    size_t mlen = bi_too_many_keys(many);
+    const struct {
+        const char *blob;
+        size_t len;
+        int status;
+        const char *why;
+    } bad[] = {
+        {"a\0b", 3, -EINVAL, "ahead_keys: packed_keys does not end with a NUL"},
+        {"a\0bad/key\0", 10, -EINVAL, "ahead_keys: key 1: key contains '/'"},
+        {"\0", 1, -EINVAL, "ahead_keys: key 0: key is empty"},
+        {NULL, 0, -E2BIG, "limit"},
+    };
+    ck_assert_int_eq(h_raw_connect(&r, d->sock), 0);
+    ck_assert_int_eq(h_raw_hello(&r, NULL, BI_KNOWN_LEN), 0);
+    ck_assert_uint_ge(r.region_size, BI_KNOWN_LEN);
+
+    Hicache__Slot s0 = HICACHE__SLOT__INIT;
+    s0.key.data = (uint8_t *)BI_KNOWN;
+    s0.key.len = strlen(BI_KNOWN);
+    s0.length = BI_KNOWN_LEN;
+    Hicache__Slot *slots[1] = {&s0};
+    Hicache__GetRequest get = HICACHE__GET_REQUEST__INIT;
+    get.n_pages = 1;
+    get.pages = slots;
+    Hicache__Request req = HICACHE__REQUEST__INIT;
+    req.body_case = HICACHE__REQUEST__BODY_GET;
+    req.get = &get;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(r.region, 0xab, BI_KNOWN_LEN);
+        get.ahead_keys.data = (uint8_t *)(bad[i].blob ? bad[i].blob : many);
+        get.ahead_keys.len = bad[i].blob ? bad[i].len : mlen;
+        bi_refused(h_raw_call(&r, &req), i, bad[i].status, bad[i].why);
+        for (size_t b = 0; b < BI_KNOWN_LEN; b++)
+            ck_assert_msg(r.region[b] == 0xab, "case %zu: byte %zu of the slot was written", i, b);
+    }
+    char good[64];
+    int glen = snprintf(good, sizeof(good), "absent-key%c%s%c", 0, BI_KNOWN, 0);
+    get.ahead_keys.data = (uint8_t *)good;
+    get.ahead_keys.len = (size_t)glen;
+    Hicache__Response *resp = h_raw_call(&r, &req);
+    ck_assert_int_eq(resp->status, 0);
+    ck_assert_uint_eq(resp->n_results, 1);
+    ck_assert_int_eq(resp->results[0], 0);
+    hicache__response__free_unpacked(resp, NULL);
+    ck_assert_msg(h_check(r.region, BI_KNOWN_LEN, BI_KNOWN, BI_SALT) < 0, "wrong bytes");
     h_raw_close(&r);
     bi_intact(d, 1);
 }
@@ -655,6 +726,7 @@ int main(void)
     tcase_add_test(tc, test_too_many_keys);
     tcase_add_test(tc, test_get_slot_smaller_than_page);
     tcase_add_test(tc, test_packed_exists_keys);
+    tcase_add_test(tc, test_get_bad_ahead_keys);
     tcase_add_test(tc, test_config_unknown_key);
     tcase_add_test(tc, test_config_wrong_type);
     tcase_add_test(tc, test_config_control);

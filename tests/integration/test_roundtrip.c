@@ -146,6 +146,51 @@ START_TEST(test_batch_larger_than_region)
 }
 END_TEST
 
+/* A get batch larger than the region names its later pages in the request
+ * of its first chunk (GetRequest.ahead_keys); with the threads engine the
+ * daemon reads them ahead into the page cache (ahead_reads), and every byte
+ * still comes back, from a cold file. A batch the region holds names none. */
+START_TEST(test_batch_read_ahead)
+{
+    struct hd *d = hd_new("A", "--region-size", "1048576", "--io-engine", "threads", "--io-threads",
+                          "2", NULL);
+    hd_start(d);
+    hc_client *c = hd_connect(d, NULL, 65536);
+    struct h_batch w, r;
+    ck_assert_int_eq(h_batch_init(&w, "ra", 128, 65536, 7), 0);
+    ck_assert_int_eq(h_batch_init(&r, "ra", 128, 65536, 8), 0);
+    h_batch_fill(&w, 41);
+    ck_assert_int_eq(hc_batch_set(c, w.hc, w.n, w.results), 128);
+    hc_close(c);
+    hd_stop(d); /* sealed; the next start reads them from the files */
+    h_drop_cache(d->mount);
+    hd_start(d);
+    c = hd_connect(d, NULL, 65536);
+
+    /* 8 pages: the region holds them, nothing named ahead */
+    struct h_batch few;
+    ck_assert_int_eq(h_batch_init(&few, "ra", 8, 65536, 9), 0);
+    ck_assert_int_eq(hc_batch_get(c, few.hc, few.n, few.results), 8);
+    ck_assert_int_eq(h_stat(c, "ahead_reads"), 0);
+
+    h_batch_zero(&r);
+    ck_assert_int_eq(hc_batch_get(c, r.hc, r.n, r.results), 128);
+    for (size_t i = 0; i < r.n; i++) {
+        ck_assert_int_eq(r.results[i], 0);
+        long bad = h_page_check(&r.pages[i], 41);
+        ck_assert_msg(bad < 0, "page %zu differs at byte %ld", i, bad);
+    }
+    int64_t ahead = h_stat(c, "ahead_reads");
+    ck_assert_msg(ahead > 0 && ahead <= 120, "%lld pages read ahead", (long long)ahead);
+    ck_assert_int_ge(h_stat(c, "ahead_bytes"), ahead * 65536);
+    ck_assert_int_eq(h_stat(c, "bytes_served"), (8 + 128) * 65536);
+    h_batch_free(&few);
+    h_batch_free(&w);
+    h_batch_free(&r);
+    hc_close(c);
+}
+END_TEST
+
 /* A single page larger than the region gets -EMSGSIZE; the other pages of
  * the batch are stored. */
 START_TEST(test_page_larger_than_region)
@@ -352,6 +397,7 @@ int main(void)
     TCase *tc = h_tcase("roundtrip", 90);
     tcase_add_test(tc, test_eight_clients_batches);
     tcase_add_test(tc, test_batch_larger_than_region);
+    tcase_add_test(tc, test_batch_read_ahead);
     tcase_add_test(tc, test_page_larger_than_region);
     tcase_add_test(tc, test_get_miss_and_sizes);
     tcase_add_test(tc, test_exists_across_requests);

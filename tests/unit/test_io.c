@@ -898,10 +898,19 @@ START_TEST(t_bad_args)
     struct rec e = {.req = {.op = HC_IO_TASK, .prio = 7, .fd = -1, .done = rec_done}};
     struct rec f = {.req = {.op = HC_IO_WRITE, .fd = fd, .iovcnt = 1}}; /* no done */
     f.req.iov[0] = (struct iovec){buf, sizeof(buf)};
-    struct rec *bad[] = {&a, &b, &c, &d, &e, &f};
+    /* reads ahead: with a buffer, too long, a write; on URING, any */
+    struct rec g = {
+        .req = {.op = HC_IO_READ, .fd = fd, .iovcnt = 1, .sink = 4096, .done = rec_done}};
+    g.req.iov[0] = (struct iovec){buf, sizeof(buf)};
+    struct rec h = {
+        .req = {.op = HC_IO_READ, .fd = fd, .sink = HC_IO_SINK_MAX + 1ull, .done = rec_done}};
+    struct rec i_ = {.req = {.op = HC_IO_WRITE, .fd = fd, .sink = 4096, .done = rec_done}};
+    struct rec j = {.req = {.op = HC_IO_READ, .fd = fd, .sink = 4096, .done = rec_done}};
+    struct rec *bad[] = {&a, &b, &c, &d, &e, &f, &g, &h, &i_, &j};
+    size_t nbad = sizeof(bad) / sizeof(bad[0]) - (_i == HC_IO_ENGINE_THREADS);
     /* refused at the entry point, nothing changed: not queued, done never
      * runs, the request as it was (result, next and the private fields) */
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    for (size_t i = 0; i < nbad; i++) {
         struct hc_io_req *q = &bad[i]->req;
         q->result = 12345;
         q->curcnt = 3;
@@ -923,7 +932,7 @@ START_TEST(t_bad_args)
     ck_assert_int_eq(hc_io_submit(pool, &ok.req), 0);
     run_pool(pool);
     ck_assert_int_eq(ok.req.result, (ssize_t)sizeof(buf));
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    for (size_t i = 0; i < nbad; i++) {
         ck_assert_uint_eq(bad[i]->done_calls, 0);
         ck_assert_int_eq(bad[i]->req.result, 12345);
     }
@@ -1081,6 +1090,7 @@ struct mrec {
     int fail_before; /* before() returns this (0: succeeds) */
     int fail_after;  /* after() returns this (0: succeeds) */
     unsigned before_calls, after_calls;
+    bool sink; /* gated_reads: a read ahead (hc_io_req.sink) of len bytes */
 };
 
 static int merge_in_flight, merge_peak;
@@ -1342,6 +1352,19 @@ static uint64_t bytes_read_by_calls(void)
     return v;
 }
 
+/* A file name of size bytes of fill_pattern(seed), out of the page cache;
+ * its bytes in *src (malloc'd). Returns its fd. */
+static int cold_file(const char *name, uint64_t size, uint64_t seed, uint8_t **src)
+{
+    *src = malloc(size);
+    ck_assert_ptr_nonnull(*src);
+    fill_pattern(*src, size, seed);
+    int fd = open_tmp(name, O_RDWR | O_CREAT | O_TRUNC);
+    ck_assert_int_eq(pwrite(fd, *src, size, 0), (ssize_t)size);
+    make_cold(fd, (off_t)size);
+    return fd;
+}
+
 /* Queues reads (off, len) of fd on a one-thread THREADS pool in the order
  * given, behind a gate so that the thread sees them all at once, runs them,
  * and checks each read's bytes against src. With one thread, m[i].r.order
@@ -1354,21 +1377,26 @@ static void gated_reads(int fd, const uint8_t *src, struct mrec *m, int n)
     pthread_mutex_lock(&merge_gate_lock);
     hc_io_submit(pool, &gate.req);
     for (int i = 0; i < n; i++) {
-        m[i].buf = malloc(m[i].len);
-        ck_assert_ptr_nonnull(m[i].buf);
         m[i].r.req.op = HC_IO_READ;
         m[i].r.req.fd = fd;
         m[i].r.req.offset = m[i].off;
-        m[i].r.req.iov[0] = (struct iovec){m[i].buf, m[i].len};
-        m[i].r.req.iovcnt = 1;
+        if (m[i].sink) {
+            m[i].r.req.sink = m[i].len;
+        } else {
+            m[i].buf = malloc(m[i].len);
+            ck_assert_ptr_nonnull(m[i].buf);
+            m[i].r.req.iov[0] = (struct iovec){m[i].buf, m[i].len};
+            m[i].r.req.iovcnt = 1;
+        }
         m[i].r.req.done = rec_done;
-        hc_io_submit(pool, &m[i].r.req);
+        ck_assert_int_eq(hc_io_submit(pool, &m[i].r.req), 0);
     }
     pthread_mutex_unlock(&merge_gate_lock);
     run_pool(pool);
     for (int i = 0; i < n; i++) {
         ck_assert_int_eq(m[i].r.req.result, (ssize_t)m[i].len);
-        ck_assert(memcmp(m[i].buf, src + m[i].off, m[i].len) == 0);
+        if (!m[i].sink)
+            ck_assert(memcmp(m[i].buf, src + m[i].off, m[i].len) == 0);
         free(m[i].buf);
     }
     hc_io_pool_destroy(pool);
@@ -1382,17 +1410,13 @@ static void gated_reads(int fd, const uint8_t *src, struct mrec *m, int n)
  * process's read calls returned. */
 START_TEST(t_threads_gap_read_with_stream)
 {
-    int fd = open_tmp("gap", O_RDWR | O_CREAT | O_TRUNC);
     uint64_t mib = 1u << 20;
     /* A [0, 4M), a 3 MiB gap (read), B 1 MiB, a 24 MiB gap (longer than
      * the stream and FILL_GAP: not read), C 1 MiB */
     uint64_t a_len = 4 * mib, gap = 3 * mib, b_off = a_len + gap, b_end = b_off + mib;
     uint64_t c_off = b_end + 24 * mib, size = c_off + mib;
-    uint8_t *src = malloc(size);
-    ck_assert_ptr_nonnull(src);
-    fill_pattern(src, size, 31);
-    ck_assert_int_eq(pwrite(fd, src, size, 0), (ssize_t)size);
-    make_cold(fd, (off_t)size);
+    uint8_t *src;
+    int fd = cold_file("gap", size, 31, &src);
 
     struct mrec m[3] = {
         {.off = 0, .len = a_len}, {.off = b_off, .len = mib}, {.off = c_off, .len = mib}};
@@ -1408,19 +1432,78 @@ START_TEST(t_threads_gap_read_with_stream)
 }
 END_TEST
 
+/* Whether the page cache holds every page of [off, off + len) of fd. */
+static bool in_page_cache(int fd, uint64_t off, uint64_t len)
+{
+    size_t pages = (size_t)((len + 4095) / 4096);
+    unsigned char *vec = malloc(pages);
+    ck_assert_ptr_nonnull(vec);
+    void *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, (off_t)off);
+    ck_assert(m != MAP_FAILED);
+    ck_assert_int_eq(mincore(m, len, vec), 0);
+    munmap(m, len);
+    bool all = true;
+    for (size_t i = 0; i < pages; i++)
+        all = all && (vec[i] & 1);
+    free(vec);
+    return all;
+}
+
+/* A read ahead (hc_io_req.sink: a client's later pages) reads its range into
+ * the page cache, as part of the stream of the file's other reads (the reads
+ * around it keep their bytes); one of a range the page cache holds reads
+ * nothing; one past the end of the file ends with -ENODATA. Counted in the
+ * bytes the process's read calls returned. */
+START_TEST(t_threads_read_ahead)
+{
+    uint64_t mib = 1u << 20, size = 16 * mib;
+    uint8_t *src;
+    int fd = cold_file("ahead", size, 33, &src);
+
+    /* a read of [0, 2M), a read ahead of [2M, 6M), a read of [6M, 7M) queued
+     * first; [8M, 16M) left alone */
+    struct mrec m[3] = {{.off = 6 * mib, .len = mib},
+                        {.off = 2 * mib, .len = 4 * mib, .sink = true},
+                        {.off = 0, .len = 2 * mib}};
+    uint64_t before = bytes_read_by_calls();
+    gated_reads(fd, src, m, 3);
+    uint64_t got = bytes_read_by_calls() - before;
+    ck_assert_msg(got >= 7 * mib && got < 8 * mib, "read %" PRIu64 " bytes for 7 MiB", got);
+    ck_assert(in_page_cache(fd, 2 * mib, 4 * mib));
+    ck_assert(!in_page_cache(fd, 12 * mib, mib));
+    /* the three in one forward stream, in offset order */
+    ck_assert_int_lt(m[2].r.order, m[1].r.order);
+    ck_assert_int_lt(m[1].r.order, m[0].r.order);
+
+    /* again, cached now: nothing read */
+    struct mrec again = {.off = 2 * mib, .len = 4 * mib, .sink = true};
+    before = bytes_read_by_calls();
+    gated_reads(fd, src, &again, 1);
+    got = bytes_read_by_calls() - before;
+    ck_assert_msg(got < mib, "read %" PRIu64 " bytes of a cached range", got);
+
+    /* past the end of the file */
+    struct hc_io_pool *pool = make_pool_engine(HC_IO_ENGINE_THREADS, 1, 4, 1ull << 30);
+    struct rec past = {
+        .req = {
+            .op = HC_IO_READ, .fd = fd, .offset = size - 4096, .sink = 2 * 4096, .done = rec_done}};
+    ck_assert_int_eq(hc_io_submit(pool, &past.req), 0);
+    run_pool(pool);
+    ck_assert_int_eq(past.req.result, -ENODATA);
+    hc_io_pool_destroy(pool);
+    close(fd);
+    free(src);
+}
+END_TEST
+
 /* Queued reads of a file from the volume start with the lowest offset, not
  * with whichever was queued first: one forward stream a file (JuiceFS reads
  * ahead of a stream and drops what a jump back leaves behind; without a local
  * cache the blocks are downloaded again). */
 START_TEST(t_threads_lowest_offset_first)
 {
-    uint64_t size = 40u << 20;
-    uint8_t *src = malloc(size);
-    ck_assert_ptr_nonnull(src);
-    fill_pattern(src, size, 32);
-    int fd = open_tmp("order", O_RDWR | O_CREAT | O_TRUNC);
-    ck_assert_int_eq(pwrite(fd, src, size, 0), (ssize_t)size);
-    make_cold(fd, (off_t)size);
+    uint8_t *src;
+    int fd = cold_file("order", 40u << 20, 32, &src);
 
     /* queued: 30 MiB first, then 0; 29 MiB apart, too far to merge */
     struct mrec m[2] = {{.off = 30u << 20, .len = 1u << 20}, {.off = 0, .len = 1u << 20}};
@@ -1462,6 +1545,7 @@ static Suite *io_suite(void)
     tcase_add_test(tc, t_threads_merge_unlinked_and_badf);
     tcase_add_test(tc, t_threads_gap_read_with_stream);
     tcase_add_test(tc, t_threads_lowest_offset_first);
+    tcase_add_test(tc, t_threads_read_ahead);
     suite_add_tcase(s, tc);
     return s;
 }
