@@ -588,6 +588,22 @@ static int ring_alloc(struct hc_client *c, uint64_t len, uint64_t *off)
     return 0;
 }
 
+/* Whether ring_alloc(c, len) would succeed now (nothing taken). */
+static bool ring_fits(const struct hc_client *c, uint64_t len)
+{
+    uint64_t size = c->region_size;
+    uint64_t slot = (len + c->slot_align - 1) & ~(c->slot_align - 1);
+    uint64_t head = c->head, tail = c->tail, pos, waste;
+
+    if (head == tail)
+        head = tail = 0;
+    if (slot > size)
+        slot = len;
+    pos = head % size;
+    waste = pos + slot > size ? size - pos : 0;
+    return head - tail + waste + slot <= size;
+}
+
 /* ---- batches -------------------------------------------------------------- */
 
 enum hc_op { HC_OP_SET, HC_OP_GET };
@@ -606,6 +622,7 @@ struct hc_chunk {
     Hicache__Response *resp;
     uint64_t ring_end; /* c->head after this chunk's slots */
     uint64_t est;      /* estimated encoded size of its request (max_frame) */
+    bool last;         /* get: no next chunk goes before one in flight is done */
     unsigned count;
     size_t idx[HC_MAX_BATCH]; /* page index in the caller's array */
     uint64_t off[HC_MAX_BATCH];
@@ -823,38 +840,36 @@ static void chunk_fill(struct hc_client *c, struct hc_batch *b, size_t *next, st
     k->est = est;
 }
 
-/* A get's read-ahead hint (GetRequest.ahead_keys): the pages the daemon will
- * be asked for after those the next chunks carry (the rest of the region's
- * worth, HC_INFLIGHT - 1 chunks, are asked for at once: the ring has room),
- * a region's worth of them at most, each named once a batch, as many as
- * max_batch and the frame allow. Why: the daemon reads a segment as one
- * forward stream, and the pages of the other TP ranks lie between ours;
- * pages of ours asked for only once our region had room again come after the
- * stream went past them, and through JuiceFS without a local cache that was
- * a second download of their blocks. Read ahead, they are in the page cache
- * when asked for. Packs the keys into buf (NUL after each; cap bytes) and
- * returns the bytes used, 0 for none. */
+/* A get's read-ahead hint (GetRequest.ahead_keys), sent with a chunk after
+ * which no other is sent before one in flight is done (k->last: HC_INFLIGHT
+ * in flight, or the ring full): the pages after it, up to a region's worth
+ * (a sliding window: those named before count, so each later chunk names
+ * about a chunk's worth more), each named once a batch, as many as max_batch
+ * and cap allow; not pages chunk_fill would refuse. Why: the daemon reads a
+ * segment as one forward stream, and the pages of the other TP ranks lie
+ * between ours; pages of ours asked for only once our region had room again
+ * came after the stream had passed them, and through JuiceFS without a local
+ * cache that was a second download of their blocks. Read ahead, they are in
+ * the page cache when asked for. Not with the chunks sent at once before it:
+ * named there, the pages after them would reach the daemon's threads before
+ * those chunks' own pages, and the stream would jump back. Packs the keys
+ * into buf (NUL after each) and returns the bytes used, 0 for none. */
 static size_t ahead_pack(const struct hc_client *c, struct hc_batch *b, const struct hc_chunk *k,
                          char *buf, size_t cap)
 {
-    uint64_t skip = c->region_size / HC_INFLIGHT * (HC_INFLIGHT - 1), bytes = 0, total;
-    size_t i = k->idx[k->count - 1] + 1, used = 0, keys = 0, skipped = 0;
+    size_t i = k->idx[k->count - 1] + 1, used = 0, keys = 0;
+    uint64_t bytes = 0, total, off;
 
-    /* the next chunks' pages: region bytes, or max_batch keys a chunk */
-    while (i < b->n && bytes < skip && skipped < (size_t)c->max_batch * (HC_INFLIGHT - 1)) {
-        uint64_t off;
-        if (page_check(c, &b->pages[i], &total) == 0 && !page_pool(c, &b->pages[i], &off))
+    for (; i < b->ahead && bytes < c->region_size; i++) /* the window's part named before */
+        if (page_check(c, &b->pages[i], &total) == 0)
             bytes += total;
-        skipped++;
-        i++;
-    }
-    if (i < b->ahead)
-        i = b->ahead;
-    for (bytes = 0; i < b->n && keys < c->max_batch && bytes < c->region_size; i++) {
+    for (i = i > b->ahead ? i : b->ahead; i < b->n && keys < c->max_batch && bytes < c->region_size;
+         i++) {
         const char *key = batch_key(b, i);
         size_t len;
-        if (key_check(key) < 0 || page_check(c, &b->pages[i], &total) < 0)
-            continue;
+        if (page_check(c, &b->pages[i], &total) < 0 ||
+            (total > c->region_size && !page_pool(c, &b->pages[i], &off)))
+            continue; /* refused by chunk_fill: never asked for */
         len = strlen(key);
         if (used + len + 1 > cap)
             break;
@@ -863,7 +878,8 @@ static size_t ahead_pack(const struct hc_client *c, struct hc_batch *b, const st
         bytes += total;
         keys++;
     }
-    b->ahead = i;
+    if (i > b->ahead)
+        b->ahead = i;
     return used;
 }
 
@@ -924,7 +940,7 @@ static int chunk_send(struct hc_client *c, struct hc_batch *b, struct hc_chunk *
         req.body_case = HICACHE__REQUEST__BODY_GET;
         req.get = &get;
         /* the hint rides in this request's frame (16: its tag and length) */
-        if (k->count > 0 && b->ahead < b->n && k->est + 16 < c->max_frame) {
+        if (k->count > 0 && k->last && b->ahead < b->n && k->est + 16 < c->max_frame) {
             size_t cap = c->max_frame - k->est - 16;
             if (cap > (size_t)c->max_batch * (HC_MAX_KEY + 1))
                 cap = (size_t)c->max_batch * (HC_MAX_KEY + 1);
@@ -1065,6 +1081,13 @@ static bool batch_push(struct hc_client *c, struct hc_batch *b, size_t *next, in
     chunk_fill(c, b, next, k);
     if (k->count == 0)
         return *next != before; /* only refused pages: look again */
+    k->last = false;            /* no next chunk before a pop: the last in flight, or no room */
+    if (b->op == HC_OP_GET && *next < b->n) {
+        uint64_t total, off;
+        k->last = b->nq + 1 == HC_INFLIGHT || (page_check(c, &b->pages[*next], &total) == 0 &&
+                                               !page_pool(c, &b->pages[*next], &off) &&
+                                               !ring_fits(c, total + get_skew_room(c, b, total)));
+    }
     r = chunk_send(c, b, k);
     if (r >= 0) {
         b->nq++;

@@ -6,7 +6,8 @@
  *   loop thread   hc_io_submit (bad input refused here) -> wait queue (HIGH
  *                 or LOW) -> admit (HIGH first, a waiting LOW after
  *                 HIGH_BURST HIGH in a row, within max_inflight_bytes) ->
- *                 the engine's dispatch
+ *                 the engine's dispatch (a read ahead, hc_io_req.sink: at
+ *                 once, outside the bound)
  *   I/O thread    the engine runs before(), the transfer (short ones again)
  *                 and after() with the helpers below; finished requests go
  *                 onto the pool's completion list (mutex), wake(wake_arg)
@@ -14,7 +15,7 @@
  *   loop thread   hc_io_pool_drain: swap the completion list out, update the
  *                 accounting, admit waiting requests, run done().
  *
- * Thread rule: the accounting (pending, inflight_*, wait queues, high_streak)
+ * Thread rule: the accounting (pending, inflight_*, sinks, wait queues, high_streak)
  * is touched by the loop thread only; the functions under "I/O thread" below
  * run on I/O threads and touch only the request they hold, the completion
  * list under done_lock, and wake (set at create). */
@@ -161,6 +162,7 @@ static void dispatch(struct hc_io_pool *pool, struct hc_io_req *req)
 {
     pool->inflight++;
     pool->inflight_bytes += req->sink ? 0 : req->total;
+    pool->sinks += req->sink != 0;
     if (pool->cfg.engine == HC_IO_ENGINE_THREADS)
         hc__sync_dispatch(pool, req);
     else
@@ -168,7 +170,8 @@ static void dispatch(struct hc_io_pool *pool, struct hc_io_req *req)
 }
 
 /* Loop thread. Admits waiting requests while the bytes in flight stay within
- * the bound (one request is always admitted when nothing is in flight): HIGH
+ * the bound (one request is always admitted when nothing but reads ahead is
+ * in flight): HIGH
  * before LOW, except that after HIGH_BURST HIGH admissions in a row while LOW
  * requests wait, the next one is LOW. Stops at the first that does not fit, so
  * the one chosen is never overtaken. */
@@ -181,7 +184,7 @@ static void admit(struct hc_io_pool *pool)
         struct hc_io_req *req = q->head;
         if (!req)
             return;
-        if (pool->inflight > 0 &&
+        if (pool->inflight > pool->sinks &&
             (req->total > pool->cfg.max_inflight_bytes ||
              pool->inflight_bytes > pool->cfg.max_inflight_bytes - req->total))
             return;
@@ -290,6 +293,7 @@ unsigned hc_io_pool_drain(struct hc_io_pool *pool)
     for (req = list.head; req; req = req->next) {
         pool->inflight--;
         pool->inflight_bytes -= req->sink ? 0 : req->total;
+        pool->sinks -= req->sink != 0;
     }
     admit(pool);
     while ((req = list_pop(&list))) {

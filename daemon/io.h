@@ -24,9 +24,11 @@
  * background), so reads never starve behind writes; after 4 HIGH admissions in
  * a row while LOW requests wait, the oldest LOW goes next, so writes never
  * starve either. A single request larger than the bound is still admitted when
- * nothing else is in flight. A read ahead (sink) goes to the threads at once:
- * it holds no buffer, and it must be queued when the reads around it are, for
- * the threads to read them all in one forward stream. */
+ * nothing else is in flight. A read ahead (sink) goes to the threads at once
+ * and is not counted against the bound: it holds no buffer, and the threads
+ * must see it with the reads around it to read them in one forward stream
+ * (reads still waiting here for room come later: the submitter bounds its
+ * reads ahead, the store to max_inflight_bytes). */
 #ifndef HC_IO_H
 #define HC_IO_H
 

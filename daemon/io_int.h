@@ -62,6 +62,7 @@ struct hc_held {
     ino_t ino;
     int direct;       /* O_DIRECT of rfd */
     bool in_use;      /* a thread reads through it now */
+    bool primary;     /* the one runs from the volume read through (io_threads.c) */
     uint64_t used_ms; /* monotonic, when it was last given back */
     /* where the last run read through it ended, and how many bytes its
      * stream (runs that continued each other) has read: the thread that has
@@ -108,6 +109,7 @@ struct hc_io_pool {
     struct req_list wait[2]; /* indexed by enum hc_io_prio */
     unsigned pending;        /* submitted, done not yet run */
     unsigned inflight;       /* admitted to a thread, done not yet run */
+    unsigned sinks;          /* of those, reads ahead (io.h: not held to the bound) */
     uint64_t inflight_bytes; /* sum of total over the admitted requests */
     unsigned next_thread;    /* round-robin start for the least-loaded pick */
     unsigned high_streak;    /* HIGH admissions in a row while LOW waited */

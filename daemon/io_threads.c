@@ -354,13 +354,15 @@ static void held_sweep(struct hc_io_pool *pool, bool all)
  * same file meanwhile): an open file of fd's file for this thread alone
  * until held_put, the kept one when there is one free (*slot its index),
  * else a new one, kept when a slot is free or unused (*slot) or for this run
- * only (*slot -1). With wait (a run not in the page cache), a kept one
- * another thread reads through is waited for rather than a new one opened:
- * JuiceFS reads ahead for each open file, so two open files reading one
- * file from the volume download the blocks ahead of them twice (several
- * threads read a hot file at once, and a run of it may still come from the
- * volume). Returns it, or -1 (not a regular file, or the open failed: read
- * through fd). */
+ * only (*slot -1). With wait (a run not in the page cache), only the file's
+ * primary kept one is used, waited for when another thread reads through it,
+ * and a new one opened is the primary: JuiceFS reads ahead for each open
+ * file, so two open files reading one file from the volume download the
+ * blocks ahead of them twice (several threads read a hot file at once, each
+ * through a kept open file of its own; a run of it from the volume taking
+ * whichever was free alternated between them, seen as blocks downloaded
+ * twice 0.1-0.6 s apart). Returns it, or -1 (not a regular file, or the open
+ * failed: read through fd). */
 static int held_get(struct hc_io_pool *pool, int fd, bool wait, int *slot)
 {
     struct stat st;
@@ -377,7 +379,7 @@ static int held_get(struct hc_io_pool *pool, int fd, bool wait, int *slot)
         for (unsigned i = 0; i < HC_HELD_MAX; i++) {
             struct hc_held *e = &pool->held[i];
             if (e->rfd < 0 || e->dev != st.st_dev || e->ino != st.st_ino ||
-                e->direct != (fl & O_DIRECT))
+                e->direct != (fl & O_DIRECT) || (wait && !e->primary))
                 continue;
             if (e->in_use) {
                 busy = wait;
@@ -418,7 +420,8 @@ static int held_get(struct hc_io_pool *pool, int fd, bool wait, int *slot)
                               .dev = st.st_dev,
                               .ino = st.st_ino,
                               .direct = fl & O_DIRECT,
-                              .in_use = true};
+                              .in_use = true,
+                              .primary = wait};
         *slot = victim;
     }
     pthread_mutex_unlock(&pool->h_lock);
@@ -463,10 +466,11 @@ static void held_put(struct hc_io_pool *pool, int rfd, int slot, bool failed)
  * ahead for that open file too, and download again what the kept one reads
  * next (seen in the object store's GET log: one to two 4 MiB blocks a lone
  * read, without a local cache). A run of reads ahead alone whose bytes the
- * page cache holds (all_cached) completes without a read. */
+ * page cache holds (all_cached) completes without a read: returns false then,
+ * else true. */
 static bool all_cached(int fd, uint64_t off, uint64_t len);
 
-static void run_xfer(struct hc_io_pool *pool, struct merge_run *run, bool cached, char *scratch,
+static bool run_xfer(struct hc_io_pool *pool, struct merge_run *run, bool cached, char *scratch,
                      struct iovec *iov)
 {
     int rfd = -1, slot = -1;
@@ -493,7 +497,7 @@ static void run_xfer(struct hc_io_pool *pool, struct merge_run *run, bool cached
             list_push(&fin, live[k]);
         }
         hc__io_finish_flush(pool, &fin);
-        return;
+        return false;
     }
     while (i < nlive) {
         unsigned j = i + 1;
@@ -529,6 +533,7 @@ static void run_xfer(struct hc_io_pool *pool, struct merge_run *run, bool cached
     }
     if (got)
         held_put(pool, rfd, slot, failed);
+    return true;
 }
 
 /* Called on a THREADS I/O thread with q_lock held: whether fd's last run,
@@ -673,13 +678,13 @@ static bool run_cached(int fd, uint64_t off, uint64_t len)
 
     if (len == 0 || fl < 0 || (fl & O_DIRECT) || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
         return false;
+    int c = cachestat_all(fd, probe_range(off, len, len));
+    if (c >= 0)
+        return c;
     struct probe_range r = probe_range(off, len, HOT_PROBE_BYTES);
     uint64_t start = r.start, n = r.n, pages = r.pages;
     if (pages > sizeof(vec) || start > (uint64_t)INT64_MAX)
         return false;
-    int c = cachestat_all(fd, r);
-    if (c >= 0)
-        return c;
     if (geteuid() != 0 && st.st_uid != geteuid())
         return false;
     void *m = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, (off_t)start);
@@ -880,9 +885,9 @@ void *hc__sync_thread_main(void *arg)
         bool in_cache = marked && run_cached(run_fd, run.start, bytes);
         bool cached = in_cache && bytes >= HOT_MIN_BYTES;
         uint64_t t0 = now_us();
-        run_xfer(pool, &run, in_cache, scratch, iov);
+        bool moved = run_xfer(pool, &run, in_cache, scratch, iov);
         uint64_t us = now_us() - t0;
-        last_cpu = bytes >= CPU_MIN_BYTES && bytes / (us + 1) >= CPU_BYTES_PER_US;
+        last_cpu = moved && bytes >= CPU_MIN_BYTES && bytes / (us + 1) >= CPU_BYTES_PER_US;
         if (marked) {
             streak = run_fd == last_fd ? streak + 1 : 0;
             last_fd = run_fd; /* a hint only (the requests are done, the fd

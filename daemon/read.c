@@ -426,6 +426,7 @@ void hc__rd_finish(struct hc_store *s, struct rd *r, ssize_t result)
         if (--seg->refs == 0 && seg->fd_failed && seg->state == SEG_SEALED && !seg->opening)
             hc__seg_close_fd(s, seg);
         hc__rd_free(r);
+        hc__seg_maybe_free(s, seg); /* dropped while this was read: freed now */
         return;
     }
     if (result == -EIO && !r->own_open && !seg->fd_failed && seg->fd >= 0) {

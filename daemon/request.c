@@ -265,8 +265,11 @@ static void handle_batch(struct conn *c, const Hicache__Request *req, bool is_ge
             b->remaining--;
         }
     }
-    for (i = 0; ns >= 0 && i < nahead; i++)
-        hc_store_ahead(srv->store, ns, akey[i], aklen[i]);
+    /* a request's hint: with pages of its own, a region's worth at most
+     * (what libhicache names) */
+    uint64_t ahead = 0;
+    for (size_t a = 0; ns >= 0 && n > 0 && a < nahead && ahead < c->region->size; a++)
+        ahead += hc_store_ahead(srv->store, ns, akey[a], aklen[a]);
     if (--b->remaining == 0)
         batch_finish(b);
     return;

@@ -201,8 +201,11 @@ static struct hc_store_config store_config(const struct hc_config *cfg)
         .enable_compression = cfg->enable_compression,
         .read_linger_ms = cfg->read_linger_ms,
         .read_linger_bytes = cfg->read_linger_bytes,
-        /* reads ahead go into the page cache through the threads' scratch */
-        .read_ahead = cfg->io_engine == HC_IO_ENGINE_THREADS && !cfg->use_direct_io,
+        /* reads ahead go into the page cache through the threads' scratch;
+         * bounded like the reads they stand for */
+        .read_ahead_bytes = cfg->io_engine == HC_IO_ENGINE_THREADS && !cfg->use_direct_io
+                                ? cfg->max_inflight_bytes
+                                : 0,
     };
 }
 

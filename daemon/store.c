@@ -170,23 +170,25 @@ uint64_t hc_store_exists(struct hc_store *s, int ns, const char *key, size_t kle
     return s->cfg.remote_filter && hc__fleet_maybe(s, h) ? HC_STORE_LEN_UNKNOWN : 0;
 }
 
-bool hc_store_ahead(struct hc_store *s, int ns, const char *key, size_t klen)
+uint64_t hc_store_ahead(struct hc_store *s, int ns, const char *key, size_t klen)
 {
-    if (!s || !s->cfg.read_ahead || !key || !ns_valid(s, ns) || klen == 0 || klen > HC_MAX_KEY)
-        return false;
+    if (!s || !s->cfg.read_ahead_bytes || !key || !ns_valid(s, ns) || klen == 0 ||
+        klen > HC_MAX_KEY)
+        return 0;
     struct hc_hash h = hc__page_hash(s, ns, key, klen);
     const struct hc_index_ent *e = hc_index_lookup(&s->ix, h);
     if (!e || hc__ptab_find(&s->reading, h) || (s->lhead && hc__ptab_find(&s->lingering, h)))
-        return false;
+        return 0;
     struct seg *seg = s->segs[e->seg];
     uint32_t sblocks = e->flags & IDX_SBLOCKS;
     uint64_t bytes =
         HC_STORE_ALIGN + (sblocks ? (uint64_t)sblocks * HC_STORE_ALIGN : round_up(e->len));
-    if (seg->fd_failed || bytes > HC_IO_SINK_MAX || s->ahead_bytes > HC_AHEAD_MAX_BYTES - bytes)
-        return false;
+    if (seg->fd_failed || bytes > HC_IO_SINK_MAX || bytes > s->cfg.read_ahead_bytes ||
+        s->ahead_bytes > s->cfg.read_ahead_bytes - bytes)
+        return 0;
     struct rd *r = calloc(1, sizeof(*r));
     if (!r)
-        return false;
+        return 0;
     r->s = s;
     r->seg = seg;
     r->off = (uint64_t)e->off * HC_STORE_ALIGN;
@@ -195,7 +197,7 @@ bool hc_store_ahead(struct hc_store *s, int ns, const char *key, size_t klen)
     seg->refs++;
     s->ahead_bytes += bytes;
     hc__rd_submit(s, r);
-    return true;
+    return bytes;
 }
 
 int hc_store_ns(struct hc_store *s, const char *ns, size_t len)

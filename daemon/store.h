@@ -73,8 +73,9 @@ struct hc_store_config {
                                        reads linger for their other readers */
     bool enable_compression;        /* default of sets whose opts say HC_COMPRESSION_DEFAULT */
     uint32_t read_linger_ms;        /* keep a read page this long at most; 0 = never */
-    bool read_ahead;                /* hc_store_ahead reads pages into the page cache
-                                       (the I/O pool's THREADS engine, no O_DIRECT) */
+    uint64_t read_ahead_bytes;      /* hc_store_ahead reads pages into the page cache,
+                                       this many bytes in flight at most; 0: never
+                                       (it needs the THREADS engine, no O_DIRECT) */
     uint64_t read_linger_bytes;     /* memory cap of lingering pages; 0 = never */
 };
 
@@ -179,17 +180,16 @@ int hc_store_getv(struct hc_store *s, int ns, const char *key, size_t klen,
 uint64_t hc_store_exists(struct hc_store *s, int ns, const char *key, size_t klen);
 
 /* A hint: the page (ns, key) will be asked for soon (GetRequest.ahead_keys,
- * a client's later pages of a batch). With cfg.read_ahead, its record is read
+ * a client's later pages of a batch). With cfg.read_ahead_bytes, its record is read
  * into the page cache (hc_io_req.sink), in the stream of its segment's other
  * reads, so that when it is asked for it is there, and the file's stream
  * went over it on the way (JuiceFS drops what a stream skipped, and without
  * a local cache downloads it again). Nothing is answered or checked: the
  * get reads and checks the record as always. Passed over: a page not in the
  * index (or only in another node's filter), one being read or lingering, a
- * record over HC_IO_SINK_MAX, or while HC_AHEAD_MAX_BYTES are being read
- * ahead. Returns whether a read was queued. */
-bool hc_store_ahead(struct hc_store *s, int ns, const char *key, size_t klen);
-#define HC_AHEAD_MAX_BYTES (1ull << 30)
+ * record over HC_IO_SINK_MAX, or one that would take the bytes being read
+ * ahead past cfg.read_ahead_bytes. Returns the bytes queued, 0 for none. */
+uint64_t hc_store_ahead(struct hc_store *s, int ns, const char *key, size_t klen);
 /* What hc_store_exists answers for a page another node's filter holds
  * (remote_index "filter"): present, its length not known. */
 #define HC_STORE_LEN_UNKNOWN UINT64_MAX

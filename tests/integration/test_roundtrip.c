@@ -147,7 +147,8 @@ START_TEST(test_batch_larger_than_region)
 END_TEST
 
 /* A get batch larger than the region names its later pages in the request
- * of its first chunk (GetRequest.ahead_keys); with the threads engine the
+ * of the chunk that fills its region (GetRequest.ahead_keys, then a chunk's
+ * worth more with each next one); with the threads engine the
  * daemon reads them ahead into the page cache (ahead_reads), and every byte
  * still comes back, from a cold file. A batch the region holds names none. */
 START_TEST(test_batch_read_ahead)
