@@ -11,8 +11,10 @@
  * One thread at a time reads a given file from the volume (several may copy
  * a hot file's reads the page cache holds: hot_note, fd_busy), and the open
  * file of a file's runs is kept between runs (pool->held, HELD_IDLE_MS at
- * most unused), for whichever thread reads that file next, a lone read
- * included: JuiceFS reads ahead past the end of what was asked, and a later
+ * most unused), for whichever thread reads that file next from the volume,
+ * a lone read included, always the file's primary one (held_get; copies of
+ * cached runs in parallel may keep others): JuiceFS reads ahead past the end
+ * of what was asked, and a later
  * run through the same open file uses those bytes, where another open file
  * would fetch them again (without a local cache, every such fetch is a
  * download from the object store). JuiceFS drops what it read ahead once
@@ -308,9 +310,12 @@ static bool group_xfer(struct hc_io_pool *pool, uint64_t base, struct hc_io_req 
                     gap_iovs(reqs[j]->offset - (reqs[j - 1]->offset + reqs[j - 1]->total));
             j++;
         }
+        /* where the next group goes on from, read while the requests are
+         * still this thread's (after the flush they are the loop thread's) */
+        uint64_t next = reqs[j - 1]->offset + reqs[j - 1]->total;
         failed |= merged_xfer(rfd, base, reqs + i, j - i, scratch, iov, &fin);
         hc__io_finish_flush(pool, &fin);
-        base = reqs[j - 1]->offset + reqs[j - 1]->total;
+        base = next;
         i = j;
     }
     return failed;
