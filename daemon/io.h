@@ -32,6 +32,7 @@
 #ifndef HC_IO_H
 #define HC_IO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -151,6 +152,12 @@ int hc_io_submit(struct hc_io_pool *pool, struct hc_io_req *req);
  * through an open each, 1.1x), and keeps an I/O error a handle met for
  * every later read through it (pkg/vfs/reader.go: fileReader.err). */
 int hc_io_reopen(int fd);
+
+/* Any thread. Whether the page cache holds all of [off, off + len) of fd,
+ * by cachestat(2) alone: one system call on the file's page cache, no call to
+ * the filesystem behind it, so it never waits on a FUSE mount. False when
+ * not, or not known (a kernel without cachestat, an error, len 0). */
+bool hc_io_cached(int fd, uint64_t off, uint64_t len);
 
 /* Loop thread only. Runs the done callback of every finished request, and
  * admits waiting requests as bytes in flight drop. Returns how many ran. */

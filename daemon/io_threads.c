@@ -471,9 +471,8 @@ static void held_put(struct hc_io_pool *pool, int rfd, int slot, bool failed)
  * ahead for that open file too, and download again what the kept one reads
  * next (seen in the object store's GET log: one to two 4 MiB blocks a lone
  * read, without a local cache). A run of reads ahead alone whose bytes the
- * page cache holds (all_cached) completes without a read: returns false then,
+ * page cache holds (hc_io_cached) completes without a read: returns false then,
  * else true. */
-static bool all_cached(int fd, uint64_t off, uint64_t len);
 
 static bool run_xfer(struct hc_io_pool *pool, struct merge_run *run, bool cached, char *scratch,
                      struct iovec *iov)
@@ -494,8 +493,8 @@ static bool run_xfer(struct hc_io_pool *pool, struct merge_run *run, bool cached
     bool sinks = run->reads && nlive > 0;
     for (unsigned k = 0; k < nlive && sinks; k++)
         sinks = live[k]->sink != 0;
-    if (sinks && all_cached(live[0]->fd, live[0]->offset,
-                            live[nlive - 1]->offset + live[nlive - 1]->total - live[0]->offset)) {
+    if (sinks && hc_io_cached(live[0]->fd, live[0]->offset,
+                              live[nlive - 1]->offset + live[nlive - 1]->total - live[0]->offset)) {
         for (unsigned k = 0; k < nlive; k++) { /* reads ahead of what is there */
             hc__io_advance(live[k], live[k]->total);
             hc__io_complete_whole(live[k]);
@@ -649,10 +648,10 @@ static int cachestat_all(int fd, struct probe_range r)
     return -1;
 }
 
-/* Called on a THREADS I/O thread (run_xfer), without q_lock: whether the
- * page cache holds all of [off, off + len) of fd (reads ahead of bytes it
- * holds are not read again), by cachestat alone. Without cachestat: no. */
-static bool all_cached(int fd, uint64_t off, uint64_t len)
+/* Any thread (see io.h): on an I/O thread from run_xfer (reads ahead of
+ * bytes the page cache holds are not read again), on the loop thread from
+ * the store (hc_store_ahead: none queued for them). */
+bool hc_io_cached(int fd, uint64_t off, uint64_t len)
 {
     return len > 0 && cachestat_all(fd, probe_range(off, len, len)) == 1;
 }

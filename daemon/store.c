@@ -183,15 +183,21 @@ uint64_t hc_store_ahead(struct hc_store *s, int ns, const char *key, size_t klen
     uint32_t sblocks = e->flags & IDX_SBLOCKS;
     uint64_t bytes =
         HC_STORE_ALIGN + (sblocks ? (uint64_t)sblocks * HC_STORE_ALIGN : round_up(e->len));
+    uint64_t off = (uint64_t)e->off * HC_STORE_ALIGN;
     if (seg->fd_failed || bytes > HC_IO_SINK_MAX || bytes > s->cfg.read_ahead_bytes ||
         s->ahead_bytes > s->cfg.read_ahead_bytes - bytes)
         return 0;
+    /* already in the page cache (a hot batch): nothing to read ahead */
+    if (seg->fd >= 0 && hc_io_cached(seg->fd, off, bytes)) {
+        s->st->ahead_cached++;
+        return 0;
+    }
     struct rd *r = calloc(1, sizeof(*r));
     if (!r)
         return 0;
     r->s = s;
     r->seg = seg;
-    r->off = (uint64_t)e->off * HC_STORE_ALIGN;
+    r->off = off;
     r->len = e->len;
     r->ahead = bytes;
     seg->refs++;

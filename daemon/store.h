@@ -186,7 +186,8 @@ uint64_t hc_store_exists(struct hc_store *s, int ns, const char *key, size_t kle
  * went over it on the way (JuiceFS drops what a stream skipped, and without
  * a local cache downloads it again). Nothing is answered or checked: the
  * get reads and checks the record as always. Passed over: a page not in the
- * index (or only in another node's filter), one being read or lingering, a
+ * index (or only in another node's filter), one being read or lingering or
+ * in the page cache already (hc_io_cached), a
  * record over HC_IO_SINK_MAX, or one that would take the bytes being read
  * ahead past cfg.read_ahead_bytes. Returns the bytes queued, 0 for none. */
 uint64_t hc_store_ahead(struct hc_store *s, int ns, const char *key, size_t klen);

@@ -148,9 +148,11 @@ END_TEST
 
 /* A get batch larger than the region names its later pages in the request
  * of the chunk that fills its region (GetRequest.ahead_keys, then a chunk's
- * worth more with each next one); with the threads engine the
- * daemon reads them ahead into the page cache (ahead_reads), and every byte
- * still comes back, from a cold file. A batch the region holds names none. */
+ * worth more with each next one); with the threads engine the daemon reads
+ * them ahead into the page cache (ahead_reads) unless it holds them
+ * (ahead_cached), and every byte still comes back, from a cold file. A batch
+ * the region holds names none. (That reads ahead put the bytes in the page
+ * cache, in the file's stream: test_io's t_threads_read_ahead.) */
 START_TEST(test_batch_read_ahead)
 {
     struct hd *d = hd_new("A", "--region-size", "1048576", "--io-engine", "threads", "--io-threads",
@@ -172,7 +174,7 @@ START_TEST(test_batch_read_ahead)
     struct h_batch few;
     ck_assert_int_eq(h_batch_init(&few, "ra", 8, 65536, 9), 0);
     ck_assert_int_eq(hc_batch_get(c, few.hc, few.n, few.results), 8);
-    ck_assert_int_eq(h_stat(c, "ahead_reads"), 0);
+    ck_assert_int_eq(h_stat(c, "ahead_reads") + h_stat(c, "ahead_cached"), 0);
 
     h_batch_zero(&r);
     ck_assert_int_eq(hc_batch_get(c, r.hc, r.n, r.results), 128);
@@ -181,8 +183,12 @@ START_TEST(test_batch_read_ahead)
         long bad = h_page_check(&r.pages[i], 41);
         ck_assert_msg(bad < 0, "page %zu differs at byte %ld", i, bad);
     }
-    int64_t ahead = h_stat(c, "ahead_reads");
-    ck_assert_msg(ahead > 0 && ahead <= 120, "%lld pages read ahead", (long long)ahead);
+    /* each page named ahead once at most; read ahead, or found in the page
+     * cache already (the kernel's own read-ahead of a local disk, 8 MiB on
+     * the CI machine, takes in the whole 8 MiB batch) */
+    int64_t ahead = h_stat(c, "ahead_reads"), cached = h_stat(c, "ahead_cached");
+    ck_assert_msg(ahead + cached > 0 && ahead + cached <= 120, "%lld read ahead, %lld cached",
+                  (long long)ahead, (long long)cached);
     ck_assert_int_ge(h_stat(c, "ahead_bytes"), ahead * 65536);
     ck_assert_int_eq(h_stat(c, "bytes_served"), (8 + 128) * 65536);
     h_batch_free(&few);
