@@ -564,44 +564,39 @@ HC_EXPORT const char *hc_node_id(const hc_client *c)
 
 /* ---- slot ring ------------------------------------------------------------ */
 
-/* Takes a contiguous slot of len bytes (rounded up to slot_align) at the ring
- * head, skipping the tail end of the region when the slot would not fit
- * before it. Returns 0 and sets *off, or -ENOSPC while the ring is too full.
- * An empty ring restarts at offset 0, so any len <= region_size fits then. */
-static int ring_alloc(struct hc_client *c, uint64_t len, uint64_t *off)
+/* Where a slot of len bytes (rounded up to slot_align) would go at the ring
+ * head: *waste, the bytes of the region's tail end skipped because it would
+ * not fit before it, and *slot, the bytes it takes. Returns whether the ring
+ * has room for it now. An empty ring restarts at offset 0, so any len <=
+ * region_size fits then. Changes nothing. */
+static bool ring_place(const struct hc_client *c, uint64_t len, uint64_t *waste, uint64_t *slot)
 {
-    uint64_t size = c->region_size;
-    uint64_t slot = (len + c->slot_align - 1) & ~(c->slot_align - 1);
-    uint64_t pos, waste;
-
-    if (c->head == c->tail)
-        c->head = c->tail = 0;
-    if (slot > size)
-        slot = len;
-    pos = c->head % size;
-    waste = pos + slot > size ? size - pos : 0;
-    if (c->head - c->tail + waste + slot > size)
-        return -ENOSPC;
-    c->head += waste;
-    *off = c->head % size;
-    c->head += slot;
-    return 0;
-}
-
-/* Whether ring_alloc(c, len) would succeed now (nothing taken). */
-static bool ring_fits(const struct hc_client *c, uint64_t len)
-{
-    uint64_t size = c->region_size;
-    uint64_t slot = (len + c->slot_align - 1) & ~(c->slot_align - 1);
-    uint64_t head = c->head, tail = c->tail, pos, waste;
+    uint64_t size = c->region_size, head = c->head, tail = c->tail, pos;
 
     if (head == tail)
         head = tail = 0;
-    if (slot > size)
-        slot = len;
+    *slot = (len + c->slot_align - 1) & ~(c->slot_align - 1);
+    if (*slot > size)
+        *slot = len;
     pos = head % size;
-    waste = pos + slot > size ? size - pos : 0;
-    return head - tail + waste + slot <= size;
+    *waste = pos + *slot > size ? size - pos : 0;
+    return head - tail + *waste + *slot <= size;
+}
+
+/* Takes a slot of len bytes at the ring head (ring_place). Returns 0 and
+ * sets *off, or -ENOSPC while the ring is too full. */
+static int ring_alloc(struct hc_client *c, uint64_t len, uint64_t *off)
+{
+    uint64_t waste, slot;
+
+    if (c->head == c->tail)
+        c->head = c->tail = 0;
+    if (!ring_place(c, len, &waste, &slot))
+        return -ENOSPC;
+    c->head += waste;
+    *off = c->head % c->region_size;
+    c->head += slot;
+    return 0;
 }
 
 /* ---- batches -------------------------------------------------------------- */
@@ -1083,10 +1078,11 @@ static bool batch_push(struct hc_client *c, struct hc_batch *b, size_t *next, in
         return *next != before; /* only refused pages: look again */
     k->last = false;            /* no next chunk before a pop: the last in flight, or no room */
     if (b->op == HC_OP_GET && *next < b->n) {
-        uint64_t total, off;
-        k->last = b->nq + 1 == HC_INFLIGHT || (page_check(c, &b->pages[*next], &total) == 0 &&
-                                               !page_pool(c, &b->pages[*next], &off) &&
-                                               !ring_fits(c, total + get_skew_room(c, b, total)));
+        uint64_t total, off, waste, slot;
+        k->last = b->nq + 1 == HC_INFLIGHT ||
+                  (page_check(c, &b->pages[*next], &total) == 0 &&
+                   !page_pool(c, &b->pages[*next], &off) &&
+                   !ring_place(c, total + get_skew_room(c, b, total), &waste, &slot));
     }
     r = chunk_send(c, b, k);
     if (r >= 0) {

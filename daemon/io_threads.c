@@ -470,10 +470,8 @@ static void held_put(struct hc_io_pool *pool, int rfd, int slot, bool failed)
  * kept open file as well: through the request's own fd JuiceFS would read
  * ahead for that open file too, and download again what the kept one reads
  * next (seen in the object store's GET log: one to two 4 MiB blocks a lone
- * read, without a local cache). A run of reads ahead alone whose bytes the
- * page cache holds (hc_io_cached) completes without a read: returns false then,
- * else true. */
-
+ * read, without a local cache). A run of reads ahead alone that is cached
+ * completes without a read: returns false then, else true. */
 static bool run_xfer(struct hc_io_pool *pool, struct merge_run *run, bool cached, char *scratch,
                      struct iovec *iov)
 {
@@ -493,8 +491,7 @@ static bool run_xfer(struct hc_io_pool *pool, struct merge_run *run, bool cached
     bool sinks = run->reads && nlive > 0;
     for (unsigned k = 0; k < nlive && sinks; k++)
         sinks = live[k]->sink != 0;
-    if (sinks && hc_io_cached(live[0]->fd, live[0]->offset,
-                              live[nlive - 1]->offset + live[nlive - 1]->total - live[0]->offset)) {
+    if (sinks && cached) {
         for (unsigned k = 0; k < nlive; k++) { /* reads ahead of what is there */
             hc__io_advance(live[k], live[k]->total);
             hc__io_complete_whole(live[k]);
@@ -626,7 +623,7 @@ static struct probe_range probe_range(uint64_t off, uint64_t len, uint64_t max)
     return (struct probe_range){start, n, (n + (uint64_t)pg - 1) / (uint64_t)pg};
 }
 
-/* cachestat(2) on an I/O thread (THREADS): 1 when the page cache holds all
+/* cachestat(2), on any thread (hc_io_cached): 1 when the page cache holds all
  * of r's pages of fd, 0 when not (or the call failed, or r starts past what
  * an off_t holds), -1 when the kernel has
  * no cachestat (then never asked again). One system call on the file's page
@@ -648,9 +645,8 @@ static int cachestat_all(int fd, struct probe_range r)
     return -1;
 }
 
-/* Any thread (see io.h): on an I/O thread from run_xfer (reads ahead of
- * bytes the page cache holds are not read again), on the loop thread from
- * the store (hc_store_ahead: none queued for them). */
+/* Any thread (see io.h): on the loop thread from the store (hc_store_ahead:
+ * no read ahead queued for a record the page cache holds). */
 bool hc_io_cached(int fd, uint64_t off, uint64_t len)
 {
     return len > 0 && cachestat_all(fd, probe_range(off, len, len)) == 1;
@@ -667,9 +663,10 @@ static bool range_cached(int fd, uint64_t off, uint64_t len)
 }
 
 /* Runs on an I/O thread (THREADS), without q_lock, before a run is read:
- * whether the first HOT_PROBE_BYTES of [off, off + len) of fd are all in the
- * page cache. By cachestat where the kernel has it, else by mincore over a
- * private read-only mapping (which reads nothing and cannot fault). Not for
+ * whether [off, off + len) of fd is all in the page cache: by cachestat,
+ * all of it, where the kernel has it, else by mincore over a private
+ * read-only mapping of its first HOT_PROBE_BYTES (which reads nothing and
+ * cannot fault). Not for
  * what the answer would not tell or could not be trusted for: an O_DIRECT fd
  * (its reads bypass the cache), anything but a regular file, or, for
  * mincore, a file this process neither owns nor runs as root for (the kernel

@@ -408,6 +408,14 @@ static void rd_fail(struct hc_store *s, struct rd *r, ssize_t result)
     hc__rd_free(r);
 }
 
+/* A read lets go of its segment: one whose fd met an I/O error is closed
+ * once no read holds it (the next read opens it again: a new handle). */
+static void rd_seg_put(struct hc_store *s, struct seg *seg)
+{
+    if (--seg->refs == 0 && seg->fd_failed && seg->state == SEG_SEALED && !seg->opening)
+        hc__seg_close_fd(s, seg);
+}
+
 /* Ends a storage read (or its open) with result: tries a failed read of a
  * record this run wrote again (rd_retry); else the read leaves the table of
  * reads in flight and lets go of its segment, and a good page goes to the
@@ -423,8 +431,7 @@ void hc__rd_finish(struct hc_store *s, struct rd *r, ssize_t result)
             s->st->ahead_reads++;
             s->st->ahead_bytes += r->ahead;
         }
-        if (--seg->refs == 0 && seg->fd_failed && seg->state == SEG_SEALED && !seg->opening)
-            hc__seg_close_fd(s, seg);
+        rd_seg_put(s, seg);
         hc__rd_free(r);
         hc__seg_maybe_free(s, seg); /* dropped while this was read: freed now */
         return;
@@ -443,8 +450,7 @@ void hc__rd_finish(struct hc_store *s, struct rd *r, ssize_t result)
         hc__ptab_del(&s->reading, &r->pn);
         r->in_tab = false;
     }
-    if (--seg->refs == 0 && seg->fd_failed && seg->state == SEG_SEALED && !seg->opening)
-        hc__seg_close_fd(s, seg); /* the next read opens it again: a new handle */
+    rd_seg_put(s, seg);
     if (result < 0) {
         rd_fail(s, r, result);
         return;

@@ -180,9 +180,7 @@ uint64_t hc_store_ahead(struct hc_store *s, int ns, const char *key, size_t klen
     if (!e || hc__ptab_find(&s->reading, h) || (s->lhead && hc__ptab_find(&s->lingering, h)))
         return 0;
     struct seg *seg = s->segs[e->seg];
-    uint32_t sblocks = e->flags & IDX_SBLOCKS;
-    uint64_t bytes =
-        HC_STORE_ALIGN + (sblocks ? (uint64_t)sblocks * HC_STORE_ALIGN : round_up(e->len));
+    uint64_t bytes = ent_rec_size(e->len, e->flags & IDX_SBLOCKS);
     uint64_t off = (uint64_t)e->off * HC_STORE_ALIGN;
     if (seg->fd_failed || bytes > HC_IO_SINK_MAX || bytes > s->cfg.read_ahead_bytes ||
         s->ahead_bytes > s->cfg.read_ahead_bytes - bytes)
