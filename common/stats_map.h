@@ -25,9 +25,10 @@
     X(bytes_read_storage, counter, "payload bytes read from storage")                              \
     X(bytes_served, counter, "payload bytes placed in client slots by gets")                       \
     X(coalesced_reads, counter, "gets served by another get's storage read")                       \
-    X(ahead_reads, counter, "records read ahead into the page cache on clients' hints")            \
+    X(ahead_reads, counter,                                                                        \
+      "records read ahead into the page cache (hinted, or waiting for room)")                      \
     X(ahead_bytes, counter, "bytes of those reads ahead")                                          \
-    X(ahead_cached, counter, "records clients hinted that the page cache held (not read ahead)")   \
+    X(ahead_cached, counter, "records to read ahead that the page cache held (not read)")          \
     X(linger_bytes, gauge, "bytes of read pages kept for their other readers now")                 \
     X(compressed_pages, counter, "pages written compressed")                                       \
     X(bytes_saved_compression, counter, "bytes compression kept from being written")               \

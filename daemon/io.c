@@ -192,7 +192,9 @@ static void admit(struct hc_io_pool *pool)
             pool->high_streak++;
         else
             pool->high_streak = 0;
-        dispatch(pool, list_pop(q));
+        req = list_pop(q);
+        req->waiting = false;
+        dispatch(pool, req);
     }
 }
 
@@ -243,6 +245,7 @@ int hc_io_submit(struct hc_io_pool *pool, struct hc_io_req *req)
         return -EINVAL;
     req->result = 0;
     req->next = NULL;
+    req->waiting = false;
     req->xferred = 0;
     req->total = total;
     req->cur = req->inl;
@@ -272,9 +275,15 @@ int hc_io_submit(struct hc_io_pool *pool, struct hc_io_req *req)
         dispatch(pool, req);
         return 0;
     }
+    req->waiting = true;
     list_push(&pool->wait[req->prio], req);
     admit(pool);
-    return 0;
+    return req->waiting ? HC_IO_WAITING : 0;
+}
+
+bool hc_io_waiting(const struct hc_io_req *req)
+{
+    return req->waiting;
 }
 
 unsigned hc_io_pool_drain(struct hc_io_pool *pool)

@@ -41,6 +41,7 @@
 #define HC_IO_MAX_IOV 4
 #define HC_IO_MAX_IOVX 1024        /* buffers of one request through iovx (IOV_MAX) */
 #define HC_IO_SINK_MAX (16u << 20) /* bytes of one read ahead (struct hc_io_req) */
+#define HC_IO_WAITING 1            /* hc_io_submit: queued behind max_inflight_bytes */
 
 enum hc_io_op {
     HC_IO_READ = 1,  /* preadv of iov at offset, whole length or error */
@@ -103,6 +104,7 @@ struct hc_io_req {
 
     /* private to the pool */
     struct hc_io_req *next;
+    bool waiting;      /* in a wait queue (loop thread only: hc_io_waiting) */
     size_t total;      /* sum of iov lengths */
     size_t xferred;    /* bytes done so far */
     struct iovec *cur; /* what is left to transfer: inl or iovx */
@@ -130,7 +132,9 @@ int hc_io_pool_create(struct hc_io_pool **out, const struct hc_io_config *cfg,
                       void (*wake)(void *arg), void *wake_arg);
 
 /* Loop thread only. Queues req (see struct hc_io_req for ownership). Never
- * runs done synchronously. Returns 0, or -EINVAL with req untouched and not
+ * runs done synchronously. Returns 0 (started, or on its way to the
+ * completion list), HC_IO_WAITING when it waits for room behind
+ * max_inflight_bytes (a read ahead never does), or -EINVAL with req untouched and not
  * queued (done will not run) when the pool cannot run it: an unknown op or
  * prio, done NULL, and for a read or write an iovcnt outside
  * [0, HC_IO_MAX_IOV] (iovxcnt outside [1, HC_IO_MAX_IOVX] when iovx is set),
@@ -139,6 +143,11 @@ int hc_io_pool_create(struct hc_io_pool **out, const struct hc_io_config *cfg,
  * HC_IO_SINK_MAX bytes, or on the URING engine. A task (HC_IO_TASK with a known prio and done set)
  * is never refused. */
 int hc_io_submit(struct hc_io_pool *pool, struct hc_io_req *req);
+
+/* Loop thread only, for a request submitted and whose done has not run:
+ * whether it still waits for room behind max_inflight_bytes (the pool has
+ * not started it). */
+bool hc_io_waiting(const struct hc_io_req *req);
 
 /* Called on an I/O thread (it opens a file on the mount, which may block),
  * holding a request on fd so that fd stays open, naming the same file,

@@ -146,6 +146,44 @@ static int rd_after(struct hc_io_req *req)
     return 0;
 }
 
+/* Whether a read ahead of bytes fits the budget (cfg.read_ahead_bytes). */
+static bool ahead_fits(const struct hc_store *s, uint64_t bytes)
+{
+    return bytes > 0 && bytes <= HC_IO_SINK_MAX && bytes <= s->cfg.read_ahead_bytes &&
+           s->ahead_bytes <= s->cfg.read_ahead_bytes - bytes;
+}
+
+/* Loop thread. r leaves the reads waiting to be read ahead (s->aq). */
+static void aq_unlink(struct hc_store *s, struct rd *r)
+{
+    if (!r->in_aq)
+        return;
+    if (r->aq_prev)
+        r->aq_prev->aq_next = r->aq_next;
+    else
+        s->aq_head = r->aq_next;
+    if (r->aq_next)
+        r->aq_next->aq_prev = r->aq_prev;
+    else
+        s->aq_tail = r->aq_prev;
+    r->in_aq = false;
+}
+
+/* Loop thread. The reads in s->aq, oldest first, are read ahead while the
+ * budget allows; one the pool started meanwhile leaves without. */
+static void aq_run(struct hc_store *s)
+{
+    struct rd *r;
+
+    while ((r = s->aq_head)) {
+        if (hc_io_waiting(&r->req) && !ahead_fits(s, r->aq_bytes))
+            return;
+        aq_unlink(s, r);
+        if (hc_io_waiting(&r->req))
+            hc__rd_ahead(s, r->seg, r->off, r->aq_bytes);
+    }
+}
+
 /* Back on the loop thread (tests may turn the result into a failure). */
 static void rd_done(struct hc_io_req *req)
 {
@@ -154,6 +192,7 @@ static void rd_done(struct hc_io_req *req)
     ssize_t result = req->result;
 
     s->inflight--;
+    aq_unlink(s, r); /* it no longer waits */
     if (s->fail_reads > 0 && !r->ahead) {
         s->fail_reads--;
         result = s->fail_err;
@@ -288,12 +327,61 @@ void hc__rd_submit(struct hc_store *s, struct rd *r)
     }
     r->req.done = rd_done;
     r->req.data = r;
+    uint64_t bytes = 0;
+    for (int i = 0; i < r->req.iovcnt; i++)
+        bytes += r->req.iov[i].iov_len;
     int rc = hc_io_submit(s->io, &r->req);
     if (rc < 0) {
         hc__rd_finish(s, r, rc);
         return;
     }
     s->inflight++;
+    /* Waiting for room (max_inflight_bytes): read ahead meanwhile, in the
+     * order the reads wait, as the budget for reads ahead allows (aq). A
+     * batch larger than the bound (a host-pool get of 128 pages) waits in
+     * part, and without this the threads saw its pages only as room freed:
+     * a segment's later stretch was read before its earlier one, whose
+     * JuiceFS read-ahead then ran on over the later stretch and, without a
+     * local cache, downloaded it again (1.06-1.13x). A retry wants the
+     * volume's bytes, not what a read ahead put in the page cache. */
+    if (rc == HC_IO_WAITING && !r->retries && !r->eio_retries && bytes <= HC_IO_SINK_MAX &&
+        bytes <= s->cfg.read_ahead_bytes) {
+        r->aq_bytes = bytes;
+        r->aq_next = NULL;
+        r->aq_prev = s->aq_tail;
+        if (s->aq_tail)
+            s->aq_tail->aq_next = r;
+        else
+            s->aq_head = r;
+        s->aq_tail = r;
+        r->in_aq = true;
+        aq_run(s);
+    }
+}
+
+/* Loop thread. Reads bytes of seg at off into the page cache (a read ahead:
+ * struct rd.ahead, hc_io_req.sink) unless the page cache holds them already
+ * (counted in ahead_cached), within cfg.read_ahead_bytes in flight. Returns
+ * the bytes queued, or 0. */
+uint64_t hc__rd_ahead(struct hc_store *s, struct seg *seg, uint64_t off, uint64_t bytes)
+{
+    if (seg->fd_failed || !ahead_fits(s, bytes))
+        return 0;
+    if (seg->fd >= 0 && hc_io_cached(seg->fd, off, bytes)) {
+        s->st->ahead_cached++;
+        return 0;
+    }
+    struct rd *r = calloc(1, sizeof(*r));
+    if (!r)
+        return 0;
+    r->s = s;
+    r->seg = seg;
+    r->off = off;
+    r->ahead = bytes;
+    seg->refs++;
+    s->ahead_bytes += bytes;
+    hc__rd_submit(s, r);
+    return bytes;
 }
 
 /* A read that failed with *result: a payload check that failed in the
@@ -434,6 +522,7 @@ void hc__rd_finish(struct hc_store *s, struct rd *r, ssize_t result)
         rd_seg_put(s, seg);
         hc__rd_free(r);
         hc__seg_maybe_free(s, seg); /* dropped while this was read: freed now */
+        aq_run(s);                  /* room for the next waiting reads */
         return;
     }
     if (result == -EIO && !r->own_open && !seg->fd_failed && seg->fd >= 0) {

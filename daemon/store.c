@@ -179,29 +179,8 @@ uint64_t hc_store_ahead(struct hc_store *s, int ns, const char *key, size_t klen
     const struct hc_index_ent *e = hc_index_lookup(&s->ix, h);
     if (!e || hc__ptab_find(&s->reading, h) || (s->lhead && hc__ptab_find(&s->lingering, h)))
         return 0;
-    struct seg *seg = s->segs[e->seg];
-    uint64_t bytes = ent_rec_size(e->len, e->flags & IDX_SBLOCKS);
-    uint64_t off = (uint64_t)e->off * HC_STORE_ALIGN;
-    if (seg->fd_failed || bytes > HC_IO_SINK_MAX || bytes > s->cfg.read_ahead_bytes ||
-        s->ahead_bytes > s->cfg.read_ahead_bytes - bytes)
-        return 0;
-    /* already in the page cache (a hot batch): nothing to read ahead */
-    if (seg->fd >= 0 && hc_io_cached(seg->fd, off, bytes)) {
-        s->st->ahead_cached++;
-        return 0;
-    }
-    struct rd *r = calloc(1, sizeof(*r));
-    if (!r)
-        return 0;
-    r->s = s;
-    r->seg = seg;
-    r->off = off;
-    r->len = e->len;
-    r->ahead = bytes;
-    seg->refs++;
-    s->ahead_bytes += bytes;
-    hc__rd_submit(s, r);
-    return bytes;
+    return hc__rd_ahead(s, s->segs[e->seg], (uint64_t)e->off * HC_STORE_ALIGN,
+                        ent_rec_size(e->len, e->flags & IDX_SBLOCKS));
 }
 
 int hc_store_ns(struct hc_store *s, const char *ns, size_t len)

@@ -308,6 +308,12 @@ struct rd {
     bool in_tab;
     struct rd *wnext; /* the segment's waiters for an open */
     struct rd *lnext; /* reads waiting to be tried again (hc_store->rd_later) */
+    /* in hc_store->aq (a read waiting for room in the I/O pool, to be read
+     * ahead when the budget allows): its neighbours, and the bytes its
+     * request reads */
+    struct rd *aq_prev, *aq_next;
+    bool in_aq;
+    uint64_t aq_bytes;
     struct seg *seg;
     uint64_t off;
     uint32_t len;      /* original length */
@@ -487,9 +493,10 @@ struct hc_store {
     uint64_t now_ms;
     bool have_now;
     uint64_t last_statvfs_ms;
-    bool statvfs_busy;       /* a free-space statvfs task is in flight */
-    uint64_t reinsert_bytes; /* bytes of reinsertion reads in flight (evict.c) */
-    uint64_t ahead_bytes;    /* bytes of reads ahead in flight (hc_store_ahead) */
+    bool statvfs_busy;            /* a free-space statvfs task is in flight */
+    uint64_t reinsert_bytes;      /* bytes of reinsertion reads in flight (evict.c) */
+    uint64_t ahead_bytes;         /* bytes of reads ahead in flight (hc__rd_ahead) */
+    struct rd *aq_head, *aq_tail; /* reads waiting for room, oldest first (struct rd.in_aq) */
     unsigned unlinks;
     bool unlink_retry; /* a dropped segment's unlink waits for memory */
 
@@ -673,6 +680,7 @@ int hc__waiter_status(const struct wrec *w, const struct waiter *x, int st);
 struct rd *hc__rd_new(struct hc_store *s, const struct hc_index_ent *e, const struct hc_pbuf *pb,
                       bool owned);
 void hc__rd_submit(struct hc_store *s, struct rd *r);
+uint64_t hc__rd_ahead(struct hc_store *s, struct seg *seg, uint64_t off, uint64_t bytes);
 void hc__rd_finish(struct hc_store *s, struct rd *r, ssize_t result);
 void hc__rd_later_run(struct hc_store *s, bool all);
 

@@ -153,6 +153,24 @@ END_TEST
  * (ahead_cached), and every byte still comes back, from a cold file. A batch
  * the region holds names none. (That reads ahead put the bytes in the page
  * cache, in the file's stream: test_io's t_threads_read_ahead.) */
+/* Gets r's 128 pages of 64 KiB (seed: what they were filled with) and
+ * checks every byte, then that some were read ahead or found in the page
+ * cache by the read-ahead path, at most most of them, each once. */
+static void get_read_ahead(hc_client *c, struct h_batch *r, uint64_t seed, int64_t most)
+{
+    h_batch_zero(r);
+    ck_assert_int_eq(hc_batch_get(c, r->hc, r->n, r->results), 128);
+    for (size_t i = 0; i < r->n; i++) {
+        ck_assert_int_eq(r->results[i], 0);
+        long bad = h_page_check(&r->pages[i], seed);
+        ck_assert_msg(bad < 0, "page %zu differs at byte %ld", i, bad);
+    }
+    int64_t ahead = h_stat(c, "ahead_reads"), cached = h_stat(c, "ahead_cached");
+    ck_assert_msg(ahead + cached > 0 && ahead + cached <= most, "%lld read ahead, %lld cached",
+                  (long long)ahead, (long long)cached);
+    ck_assert_int_ge(h_stat(c, "ahead_bytes"), ahead * 65536);
+}
+
 START_TEST(test_batch_read_ahead)
 {
     struct hd *d = hd_new("A", "--region-size", "1048576", "--io-engine", "threads", "--io-threads",
@@ -176,22 +194,43 @@ START_TEST(test_batch_read_ahead)
     ck_assert_int_eq(hc_batch_get(c, few.hc, few.n, few.results), 8);
     ck_assert_int_eq(h_stat(c, "ahead_reads") + h_stat(c, "ahead_cached"), 0);
 
-    h_batch_zero(&r);
-    ck_assert_int_eq(hc_batch_get(c, r.hc, r.n, r.results), 128);
-    for (size_t i = 0; i < r.n; i++) {
-        ck_assert_int_eq(r.results[i], 0);
-        long bad = h_page_check(&r.pages[i], 41);
-        ck_assert_msg(bad < 0, "page %zu differs at byte %ld", i, bad);
-    }
     /* each page named ahead once at most; read ahead, or found in the page
      * cache already (the kernel's own read-ahead of a local disk, 8 MiB on
      * the CI machine, takes in the whole 8 MiB batch) */
-    int64_t ahead = h_stat(c, "ahead_reads"), cached = h_stat(c, "ahead_cached");
-    ck_assert_msg(ahead + cached > 0 && ahead + cached <= 120, "%lld read ahead, %lld cached",
-                  (long long)ahead, (long long)cached);
-    ck_assert_int_ge(h_stat(c, "ahead_bytes"), ahead * 65536);
+    get_read_ahead(c, &r, 41, 120);
     ck_assert_int_eq(h_stat(c, "bytes_served"), (8 + 128) * 65536);
     h_batch_free(&few);
+    h_batch_free(&w);
+    h_batch_free(&r);
+    hc_close(c);
+}
+END_TEST
+
+/* A batch whose reads do not all fit max_inflight_bytes: those that wait
+ * are read ahead meanwhile (into the page cache, in the order they wait), so
+ * the threads see the whole batch's stretch of each file at once. The region
+ * holds the batch: libhicache names nothing ahead. */
+START_TEST(test_waiting_reads_read_ahead)
+{
+    struct hd *d = hd_new("A", "--region-size", "67108864", "--max-inflight-bytes", "1048576",
+                          "--io-engine", "threads", "--io-threads", "2", NULL);
+    hd_start(d);
+    hc_client *c = hd_connect(d, NULL, 65536);
+    struct h_batch w, r;
+    ck_assert_int_eq(h_batch_init(&w, "wa", 128, 65536, 7), 0);
+    ck_assert_int_eq(h_batch_init(&r, "wa", 128, 65536, 8), 0);
+    h_batch_fill(&w, 43);
+    ck_assert_int_eq(hc_batch_set(c, w.hc, w.n, w.results), 128);
+    hc_close(c);
+    hd_stop(d);
+    h_drop_cache(d->mount);
+    hd_start(d);
+    c = hd_connect(d, NULL, 65536);
+
+    /* 1 MiB holds 15 of the 128 reads: most waited, each read ahead once at
+     * most, or found in the page cache (a local disk's own read-ahead) */
+    get_read_ahead(c, &r, 43, 128 - 15);
+    ck_assert_int_eq(h_stat(c, "bytes_served"), 128 * 65536);
     h_batch_free(&w);
     h_batch_free(&r);
     hc_close(c);
@@ -405,6 +444,7 @@ int main(void)
     tcase_add_test(tc, test_eight_clients_batches);
     tcase_add_test(tc, test_batch_larger_than_region);
     tcase_add_test(tc, test_batch_read_ahead);
+    tcase_add_test(tc, test_waiting_reads_read_ahead);
     tcase_add_test(tc, test_page_larger_than_region);
     tcase_add_test(tc, test_get_miss_and_sizes);
     tcase_add_test(tc, test_exists_across_requests);

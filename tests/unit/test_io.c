@@ -659,9 +659,13 @@ START_TEST(t_inflight_bound)
         q->before = before_enter;
         q->after = after_leave;
         q->done = bound_done;
-        hc_io_submit(bound_pool, q);
+        /* the first three fit; the others wait, and say so */
+        int rc = hc_io_submit(bound_pool, q);
+        ck_assert_int_eq(rc, i < 3 ? 0 : HC_IO_WAITING);
+        ck_assert(hc_io_waiting(q) == (i >= 3));
         ck_assert_uint_le(hc_io_pool_inflight_bytes(bound_pool), bound);
     }
+    ck_assert(!hc_io_waiting(&reqs[0].req) && hc_io_waiting(&reqs[N - 1].req));
     ck_assert_uint_eq(hc_io_pool_inflight_bytes(bound_pool), bound);
     ck_assert_uint_eq(hc_io_pool_pending(bound_pool), N);
     run_pool(bound_pool);
@@ -679,7 +683,8 @@ START_TEST(t_inflight_bound)
     static uint8_t big[4 * BSZ];
     struct rec r = {.req = {.op = HC_IO_WRITE, .fd = fd, .iovcnt = 1, .done = rec_done}};
     r.req.iov[0] = (struct iovec){big, sizeof(big)};
-    hc_io_submit(bound_pool, &r.req);
+    ck_assert_int_eq(hc_io_submit(bound_pool, &r.req), 0);
+    ck_assert(!hc_io_waiting(&r.req));
     ck_assert_uint_eq(hc_io_pool_inflight_bytes(bound_pool), sizeof(big));
     run_pool(bound_pool);
     ck_assert_int_eq(r.req.result, (ssize_t)sizeof(big));
