@@ -298,6 +298,31 @@ static int open_before(struct hc_io_req *req)
     return t->fd < 0 ? t->fd : 0;
 }
 
+/* A list of reads linked by wnext, sorted by offset (stably: reads of one
+ * offset keep their order). */
+static struct rd *rd_sorted(struct rd *list)
+{
+    if (!list || !list->wnext)
+        return list;
+    struct rd *slow = list, *fast = list->wnext;
+    while (fast && fast->wnext) {
+        slow = slow->wnext;
+        fast = fast->wnext->wnext;
+    }
+    struct rd *a = list, *b = slow->wnext, *head = NULL, **tail = &head;
+    slow->wnext = NULL;
+    a = rd_sorted(a);
+    b = rd_sorted(b);
+    while (a && b) {
+        struct rd **m = b->off < a->off ? &b : &a;
+        *tail = *m;
+        tail = &(*m)->wnext;
+        *m = (*m)->wnext;
+    }
+    *tail = a ? a : b;
+    return head;
+}
+
 /* Back on the loop thread: keeps the fd (unless another open won) and
  * submits or fails the reads that waited for it. */
 static void open_done(struct hc_io_req *req)
@@ -318,13 +343,20 @@ static void open_done(struct hc_io_req *req)
             hc__fd_close(s, t->fd);
         }
     }
-    /* Waiters were pushed at the head: reverse to serve them in order. */
+    /* Waiters were pushed at the head: reverse to their order, then sort by
+     * offset. Several clients' batches wait on a cold segment's open (after
+     * a restart, or once its fd was closed for being unused); served in the
+     * order they came, an idle thread started the file's stream at the
+     * first client's pages, which may be the file's later stretch: the
+     * earlier one, read next, had JuiceFS read ahead over the stretch
+     * already read and, without a local cache, download it again. */
     for (r = seg->waiters; r; r = next) {
         next = r->wnext;
         r->wnext = list;
         list = r;
     }
     seg->waiters = NULL;
+    list = rd_sorted(list);
     if (seg->unlink_wanted)
         unlink_submit(s, seg);
     for (r = list; r; r = next) {

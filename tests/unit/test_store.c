@@ -599,6 +599,57 @@ START_TEST(test_reopen)
 }
 END_TEST
 
+/* Gets that wait for a cold segment's open (after a restart) go to the I/O
+ * pool in the order of their records in the file, whichever asked first (an
+ * idle I/O thread starts the file's stream with the first it is given).
+ * With room for one read at a time, they finish in that order. */
+static int order_seen[16], norder;
+
+static void order_cb(void *data, int status, uint64_t len)
+{
+    (void)len;
+    ck_assert_int_eq(status, 0);
+    ck_assert_int_lt(norder, 16);
+    order_seen[norder++] = (int)(intptr_t)data;
+}
+
+START_TEST(test_cold_open_reads_in_offset_order)
+{
+    enum { N = 8, LEN = 60000 };
+    struct hc_stats st;
+    struct hc_store_config cfg = base_cfg("n1");
+    struct hc_store *s = open_store(&cfg, &st);
+    int ns = hc_store_ns(s, "ns", 2);
+    for (int i = 0; i < N; i++)
+        put_page(s, ns, i, LEN); /* one segment, records in i's order */
+    close_store(s);
+
+    hc_io_pool_destroy(io);
+    struct hc_io_config c = {.threads = 2, .queue_depth = 64, .max_inflight_bytes = 80000};
+    ck_assert_int_eq(hc_io_pool_create(&io, &c, wake, NULL), 0);
+    s = open_store(&cfg, &st);
+    ns = hc_store_ns(s, "ns", 2);
+    unsigned char *bufs[N];
+    norder = 0;
+    for (int i = N - 1; i >= 0; i--) { /* the file's last record first */
+        char key[128];
+        bufs[i] = malloc(LEN);
+        ck_assert_ptr_nonnull(bufs[i]);
+        key_of(i, key);
+        ck_assert_int_eq(
+            hc_store_get(s, ns, key, strlen(key), bufs[i], LEN, order_cb, (void *)(intptr_t)i), 0);
+    }
+    drain_all();
+    ck_assert_int_eq(norder, N);
+    for (int i = 0; i < N; i++) {
+        ck_assert_msg(order_seen[i] == i, "read %d was page %d", i, order_seen[i]);
+        ck_assert_msg(same(bufs[i], LEN, (uint64_t)i), "wrong bytes for page %d", i);
+        free(bufs[i]);
+    }
+    close_store(s);
+}
+END_TEST
+
 START_TEST(test_torn_segment)
 {
     struct hc_stats st;
@@ -2513,6 +2564,7 @@ int main(void)
     tcase_add_test(tc, test_no_coalescing_when_off);
     tcase_add_test(tc, test_enospc_and_visibility);
     tcase_add_test(tc, test_reopen);
+    tcase_add_test(tc, test_cold_open_reads_in_offset_order);
     tcase_add_test(tc, test_torn_segment);
     tcase_add_test(tc, test_corrupt_payload);
     tcase_add_test(tc, test_reread_own_record);
