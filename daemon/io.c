@@ -15,10 +15,11 @@
  *   loop thread   hc_io_pool_drain: swap the completion list out, update the
  *                 accounting, admit waiting requests, run done().
  *
- * Thread rule: the accounting (pending, inflight_*, sinks, wait queues, high_streak)
- * is touched by the loop thread only; the functions under "I/O thread" below
- * run on I/O threads and touch only the request they hold, the completion
- * list under done_lock, and wake (set at create). */
+ * Thread rule: the accounting (pending, inflight_*, sinks, wait queues,
+ * high_streak) and a request's waiting flag are touched by the loop thread
+ * only; the functions under "I/O thread" below run on I/O threads and touch
+ * only the request they hold, the completion list under done_lock, and wake
+ * (set at create). */
 #include "io_int.h"
 
 #include <errno.h>

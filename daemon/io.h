@@ -58,8 +58,9 @@ enum hc_io_prio {
 
 /* A request. The submitter owns it and fills the public fields; from
  * hc_io_submit until its done callback runs, the pool owns it (->next and the
- * private fields change on I/O threads) and the submitter must not touch it.
- * The buffers in iov must stay valid for the same time. */
+ * private fields change on I/O threads) and the submitter must not touch it
+ * but through hc_io_waiting. The buffers in iov must stay valid for the same
+ * time. */
 struct hc_io_req {
     /* set by the submitter */
     enum hc_io_op op;
@@ -104,7 +105,7 @@ struct hc_io_req {
 
     /* private to the pool */
     struct hc_io_req *next;
-    bool waiting;      /* in a wait queue (loop thread only: hc_io_waiting) */
+    bool waiting;      /* in a wait queue (written by the loop thread only) */
     size_t total;      /* sum of iov lengths */
     size_t xferred;    /* bytes done so far */
     struct iovec *cur; /* what is left to transfer: inl or iovx */
@@ -133,8 +134,9 @@ int hc_io_pool_create(struct hc_io_pool **out, const struct hc_io_config *cfg,
 
 /* Loop thread only. Queues req (see struct hc_io_req for ownership). Never
  * runs done synchronously. Returns 0 (started, or on its way to the
- * completion list), HC_IO_WAITING when it waits for room behind
- * max_inflight_bytes (a read ahead never does), or -EINVAL with req untouched and not
+ * completion list), HC_IO_WAITING when it waits in a wait queue (for room
+ * behind max_inflight_bytes, or behind an earlier request waiting there; a
+ * read ahead never waits), or -EINVAL with req untouched and not
  * queued (done will not run) when the pool cannot run it: an unknown op or
  * prio, done NULL, and for a read or write an iovcnt outside
  * [0, HC_IO_MAX_IOV] (iovxcnt outside [1, HC_IO_MAX_IOVX] when iovx is set),
@@ -145,8 +147,8 @@ int hc_io_pool_create(struct hc_io_pool **out, const struct hc_io_config *cfg,
 int hc_io_submit(struct hc_io_pool *pool, struct hc_io_req *req);
 
 /* Loop thread only, for a request submitted and whose done has not run:
- * whether it still waits for room behind max_inflight_bytes (the pool has
- * not started it). */
+ * whether it still waits in a wait queue (the pool has not started it).
+ * False again by the time done runs. */
 bool hc_io_waiting(const struct hc_io_req *req);
 
 /* Called on an I/O thread (it opens a file on the mount, which may block),

@@ -146,7 +146,8 @@ static int rd_after(struct hc_io_req *req)
     return 0;
 }
 
-/* Whether a read ahead of bytes fits the budget (cfg.read_ahead_bytes). */
+/* Loop thread. Whether a read ahead of bytes fits the budget
+ * (cfg.read_ahead_bytes). */
 static bool ahead_fits(const struct hc_store *s, uint64_t bytes)
 {
     return bytes > 0 && bytes <= HC_IO_SINK_MAX && bytes <= s->cfg.read_ahead_bytes &&
@@ -170,18 +171,24 @@ static void aq_unlink(struct hc_store *s, struct rd *r)
 }
 
 /* Loop thread. The reads in s->aq, oldest first, are read ahead while the
- * budget allows; one the pool started meanwhile leaves without. */
+ * budget allows; one the pool started meanwhile leaves without. Not
+ * re-entered: a read ahead that fails at once ends in hc__rd_finish, which
+ * calls here again (the outer loop goes on). */
 static void aq_run(struct hc_store *s)
 {
     struct rd *r;
 
+    if (s->aq_running)
+        return;
+    s->aq_running = true;
     while ((r = s->aq_head)) {
         if (hc_io_waiting(&r->req) && !ahead_fits(s, r->aq_bytes))
-            return;
+            break;
         aq_unlink(s, r);
         if (hc_io_waiting(&r->req))
             hc__rd_ahead(s, r->seg, r->off, r->aq_bytes);
     }
+    s->aq_running = false;
 }
 
 /* Back on the loop thread (tests may turn the result into a failure). */
@@ -278,7 +285,9 @@ static int rd_fresh_read(struct hc_io_req *req)
     return rc;
 }
 
-/* Submits r's storage read, or parks it until its segment's fd is open. */
+/* Loop thread. Submits r's storage read, or parks it until its segment's fd
+ * is open; a read that then waits for room in the I/O pool joins s->aq, to be
+ * read ahead meanwhile (aq_run). */
 void hc__rd_submit(struct hc_store *s, struct rd *r)
 {
     struct seg *seg = r->seg;
@@ -343,9 +352,10 @@ void hc__rd_submit(struct hc_store *s, struct rd *r)
      * a segment's later stretch was read before its earlier one, whose
      * JuiceFS read-ahead then ran on over the later stretch and, without a
      * local cache, downloaded it again (1.06-1.13x). A retry wants the
-     * volume's bytes, not what a read ahead put in the page cache. */
-    if (rc == HC_IO_WAITING && !r->retries && !r->eio_retries && bytes <= HC_IO_SINK_MAX &&
-        bytes <= s->cfg.read_ahead_bytes) {
+     * volume's bytes, not what a read ahead put in the page cache; a
+     * reinsertion (evict.c) is no client's and must not take the budget. */
+    if (rc == HC_IO_WAITING && !r->retries && !r->eio_retries && !r->own_open && !r->reinsert &&
+        bytes <= HC_IO_SINK_MAX && bytes <= s->cfg.read_ahead_bytes) {
         r->aq_bytes = bytes;
         r->aq_next = NULL;
         r->aq_prev = s->aq_tail;

@@ -298,8 +298,8 @@ static int open_before(struct hc_io_req *req)
     return t->fd < 0 ? t->fd : 0;
 }
 
-/* A list of reads linked by wnext, sorted by offset (stably: reads of one
- * offset keep their order). */
+/* Loop thread. A list of reads linked by wnext, sorted by offset (stably:
+ * reads of one offset keep their order). */
 static struct rd *rd_sorted(struct rd *list)
 {
     if (!list || !list->wnext)

@@ -73,7 +73,8 @@ struct hc_store_config {
                                        reads linger for their other readers */
     bool enable_compression;        /* default of sets whose opts say HC_COMPRESSION_DEFAULT */
     uint32_t read_linger_ms;        /* keep a read page this long at most; 0 = never */
-    uint64_t read_ahead_bytes;      /* hc_store_ahead reads pages into the page cache,
+    uint64_t read_ahead_bytes;      /* reads ahead into the page cache (hc_store_ahead's,
+                                       and of reads waiting for room in the I/O pool),
                                        this many bytes in flight at most; 0: never
                                        (it needs the THREADS engine, no O_DIRECT) */
     uint64_t read_linger_bytes;     /* memory cap of lingering pages; 0 = never */

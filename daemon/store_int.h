@@ -300,7 +300,9 @@ struct join;
  * the names, the buffers and want_own and set crc, stored, slot_checked,
  * crc_left, own, buf_err
  * and the bytes in buf and plain; the loop thread meanwhile only adds joins,
- * sets want_own and changes pn and in_tab. */
+ * sets want_own, changes pn and in_tab, and links it into or out of
+ * hc_store.aq (aq_prev, aq_next, in_aq; aq_bytes, seg and off read there,
+ * req.waiting through hc_io_waiting). */
 struct rd {
     struct hc_io_req req;
     struct hc_store *s;
@@ -497,6 +499,7 @@ struct hc_store {
     uint64_t reinsert_bytes;      /* bytes of reinsertion reads in flight (evict.c) */
     uint64_t ahead_bytes;         /* bytes of reads ahead in flight (hc__rd_ahead) */
     struct rd *aq_head, *aq_tail; /* reads waiting for room, oldest first (struct rd.in_aq) */
+    bool aq_running;              /* in aq_run (read.c) */
     unsigned unlinks;
     bool unlink_retry; /* a dropped segment's unlink waits for memory */
 

@@ -146,16 +146,9 @@ START_TEST(test_batch_larger_than_region)
 }
 END_TEST
 
-/* A get batch larger than the region names its later pages in the request
- * of the chunk that fills its region (GetRequest.ahead_keys, then a chunk's
- * worth more with each next one); with the threads engine the daemon reads
- * them ahead into the page cache (ahead_reads) unless it holds them
- * (ahead_cached), and every byte still comes back, from a cold file. A batch
- * the region holds names none. (That reads ahead put the bytes in the page
- * cache, in the file's stream: test_io's t_threads_read_ahead.) */
 /* Gets r's 128 pages of 64 KiB (seed: what they were filled with) and
  * checks every byte, then that some were read ahead or found in the page
- * cache by the read-ahead path, at most most of them, each once. */
+ * cache by the read-ahead path: at least one, each once, no more than most. */
 static void get_read_ahead(hc_client *c, struct h_batch *r, uint64_t seed, int64_t most)
 {
     h_batch_zero(r);
@@ -171,6 +164,13 @@ static void get_read_ahead(hc_client *c, struct h_batch *r, uint64_t seed, int64
     ck_assert_int_ge(h_stat(c, "ahead_bytes"), ahead * 65536);
 }
 
+/* A get batch larger than the region names its later pages in the request
+ * of the chunk that fills its region (GetRequest.ahead_keys, then a chunk's
+ * worth more with each next one); with the threads engine the daemon reads
+ * them ahead into the page cache (ahead_reads) unless it holds them
+ * (ahead_cached), and every byte still comes back, from a cold file. A batch
+ * the region holds names none. (That reads ahead put the bytes in the page
+ * cache, in the file's stream: test_io's t_threads_read_ahead.) */
 START_TEST(test_batch_read_ahead)
 {
     struct hd *d = hd_new("A", "--region-size", "1048576", "--io-engine", "threads", "--io-threads",
