@@ -41,7 +41,7 @@
 #define HC_IO_MAX_IOV 4
 #define HC_IO_MAX_IOVX 1024        /* buffers of one request through iovx (IOV_MAX) */
 #define HC_IO_SINK_MAX (16u << 20) /* bytes of one read ahead (struct hc_io_req) */
-#define HC_IO_WAITING 1            /* hc_io_submit: queued behind max_inflight_bytes */
+#define HC_IO_WAITING 1            /* hc_io_submit: req waits in a wait queue */
 
 enum hc_io_op {
     HC_IO_READ = 1,  /* preadv of iov at offset, whole length or error */

@@ -146,18 +146,40 @@ START_TEST(test_batch_larger_than_region)
 }
 END_TEST
 
-/* Gets r's 128 pages of 64 KiB (seed: what they were filled with) and
- * checks every byte, then that some were read ahead or found in the page
- * cache by the read-ahead path: at least one, each once, no more than most. */
-static void get_read_ahead(hc_client *c, struct h_batch *r, uint64_t seed, int64_t most)
+/* Starts d, stores 128 pages of 64 KiB named prefix (filled from seed),
+ * stops it (the segments sealed), drops the page cache and starts it again:
+ * the next gets read cold files. Returns a client of the new start. */
+static hc_client *stored_cold(struct hd *d, const char *prefix, uint64_t seed)
 {
-    h_batch_zero(r);
-    ck_assert_int_eq(hc_batch_get(c, r->hc, r->n, r->results), 128);
-    for (size_t i = 0; i < r->n; i++) {
-        ck_assert_int_eq(r->results[i], 0);
-        long bad = h_page_check(&r->pages[i], seed);
+    struct h_batch w;
+    hd_start(d);
+    hc_client *c = hd_connect(d, NULL, 65536);
+    ck_assert_int_eq(h_batch_init(&w, prefix, 128, 65536, 7), 0);
+    h_batch_fill(&w, seed);
+    ck_assert_int_eq(hc_batch_set(c, w.hc, w.n, w.results), 128);
+    h_batch_free(&w);
+    hc_close(c);
+    hd_stop(d);
+    h_drop_cache(d->mount);
+    hd_start(d);
+    return hd_connect(d, NULL, 65536);
+}
+
+/* Gets the 128 pages stored_cold stored and checks every byte, then that
+ * some were read ahead or found in the page cache by the read-ahead path: at
+ * least one, each once, no more than most. */
+static void get_read_ahead(hc_client *c, const char *prefix, uint64_t seed, int64_t most)
+{
+    struct h_batch r;
+    ck_assert_int_eq(h_batch_init(&r, prefix, 128, 65536, 8), 0);
+    h_batch_zero(&r);
+    ck_assert_int_eq(hc_batch_get(c, r.hc, r.n, r.results), 128);
+    for (size_t i = 0; i < r.n; i++) {
+        ck_assert_int_eq(r.results[i], 0);
+        long bad = h_page_check(&r.pages[i], seed);
         ck_assert_msg(bad < 0, "page %zu differs at byte %ld", i, bad);
     }
+    h_batch_free(&r);
     int64_t ahead = h_stat(c, "ahead_reads"), cached = h_stat(c, "ahead_cached");
     ck_assert_msg(ahead + cached > 0 && ahead + cached <= most, "%lld read ahead, %lld cached",
                   (long long)ahead, (long long)cached);
@@ -175,33 +197,20 @@ START_TEST(test_batch_read_ahead)
 {
     struct hd *d = hd_new("A", "--region-size", "1048576", "--io-engine", "threads", "--io-threads",
                           "2", NULL);
-    hd_start(d);
-    hc_client *c = hd_connect(d, NULL, 65536);
-    struct h_batch w, r;
-    ck_assert_int_eq(h_batch_init(&w, "ra", 128, 65536, 7), 0);
-    ck_assert_int_eq(h_batch_init(&r, "ra", 128, 65536, 8), 0);
-    h_batch_fill(&w, 41);
-    ck_assert_int_eq(hc_batch_set(c, w.hc, w.n, w.results), 128);
-    hc_close(c);
-    hd_stop(d); /* sealed; the next start reads them from the files */
-    h_drop_cache(d->mount);
-    hd_start(d);
-    c = hd_connect(d, NULL, 65536);
+    hc_client *c = stored_cold(d, "ra", 41);
 
     /* 8 pages: the region holds them, nothing named ahead */
     struct h_batch few;
     ck_assert_int_eq(h_batch_init(&few, "ra", 8, 65536, 9), 0);
     ck_assert_int_eq(hc_batch_get(c, few.hc, few.n, few.results), 8);
     ck_assert_int_eq(h_stat(c, "ahead_reads") + h_stat(c, "ahead_cached"), 0);
+    h_batch_free(&few);
 
     /* each page named ahead once at most; read ahead, or found in the page
      * cache already (the kernel's own read-ahead of a local disk, 8 MiB on
      * the CI machine, takes in the whole 8 MiB batch) */
-    get_read_ahead(c, &r, 41, 120);
+    get_read_ahead(c, "ra", 41, 120);
     ck_assert_int_eq(h_stat(c, "bytes_served"), (8 + 128) * 65536);
-    h_batch_free(&few);
-    h_batch_free(&w);
-    h_batch_free(&r);
     hc_close(c);
 }
 END_TEST
@@ -214,25 +223,12 @@ START_TEST(test_waiting_reads_read_ahead)
 {
     struct hd *d = hd_new("A", "--region-size", "67108864", "--max-inflight-bytes", "1048576",
                           "--io-engine", "threads", "--io-threads", "2", NULL);
-    hd_start(d);
-    hc_client *c = hd_connect(d, NULL, 65536);
-    struct h_batch w, r;
-    ck_assert_int_eq(h_batch_init(&w, "wa", 128, 65536, 7), 0);
-    ck_assert_int_eq(h_batch_init(&r, "wa", 128, 65536, 8), 0);
-    h_batch_fill(&w, 43);
-    ck_assert_int_eq(hc_batch_set(c, w.hc, w.n, w.results), 128);
-    hc_close(c);
-    hd_stop(d);
-    h_drop_cache(d->mount);
-    hd_start(d);
-    c = hd_connect(d, NULL, 65536);
+    hc_client *c = stored_cold(d, "wa", 43);
 
     /* 1 MiB holds 15 of the 128 reads: most waited, each read ahead once at
      * most, or found in the page cache (a local disk's own read-ahead) */
-    get_read_ahead(c, &r, 43, 128 - 15);
+    get_read_ahead(c, "wa", 43, 128 - 15);
     ck_assert_int_eq(h_stat(c, "bytes_served"), 128 * 65536);
-    h_batch_free(&w);
-    h_batch_free(&r);
     hc_close(c);
 }
 END_TEST
