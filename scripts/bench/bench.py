@@ -31,6 +31,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -38,6 +39,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -361,6 +363,7 @@ class Workers:
             p.start()
             self.conns.append(a)
             self.procs.append(p)
+        self.pids = {p.pid for p in self.procs}
 
     def call(self, ranks, cmd, per_rank=None, **kw):
         for i in ranks:
@@ -390,6 +393,74 @@ class Workers:
 
 # --------------------------------------------------------------------------
 # machine, stores, daemon
+
+
+HZ = os.sysconf("SC_CLK_TCK")
+# processes whose CPU time a phase reports, by name (comm); the ranks by pid
+CPU_GROUPS = {"hicached": "daemon", "juicefs": "juicefs", "redis-server": "redis",
+              "netdelay": "netdelay"}
+
+
+def cpu_snapshot(rank_pids=()):
+    """CPU seconds used so far: the machine's idle time (/proc/stat: idle and
+    iowait, in 1/HZ s), the time its hypervisor took from it (steal) and
+    each group's of CPU_GROUPS, "ranks" (rank_pids) and "kernel" (kernel
+    threads: write-back, softirq daemons), from the scheduler's run time of
+    each of their live threads (/proc/PID/task/*/schedstat, in ns: precise
+    even for a 20 ms hot pass). A thread that ends within a phase is not
+    counted (none of these does)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+    out = {"idle": (v[3] + v[4]) / HZ, "softirq": (v[5] + v[6]) / HZ, "steal": v[7] / HZ}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+            pid = int(d)
+            comm = st[st.index("(") + 1 : st.rindex(")")]
+            ppid = st[st.rindex(")") + 2 :].split()[1]
+            g = "ranks" if pid in rank_pids else CPU_GROUPS.get(comm)
+            if g is None and (pid == 2 or ppid == "2"):
+                g = "kernel"
+            if g is None:
+                continue
+            ns = 0
+            for t in os.listdir(f"/proc/{d}/task"):
+                with open(f"/proc/{d}/task/{t}/schedstat") as f:
+                    ns += int(f.read().split()[0])
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+        out[g] = out.get(g, 0.0) + ns / 1e9
+    out["t"] = time.monotonic()
+    return out
+
+
+def cpu_delta(c0, c1, ncpu=os.cpu_count() or 1):
+    """CPU seconds between two snapshots: "window" the wall seconds between
+    them, "busy" the machine's (its cores times the window, less idle; steal
+    included) and
+    "other" what it used beyond the groups (the bench process, interrupts,
+    everything else)."""
+    d = {k: round(c1.get(k, 0.0) - c0.get(k, 0.0), 4) for k in c1 if k != "t"}
+    d["window"] = round(c1["t"] - c0["t"], 4)
+    d["busy"] = round(ncpu * d["window"] - d["idle"], 4)
+    d["other"] = round(d["busy"] - d["steal"]
+                       - sum(v for k, v in d.items() if k not in ("busy", "idle", "softirq", "steal", "window")), 4)
+    return d
+
+
+def median_row(rows):
+    """The row of the median pass of a repeated phase (by GB/s; the upper one
+    of an even count), with every pass's GB/s in "rounds_gbps" and "verified"
+    and "all_hit" true only if they were in every pass."""
+    row = dict(sorted(rows, key=lambda r: r["gbps"])[len(rows) // 2])
+    row["rounds_gbps"] = [round(r["gbps"], 3) for r in rows]
+    row["verified"] = all(r["verified"] for r in rows)
+    if "all_hit" in row:
+        row["all_hit"] = all(r["all_hit"] for r in rows)
+    return row
 
 
 def sh(cmd, check=True, **kw):
@@ -579,16 +650,20 @@ class Bench:
 
     def hot1(self, W, common):
         """hot-1: rank 0 alone, HOT1_ROUNDS passes over its pages (the median
-        pass is the row, every pass in "rounds"), then one core's memcpy in the
+        pass is the row, every pass in "rounds", CPU of all passes in cpu_*
+        over cpu_bytes, mono_t0/t1 the first's start and the last's end), then one core's memcpy in the
         same worker process, median of 5 (the figure hot-1 is compared with:
         measured next to it, the same way, in the process that copies)."""
         rows = []
         for _ in range(HOT1_ROUNDS):
             W.call([0], "zero_dst")
             rows.append(self.phase(W, [0], "hot", label="hot-1", record=False, **common))
-        row = sorted(rows, key=lambda r: r["gbps"])[len(rows) // 2]
-        row["rounds_gbps"] = [round(r["gbps"], 3) for r in rows]
-        row["verified"] = all(r["verified"] for r in rows)
+        row = median_row(rows)
+        # CPU of all passes together (one pass is ~20-30 ms), over all their bytes
+        for k in [k for k in row if k.startswith("cpu_")]:
+            row[k] = round(sum(r[k] for r in rows), 4)
+        row["cpu_bytes"] = sum(r["bytes"] for r in rows)
+        row["mono_t0"], row["mono_t1"] = rows[0]["mono_t0"], rows[-1]["mono_t1"]
         row["memcpy_gbps"] = W.call([0], "memcpy")[0]["median_gbps"]
         self.row(row)
         log("  hot-1 passes %s GB/s; memcpy in rank 0 (median of 5) %.2f GB/s: %.0f%%" % (
@@ -601,7 +676,16 @@ class Bench:
         w0 = store_obj.work() if store_obj else {}
         d0 = dev.read()
         f0 = (0, 0) if (name == "backup" and data_dir) else None  # data_dir starts empty
-        res = W.call(ranks, "run", phase=name, start_at=time.monotonic() + 0.1, **kw)
+        start_at = time.monotonic() + 0.1
+        # CPU from the ranks' start (not the 0.1 s they wait for it) to their end
+        c0 = []
+        snap = threading.Timer(max(0.0, start_at - time.monotonic() - 0.003),
+                               lambda: c0.append(cpu_snapshot(W.pids)))
+        snap.start()
+        res = W.call(ranks, "run", phase=name, start_at=start_at, **kw)
+        snap.join()
+        c1 = cpu_snapshot(W.pids)
+        cpu = cpu_delta(c0[0], c1)
         if name in ("cold", "hot"):
             for r, v in zip(res, W.call(ranks, "verify")):
                 r.update(v)
@@ -630,6 +714,9 @@ class Bench:
             proc_read=sum(r["read_bytes"] for r in res),
             verified=all(r.get("verified", True) for r in act),
         )
+        for k, v in cpu.items():
+            row["cpu_" + k] = v
+        row["mono_t0"], row["mono_t1"] = c0[0]["t"], c1["t"]  # CLOCK_MONOTONIC, to match traces
         if name in ("cold", "hot"):
             row["all_hit"] = all(r["hits"] == self.pages for r in act)
         for k in ("bytes_written", "bytes_read_storage", "dedup_hits", "coalesced_reads", "bytes_served",
@@ -678,16 +765,23 @@ class Bench:
                           store_obj=store)
             self.phase(W, ranks, "backup", data_dir=data_dir, **common)
             # cold: daemon stopped (seals its segment), JuiceFS remounted with an
-            # empty cache, page cache dropped, daemon started again (empty memory)
-            W.call(ranks, "close")
-            if daemon:
-                daemon.stop()
-            store.make_cold()
-            if daemon:
-                daemon.start()
-            W.call(ranks, "backend", **bk)
-            W.call(ranks, "zero_dst")
-            self.phase(W, ranks, "cold", **common)
+            # empty cache, page cache dropped, daemon started again (empty memory);
+            # on an emulated deployment, MHA, --cold-rounds times (the median's row)
+            rounds = a.cold_rounds if kind == "mha" and isinstance(store.jfs, Emulated) else 1
+            colds = []
+            for _ in range(rounds):
+                W.call(ranks, "close")
+                if daemon:
+                    daemon.stop()
+                store.make_cold()
+                if daemon:
+                    daemon.start()
+                W.call(ranks, "backend", **bk)
+                W.call(ranks, "zero_dst")
+                colds.append(self.phase(W, ranks, "cold", record=rounds == 1, **common))
+            if rounds > 1:
+                self.row(median_row(colds))
+                log("  cold passes %s GB/s" % ", ".join("%.3f" % r["gbps"] for r in colds))
             W.call(ranks, "zero_dst")
             self.phase(W, ranks, "hot", **common)
             if kind == "mha":
@@ -731,21 +825,40 @@ class Bench:
                                    c["p50_us"], c["p99_us"], self.limits["ping_python"]["p50_us"],
                                    self.limits["ping_python"]["p99_us"]))
 
-    def fio(self, store, bs, per_job, jobs):
+    def fio(self, store, bs, per_job, jobs, rounds=1):
+        """fio's write, then its cold read rounds times (the median's figures),
+        4 jobs of psync at bs: the mount's own limit."""
         d = store.path / "bench-fio"
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
         base = ["fio", "--name=seq", f"--directory={d}", f"--bs={bs}", f"--size={per_job}",
                 f"--numjobs={jobs}", "--ioengine=psync", "--group_reporting",
                 "--output-format=json"]
-        w = json.loads(sh(base + ["--rw=write"]).stdout)
-        store.make_cold()
-        r = json.loads(sh(base + ["--rw=read"]).stdout)
+
+        def run(rw):
+            """fio's JSON and the CPU seconds of its run (fio's own: its
+            children's rusage; it is this process's only child meanwhile)."""
+            c0, u0 = cpu_snapshot(), resource.getrusage(resource.RUSAGE_CHILDREN)
+            out = json.loads(sh(base + ["--rw=" + rw]).stdout)
+            c1, u1 = cpu_snapshot(), resource.getrusage(resource.RUSAGE_CHILDREN)
+            c = cpu_delta(c0, c1)
+            c["fio"] = round(u1.ru_utime + u1.ru_stime - u0.ru_utime - u0.ru_stime, 3)
+            c["other"] = round(c["other"] - c["fio"], 3)
+            return out, c
+
+        w, wcpu = run("write")
+        reads = []
+        for _ in range(rounds):
+            store.make_cold()
+            r, rcpu = run("read")
+            reads.append((r["jobs"][0]["read"]["bw_bytes"] / 1e9, rcpu))
         shutil.rmtree(d, ignore_errors=True)
         wb = w["jobs"][0]["write"]["bw_bytes"] / 1e9
-        rb = r["jobs"][0]["read"]["bw_bytes"] / 1e9
-        log(f"  fio {store.name} bs={bs} {jobs}x{per_job}: write {wb:.3f} GB/s, cold read {rb:.3f} GB/s")
-        return {"write_gbps": wb, "read_gbps": rb, "bs": bs, "jobs": jobs, "size_per_job": per_job}
+        rb, rcpu = sorted(reads, key=lambda x: x[0])[len(reads) // 2]
+        log(f"  fio {store.name} bs={bs} {jobs}x{per_job}: write {wb:.3f} GB/s, cold read {rb:.3f} GB/s"
+            + (" (median of %s)" % ", ".join("%.3f" % x[0] for x in reads) if rounds > 1 else ""))
+        return {"write_gbps": wb, "read_gbps": rb, "bs": bs, "jobs": jobs, "size_per_job": per_job,
+                "write_cpu": wcpu, "read_cpu": rcpu, "read_rounds_gbps": [round(x[0], 3) for x in reads]}
 
     def memcpy(self):
         best = max(memcpy_gbps())
@@ -820,7 +933,8 @@ class Bench:
                     st.jfs.up()
                     for ps in page_sizes:
                         per_job = self.pages_for(ps) * ps
-                        self.limits["fio"][f"{st.name}-{label[ps]}"] = self.fio(st, ps, per_job, MHA["ranks"])
+                        self.limits["fio"][f"{st.name}-{label[ps]}"] = self.fio(st, ps, per_job, MHA["ranks"],
+                                                                               a.cold_rounds)
                 for ps in page_sizes:
                     self.pages = self.pages_for(ps)
                     P = MHA_TOKENS[ps]
@@ -919,6 +1033,30 @@ class Bench:
                 wr, str(r.get("files_created", "")) if r["phase"] == "backup" else "", rd, ok]) + " |")
         return "\n".join(lines)
 
+    def cpu_md(self):
+        parts = ("daemon", "ranks", "fio", "juicefs", "redis", "netdelay", "kernel", "other", "steal")
+        lines = ["| store | system | phase | GB/s | busy | " + " | ".join(parts) + " |",
+                 "|" + "---|" * (5 + len(parts))]
+        ncpu = os.cpu_count() or 1
+
+        def line(store, system, phase, gbps, nbytes, c):
+            if not c or not nbytes or c.get("window", 0) <= 0:
+                return
+            gib = nbytes / 2**30
+            busy = 100 * c["busy"] / (ncpu * c["window"])
+            lines.append(f"| {store} | {system} | {phase} | {gbps:.3f} | {busy:.0f}% | "
+                         + " | ".join(f"{c[k] / gib:.2f}" if k in c else "" for k in parts) + " |")
+
+        for r in self.rows:
+            if r["phase"] in ("backup", "cold", "hot-1"):
+                c = {k[4:]: v for k, v in r.items() if k.startswith("cpu_")}
+                line(r["store"], r["system"], r["phase"], r["gbps"], r.get("cpu_bytes", r["bytes"]), c)
+        for name, f in self.limits.get("fio", {}).items():
+            n = f["size_per_job"] * f["jobs"]
+            line(name, "fio", "write", f["write_gbps"], n, f.get("write_cpu"))
+            line(name, "fio", "read", f["read_gbps"], n, f.get("read_cpu"))
+        return "\n".join(lines)
+
     def save(self):
         data = {"machine": self.machine(), "args": vars(self.a), "rows": self.rows,
                 "limits": self.limits, "extra": self.extra}
@@ -935,10 +1073,19 @@ class Bench:
                 hot1.append(f"| {r['store']} | {r['system']} | {r['cfg']} | {r['gbps']:.3f} | "
                             + ", ".join(f"{g:.2f}" for g in r["rounds_gbps"])
                             + f" | {r['memcpy_gbps']:.2f} | {100 * r['gbps'] / r['memcpy_gbps']:.0f}% |")
+        colds = [f"- {r['store']} {r['system']} {r['cfg']}: " + ", ".join(f"{g:.3f}" for g in r["rounds_gbps"])
+                 for r in self.rows if r["phase"] == "cold" and "rounds_gbps" in r]
+        colds += [f"- {name} fio read: " + ", ".join(f"{g:.3f}" for g in f["read_rounds_gbps"])
+                  for name, f in self.limits.get("fio", {}).items() if len(f.get("read_rounds_gbps", [])) > 1]
         md = [f"# hicached benchmark ({'QUICK' if self.a.quick else 'full'})", "",
               "machine: " + json.dumps(data["machine"]), "", self.table_md(), "",
               *((["hot-1 against one core's memcpy, measured next to it:", ""] + hot1 + [""])
                 if len(hot1) > 2 else []),
+              *((["cold phases repeated (`--cold-rounds`; the median's row is in the table above), GB/s:",
+                  ""] + colds + [""]) if colds else []),
+              "CPU by phase: the machine's busy share of its cores over the phase, and each "
+              "part's CPU seconds per GiB moved (`cpu_*` in results.json; fio from its runs "
+              "in the limits):", "", self.cpu_md(), "",
               "limits: " + json.dumps(self.limits, default=str), "",
               f"elapsed: {self.extra['elapsed_s']:.0f} s"]
         (self.out / "results.md").write_text("\n".join(md) + "\n")
@@ -976,6 +1123,9 @@ def main():
                     help="comma-separated subset of the stores (local, juicefs, the emulated names); "
                          "empty: all")
     ap.add_argument("--no-mla", action="store_true", help="MHA pages only")
+    ap.add_argument("--cold-rounds", type=int, default=1,
+                    help="on the emulated deployments, the MHA cold phase and fio's cold read this "
+                         "many times each (every pass listed, the median's row kept)")
     ap.add_argument("--emulate", action="append",
                     help="NAME:META_RTT_US:OBJ_RTT_US:CACHE_MIB, an emulated JuiceFS deployment "
                          "(scripts/bench/emulate.sh); repeatable")
