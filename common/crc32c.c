@@ -8,7 +8,19 @@
  * L bytes each and joins them: with the raw (non-inverted) register,
  * R(s, A||B) = shift(R(s, A), |B|) ^ R(0, B), where shift(c, n) is c times
  * x^(8n) mod P. shift by a fixed L is a linear map on 32 bits, kept as four
- * byte-indexed tables built at init. */
+ * byte-indexed tables built at init.
+ *
+ * Where the CPU has AVX-512 and VPCLMULQDQ, a CRC (with or without a copy) of
+ * 1 KiB or more is folded instead (crc_fold): sixteen 128-bit lanes of the buffer,
+ * each carried forward 256 bytes at a time by two carry-less multiplies, so
+ * the loop is bound by loads rather than by the crc32 instruction. Folding a
+ * lane A = A_hi x^64 + A_lo (its first 8 bytes are A_hi, bit-reflected) across
+ * D bits replaces it by A x^D mod P, added to the lane D bits later; in the
+ * reflected domain that is clmul(lo, K(D + 63)) ^ clmul(hi, K(D - 1)) with
+ * K(n) = x^n mod P reflected over 64 bits (the clmul of reflected operands
+ * comes out one bit short, hence 63 and -1). The last lane left is 16 bytes
+ * whose CRC, followed by the bytes not folded, is the buffer's: those go
+ * through the crc32 instruction. */
 #include "crc32c.h"
 
 #include <pthread.h>
@@ -16,6 +28,7 @@
 #include <string.h>
 
 #if defined(__x86_64__)
+#include <immintrin.h>
 #include <nmmintrin.h>
 #endif
 
@@ -32,8 +45,27 @@
 static uint32_t table[8][256];
 /* shift_*[k][b]: the raw register b << 8k after LANE_* zero bytes. */
 static uint32_t shift_big[4][256], shift_mid[4][256], shift_small[4][256];
-static bool have_hw;
+static bool have_hw, have_fold;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+/* crc_fold's shortest buffer (its set-up and final reduction cost about as
+ * much as 256 bytes through the crc32 loop). */
+#define FOLD_MIN 1024
+/* Fold constants: fold_k[i] = {K(D + 63), K(D - 1)} for D = 2048 (256 bytes
+ * ahead: the main loop), 512 (64 bytes: joining the four registers), 384,
+ * 256 and 128 (the lanes of the last register). */
+enum { FK_2048, FK_512, FK_384, FK_256, FK_128, FK_N };
+static uint64_t fold_k[FK_N][2];
+
+/* x^n mod P, bit-reflected over 64 bits (the reflected 32-bit value's bit 31,
+ * x^0, at bit 63). */
+static uint64_t xpow_refl64(unsigned n)
+{
+    uint32_t v = 0x80000000u; /* x^0, reflected */
+    while (n--)
+        v = v & 1 ? (v >> 1) ^ POLY : v >> 1;
+    return (uint64_t)v << 32;
+}
 
 /* The raw register c after n zero bytes (n a multiple of 8), slicing by 8:
  * table[k][0] is 0, so only the four bytes of c contribute. */
@@ -80,9 +112,16 @@ static void crc32c_init(void)
     shift_init(shift_big, LANE_BIG);
     shift_init(shift_mid, LANE_MID);
     shift_init(shift_small, LANE_SMALL);
+    static const unsigned fold_d[FK_N] = {2048, 512, 384, 256, 128};
+    for (int i = 0; i < FK_N; i++) {
+        fold_k[i][0] = xpow_refl64(fold_d[i] + 63);
+        fold_k[i][1] = xpow_refl64(fold_d[i] - 1);
+    }
 #if defined(__x86_64__)
     __builtin_cpu_init();
     have_hw = __builtin_cpu_supports("sse4.2");
+    have_fold = have_hw && __builtin_cpu_supports("avx512f") &&
+                __builtin_cpu_supports("vpclmulqdq") && __builtin_cpu_supports("pclmul");
 #endif
 }
 
@@ -169,15 +208,134 @@ static bool nt_ok(uintptr_t ahead, size_t lane)
     return true;
 }
 
+#define FOLD_TARGET "avx512f,vpclmulqdq,pclmul,sse4.2"
+
+/* x carried forward across k's distance, added to y (a lane at a time). */
+__attribute__((target(FOLD_TARGET), always_inline)) static inline __m512i fold(__m512i x, __m512i k,
+                                                                               __m512i y)
+{
+    return _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(x, k, 0x00),
+                                     _mm512_clmulepi64_epi128(x, k, 0x11), y, 0x96);
+}
+
+/* fold_k[i] in each 128-bit lane. */
+__attribute__((target(FOLD_TARGET), always_inline)) static inline __m512i fold_k4(int i)
+{
+    return _mm512_broadcast_i32x4(_mm_set_epi64x((long long)fold_k[i][1], (long long)fold_k[i][0]));
+}
+
+/* Stores v at d: not (FOLD_NONE), plainly or non-temporally (d 64-byte
+ * aligned). */
+enum { FOLD_NONE, FOLD_STORE, FOLD_STREAM };
+__attribute__((target(FOLD_TARGET), always_inline)) static inline void fold_st(unsigned char *d,
+                                                                               __m512i v, int st)
+{
+    if (st == FOLD_STREAM)
+        _mm512_stream_si512((void *)d, v);
+    else if (st == FOLD_STORE)
+        _mm512_storeu_si512(d, v);
+}
+
+/* The raw register c after the bytes at *p, all but the last *len % 64 (*len
+ * >= 256), folded (see the top of the file), and stored at *d as they go
+ * (st); *p, *d and *len are moved past them. */
+__attribute__((target(FOLD_TARGET), always_inline)) static inline uint64_t
+fold_body(uint64_t c, const unsigned char **pp, unsigned char **dd, size_t *lenp, int st)
+{
+    const unsigned char *p = *pp;
+    unsigned char *d = *dd;
+    size_t len = *lenp;
+    __m512i k = fold_k4(FK_2048), k64 = fold_k4(FK_512);
+    __m512i x0 = _mm512_loadu_si512(p), x1 = _mm512_loadu_si512(p + 64);
+    __m512i x2 = _mm512_loadu_si512(p + 128), x3 = _mm512_loadu_si512(p + 192);
+
+    if (st) { /* (d is NULL without: no arithmetic on it) */
+        fold_st(d, x0, st);
+        fold_st(d + 64, x1, st);
+        fold_st(d + 128, x2, st);
+        fold_st(d + 192, x3, st);
+        d += 256;
+    }
+    /* the register so far goes into the first 4 bytes: R(c, M) = R(0, M ^ c) */
+    x0 = _mm512_xor_si512(x0, _mm512_set_epi64(0, 0, 0, 0, 0, 0, 0, (long long)(uint32_t)c));
+    for (p += 256, len -= 256; len >= 256; p += 256, len -= 256) {
+        __m512i a0 = _mm512_loadu_si512(p), a1 = _mm512_loadu_si512(p + 64);
+        __m512i a2 = _mm512_loadu_si512(p + 128), a3 = _mm512_loadu_si512(p + 192);
+        if (st) {
+            fold_st(d, a0, st);
+            fold_st(d + 64, a1, st);
+            fold_st(d + 128, a2, st);
+            fold_st(d + 192, a3, st);
+            d += 256;
+        }
+        x0 = fold(x0, k, a0);
+        x1 = fold(x1, k, a1);
+        x2 = fold(x2, k, a2);
+        x3 = fold(x3, k, a3);
+    }
+    x1 = fold(x0, k64, x1);
+    x2 = fold(x1, k64, x2);
+    x3 = fold(x2, k64, x3);
+    for (; len >= 64; p += 64, len -= 64) {
+        __m512i a = _mm512_loadu_si512(p);
+        if (st) {
+            fold_st(d, a, st);
+            d += 64;
+        }
+        x3 = fold(x3, k64, a);
+    }
+    /* lanes 0-2 of x3 carried to lane 3 (48, 32 and 16 bytes ahead) */
+    __m512i kl = _mm512_set_epi64(0, 0, (long long)fold_k[FK_128][1], (long long)fold_k[FK_128][0],
+                                  (long long)fold_k[FK_256][1], (long long)fold_k[FK_256][0],
+                                  (long long)fold_k[FK_384][1], (long long)fold_k[FK_384][0]);
+    __m512i y = _mm512_xor_si512(_mm512_clmulepi64_epi128(x3, kl, 0x00),
+                                 _mm512_clmulepi64_epi128(x3, kl, 0x11));
+    __m128i r = _mm_xor_si128(_mm512_extracti32x4_epi32(x3, 3), _mm512_castsi512_si128(y));
+    r = _mm_xor_si128(
+        r, _mm_xor_si128(_mm512_extracti32x4_epi32(y, 1), _mm512_extracti32x4_epi32(y, 2)));
+    c = _mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(r));
+    c = _mm_crc32_u64(c, (uint64_t)_mm_extract_epi64(r, 1));
+    *pp = p;
+    *dd = d;
+    *lenp = len;
+    return c;
+}
+
+/* fold_body, one function for each way of storing. Call only when have_fold. */
+__attribute__((target(FOLD_TARGET), noinline)) static uint64_t
+crc_fold(uint64_t c, const unsigned char **p, unsigned char **d, size_t *len, int st)
+{
+    if (st == FOLD_STREAM)
+        return fold_body(c, p, d, len, FOLD_STREAM);
+    if (st == FOLD_STORE)
+        return fold_body(c, p, d, len, FOLD_STORE);
+    return fold_body(c, p, d, len, FOLD_NONE);
+}
+
+/* Whether crc_fold may store non-temporally to d, ahead bytes past the
+ * source's offset in a 4 KiB page: d 64-byte aligned, and no load of the
+ * 256 bytes a step meets a partly written line of the step before in
+ * address bits 0-11 (see nt_ok). */
+static bool fold_nt_ok(const unsigned char *d, uintptr_t ahead)
+{
+    return ((uintptr_t)d & 63) == 0 && ahead >= 512 && ahead <= 4096 - 64;
+}
+
 /* The hardware CRC32C of len bytes at p, continuing crc; with d, the bytes are
- * also copied to d. */
+ * also copied to d. With fold, a long buffer is folded first. */
 __attribute__((target("sse4.2"), always_inline)) static inline uint32_t
-crc_hw(uint32_t crc, const unsigned char *p, unsigned char *d, size_t len)
+crc_hw(uint32_t crc, const unsigned char *p, unsigned char *d, size_t len, bool fold)
 {
     uint64_t c = ~crc;
     /* Non-temporal stores only where no load runs into them: see nt_ok. */
     uintptr_t ahead = ((uintptr_t)d - (uintptr_t)p) & 4095;
     bool nt = d && (ahead & 7) == 0, used = false;
+
+    if (fold && len >= FOLD_MIN) {
+        int st = !d ? FOLD_NONE : fold_nt_ok(d, ahead) ? FOLD_STREAM : FOLD_STORE;
+        c = crc_fold(c, &p, &d, &len, st);
+        used = st == FOLD_STREAM;
+    }
 
 #define ADVANCE(n) (p += (n), d = d ? d + (n) : NULL, len -= (n))
     while (len && ((uintptr_t)p & 7)) {
@@ -220,14 +378,28 @@ crc_hw(uint32_t crc, const unsigned char *p, unsigned char *d, size_t len)
 /* Hardware CRC32C. Call only when the CPU has SSE4.2 (hc__crc32c_hw_ok()). */
 __attribute__((target("sse4.2"))) uint32_t hc__crc32c_hw(uint32_t crc, const void *buf, size_t len)
 {
-    return crc_hw(crc, buf, NULL, len);
+    return crc_hw(crc, buf, NULL, len, have_fold);
+}
+
+/* The same without folding: the three crc32 chains only (for the tests, on a
+ * CPU that folds). */
+__attribute__((target("sse4.2"))) uint32_t hc__crc32c_hw3(uint32_t crc, const void *buf, size_t len)
+{
+    return crc_hw(crc, buf, NULL, len, false);
 }
 
 /* The same, copying the bytes to dst as it goes. */
 __attribute__((target("sse4.2"))) uint32_t hc__crc32c_copy_hw(uint32_t crc, void *dst,
                                                               const void *src, size_t len)
 {
-    return crc_hw(crc, src, dst, len);
+    return crc_hw(crc, src, dst, len, have_fold);
+}
+
+/* The same without folding (for the tests). */
+__attribute__((target("sse4.2"))) uint32_t hc__crc32c_copy_hw3(uint32_t crc, void *dst,
+                                                               const void *src, size_t len)
+{
+    return crc_hw(crc, src, dst, len, false);
 }
 #endif
 
@@ -236,6 +408,13 @@ bool hc__crc32c_hw_ok(void)
 {
     pthread_once(&once, crc32c_init);
     return have_hw;
+}
+
+/* True when hc__crc32c_hw folds long buffers (AVX-512 and VPCLMULQDQ). */
+bool hc__crc32c_fold_ok(void)
+{
+    pthread_once(&once, crc32c_init);
+    return have_fold;
 }
 
 uint32_t hc_crc32c(uint32_t crc, const void *buf, size_t len)

@@ -1,6 +1,7 @@
 /* CRC32C: known vectors, and hardware == software on odd lengths and
  * alignments, including around the 3-lane block sizes of the hardware path
- * (3 * 256, 3 * 2048 and 3 * 32768 bytes). */
+ * (3 * 256, 3 * 2048 and 3 * 32768 bytes) and the folding path's (1 KiB at
+ * least, 256 bytes a step, then 64; on a CPU with AVX-512 and VPCLMULQDQ). */
 #include <check.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -13,6 +14,9 @@ uint32_t hc__crc32c_sw(uint32_t crc, const void *buf, size_t len);
 bool hc__crc32c_hw_ok(void);
 #if defined(__x86_64__)
 uint32_t hc__crc32c_hw(uint32_t crc, const void *buf, size_t len);
+uint32_t hc__crc32c_hw3(uint32_t crc, const void *buf, size_t len);
+uint32_t hc__crc32c_copy_hw3(uint32_t crc, void *dst, const void *src, size_t len);
+bool hc__crc32c_fold_ok(void);
 #endif
 
 START_TEST(test_known_vectors)
@@ -98,7 +102,7 @@ static unsigned char *random_buf(size_t n, unsigned seed)
 /* hc_crc32c_copy of len bytes at buf into a target ahead bytes past buf's
  * offset in a 4 KiB page: the CRC is sw and the bytes arrive, none past them. */
 static void check_copy(const unsigned char *buf, size_t len, uint32_t seed, uint32_t sw,
-                       size_t ahead)
+                       size_t ahead, bool three)
 {
     static unsigned char *dst; /* kept: a fresh mapping per call made this slow */
     static size_t dst_cap;
@@ -110,7 +114,12 @@ static void check_copy(const unsigned char *buf, size_t len, uint32_t seed, uint
         ck_assert_ptr_nonnull(dst);
     }
     memset(dst, 0xa5, cap);
-    ck_assert_uint_eq(hc_crc32c_copy(seed, dst + dalign, buf, len), sw);
+#if defined(__x86_64__)
+    if (three) /* the three crc32 chains, not folding */
+        ck_assert_uint_eq(hc__crc32c_copy_hw3(seed, dst + dalign, buf, len), sw);
+    else
+#endif
+        ck_assert_uint_eq(hc_crc32c_copy(seed, dst + dalign, buf, len), sw);
     ck_assert_int_eq(memcmp(dst + dalign, buf, len), 0);
     /* one assertion for the bytes around (Check records each one it runs) */
     size_t bad = cap;
@@ -123,7 +132,8 @@ static void check_copy(const unsigned char *buf, size_t len, uint32_t seed, uint
 /* Every path agrees on len at (and around) multiples of the block sizes; the
  * copying one too, to targets on both sides of each edge of the windows of
  * non-temporal stores (nt_ok), at the source's offset and unaligned (three
- * of those a call, in turn). */
+ * of those a call, in turn), and (folding) to a 64-byte aligned target about
+ * 512 and 1024 bytes ahead (fold_nt_ok's window starts at 512). */
 static void check_len(const unsigned char *buf, size_t len, uint32_t seed)
 {
     uint32_t sw = hc__crc32c_sw(seed, buf, len);
@@ -131,18 +141,27 @@ static void check_len(const unsigned char *buf, size_t len, uint32_t seed)
     static const size_t aheads[] = {0, 248, 256, 768, 1024, 2048, 3, 4032, 4040};
     static size_t turn; /* three of them a length, in turn: all over the lengths */
     for (size_t i = 0; i < 3; i++)
-        check_copy(buf, len, seed, sw, aheads[(turn + 3 * i) % 9]);
+        check_copy(buf, len, seed, sw, aheads[(turn + 3 * i) % 9], false);
+    size_t to64 = (64 - (uintptr_t)buf % 64) % 64; /* ahead that puts the target on 64 bytes */
+    check_copy(buf, len, seed, sw, 512 + to64 - (turn & 1 ? 64 : 0), false);
+    check_copy(buf, len, seed, sw, 1024 + to64, false);
+#if defined(__x86_64__)
+    if (hc__crc32c_hw_ok() && hc__crc32c_fold_ok())
+        check_copy(buf, len, seed, sw, aheads[turn % 9], true);
+#endif
     turn++;
 #if defined(__x86_64__)
-    if (hc__crc32c_hw_ok())
+    if (hc__crc32c_hw_ok()) {
         ck_assert_uint_eq(hc__crc32c_hw(seed, buf, len), sw);
+        ck_assert_uint_eq(hc__crc32c_hw3(seed, buf, len), sw); /* without folding */
+    }
 #endif
 }
 
 START_TEST(test_block_boundaries)
 {
     unsigned char *buf = random_buf(BIG_CAP + 16, 7);
-    static const size_t blocks[] = {3 * 256, 3 * 2048, 3 * 32768};
+    static const size_t blocks[] = {256, 3 * 256, 3 * 2048, 3 * 32768};
     for (size_t b = 0; b < sizeof(blocks) / sizeof(blocks[0]); b++)
         for (size_t m = 1; m * blocks[b] <= BIG_CAP; m += m > 8 ? 7 : 1)
             for (int d = -9; d <= 9; d++) {
