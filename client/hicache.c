@@ -747,8 +747,9 @@ static void copy_out(const hc_page *p, const uint8_t *src)
 
 /* A get's copy out of the region (hc_crc32c_copy) stores non-temporally, and
  * runs fastest when no load of the slot runs into those stores: when the
- * target lies 1 KiB ahead of the slot within a 4 KiB page (common/crc32c.c,
- * nt_ok: clear of each of its lanes; 2 KiB would meet its 2 KiB lanes). Room
+ * target lies 1 KiB ahead of the slot within a 4 KiB page (common/crc32c.c:
+ * nt_ok, clear of each of its lanes, 2 KiB would meet its 2 KiB lanes; where
+ * the CRC is folded, fold_nt_ok, 768 bytes to a page less 64 ahead). Room
  * for that: a daemon asking for slot_align below 4096 (one not using
  * O_DIRECT) takes slots at any multiple of slot_align, so a get of a page of
  * 64 KiB or more takes a slot 4 KiB longer and starts the page at the offset

@@ -14,13 +14,12 @@
  * 1 KiB or more is folded instead (crc_fold): sixteen 128-bit lanes of the buffer,
  * each carried forward 256 bytes at a time by two carry-less multiplies, so
  * the loop is bound by loads rather than by the crc32 instruction. Folding a
- * lane A = A_hi x^64 + A_lo (its first 8 bytes are A_hi, bit-reflected) across
- * D bits replaces it by A x^D mod P, added to the lane D bits later; in the
- * reflected domain that is clmul(lo, K(D + 63)) ^ clmul(hi, K(D - 1)) with
- * K(n) = x^n mod P reflected over 64 bits (the clmul of reflected operands
- * comes out one bit short, hence 63 and -1). The last lane left is 16 bytes
- * whose CRC, followed by the bytes not folded, is the buffer's: those go
- * through the crc32 instruction. */
+ * lane A = A_hi x^64 + A_lo (its first 8 bytes, its low qword, are A_hi,
+ * bit-reflected) across D bits replaces it by A x^D mod P, added to the lane
+ * D bits later; in the reflected domain that is clmul(A_hi, K(D + 63)) ^
+ * clmul(A_lo, K(D - 1)) with K(n) = x^n mod P reflected over 64 bits (the clmul of reflected
+ * operands comes out one bit short, hence 63 and -1). The last lane left is 16 bytes whose CRC,
+ * followed by the bytes not folded, is the buffer's: those go through the crc32 instruction. */
 #include "crc32c.h"
 
 #include <pthread.h>
@@ -313,31 +312,37 @@ crc_fold(uint64_t c, const unsigned char **p, unsigned char **d, size_t *len, in
 }
 
 /* Whether crc_fold may store non-temporally to d, ahead bytes past the
- * source's offset in a 4 KiB page: d 64-byte aligned, and no load of the
- * 256 bytes a step meets a partly written line of the step before in
- * address bits 0-11 (see nt_ok). */
+ * source's offset in a 4 KiB page: d 64-byte aligned, and no load of a
+ * step's 256 bytes matches in address bits 0-11 a line stored in that step
+ * or the two before, which may still be on their way to memory (see nt_ok:
+ * such a load waits for them). */
 static bool fold_nt_ok(const unsigned char *d, uintptr_t ahead)
 {
-    return ((uintptr_t)d & 63) == 0 && ahead >= 512 && ahead <= 4096 - 64;
+    return ((uintptr_t)d & 63) == 0 && ahead >= 768 && ahead <= 4096 - 64;
 }
 
 /* The hardware CRC32C of len bytes at p, continuing crc; with d, the bytes are
- * also copied to d. With fold, a long buffer is folded first. */
+ * also copied to d. With use_fold, a long buffer is folded first. */
 __attribute__((target("sse4.2"), always_inline)) static inline uint32_t
-crc_hw(uint32_t crc, const unsigned char *p, unsigned char *d, size_t len, bool fold)
+crc_hw(uint32_t crc, const unsigned char *p, unsigned char *d, size_t len, bool use_fold)
 {
     uint64_t c = ~crc;
     /* Non-temporal stores only where no load runs into them: see nt_ok. */
     uintptr_t ahead = ((uintptr_t)d - (uintptr_t)p) & 4095;
     bool nt = d && (ahead & 7) == 0, used = false;
 
-    if (fold && len >= FOLD_MIN) {
+#define ADVANCE(n) (p += (n), d = d ? d + (n) : NULL, len -= (n))
+    if (use_fold && len >= FOLD_MIN) {
+        /* a copy's first bytes one at a time up to a 64-byte aligned target,
+         * where the fold may store non-temporally */
+        for (; d && ((uintptr_t)d & 63); ADVANCE(1)) {
+            *d = *p;
+            c = _mm_crc32_u8((uint32_t)c, *p);
+        }
         int st = !d ? FOLD_NONE : fold_nt_ok(d, ahead) ? FOLD_STREAM : FOLD_STORE;
         c = crc_fold(c, &p, &d, &len, st);
         used = st == FOLD_STREAM;
     }
-
-#define ADVANCE(n) (p += (n), d = d ? d + (n) : NULL, len -= (n))
     while (len && ((uintptr_t)p & 7)) {
         if (d)
             *d = *p;
