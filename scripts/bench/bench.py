@@ -651,7 +651,8 @@ class Bench:
     def hot1(self, W, common):
         """hot-1: rank 0 alone, HOT1_ROUNDS passes over its pages (the median
         pass is the row, every pass in "rounds", CPU of all passes in cpu_*
-        over cpu_bytes, mono_t0/t1 the first's start and the last's end), then one core's memcpy in the
+        over cpu_bytes, mono_t0/t1 the first's start and the last's end, each
+        pass's in rounds_mono), then one core's memcpy in the
         same worker process, median of 5 (the figure hot-1 is compared with:
         measured next to it, the same way, in the process that copies)."""
         rows = []
@@ -664,6 +665,7 @@ class Bench:
             row[k] = round(sum(r[k] for r in rows), 4)
         row["cpu_bytes"] = sum(r["bytes"] for r in rows)
         row["mono_t0"], row["mono_t1"] = rows[0]["mono_t0"], rows[-1]["mono_t1"]
+        row["rounds_mono"] = [(r["mono_t0"], r["mono_t1"]) for r in rows]
         row["memcpy_gbps"] = W.call([0], "memcpy")[0]["median_gbps"]
         self.row(row)
         log("  hot-1 passes %s GB/s; memcpy in rank 0 (median of 5) %.2f GB/s: %.0f%%" % (
