@@ -1037,26 +1037,26 @@ class Bench:
 
     def cpu_md(self):
         parts = ("daemon", "ranks", "fio", "juicefs", "redis", "netdelay", "kernel", "other", "steal")
-        lines = ["| store | system | phase | GB/s | busy | " + " | ".join(parts) + " |",
-                 "|" + "---|" * (5 + len(parts))]
+        lines = ["| store | system | config | phase | GB/s | busy | " + " | ".join(parts) + " |",
+                 "|" + "---|" * (6 + len(parts))]
         ncpu = os.cpu_count() or 1
 
-        def line(store, system, phase, gbps, nbytes, c):
+        def line(store, system, cfg, phase, gbps, nbytes, c):
             if not c or not nbytes or c.get("window", 0) <= 0:
                 return
             gib = nbytes / 2**30
             busy = 100 * c["busy"] / (ncpu * c["window"])
-            lines.append(f"| {store} | {system} | {phase} | {gbps:.3f} | {busy:.0f}% | "
+            lines.append(f"| {store} | {system} | {cfg} | {phase} | {gbps:.3f} | {busy:.0f}% | "
                          + " | ".join(f"{c[k] / gib:.2f}" if k in c else "" for k in parts) + " |")
 
         for r in self.rows:
             if r["phase"] in ("backup", "cold", "hot-1"):
                 c = {k[4:]: v for k, v in r.items() if k.startswith("cpu_")}
-                line(r["store"], r["system"], r["phase"], r["gbps"], r.get("cpu_bytes", r["bytes"]), c)
+                line(r["store"], r["system"], r["cfg"], r["phase"], r["gbps"], r.get("cpu_bytes", r["bytes"]), c)
         for name, f in self.limits.get("fio", {}).items():
             n = f["size_per_job"] * f["jobs"]
-            line(name, "fio", "write", f["write_gbps"], n, f.get("write_cpu"))
-            line(name, "fio", "read", f["read_gbps"], n, f.get("read_cpu"))
+            line(name, "fio", f"{f['jobs']} jobs", "write", f["write_gbps"], n, f.get("write_cpu"))
+            line(name, "fio", f"{f['jobs']} jobs", "read", f["read_gbps"], n, f.get("read_cpu"))
         return "\n".join(lines)
 
     def save(self):
