@@ -10,16 +10,18 @@
  * x^(8n) mod P. shift by a fixed L is a linear map on 32 bits, kept as four
  * byte-indexed tables built at init.
  *
- * Where the CPU has AVX-512 and VPCLMULQDQ, a CRC (with or without a copy) of
- * 1 KiB or more is folded instead (crc_fold): sixteen 128-bit lanes of the buffer,
- * each carried forward 256 bytes at a time by two carry-less multiplies, so
- * the loop is bound by loads rather than by the crc32 instruction. Folding a
- * lane A = A_hi x^64 + A_lo (its first 8 bytes, its low qword, are A_hi,
- * bit-reflected) across D bits replaces it by A x^D mod P, added to the lane
- * D bits later; in the reflected domain that is clmul(A_hi, K(D + 63)) ^
- * clmul(A_lo, K(D - 1)) with K(n) = x^n mod P reflected over 64 bits (the clmul of reflected
- * operands comes out one bit short, hence 63 and -1). The last lane left is 16 bytes whose CRC,
- * followed by the bytes not folded, is the buffer's: those go through the crc32 instruction. */
+ * Where the CPU has AVX-512 and VPCLMULQDQ, a CRC (with or without a copy)
+ * of 1 KiB or more is folded instead (crc_fold): sixteen 128-bit lanes of the
+ * buffer, each carried forward 256 bytes at a time by two carry-less
+ * multiplies, so the loop is bound by loads rather than by the crc32
+ * instruction. Folding a lane A = A_hi x^64 + A_lo (its first 8 bytes, its
+ * low qword, are A_hi, bit-reflected) across D bits replaces it by
+ * A x^D mod P, added to the lane D bits later; in the reflected domain that
+ * is clmul(A_hi, K(D + 63)) ^ clmul(A_lo, K(D - 1)) with K(n) = x^n mod P
+ * reflected over 64 bits (the clmul of reflected operands comes out one bit
+ * short, hence 63 and -1). The last lane left is 16 bytes whose CRC,
+ * followed by the bytes not folded, is the buffer's: those go through the
+ * crc32 instruction. */
 #include "crc32c.h"
 
 #include <pthread.h>

@@ -440,9 +440,8 @@ def cpu_snapshot(rank_pids=()):
 def cpu_delta(c0, c1, ncpu=os.cpu_count() or 1):
     """CPU seconds between two snapshots: "window" the wall seconds between
     them, "busy" the machine's (its cores times the window, less idle; steal
-    included) and
-    "other" what it used beyond the groups (the bench process, interrupts,
-    everything else)."""
+    included) and "other" what it used beyond the groups and steal (the bench
+    process, interrupts, everything else)."""
     d = {k: round(c1.get(k, 0.0) - c0.get(k, 0.0), 4) for k in c1 if k != "t"}
     d["window"] = round(c1["t"] - c0["t"], 4)
     d["busy"] = round(ncpu * d["window"] - d["idle"], 4)
@@ -829,7 +828,7 @@ class Bench:
 
     def fio(self, store, bs, per_job, jobs, rounds=1):
         """fio's write, then its cold read rounds times (the median's figures),
-        4 jobs of psync at bs: the mount's own limit."""
+        jobs jobs of psync at bs: the mount's own limit."""
         d = store.path / "bench-fio"
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
