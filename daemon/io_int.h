@@ -68,6 +68,13 @@ struct hc_held {
      * stream (runs that continued each other) has read: the thread that has
      * it in_use reads and sets them (io_threads.c, run_xfer) */
     uint64_t end, streamed;
+    /* a read-only shared mapping of the file's first map_len bytes, or NULL:
+     * runs the page cache holds are copied out of it (io_threads.c,
+     * map_xfer). Made, grown, dropped and read by the thread that has the
+     * slot in_use; unmapped, under h_lock or after taking it out of the
+     * slot, wherever rfd is closed. */
+    const unsigned char *map;
+    size_t map_len;
 };
 
 struct hc_io_pool {

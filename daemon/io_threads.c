@@ -21,7 +21,10 @@
  * its stream jumps elsewhere, hence forward streams and filled gaps. A read
  * ahead (hc_io_req.sink: a client's later pages, GetRequest.ahead_keys) is
  * a read like the others, into scratch: it keeps the stream going over pages
- * asked for later, which then come from the page cache.
+ * asked for later, which then come from the page cache. A run the page
+ * cache holds is copied out of a mapping of the file kept with its open file
+ * (map_xfer: the kernel's copy out of the small folios FUSE reads in runs at
+ * half the speed), and read with preadv when that fails.
  * Threads whose last run was a copy from memory (CPU_BYTES_PER_US or faster:
  * the page cache) run at most as many at once as there are CPUs (cpu_cap):
  * more only take the CPU from the client that copies the pages out of its
@@ -35,6 +38,7 @@
  * the queue belongs to the thread that took it until it is pushed onto the
  * completion list. */
 #include "io_int.h"
+#include "guard.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -333,11 +337,20 @@ static uint64_t now_ms(void)
     return now_us() / 1000u;
 }
 
+/* Called on a THREADS I/O thread with a kept open file taken out of its slot
+ * (no other thread can reach it): closes it and drops its mapping. */
+static void held_close(const struct hc_held *e)
+{
+    if (e->map)
+        munmap((void *)(uintptr_t)e->map, e->map_len);
+    close(e->rfd);
+}
+
 /* Called on a THREADS I/O thread: closes the kept open files nobody uses,
  * all of them or those unused for HELD_IDLE_MS. */
 static void held_sweep(struct hc_io_pool *pool, bool all)
 {
-    int close_fds[HC_HELD_MAX];
+    struct hc_held gone[HC_HELD_MAX];
     unsigned n = 0;
     uint64_t now = now_ms();
 
@@ -345,14 +358,14 @@ static void held_sweep(struct hc_io_pool *pool, bool all)
     for (unsigned i = 0; i < HC_HELD_MAX; i++) {
         struct hc_held *e = &pool->held[i];
         if (e->rfd >= 0 && !e->in_use && (all || now - e->used_ms >= HELD_IDLE_MS)) {
-            close_fds[n++] = e->rfd;
-            e->rfd = -1;
+            gone[n++] = *e;
+            *e = (struct hc_held){.rfd = -1};
             __atomic_sub_fetch(&pool->nheld, 1, __ATOMIC_RELAXED);
         }
     }
     pthread_mutex_unlock(&pool->h_lock);
     for (unsigned i = 0; i < n; i++)
-        close(close_fds[i]);
+        held_close(&gone[i]);
 }
 
 /* Called on a THREADS I/O thread holding a request on fd (so fd names the
@@ -371,7 +384,8 @@ static void held_sweep(struct hc_io_pool *pool, bool all)
 static int held_get(struct hc_io_pool *pool, int fd, bool wait, int *slot)
 {
     struct stat st;
-    int fl = fcntl(fd, F_GETFL), rfd, victim = -1, old = -1;
+    int fl = fcntl(fd, F_GETFL), rfd, victim = -1;
+    struct hc_held old = {.rfd = -1};
     uint64_t oldest = UINT64_MAX;
     bool busy = true;
 
@@ -418,7 +432,7 @@ static int held_get(struct hc_io_pool *pool, int fd, bool wait, int *slot)
     if (victim >= 0) {
         struct hc_held *e = &pool->held[victim];
         if (e->rfd >= 0)
-            old = e->rfd;
+            old = *e;
         else
             __atomic_add_fetch(&pool->nheld, 1, __ATOMIC_RELAXED);
         *e = (struct hc_held){.rfd = rfd,
@@ -430,8 +444,8 @@ static int held_get(struct hc_io_pool *pool, int fd, bool wait, int *slot)
         *slot = victim;
     }
     pthread_mutex_unlock(&pool->h_lock);
-    if (old >= 0)
-        close(old);
+    if (old.rfd >= 0)
+        held_close(&old);
     return rfd;
 }
 
@@ -443,7 +457,10 @@ static void held_put(struct hc_io_pool *pool, int rfd, int slot, bool failed)
     if (slot >= 0) {
         pthread_mutex_lock(&pool->h_lock);
         if (failed) {
-            pool->held[slot] = (struct hc_held){.rfd = -1};
+            struct hc_held *e = &pool->held[slot];
+            if (e->map) /* this thread's (in_use): nobody else reads it */
+                munmap((void *)(uintptr_t)e->map, e->map_len);
+            *e = (struct hc_held){.rfd = -1};
             __atomic_sub_fetch(&pool->nheld, 1, __ATOMIC_RELAXED);
         } else {
             pool->held[slot].in_use = false;
@@ -458,6 +475,84 @@ static void held_put(struct hc_io_pool *pool, int rfd, int slot, bool failed)
         close(rfd);
 }
 
+/* map_xfer's copy (under hc_guard_run): each read's bytes out of the mapped
+ * file into its buffers; reads ahead take nothing (their bytes are cached). */
+struct map_copy {
+    const unsigned char *map;
+    struct hc_io_req **reqs;
+    unsigned n;
+};
+
+static void map_copy_fn(void *arg)
+{
+    const struct map_copy *a = arg;
+    for (unsigned i = 0; i < a->n; i++) {
+        const struct hc_io_req *req = a->reqs[i];
+        const unsigned char *src = a->map + req->offset;
+        for (int k = 0; !req->sink && k < req->curcnt; k++) {
+            memcpy(req->cur[k].iov_base, src, req->cur[k].iov_len);
+            src += req->cur[k].iov_len;
+        }
+    }
+}
+
+/* Called on a THREADS thread with n >= 1 started reads of one file, sorted
+ * and not overlapping, that the page cache held when the run was taken
+ * (run_cached), and h, the kept open file (rfd, not O_DIRECT) this thread
+ * has in_use: copies them out of h's mapping of the file (made or grown to
+ * the file's size as fstat tells it: address space only, no memory), each completing (after()
+ * runs), and returns true; or false with none of them done, to be read with preadv (group_xfer):
+ * the file is shorter than the reads, or mapping failed, or a page vanished under the copy (SIGBUS:
+ * the file was cut short, by another node too, or a client's host pool was; the mapping is dropped
+ * then), and the reads' buffers may hold part of the bytes. Why: the kernel copies out of the small
+ * folios a FUSE read brings in at about half its speed out of ext4's large ones (5.4-6.4 against
+ * 9-10 GB/s); a copy out of a kept mapping runs at memory speed once its page tables are filled
+ * (docs/ BENCHMARKS.md). A page the kernel evicted meanwhile is read back by the fault, as a pread
+ * would read it. */
+static bool map_xfer(struct hc_io_pool *pool, struct hc_held *h, int rfd, struct hc_io_req **reqs,
+                     unsigned n)
+{
+    uint64_t end = reqs[n - 1]->offset + reqs[n - 1]->total;
+    struct stat st;
+
+    if (end == 0 || hc_guard_install() != 0)
+        return false;
+    if (h->map_len < end) {
+        if (fstat(rfd, &st) != 0 || st.st_size < 0 || (uint64_t)st.st_size < end ||
+            (uint64_t)st.st_size > SIZE_MAX)
+            return false;
+        /* grown in place or moved with its page tables (a file being
+         * appended to), else mapped anew */
+        void *m = h->map ? mremap((void *)(uintptr_t)h->map, h->map_len, (size_t)st.st_size,
+                                  MREMAP_MAYMOVE)
+                         : MAP_FAILED;
+        if (m == MAP_FAILED) {
+            m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, rfd, 0);
+            if (m == MAP_FAILED)
+                return false;
+            if (h->map)
+                munmap((void *)(uintptr_t)h->map, h->map_len);
+        }
+        h->map = m;
+        h->map_len = (size_t)st.st_size;
+    }
+    struct map_copy a = {h->map, reqs, n};
+    if (hc_guard_run(map_copy_fn, &a) != 0) {
+        munmap((void *)(uintptr_t)h->map, h->map_len);
+        h->map = NULL;
+        h->map_len = 0;
+        return false;
+    }
+    struct req_list fin = {0};
+    for (unsigned i = 0; i < n; i++) {
+        hc__io_advance(reqs[i], reqs[i]->total);
+        hc__io_complete_whole(reqs[i]);
+        list_push(&fin, reqs[i]);
+    }
+    hc__io_finish_flush(pool, &fin);
+    return true;
+}
+
 /* Called on a THREADS thread with the run it took (cached: run_cached said
  * the page cache holds it): runs each request's before(), then transfers
  * reads of a file in groups of requests the run's gaps allow (group_xfer, a
@@ -465,8 +560,10 @@ static void held_put(struct hc_io_pool *pool, int rfd, int slot, bool failed)
  * allows it, else splitting the group; the
  * first group from the kept open file's stream end when that gap is short:
  * FILL_GAP) through the file's kept open file (held_get, waited for when the
- * run is not cached), anything else with sync_xfer. Every request ends on
- * the completion list. A lone read goes through the
+ * run is not cached; a cached run's groups are copied out of that open
+ * file's mapping instead when they can be: map_xfer), anything else with
+ * sync_xfer. Every request ends on the completion list. A lone read goes
+ * through the
  * kept open file as well: through the request's own fd JuiceFS would read
  * ahead for that open file too, and download again what the kept one reads
  * next (seen in the object store's GET log: one to two 4 MiB blocks a lone
@@ -523,8 +620,9 @@ static bool run_xfer(struct hc_io_pool *pool, struct merge_run *run, bool cached
                 base - h->end < h->streamed &&
                 req_iovs(live[i]) + gap_iovs(base - h->end) <= IOV_MAX)
                 base = h->end; /* the stream's gap up to this run: read too (FILL_GAP) */
-            failed |=
-                group_xfer(pool, base, live + i, j - i, scratch, iov, rfd >= 0 ? rfd : live[i]->fd);
+            if (!(cached && h && !h->direct && map_xfer(pool, h, rfd, live + i, j - i)))
+                failed |= group_xfer(pool, base, live + i, j - i, scratch, iov,
+                                     rfd >= 0 ? rfd : live[i]->fd);
             if (h) {
                 h->streamed = base == h->end ? h->streamed + (end - base) : end - base;
                 h->end = end;

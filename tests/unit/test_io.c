@@ -1079,6 +1079,100 @@ START_TEST(t_threads_cached_file_in_parallel)
 }
 END_TEST
 
+/* Whether this process maps the test directory's file name. */
+static bool file_mapped(const char *name)
+{
+    char want[400], line[1024];
+    bool found = false;
+    snprintf(want, sizeof(want), "%s/%s", tmpdir, name);
+    FILE *f = fopen("/proc/self/maps", "r");
+    ck_assert_ptr_nonnull(f);
+    while (!found && fgets(line, sizeof(line), f))
+        found = strstr(line, want) != NULL;
+    fclose(f);
+    return found;
+}
+
+static int trunc_fd = -1;
+
+/* before() of a read: cuts its file to 1 MiB first (another node truncating
+ * a segment under the daemon's mapping of it). */
+static int truncate_before(struct hc_io_req *req)
+{
+    (void)req;
+    return ftruncate(trunc_fd, 1 << 20) == 0 ? 0 : -errno;
+}
+
+/* Reads of a file the page cache holds are copied out of a kept mapping of
+ * it (io_threads.c, map_xfer), every byte right, also once the file has
+ * grown; a file cut short under that mapping raises SIGBUS in the copy,
+ * which is caught: the read is done with preadv instead and comes back
+ * short, and the process lives on. */
+START_TEST(t_threads_cached_reads_mapped)
+{
+    enum { N = 8, LEN = 1 << 20 };
+    struct hc_io_pool *pool = make_pool_engine(HC_IO_ENGINE_THREADS, 1, 4, (uint64_t)N * LEN);
+    uint8_t *src = malloc((size_t)N * LEN), *dst = calloc(N, LEN);
+    struct rec r[N], t;
+    ck_assert(src && dst);
+    fill_pattern(src, (size_t)N * LEN, 21);
+    int fd = open_tmp("mapped", O_RDWR | O_CREAT | O_TRUNC);
+    ck_assert_int_eq(pwrite(fd, src, (size_t)N * LEN, 0), (ssize_t)N * LEN); /* cached */
+    memset(r, 0, sizeof(r));
+    for (int i = 0; i < N; i++) {
+        r[i].req.op = HC_IO_READ;
+        r[i].req.fd = fd;
+        r[i].req.offset = (uint64_t)i * LEN;
+        r[i].req.iov[0] = (struct iovec){dst + (size_t)i * LEN, LEN};
+        r[i].req.iovcnt = 1;
+        r[i].req.done = rec_done;
+        hc_io_submit(pool, &r[i].req);
+    }
+    run_pool(pool);
+    for (int i = 0; i < N; i++) {
+        ck_assert_uint_eq(r[i].done_calls, 1);
+        ck_assert_int_eq(r[i].req.result, LEN);
+    }
+    ck_assert(memcmp(src, dst, (size_t)N * LEN) == 0);
+    ck_assert_msg(file_mapped("mapped"), "the cached reads were not copied out of a mapping");
+
+    /* the file grows (a segment appended to): the mapping grows with it */
+    fill_pattern(src, LEN, 22);
+    ck_assert_int_eq(pwrite(fd, src, LEN, (off_t)N * LEN), LEN);
+    memset(&t, 0, sizeof(t));
+    t.req.op = HC_IO_READ;
+    t.req.fd = fd;
+    t.req.offset = (uint64_t)N * LEN;
+    t.req.iov[0] = (struct iovec){dst, LEN};
+    t.req.iovcnt = 1;
+    t.req.done = rec_done;
+    hc_io_submit(pool, &t.req);
+    run_pool(pool);
+    ck_assert_uint_eq(t.done_calls, 1);
+    ck_assert_int_eq(t.req.result, LEN);
+    ck_assert(memcmp(src, dst, LEN) == 0);
+
+    trunc_fd = fd;
+    memset(&t, 0, sizeof(t));
+    memset(dst, 0, LEN);
+    t.req.op = HC_IO_READ;
+    t.req.fd = fd;
+    t.req.offset = (uint64_t)6 * LEN;
+    t.req.iov[0] = (struct iovec){dst, LEN};
+    t.req.iovcnt = 1;
+    t.req.before = truncate_before;
+    t.req.done = rec_done;
+    hc_io_submit(pool, &t.req);
+    run_pool(pool);
+    ck_assert_uint_eq(t.done_calls, 1);
+    ck_assert_int_ne(t.req.result, LEN); /* past the new end: not a whole read */
+    hc_io_pool_destroy(pool);
+    close(fd);
+    free(src);
+    free(dst);
+}
+END_TEST
+
 /* ---- THREADS engine: merged reads --------------------------------------- */
 
 #define MERGE_NREQ 600
@@ -1544,6 +1638,7 @@ static Suite *io_suite(void)
     tcase_add_test(tc, t_threads_concurrent_reads);
     tcase_add_test(tc, t_threads_one_file_at_a_time);
     tcase_add_test(tc, t_threads_cached_file_in_parallel);
+    tcase_add_test(tc, t_threads_cached_reads_mapped);
     /* _i: I/O threads */
     tcase_add_loop_test(tc, t_threads_merge_reads, 1, 4);
     tcase_add_test(tc, t_threads_pipe_reads_not_merged);
