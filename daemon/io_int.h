@@ -75,6 +75,7 @@ struct hc_held {
      * slot, wherever rfd is closed. */
     const unsigned char *map;
     size_t map_len;
+    bool map_failed; /* mmap of it failed: not tried again (same rule) */
 };
 
 struct hc_io_pool {

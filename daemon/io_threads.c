@@ -454,13 +454,13 @@ static int held_get(struct hc_io_pool *pool, int fd, bool wait, int *slot)
  * read through it failed: JuiceFS would fail every later read through it). */
 static void held_put(struct hc_io_pool *pool, int rfd, int slot, bool failed)
 {
+    struct hc_held gone = {.rfd = -1};
+
     if (slot >= 0) {
         pthread_mutex_lock(&pool->h_lock);
         if (failed) {
-            struct hc_held *e = &pool->held[slot];
-            if (e->map) /* this thread's (in_use): nobody else reads it */
-                munmap((void *)(uintptr_t)e->map, e->map_len);
-            *e = (struct hc_held){.rfd = -1};
+            gone = pool->held[slot]; /* unmapped below, out of the lock */
+            pool->held[slot] = (struct hc_held){.rfd = -1};
             __atomic_sub_fetch(&pool->nheld, 1, __ATOMIC_RELAXED);
         } else {
             pool->held[slot].in_use = false;
@@ -471,9 +471,13 @@ static void held_put(struct hc_io_pool *pool, int rfd, int slot, bool failed)
         if (!failed)
             return;
     }
+    if (gone.map) /* taken out of its slot: no other thread can reach it */
+        munmap((void *)(uintptr_t)gone.map, gone.map_len);
     if (rfd >= 0)
         close(rfd);
 }
+
+static bool no_cachestat; /* the kernel has no cachestat (run_cached) */
 
 /* map_xfer's copy (under hc_guard_run): each read's bytes out of the mapped
  * file into its buffers; reads ahead take nothing (their bytes are cached). */
@@ -515,7 +519,11 @@ static bool map_xfer(struct hc_io_pool *pool, struct hc_held *h, int rfd, struct
     uint64_t end = reqs[n - 1]->offset + reqs[n - 1]->total;
     struct stat st;
 
-    if (end == 0 || hc_guard_install() != 0)
+    /* only where cachestat probed the whole run (run_cached): else pages
+     * not cached would come in through faults, a FUSE read of a few pages
+     * each, and reads ahead would complete unread */
+    if (end == 0 || h->map_failed || __atomic_load_n(&no_cachestat, __ATOMIC_RELAXED) ||
+        hc_guard_install() != 0)
         return false;
     if (h->map_len < end) {
         if (fstat(rfd, &st) != 0 || st.st_size < 0 || (uint64_t)st.st_size < end ||
@@ -528,8 +536,10 @@ static bool map_xfer(struct hc_io_pool *pool, struct hc_held *h, int rfd, struct
                          : MAP_FAILED;
         if (m == MAP_FAILED) {
             m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, rfd, 0);
-            if (m == MAP_FAILED)
+            if (m == MAP_FAILED) {
+                h->map_failed = true; /* (a FUSE file with direct I/O): not again */
                 return false;
+            }
             if (h->map)
                 munmap((void *)(uintptr_t)h->map, h->map_len);
         }
@@ -538,9 +548,12 @@ static bool map_xfer(struct hc_io_pool *pool, struct hc_held *h, int rfd, struct
     }
     struct map_copy a = {h->map, reqs, n};
     if (hc_guard_run(map_copy_fn, &a) != 0) {
-        munmap((void *)(uintptr_t)h->map, h->map_len);
-        h->map = NULL;
-        h->map_len = 0;
+        /* the file cut short (the mapping goes), or a client's pool (it stays) */
+        if (fstat(rfd, &st) != 0 || st.st_size < 0 || (uint64_t)st.st_size < h->map_len) {
+            munmap((void *)(uintptr_t)h->map, h->map_len);
+            h->map = NULL;
+            h->map_len = 0;
+        }
         return false;
     }
     struct req_list fin = {0};
@@ -620,10 +633,11 @@ static bool run_xfer(struct hc_io_pool *pool, struct merge_run *run, bool cached
                 base - h->end < h->streamed &&
                 req_iovs(live[i]) + gap_iovs(base - h->end) <= IOV_MAX)
                 base = h->end; /* the stream's gap up to this run: read too (FILL_GAP) */
-            if (!(cached && h && !h->direct && map_xfer(pool, h, rfd, live + i, j - i)))
+            bool mapped = cached && h && !h->direct && map_xfer(pool, h, rfd, live + i, j - i);
+            if (!mapped)
                 failed |= group_xfer(pool, base, live + i, j - i, scratch, iov,
                                      rfd >= 0 ? rfd : live[i]->fd);
-            if (h) {
+            if (h && !mapped) { /* (a copy out of the mapping moved no stream) */
                 h->streamed = base == h->end ? h->streamed + (end - base) : end - base;
                 h->end = end;
             }
@@ -726,7 +740,6 @@ static struct probe_range probe_range(uint64_t off, uint64_t len, uint64_t max)
  * an off_t holds), -1 when the kernel has
  * no cachestat (then never asked again). One system call on the file's page
  * cache: no call to the filesystem behind it. */
-static bool no_cachestat;
 static int cachestat_all(int fd, struct probe_range r)
 {
     struct hc_cachestat_range cr = {r.start, r.n};

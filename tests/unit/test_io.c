@@ -1152,6 +1152,9 @@ START_TEST(t_threads_cached_reads_mapped)
     ck_assert_int_eq(t.req.result, LEN);
     ck_assert(memcmp(src, dst, LEN) == 0);
 
+#if !defined(__SANITIZE_THREAD__)
+    /* (ThreadSanitizer does not hand a thread's SIGBUS to the guard's
+     * handler: the process dies; the other runs cover this part) */
     trunc_fd = fd;
     memset(&t, 0, sizeof(t));
     memset(dst, 0, LEN);
@@ -1166,6 +1169,8 @@ START_TEST(t_threads_cached_reads_mapped)
     run_pool(pool);
     ck_assert_uint_eq(t.done_calls, 1);
     ck_assert_int_ne(t.req.result, LEN); /* past the new end: not a whole read */
+    ck_assert_msg(!file_mapped("mapped"), "the mapping of the cut file was kept");
+#endif
     hc_io_pool_destroy(pool);
     close(fd);
     free(src);
