@@ -233,6 +233,9 @@ static int req_check(const struct hc_io_req *req, size_t *total)
             return -EINVAL;
         sum += iov[i].iov_len;
     }
+    if (req->crc_len &&
+        (req->op != HC_IO_READ || req->crc_from > sum || req->crc_len > sum - req->crc_from))
+        return -EINVAL;
     *total = sum;
     return 0;
 }
@@ -245,6 +248,7 @@ int hc_io_submit(struct hc_io_pool *pool, struct hc_io_req *req)
         (req->sink && pool->cfg.engine != HC_IO_ENGINE_THREADS))
         return -EINVAL;
     req->result = 0;
+    req->crc_done = false;
     req->next = NULL;
     req->waiting = false;
     req->xferred = 0;
@@ -317,6 +321,14 @@ unsigned hc_io_pool_drain(struct hc_io_pool *pool)
 unsigned hc_io_pool_pending(const struct hc_io_pool *pool)
 {
     return pool->pending;
+}
+
+/* Any thread (io.h). */
+void hc_io_pool_map_stats(const struct hc_io_pool *pool, struct hc_io_map_stats *out)
+{
+    out->bytes = __atomic_load_n(&pool->map_bytes, __ATOMIC_RELAXED);
+    out->grows = __atomic_load_n(&pool->map_grows, __ATOMIC_RELAXED);
+    out->faults = __atomic_load_n(&pool->map_faults, __ATOMIC_RELAXED);
 }
 
 uint64_t hc_io_pool_inflight_bytes(const struct hc_io_pool *pool)

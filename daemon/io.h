@@ -84,6 +84,17 @@ struct hc_io_req {
      * held to max_inflight_bytes (it holds no buffer of the submitter's).
      * result: sink, or -errno (-ENODATA at end of file); after() runs. */
     uint64_t sink;
+    /* A read's bytes [crc_from, crc_from + crc_len), counted over its buffers
+     * in order, whose CRC32C the pool computes when it copies them with the
+     * CPU itself (HC_IO_ENGINE_THREADS: a run the page cache holds, copied
+     * out of a mapping of the file), in the same pass as the copy: then
+     * crc_done is set and crc holds it when after() runs, for after() to use
+     * instead of a pass of its own over those bytes. crc_len 0: none asked
+     * for. Must lie within the buffers (else hc_io_submit refuses it). */
+    uint64_t crc_from, crc_len;
+    /* set by the pool before after() runs (false unless as above) */
+    bool crc_done;
+    uint32_t crc;
     /* Called on an I/O thread before the I/O (may be NULL). For HC_IO_TASK it
      * is the work itself. Returns 0, or -errno: the I/O is skipped and that
      * becomes result. */
@@ -169,6 +180,15 @@ int hc_io_reopen(int fd);
  * the filesystem behind it, so it never waits on a FUSE mount. False when
  * not, or not known (a kernel without cachestat, an error, len 0). */
 bool hc_io_cached(int fd, uint64_t off, uint64_t len);
+
+/* What the THREADS engine's copies out of its kept mappings of files did
+ * since the pool was created (runs the page cache held; io_threads.c):
+ * bytes copied, mappings made or grown, copies a vanished page stopped (the
+ * reads then went through preadv). All 0 for URING. Any thread. */
+struct hc_io_map_stats {
+    uint64_t bytes, grows, faults;
+};
+void hc_io_pool_map_stats(const struct hc_io_pool *pool, struct hc_io_map_stats *out);
 
 /* Loop thread only. Runs the done callback of every finished request, and
  * admits waiting requests as bytes in flight drop. Returns how many ran. */

@@ -112,6 +112,10 @@ struct hc_io_pool {
      * (the CPUs, set before the threads start; io_threads.c) */
     unsigned cpu_running;
     unsigned cpu_cap;
+    /* HC_IO_ENGINE_THREADS, atomic (hc_io_pool_map_stats): bytes copied out
+     * of kept mappings, mappings made or grown, copies that faulted
+     * (io_threads.c, map_xfer) */
+    uint64_t map_bytes, map_grows, map_faults;
 
     /* loop thread only */
     struct req_list wait[2]; /* indexed by enum hc_io_prio */

@@ -38,6 +38,7 @@
  * the queue belongs to the thread that took it until it is pushed onto the
  * completion list. */
 #include "io_int.h"
+#include "crc32c.h"
 #include "guard.h"
 
 #include <errno.h>
@@ -480,7 +481,9 @@ static void held_put(struct hc_io_pool *pool, int rfd, int slot, bool failed)
 static bool no_cachestat; /* the kernel has no cachestat (run_cached) */
 
 /* map_xfer's copy (under hc_guard_run): each read's bytes out of the mapped
- * file into its buffers; reads ahead take nothing (their bytes are cached). */
+ * file into its buffers, the bytes it asked a CRC of (hc_io_req.crc_from,
+ * crc_len) with hc_crc32c_copy (crc_done then); reads ahead take nothing
+ * (their bytes are cached). */
 struct map_copy {
     const unsigned char *map;
     struct hc_io_req **reqs;
@@ -491,11 +494,27 @@ static void map_copy_fn(void *arg)
 {
     const struct map_copy *a = arg;
     for (unsigned i = 0; i < a->n; i++) {
-        const struct hc_io_req *req = a->reqs[i];
+        struct hc_io_req *req = a->reqs[i];
         const unsigned char *src = a->map + req->offset;
+        uint64_t pos = 0, c0 = req->crc_from, c1 = req->crc_from + req->crc_len;
+        uint32_t crc = 0;
         for (int k = 0; !req->sink && k < req->curcnt; k++) {
-            memcpy(req->cur[k].iov_base, src, req->cur[k].iov_len);
-            src += req->cur[k].iov_len;
+            unsigned char *dst = req->cur[k].iov_base;
+            uint64_t len = req->cur[k].iov_len, lo = pos > c0 ? pos : c0,
+                     hi = pos + len < c1 ? pos + len : c1;
+            if (lo >= hi) { /* none of the CRC's bytes in this buffer */
+                memcpy(dst, src, len);
+            } else {
+                memcpy(dst, src, lo - pos);
+                crc = hc_crc32c_copy(crc, dst + (lo - pos), src + (lo - pos), hi - lo);
+                memcpy(dst + (hi - pos), src + (hi - pos), pos + len - hi);
+            }
+            src += len;
+            pos += len;
+        }
+        if (req->crc_len && !req->sink) {
+            req->crc = crc;
+            req->crc_done = true;
         }
     }
 }
@@ -504,31 +523,39 @@ static void map_copy_fn(void *arg)
  * and not overlapping, that the page cache held when the run was taken
  * (run_cached), and h, the kept open file (rfd, not O_DIRECT) this thread
  * has in_use: copies them out of h's mapping of the file (made or grown to
- * the file's size as fstat tells it: address space only, no memory), each completing (after()
- * runs), and returns true; or false with none of them done, to be read with preadv (group_xfer):
- * the file is shorter than the reads, or mapping failed, or a page vanished under the copy (SIGBUS:
- * the file was cut short, by another node too, or a client's host pool was; the mapping is dropped
- * then), and the reads' buffers may hold part of the bytes. Why: the kernel copies out of the small
- * folios a FUSE read brings in at about half its speed out of ext4's large ones (5.4-6.4 against
- * 9-10 GB/s); a copy out of a kept mapping runs at memory speed once its page tables are filled
- * (docs/ BENCHMARKS.md). A page the kernel evicted meanwhile is read back by the fault, as a pread
- * would read it. */
-static bool map_xfer(struct hc_io_pool *pool, struct hc_held *h, int rfd, struct hc_io_req **reqs,
-                     unsigned n)
+ * the file's size as fstat tells it: address space only, no memory), in
+ * chunks of MERGE_CHUNK_BYTES (a chunk holds one read at least), each
+ * chunk's reads completed (their after() run) and flushed to the loop
+ * thread before the next is copied. Returns how many of reqs it completed,
+ * from the first: the others (all of them when it returns 0) are to be read
+ * with preadv (group_xfer), their buffers may hold part of the bytes and
+ * crc_done is false. It stops when the file is shorter than the reads, or
+ * mapping failed, or a page vanished under the copy (SIGBUS: the file was cut
+ * short, by another node too, or a client's host pool was; the mapping is
+ * dropped in the first case).
+ * Why: the kernel copies out of the small folios a FUSE read brings in at
+ * about half its speed out of ext4's large ones (5.4-6.4 against 9-10 GB/s);
+ * a copy out of a kept mapping runs at memory speed once its page tables
+ * are filled, and computes the CRC the read asked for in the same pass
+ * (docs/BENCHMARKS.md). A page the kernel evicted meanwhile is read back by
+ * the fault, as a pread would read it. */
+static unsigned map_xfer(struct hc_io_pool *pool, struct hc_held *h, int rfd,
+                         struct hc_io_req **reqs, unsigned n)
 {
     uint64_t end = reqs[n - 1]->offset + reqs[n - 1]->total;
     struct stat st;
+    unsigned i = 0;
 
     /* only where cachestat probed the whole run (run_cached): else pages
      * not cached would come in through faults, a FUSE read of a few pages
      * each, and reads ahead would complete unread */
     if (end == 0 || h->map_failed || __atomic_load_n(&no_cachestat, __ATOMIC_RELAXED) ||
         hc_guard_install() != 0)
-        return false;
+        return 0;
     if (h->map_len < end) {
         if (fstat(rfd, &st) != 0 || st.st_size < 0 || (uint64_t)st.st_size < end ||
             (uint64_t)st.st_size > SIZE_MAX)
-            return false;
+            return 0;
         /* grown in place or moved with its page tables (a file being
          * appended to), else mapped anew */
         void *m = h->map ? mremap((void *)(uintptr_t)h->map, h->map_len, (size_t)st.st_size,
@@ -538,32 +565,46 @@ static bool map_xfer(struct hc_io_pool *pool, struct hc_held *h, int rfd, struct
             m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, rfd, 0);
             if (m == MAP_FAILED) {
                 h->map_failed = true; /* (a FUSE file with direct I/O): not again */
-                return false;
+                return 0;
             }
             if (h->map)
                 munmap((void *)(uintptr_t)h->map, h->map_len);
         }
         h->map = m;
         h->map_len = (size_t)st.st_size;
+        __atomic_add_fetch(&pool->map_grows, 1, __ATOMIC_RELAXED);
     }
-    struct map_copy a = {h->map, reqs, n};
-    if (hc_guard_run(map_copy_fn, &a) != 0) {
-        /* the file cut short (the mapping goes), or a client's pool (it stays) */
-        if (fstat(rfd, &st) != 0 || st.st_size < 0 || (uint64_t)st.st_size < h->map_len) {
-            munmap((void *)(uintptr_t)h->map, h->map_len);
-            h->map = NULL;
-            h->map_len = 0;
+    while (i < n) {
+        struct req_list fin = {0};
+        uint64_t bytes = reqs[i]->sink ? 0 : reqs[i]->total;
+        unsigned j = i + 1;
+        while (j < n && reqs[j]->offset + reqs[j]->total - reqs[i]->offset <= MERGE_CHUNK_BYTES) {
+            bytes += reqs[j]->sink ? 0 : reqs[j]->total;
+            j++;
         }
-        return false;
+        struct map_copy a = {h->map, reqs + i, j - i};
+        if (hc_guard_run(map_copy_fn, &a) != 0) {
+            for (unsigned k = i; k < j; k++)
+                reqs[k]->crc_done = false;
+            __atomic_add_fetch(&pool->map_faults, 1, __ATOMIC_RELAXED);
+            /* the file cut short (the mapping goes), or a client's pool (it stays) */
+            if (fstat(rfd, &st) != 0 || st.st_size < 0 || (uint64_t)st.st_size < h->map_len) {
+                munmap((void *)(uintptr_t)h->map, h->map_len);
+                h->map = NULL;
+                h->map_len = 0;
+            }
+            return i;
+        }
+        for (unsigned k = i; k < j; k++) {
+            hc__io_advance(reqs[k], reqs[k]->total);
+            hc__io_complete_whole(reqs[k]);
+            list_push(&fin, reqs[k]);
+        }
+        __atomic_add_fetch(&pool->map_bytes, bytes, __ATOMIC_RELAXED);
+        hc__io_finish_flush(pool, &fin); /* (the loop thread's from here) */
+        i = j;
     }
-    struct req_list fin = {0};
-    for (unsigned i = 0; i < n; i++) {
-        hc__io_advance(reqs[i], reqs[i]->total);
-        hc__io_complete_whole(reqs[i]);
-        list_push(&fin, reqs[i]);
-    }
-    hc__io_finish_flush(pool, &fin);
-    return true;
+    return n;
 }
 
 /* Called on a THREADS thread with the run it took (cached: run_cached said
@@ -633,11 +674,15 @@ static bool run_xfer(struct hc_io_pool *pool, struct merge_run *run, bool cached
                 base - h->end < h->streamed &&
                 req_iovs(live[i]) + gap_iovs(base - h->end) <= IOV_MAX)
                 base = h->end; /* the stream's gap up to this run: read too (FILL_GAP) */
-            bool mapped = cached && h && !h->direct && map_xfer(pool, h, rfd, live + i, j - i);
-            if (!mapped)
-                failed |= group_xfer(pool, base, live + i, j - i, scratch, iov,
-                                     rfd >= 0 ? rfd : live[i]->fd);
-            if (h && !mapped) { /* (a copy out of the mapping moved no stream) */
+            unsigned mapped =
+                cached && h && !h->direct ? map_xfer(pool, h, rfd, live + i, j - i) : 0;
+            if (mapped < j - i) { /* (those copied out of the mapping are flushed) */
+                if (mapped > 0)
+                    base = live[i + mapped]->offset;
+                failed |= group_xfer(pool, base, live + i + mapped, j - i - mapped, scratch, iov,
+                                     rfd >= 0 ? rfd : live[i + mapped]->fd);
+            }
+            if (h && mapped < j - i) { /* (a copy out of the mapping moves no stream) */
                 h->streamed = base == h->end ? h->streamed + (end - base) : end - base;
                 h->end = end;
             }

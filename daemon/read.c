@@ -126,10 +126,15 @@ static int rd_after(struct hc_io_req *req)
     }
     /* Straight into a region slot of a client that checks what it copies out
      * (docs/PROTOCOL.md): no pass over the page here, its CRC goes with the
-     * answer. The joiners' copy is read and checked apart (rd_own_copy). */
+     * answer. The joiners' copy is read and checked apart (rd_own_copy).
+     * Where the pool copied the page itself (out of a mapping of the file),
+     * its CRC came with that copy (hc_io_req.crc_len), computed over the
+     * file's bytes, not the slot's: checked here too, at no cost. */
     r->crc_left = r->pb.check && !r->bounce && !r->reinsert;
-    r->slot_checked = !r->bounce && !r->crc_left;
-    if (r->crc_left)
+    r->slot_checked = !r->bounce && !r->crc_left && !req->crc_done;
+    if (req->crc_done)
+        r->crc = req->crc;
+    else if (r->crc_left)
         r->crc = v.payload_crc;
     else if (r->bounce)
         r->crc = hc_crc32c(0, r->bounce, r->len);
@@ -326,6 +331,15 @@ void hc__rd_submit(struct hc_store *s, struct rd *r)
     r->req.iovcnt = 2;
     if (!r->sblocks && !r->bounce) /* rd_new: it fits */
         r->req.iovcnt = 1 + (int)hc_pbuf_iov(&r->pb, r->len, &r->req.iov[1], HC_IO_MAX_IOV - 1);
+    if (!r->sblocks) {
+        /* the payload's CRC, computed in the pool's copy when it makes one
+         * (rd_after checks it without a pass of its own then; also where the
+         * client checks its copy: the copy that computes it stores
+         * non-temporally, and was faster into a slot than a plain one,
+         * docs/BENCHMARKS.md) */
+        r->req.crc_from = HC_STORE_ALIGN;
+        r->req.crc_len = r->len;
+    }
     r->own_open = r->eio_retries > 0 || seg->fd_failed;
     if (r->own_open) {
         r->req.op = HC_IO_TASK;

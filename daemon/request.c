@@ -400,7 +400,7 @@ static void handle_stats(struct conn *c, const Hicache__Request *req)
     Hicache__Response resp = HICACHE__RESPONSE__INIT;
     char *json;
 
-    srv->stats.inflight_bytes = hc_io_pool_inflight_bytes(srv->io);
+    hc__server_io_stats(srv);
     json = hc_stats_json(&srv->stats, &srv->lat, srv->cfg->node_id,
                          (uv_now(&srv->loop) - srv->start_ms) / 1000, srv->cfg->capacity_bytes);
     if (!json) {

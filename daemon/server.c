@@ -280,6 +280,16 @@ static void timers_and_signals_start(struct server *srv)
     signal(SIGPIPE, SIG_IGN);
 }
 
+void hc__server_io_stats(struct server *srv)
+{
+    struct hc_io_map_stats m;
+
+    hc_io_pool_map_stats(srv->io, &m);
+    srv->stats.inflight_bytes = hc_io_pool_inflight_bytes(srv->io);
+    srv->stats.mapped_bytes = m.bytes;
+    srv->stats.mapped_faults = m.faults;
+}
+
 /* The Prometheus text of the counters and histograms (metrics.h). */
 static char *metrics_text(void *arg)
 {
@@ -287,7 +297,7 @@ static char *metrics_text(void *arg)
     json_t *o;
     char *text;
 
-    srv->stats.inflight_bytes = hc_io_pool_inflight_bytes(srv->io);
+    hc__server_io_stats(srv);
     o = hc_stats_object(&srv->stats, &srv->lat, srv->cfg->node_id,
                         (uv_now(&srv->loop) - srv->start_ms) / 1000, srv->cfg->capacity_bytes);
     text = o ? hc_prom_text(o) : NULL;

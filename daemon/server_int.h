@@ -194,6 +194,12 @@ void hc__handle_hello(struct conn *c, const Hicache__Request *req);
 
 void hc__handle_request(struct conn *c, const Hicache__Request *req);
 
+/* ---- server.c ------------------------------------------------------------- */
+
+/* Loop thread: the I/O pool's gauges and counters into srv->stats, before
+ * they are shown. */
+void hc__server_io_stats(struct server *srv);
+
 /* ---- reload.c --------------------------------------------------------------- */
 
 void hc__reload(struct server *srv);

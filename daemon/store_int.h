@@ -336,11 +336,13 @@ struct rd {
     uint64_t retry_at_ms; /* when the next later re-read is due */
     uint32_t crc;         /* payload CRC32C, set by rd_after */
     /* set by rd_after: the payload check ran over buf, the getter's slot,
-     * which its client may change under it; a failed check there is read
-     * again into a daemon-owned buffer before the record counts as bad */
+     * which its client may change under it (not over the file's bytes as
+     * the pool copied them: hc_io_req.crc_done); a failed check there is
+     * read again into a daemon-owned buffer before the record counts as bad */
     bool slot_checked;
     /* set by rd_after: the payload check was left to the getter's client
-     * (pb.check), crc is what it must find */
+     * (pb.check), crc is what it must find (checked by rd_after as well when
+     * the pool's copy computed it) */
     bool crc_left;
     /* A get joined while the read went straight into the getter's slot
      * (want_own, accessed atomically: set by the loop thread, read by

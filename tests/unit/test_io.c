@@ -1,6 +1,7 @@
 /* I/O pool: real files, pipes and sockets through its I/O threads. Every
  * functional test runs once per engine (loop index 0 = HC_IO_ENGINE_URING,
  * 1 = HC_IO_ENGINE_THREADS). */
+#include "crc32c.h"
 #include "io.h"
 
 #include <check.h>
@@ -910,8 +911,19 @@ START_TEST(t_bad_args)
     struct rec h = {
         .req = {.op = HC_IO_READ, .fd = fd, .sink = HC_IO_SINK_MAX + 1ull, .done = rec_done}};
     struct rec i_ = {.req = {.op = HC_IO_WRITE, .fd = fd, .sink = 4096, .done = rec_done}};
+    /* a CRC asked for past the buffers' end, or of a write */
+    struct rec k = {.req = {.op = HC_IO_READ,
+                            .fd = fd,
+                            .iovcnt = 1,
+                            .crc_from = 10,
+                            .crc_len = 7,
+                            .done = rec_done}};
+    k.req.iov[0] = (struct iovec){buf, sizeof(buf)};
+    struct rec l = {
+        .req = {.op = HC_IO_WRITE, .fd = fd, .iovcnt = 1, .crc_len = 1, .done = rec_done}};
+    l.req.iov[0] = (struct iovec){buf, sizeof(buf)};
     struct rec j = {.req = {.op = HC_IO_READ, .fd = fd, .sink = 4096, .done = rec_done}};
-    struct rec *bad[] = {&a, &b, &c, &d, &e, &f, &g, &h, &i_, &j};
+    struct rec *bad[] = {&a, &b, &c, &d, &e, &f, &g, &h, &i_, &k, &l, &j};
     size_t nbad = sizeof(bad) / sizeof(bad[0]) - (_i == HC_IO_ENGINE_THREADS);
     /* refused at the entry point, nothing changed: not queued, done never
      * runs, the request as it was (result, next and the private fields) */
@@ -1104,27 +1116,37 @@ static int truncate_before(struct hc_io_req *req)
 }
 
 /* Reads of a file the page cache holds are copied out of a kept mapping of
- * it (io_threads.c, map_xfer), every byte right, also once the file has
- * grown; a file cut short under that mapping raises SIGBUS in the copy,
- * which is caught: the read is done with preadv instead and comes back
- * short, and the process lives on. */
+ * it (io_threads.c, map_xfer), every byte right, in several chunks, with the
+ * CRC a read asks for (hc_io_req.crc_from, crc_len) computed in the copy,
+ * also across its buffers' edges, and also once the file has grown; a file
+ * cut short under that mapping raises SIGBUS in the copy, which is caught:
+ * the read is done with preadv instead and comes back short, and the
+ * process lives on. The pool's map counters say each of these. */
 START_TEST(t_threads_cached_reads_mapped)
 {
-    enum { N = 8, LEN = 1 << 20 };
+    enum { N = 20, LEN = 1 << 20, CUT = 4096 + 123 };
     struct hc_io_pool *pool = make_pool_engine(HC_IO_ENGINE_THREADS, 1, 4, (uint64_t)N * LEN);
     uint8_t *src = malloc((size_t)N * LEN), *dst = calloc(N, LEN);
     struct rec r[N], t;
+    struct hc_io_map_stats ms;
     ck_assert(src && dst);
     fill_pattern(src, (size_t)N * LEN, 21);
     int fd = open_tmp("mapped", O_RDWR | O_CREAT | O_TRUNC);
     ck_assert_int_eq(pwrite(fd, src, (size_t)N * LEN, 0), (ssize_t)N * LEN); /* cached */
     memset(r, 0, sizeof(r));
     for (int i = 0; i < N; i++) {
+        uint8_t *d = dst + (size_t)i * LEN;
         r[i].req.op = HC_IO_READ;
         r[i].req.fd = fd;
         r[i].req.offset = (uint64_t)i * LEN;
-        r[i].req.iov[0] = (struct iovec){dst + (size_t)i * LEN, LEN};
-        r[i].req.iovcnt = 1;
+        /* two buffers; odd reads ask for the CRC of bytes across their edge */
+        r[i].req.iov[0] = (struct iovec){d, CUT};
+        r[i].req.iov[1] = (struct iovec){d + CUT, LEN - CUT};
+        r[i].req.iovcnt = 2;
+        if (i % 2) {
+            r[i].req.crc_from = 100 + (uint64_t)i;
+            r[i].req.crc_len = LEN - 300;
+        }
         r[i].req.done = rec_done;
         hc_io_submit(pool, &r[i].req);
     }
@@ -1132,9 +1154,17 @@ START_TEST(t_threads_cached_reads_mapped)
     for (int i = 0; i < N; i++) {
         ck_assert_uint_eq(r[i].done_calls, 1);
         ck_assert_int_eq(r[i].req.result, LEN);
+        ck_assert_int_eq(r[i].req.crc_done, i % 2);
+        if (i % 2)
+            ck_assert_uint_eq(r[i].req.crc,
+                              hc_crc32c(0, src + (size_t)i * LEN + 100 + (size_t)i, LEN - 300));
     }
     ck_assert(memcmp(src, dst, (size_t)N * LEN) == 0);
     ck_assert_msg(file_mapped("mapped"), "the cached reads were not copied out of a mapping");
+    hc_io_pool_map_stats(pool, &ms);
+    ck_assert_uint_eq(ms.bytes, (uint64_t)N * LEN);
+    ck_assert_uint_eq(ms.grows, 1);
+    ck_assert_uint_eq(ms.faults, 0);
 
     /* the file grows (a segment appended to): the mapping grows with it */
     fill_pattern(src, LEN, 22);
@@ -1151,6 +1181,9 @@ START_TEST(t_threads_cached_reads_mapped)
     ck_assert_uint_eq(t.done_calls, 1);
     ck_assert_int_eq(t.req.result, LEN);
     ck_assert(memcmp(src, dst, LEN) == 0);
+    hc_io_pool_map_stats(pool, &ms);
+    ck_assert_uint_eq(ms.bytes, (uint64_t)(N + 1) * LEN);
+    ck_assert_uint_eq(ms.grows, 2);
 
 #if !defined(__SANITIZE_THREAD__)
     /* (ThreadSanitizer does not hand a thread's SIGBUS to the guard's
@@ -1163,13 +1196,18 @@ START_TEST(t_threads_cached_reads_mapped)
     t.req.offset = (uint64_t)6 * LEN;
     t.req.iov[0] = (struct iovec){dst, LEN};
     t.req.iovcnt = 1;
+    t.req.crc_len = LEN;
     t.req.before = truncate_before;
     t.req.done = rec_done;
     hc_io_submit(pool, &t.req);
     run_pool(pool);
     ck_assert_uint_eq(t.done_calls, 1);
-    ck_assert_int_ne(t.req.result, LEN); /* past the new end: not a whole read */
+    ck_assert_int_eq(t.req.result, -ENODATA); /* past the new end: not a whole read */
+    ck_assert(!t.req.crc_done);
     ck_assert_msg(!file_mapped("mapped"), "the mapping of the cut file was kept");
+    hc_io_pool_map_stats(pool, &ms);
+    ck_assert_uint_eq(ms.faults, 1);
+    ck_assert_uint_eq(ms.bytes, (uint64_t)(N + 1) * LEN);
 #endif
     hc_io_pool_destroy(pool);
     close(fd);
