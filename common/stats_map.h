@@ -61,6 +61,8 @@
     X(idx_refused, counter,                                                                        \
       "other nodes' .idx and hint files refused (broken or too large), once each")                 \
     X(tail_publishes, counter, "tail indexes of open segments published for other nodes")          \
+    X(tail_late_publishes, counter,                                                                \
+      "of those, past their chunk's one for pages that waited (slow writes: one more slice)")      \
     X(mapped_bytes, counter, "bytes the page cache held copied out of kept mappings of segments")  \
     X(mapped_faults, counter, "copies out of those mappings a vanished page stopped (read again)") \
     X(inflight_bytes, gauge, "bytes of storage I/O in flight now")

@@ -26,9 +26,13 @@
  * writer's own slice and one that JuiceFS may cut, 4 slices: no compaction.
  * More only for records that waited a tick unpublished (a segment written
  * slowly: a slice each, at most every other tick, two a second at 1000 ms,
- * half as many as without the count). So a page waits at most about two
- * ticks (visibility_ms / 2), more while a publish of its segment is in
- * flight. Off by default (visibility_ms 0).
+ * half as many as without the count; tail_late_publishes counts them). That
+ * is the choice made: the visibility bound holds, the slice bound only for a
+ * segment filled faster than a chunk every two ticks (32 MiB a quarter of
+ * visibility_ms); a chunk written slower may be compacted on its first read,
+ * which costs about its own size again, at the slow writer's rate. So a page waits at most about
+ * two ticks (visibility_ms / 2), more while a publish of its segment is in flight. Off by default
+ * (visibility_ms 0).
  *
  * Threads: loop thread, except tail_before, which runs on an I/O thread and
  * touches only its task (a duplicate of the segment's fd, the image and paths
@@ -163,6 +167,8 @@ void hc__tail_publish(struct hc_store *s, uint64_t now_ms)
             continue;
         if (!tail_submit(s, seg))
             continue;
+        if (used >= TAIL_FLUSHES_PER_CHUNK)
+            s->st->tail_late_publishes++;
         seg->pub_chunk = chunk;
         seg->pub_in_chunk = used + 1;
         seg->unpub_ms = 0;
