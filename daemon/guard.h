@@ -1,4 +1,6 @@
-/* Guarded CPU access to client memory that may vanish under the daemon.
+/* Guarded CPU access to memory that may vanish under the daemon: client
+ * memory, and the I/O threads' mappings of segment files (io_threads.c,
+ * map_xfer: a file cut short, by another node too, raises SIGBUS there).
  *
  * A client's shared region is sealed (shm.c) and can never shrink, but a
  * host pool a client registered (SGLang's shm allocator) is a memfd its owner

@@ -11,8 +11,10 @@
  * thread that takes a read also takes the queued reads of the same regular
  * file that continue it (gaps under 4 KiB, or from the volume under 16 MiB
  * and under what the run already covers, read too; up to 64 MiB) and reads
- * them as one forward stream through an open file of its own; every request still gets
- * its own before() (all of a run's before the I/O), after(), result and done.
+ * them as one forward stream through an open file of its own (a run the page
+ * cache holds: copied out of that open file's mapping of the file, with the
+ * CRC a read asks for computed in the copy); every request still gets its own
+ * before() (all of a run's before the I/O), after(), result and done.
  *
  * Either way the loop thread submits requests and an I/O thread pushes
  * finished requests onto one completion queue. The pool calls wake(wake_arg) only when that queue
@@ -90,8 +92,14 @@ struct hc_io_req {
      * out of a mapping of the file), in the same pass as the copy: then
      * crc_done is set and crc holds it when after() runs, for after() to use
      * instead of a pass of its own over those bytes. crc_len 0: none asked
-     * for. Must lie within the buffers (else hc_io_submit refuses it). */
+     * for. A HC_IO_READ's range must lie within its buffers (else
+     * hc_io_submit refuses it); a read ahead's and a task's is not looked
+     * at. */
     uint64_t crc_from, crc_len;
+    /* A read that must reach the file's filesystem (a re-read of bytes the
+     * page cache may hold stale): never copied out of a kept mapping
+     * (HC_IO_ENGINE_THREADS). */
+    bool no_map;
     /* set by the pool before after() runs (false unless as above) */
     bool crc_done;
     uint32_t crc;
@@ -189,6 +197,12 @@ struct hc_io_map_stats {
     uint64_t bytes, grows, faults;
 };
 void hc_io_pool_map_stats(const struct hc_io_pool *pool, struct hc_io_map_stats *out);
+
+/* Drops the THREADS engine's kept mappings of fd's file, so that
+ * posix_fadvise(POSIX_FADV_DONTNEED) can evict its pages again (the kernel
+ * does not evict a mapped page): those no I/O thread uses now at once, one
+ * in use when that thread is done with it. Nothing for URING. Any thread. */
+void hc_io_pool_unmap_file(struct hc_io_pool *pool, int fd);
 
 /* Loop thread only. Runs the done callback of every finished request, and
  * admits waiting requests as bytes in flight drop. Returns how many ran. */

@@ -71,11 +71,15 @@ struct hc_held {
     /* a read-only shared mapping of the file's first map_len bytes, or NULL:
      * runs the page cache holds are copied out of it (io_threads.c,
      * map_xfer). Made, grown, dropped and read by the thread that has the
-     * slot in_use; unmapped, under h_lock or after taking it out of the
-     * slot, wherever rfd is closed. */
+     * slot in_use; otherwise taken out of the slot under h_lock (where rfd
+     * is closed, or by hc_io_pool_unmap_file when the slot is idle) and
+     * unmapped after the lock is released. */
     const unsigned char *map;
     size_t map_len;
     bool map_failed; /* mmap of it failed: not tried again (same rule) */
+    /* under h_lock: hc_io_pool_unmap_file asked for the mapping to go while
+     * the slot was in_use; held_put drops it */
+    bool map_drop;
 };
 
 struct hc_io_pool {

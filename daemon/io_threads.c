@@ -95,8 +95,10 @@ static void sync_xfer(struct hc_io_req *req)
  * that lie back to back, at most MERGE_MAX_BYTES (gaps included; merged
  * reads of a hot file: HOT_RUN_BYTES) and
  * MERGE_MAX_REQS requests. The thread reads a run through an open file of its
- * own, one preadv per MERGE_CHUNK_BYTES (at most IOV_MAX iovecs), and hands
- * back each chunk's requests as soon as they are done. */
+ * own, one preadv per MERGE_CHUNK_BYTES (at most IOV_MAX iovecs), or one
+ * guarded copy out of its mapping per MERGE_CHUNK_BYTES when the page cache
+ * holds the run (map_xfer), and hands back each chunk's requests as soon as
+ * they are done. */
 #define MERGE_MAX_BYTES (64u << 20)
 #define MERGE_MAX_REQS 256
 #define MERGE_CHUNK_BYTES (8u << 20)
@@ -464,13 +466,24 @@ static void held_put(struct hc_io_pool *pool, int rfd, int slot, bool failed)
             pool->held[slot] = (struct hc_held){.rfd = -1};
             __atomic_sub_fetch(&pool->nheld, 1, __ATOMIC_RELAXED);
         } else {
-            pool->held[slot].in_use = false;
-            pool->held[slot].used_ms = now_ms();
+            struct hc_held *e = &pool->held[slot];
+            if (e->map_drop) { /* hc_io_pool_unmap_file meanwhile */
+                gone.map = e->map;
+                gone.map_len = e->map_len;
+                e->map = NULL;
+                e->map_len = 0;
+                e->map_drop = false;
+            }
+            e->in_use = false;
+            e->used_ms = now_ms();
         }
         pthread_cond_broadcast(&pool->h_cond);
         pthread_mutex_unlock(&pool->h_lock);
-        if (!failed)
+        if (!failed) {
+            if (gone.map) /* out of the slot: no other thread can reach it */
+                munmap((void *)(uintptr_t)gone.map, gone.map_len);
             return;
+        }
     }
     if (gone.map) /* taken out of its slot: no other thread can reach it */
         munmap((void *)(uintptr_t)gone.map, gone.map_len);
@@ -478,12 +491,44 @@ static void held_put(struct hc_io_pool *pool, int rfd, int slot, bool failed)
         close(rfd);
 }
 
+/* Any thread (io.h). Only idle slots' mappings are taken out here (under
+ * h_lock nobody else can reach them then); one a thread uses now is marked
+ * and dropped by that thread in held_put: unmapping it here could pull the
+ * pages from under its copy (a fault out of the guard's reach after an
+ * mremap). */
+void hc_io_pool_unmap_file(struct hc_io_pool *pool, int fd)
+{
+    struct hc_held gone[HC_HELD_MAX];
+    unsigned n = 0;
+    struct stat st;
+
+    if (pool->cfg.engine != HC_IO_ENGINE_THREADS || fstat(fd, &st) != 0)
+        return;
+    pthread_mutex_lock(&pool->h_lock);
+    for (unsigned i = 0; i < HC_HELD_MAX; i++) {
+        struct hc_held *e = &pool->held[i];
+        if (e->rfd < 0 || !e->map || e->dev != st.st_dev || e->ino != st.st_ino)
+            continue;
+        if (e->in_use) {
+            e->map_drop = true;
+            continue;
+        }
+        gone[n++] = *e;
+        e->map = NULL;
+        e->map_len = 0;
+    }
+    pthread_mutex_unlock(&pool->h_lock);
+    for (unsigned i = 0; i < n; i++)
+        munmap((void *)(uintptr_t)gone[i].map, gone[i].map_len);
+}
+
 static bool no_cachestat; /* the kernel has no cachestat (run_cached) */
 
-/* map_xfer's copy (under hc_guard_run): each read's bytes out of the mapped
- * file into its buffers, the bytes it asked a CRC of (hc_io_req.crc_from,
- * crc_len) with hc_crc32c_copy (crc_done then); reads ahead take nothing
- * (their bytes are cached). */
+/* map_xfer's copy: each read's bytes out of the mapped file into its
+ * buffers, the bytes it asked a CRC of (hc_io_req.crc_from, crc_len) with
+ * hc_crc32c_copy (crc_done then); reads ahead take nothing (their bytes are
+ * cached). map_copy_fn is called on a THREADS I/O thread, by map_xfer,
+ * under hc_guard_run (a SIGBUS in it ends it early). */
 struct map_copy {
     const unsigned char *map;
     struct hc_io_req **reqs;
@@ -552,6 +597,9 @@ static unsigned map_xfer(struct hc_io_pool *pool, struct hc_held *h, int rfd,
     if (end == 0 || h->map_failed || __atomic_load_n(&no_cachestat, __ATOMIC_RELAXED) ||
         hc_guard_install() != 0)
         return 0;
+    for (unsigned k = 0; k < n; k++)
+        if (reqs[k]->no_map) /* it must reach the filesystem (a re-read) */
+            return 0;
     if (h->map_len < end) {
         if (fstat(rfd, &st) != 0 || st.st_size < 0 || (uint64_t)st.st_size < end ||
             (uint64_t)st.st_size > SIZE_MAX)

@@ -228,6 +228,11 @@ static int rd_before_retry(struct hc_io_req *req)
     struct statx stx;
 
     (void)statx(req->fd, "", AT_EMPTY_PATH | AT_STATX_FORCE_SYNC, STATX_SIZE, &stx);
+    /* a page mapped by the pool's copies is not evicted: those mappings go
+     * first (one another thread copies out of now goes when it is done, so
+     * a retry after this one gets the volume's bytes). s->io is set before
+     * any read and never changes. */
+    hc_io_pool_unmap_file(r->s->io, req->fd);
     (void)posix_fadvise(req->fd, (off_t)r->off, (off_t)len, POSIX_FADV_DONTNEED);
     return 0;
 }
@@ -331,7 +336,9 @@ void hc__rd_submit(struct hc_store *s, struct rd *r)
     r->req.iovcnt = 2;
     if (!r->sblocks && !r->bounce) /* rd_new: it fits */
         r->req.iovcnt = 1 + (int)hc_pbuf_iov(&r->pb, r->len, &r->req.iov[1], HC_IO_MAX_IOV - 1);
-    if (!r->sblocks) {
+    r->own_open = r->eio_retries > 0 || seg->fd_failed;
+    r->req.no_map = r->retries > 0; /* (rd_before_retry: from the volume) */
+    if (!r->sblocks && !r->own_open) {
         /* the payload's CRC, computed in the pool's copy when it makes one
          * (rd_after checks it without a pass of its own then; also where the
          * client checks its copy: the copy that computes it stores
@@ -340,7 +347,6 @@ void hc__rd_submit(struct hc_store *s, struct rd *r)
         r->req.crc_from = HC_STORE_ALIGN;
         r->req.crc_len = r->len;
     }
-    r->own_open = r->eio_retries > 0 || seg->fd_failed;
     if (r->own_open) {
         r->req.op = HC_IO_TASK;
         r->req.before = rd_fresh_read;
