@@ -507,12 +507,14 @@ void hc_io_pool_unmap_file(struct hc_io_pool *pool, int fd)
     pthread_mutex_lock(&pool->h_lock);
     for (unsigned i = 0; i < HC_HELD_MAX; i++) {
         struct hc_held *e = &pool->held[i];
-        if (e->rfd < 0 || !e->map || e->dev != st.st_dev || e->ino != st.st_ino)
+        if (e->rfd < 0 || e->dev != st.st_dev || e->ino != st.st_ino)
             continue;
-        if (e->in_use) {
+        if (e->in_use) { /* (its map is its thread's to read now, not ours) */
             e->map_drop = true;
             continue;
         }
+        if (!e->map)
+            continue;
         gone[n++] = *e;
         e->map = NULL;
         e->map_len = 0;
