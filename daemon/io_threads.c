@@ -479,15 +479,10 @@ static void held_put(struct hc_io_pool *pool, int rfd, int slot, bool failed)
         }
         pthread_cond_broadcast(&pool->h_cond);
         pthread_mutex_unlock(&pool->h_lock);
-        if (!failed) {
-            if (gone.map) /* out of the slot: no other thread can reach it */
-                munmap((void *)(uintptr_t)gone.map, gone.map_len);
-            return;
-        }
     }
     if (gone.map) /* taken out of its slot: no other thread can reach it */
         munmap((void *)(uintptr_t)gone.map, gone.map_len);
-    if (rfd >= 0)
+    if ((slot < 0 || failed) && rfd >= 0) /* (else kept in its slot) */
         close(rfd);
 }
 

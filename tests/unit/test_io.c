@@ -1127,6 +1127,20 @@ static int truncate_before(struct hc_io_req *req)
 }
 #endif
 
+/* t made a read of len bytes of fd at off into dst (zeroed), its done
+ * rec_done: the caller sets what else it needs before submitting it. */
+static void read_prep(struct rec *t, int fd, uint64_t off, uint8_t *dst, size_t len)
+{
+    memset(t, 0, sizeof(*t));
+    memset(dst, 0, len);
+    t->req.op = HC_IO_READ;
+    t->req.fd = fd;
+    t->req.offset = off;
+    t->req.iov[0] = (struct iovec){dst, len};
+    t->req.iovcnt = 1;
+    t->req.done = rec_done;
+}
+
 /* Reads of a file the page cache holds are copied out of a kept mapping of
  * it (io_threads.c, map_xfer), every byte right, in several chunks, with the
  * CRC a read asks for (hc_io_req.crc_from, crc_len) computed in the copy,
@@ -1191,16 +1205,9 @@ START_TEST(t_threads_cached_reads_mapped)
     /* a read that must reach the filesystem (no_map: a re-read) is not
      * copied out of the mapping, and hc_io_pool_unmap_file drops an idle
      * one (a re-read's fadvise could not evict its pages) */
-    memset(&t, 0, sizeof(t));
-    memset(dst, 0, LEN);
-    t.req.op = HC_IO_READ;
-    t.req.fd = fd;
-    t.req.offset = (uint64_t)3 * LEN;
-    t.req.iov[0] = (struct iovec){dst, LEN};
-    t.req.iovcnt = 1;
+    read_prep(&t, fd, (uint64_t)3 * LEN, dst, LEN);
     t.req.crc_len = LEN;
     t.req.no_map = true;
-    t.req.done = rec_done;
     hc_io_submit(pool, &t.req);
     run_pool(pool);
     ck_assert_int_eq(t.req.result, LEN);
@@ -1221,13 +1228,7 @@ START_TEST(t_threads_cached_reads_mapped)
     /* the file grows (a segment appended to): the mapping grows with it */
     fill_pattern(src, LEN, 22);
     ck_assert_int_eq(pwrite(fd, src, LEN, (off_t)N * LEN), LEN);
-    memset(&t, 0, sizeof(t));
-    t.req.op = HC_IO_READ;
-    t.req.fd = fd;
-    t.req.offset = (uint64_t)N * LEN;
-    t.req.iov[0] = (struct iovec){dst, LEN};
-    t.req.iovcnt = 1;
-    t.req.done = rec_done;
+    read_prep(&t, fd, (uint64_t)N * LEN, dst, LEN);
     hc_io_submit(pool, &t.req);
     run_pool(pool);
     ck_assert_uint_eq(t.done_calls, 1);
@@ -1240,16 +1241,9 @@ START_TEST(t_threads_cached_reads_mapped)
 #ifndef TEST_TSAN
     /* (the other runs cover this part under ThreadSanitizer: TEST_TSAN) */
     trunc_fd = fd;
-    memset(&t, 0, sizeof(t));
-    memset(dst, 0, LEN);
-    t.req.op = HC_IO_READ;
-    t.req.fd = fd;
-    t.req.offset = (uint64_t)6 * LEN;
-    t.req.iov[0] = (struct iovec){dst, LEN};
-    t.req.iovcnt = 1;
+    read_prep(&t, fd, (uint64_t)6 * LEN, dst, LEN);
     t.req.crc_len = LEN;
     t.req.before = truncate_before;
-    t.req.done = rec_done;
     hc_io_submit(pool, &t.req);
     run_pool(pool);
     ck_assert_uint_eq(t.done_calls, 1);
