@@ -401,16 +401,25 @@ CPU_GROUPS = {"hicached": "daemon", "juicefs": "juicefs", "redis-server": "redis
               "netdelay": "netdelay"}
 
 
+# The cores this run may use (run.sh --cpus pins it and everything it starts
+# to fewer than the machine has): "busy" and "idle" are theirs.
+CPUS = sorted(os.sched_getaffinity(0))
+
+
 def cpu_snapshot(rank_pids=()):
-    """CPU seconds used so far: the machine's idle time (/proc/stat: idle and
-    iowait, in 1/HZ s), the time its hypervisor took from it (steal) and
-    each group's of CPU_GROUPS, "ranks" (rank_pids) and "kernel" (kernel
-    threads: write-back, softirq daemons), from the scheduler's run time of
-    each of their live threads (/proc/PID/task/*/schedstat, in ns: precise
-    even for a 20 ms hot pass). A thread that ends within a phase is not
-    counted (none of these does)."""
+    """CPU seconds used so far: the idle time of the run's cores (CPUS;
+    /proc/stat: idle and iowait, in 1/HZ s), the time the hypervisor took from
+    them (steal) and each group's of CPU_GROUPS, "ranks" (rank_pids) and
+    "kernel" (kernel threads: write-back, softirq daemons; on any core), from
+    the scheduler's run time of each of their live threads
+    (/proc/PID/task/*/schedstat, in ns: precise even for a 20 ms hot pass). A
+    thread that ends within a phase is not counted (none of these does)."""
+    v = [0] * 8  # user nice system idle iowait irq softirq steal
     with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+        for line in f:
+            w = line.split()
+            if w[0].startswith("cpu") and w[0][3:].isdigit() and int(w[0][3:]) in CPUS:
+                v = [a + int(b) for a, b in zip(v, w[1:9])]
     out = {"idle": (v[3] + v[4]) / HZ, "softirq": (v[5] + v[6]) / HZ, "steal": v[7] / HZ}
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -437,9 +446,9 @@ def cpu_snapshot(rank_pids=()):
     return out
 
 
-def cpu_delta(c0, c1, ncpu=os.cpu_count() or 1):
+def cpu_delta(c0, c1, ncpu=len(CPUS)):
     """CPU seconds between two snapshots: "window" the wall seconds between
-    them, "busy" the machine's (its cores times the window, less idle; steal
+    them, "busy" the run's cores' (their number times the window, less idle; steal
     included) and "other" what it used beyond the groups and steal (the bench
     process, interrupts, everything else)."""
     d = {k: round(c1.get(k, 0.0) - c0.get(k, 0.0), 4) for k in c1 if k != "t"}
@@ -1009,7 +1018,7 @@ class Bench:
                 if line.startswith("MemTotal"):
                     mem = int(line.split()[1]) * 1024
         fs = sh(["df", "-T", self.a.local]).stdout.splitlines()[-1].split()
-        return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(mem / 2**30, 1),
+        return {"cpu": cpu, "cores": len(CPUS), "cores_of_machine": os.cpu_count(), "ram_gib": round(mem / 2**30, 1),
                 "kernel": platform.release(), "local_fs": f"{fs[1]} on {fs[0]}",
                 "load_before": self.a.load_before, "python": platform.python_version()}
 
@@ -1038,7 +1047,7 @@ class Bench:
         parts = ("daemon", "ranks", "fio", "juicefs", "redis", "netdelay", "kernel", "other", "steal")
         lines = ["| store | system | config | phase | GB/s | busy | " + " | ".join(parts) + " |",
                  "|" + "---|" * (6 + len(parts))]
-        ncpu = os.cpu_count() or 1
+        ncpu = len(CPUS)
 
         def line(store, system, cfg, phase, gbps, nbytes, c):
             if not c or not nbytes or c.get("window", 0) <= 0:
@@ -1084,7 +1093,7 @@ class Bench:
                 if len(hot1) > 2 else []),
               *((["cold phases repeated (`--cold-rounds`; the median's row is in the table above), GB/s:",
                   ""] + colds + [""]) if colds else []),
-              "CPU by phase: the machine's busy share of its cores over the phase, and each "
+              "CPU by phase: the busy share of the run's cores (`cores` in machine) over the phase, and each "
               "part's CPU seconds per GiB moved (`cpu_*` in results.json; fio from its runs "
               "in the limits):", "", self.cpu_md(), "",
               "limits: " + json.dumps(self.limits, default=str), "",

@@ -4,7 +4,7 @@
 # local cache), in one run. Needs root (drop_caches, FUSE).
 #
 #   scripts/bench/run.sh [--quick] [--emulate] [--no-juicefs] [--out DIR] [--build DIR]
-#                        [--systems A,B] [--stores A,B] [--no-mla]
+#                        [--systems A,B] [--stores A,B] [--no-mla] [--cpus LIST]
 #
 # --emulate (make bench EMULATE=1) adds emulated production deployments
 # (scripts/bench/emulate.sh: metadata Redis and object-store Redis behind
@@ -21,6 +21,10 @@
 # --systems, --stores and --no-mla run a subset (bench.py --help; for example
 # --emulate --stores emu-m0.5-o5-nocache --systems hicached --no-mla, about
 # two minutes); a subset's tables hold only what it ran.
+#
+# --cpus LIST (taskset's form, e.g. 0 or 0,1) pins the run and all it starts
+# (daemon, ranks, fio, JuiceFS clients, both Redis servers, netdelay) to those
+# cores: how a phase scales with cores. results.md's "busy" is then theirs.
 #
 # BENCH_NO_BUILD=1 skips `make all` and uses the binaries already in the build
 # directory (for measuring a given build while the tree is being edited).
@@ -39,6 +43,7 @@ OUT=$ROOT/var/bench/results
 JFS=1
 EMULATE=${EMULATE:-}
 SUBSET=()
+CPUS=
 while [ $# -gt 0 ]; do
     case $1 in
     --quick) QUICK=1; shift ;;
@@ -48,6 +53,7 @@ while [ $# -gt 0 ]; do
     --build) BUILD=$2; shift 2 ;;
     --systems|--stores) SUBSET+=("$1" "$2"); shift 2 ;;
     --no-mla) SUBSET+=("$1"); shift ;;
+    --cpus) CPUS=$2; shift 2 ;;
     *) echo "bench: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -56,6 +62,10 @@ done
 WORK=$ROOT/var/bench
 mkdir -p "$WORK/bin" "$OUT"
 say() { echo "bench: $*"; }
+if [ -n "$CPUS" ]; then
+    taskset -pc "$CPUS" $$ >/dev/null || { echo "bench: cannot pin to CPUs $CPUS" >&2; exit 2; }
+    say "pinned to CPUs $CPUS (taskset): everything this run starts runs on them"
+fi
 
 # ---------------------------------------------------------------- deps
 if ! command -v fio >/dev/null; then
