@@ -15,7 +15,7 @@
  * daemon-owned buffer to begin with: one read for all.
  *
  * Threads: loop thread, except join_before, which runs on an I/O thread (see
- * there for what it reads). */
+ * there for what it reads), and rd_src, which runs on either. */
 #include "store_int.h"
 
 #include <errno.h>
@@ -24,8 +24,9 @@
 
 #include "guard.h"
 
-/* The verified, daemon-owned page a copy for a joiner takes from, or NULL
- * when the read went straight into its getter's slot. */
+/* Any thread (join_before on an I/O thread, hc__rd_fanout on the loop
+ * thread). The verified, daemon-owned page a copy for a joiner takes from, or
+ * NULL when the read went straight into its getter's slot. */
 static const void *rd_src(const struct rd *r)
 {
     return r->plain ? r->plain : r->bounce ? r->bounce : r->own;

@@ -15,7 +15,8 @@ static __thread sigjmp_buf *volatile guard_jb;
 static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
 static int guard_err;
 
-/* The SIGBUS handler. A SIGBUS another process sent (si_code <= 0) is
+/* Runs on the thread the fault hit: any thread, I/O threads included. The
+ * SIGBUS handler. A SIGBUS another process sent (si_code <= 0) is
  * ignored. A fault inside a guarded call jumps back into it; a fault
  * anywhere else gets the default action (the handler is reset and the
  * faulting access, run again, kills the process with a core). */
@@ -32,6 +33,8 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
     signal(sig, SIG_DFL);
 }
 
+/* Any thread: the first caller of hc_guard_install (the store's open, on the
+ * loop thread, as a rule). */
 static void install_once(void)
 {
     struct sigaction sa;
@@ -44,12 +47,15 @@ static void install_once(void)
     guard_err = sigaction(SIGBUS, &sa, NULL) == 0 ? 0 : -errno;
 }
 
+/* Any thread (guard.h). */
 int hc_guard_install(void)
 {
     pthread_once(&guard_once, install_once);
     return guard_err;
 }
 
+/* Any thread (guard.h): I/O threads for the mapped copy (io_threads.c) and
+ * for compression; guard_jb is the calling thread's own. */
 int hc_guard_run(void (*fn)(void *arg), void *arg)
 {
     sigjmp_buf jb, *volatile outer = guard_jb; /* a guarded call inside another */
@@ -121,6 +127,7 @@ struct pbuf_args {
     uint32_t crc;
 };
 
+/* Any thread, under hc_guard_run: pbuf_args' copy or CRC. */
 static void pbuf_fn(void *arg)
 {
     struct pbuf_args *a = arg;
@@ -143,6 +150,9 @@ static void pbuf_fn(void *arg)
     }
 }
 
+/* hc_pbuf_put, hc_pbuf_get and hc_pbuf_crc: any thread (I/O threads for a
+ * read's check and copy, rd_after and join_before, and for a write's CRC and
+ * compression). */
 int hc_pbuf_put(const struct hc_pbuf *pb, const void *src, uint64_t len)
 {
     struct pbuf_args a = {pb, (uint8_t *)src, len, 1, 0};

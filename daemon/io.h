@@ -17,9 +17,10 @@
  * before() (all of a run's before the I/O), after(), result and done.
  *
  * Either way the loop thread submits requests and an I/O thread pushes
- * finished requests onto one completion queue. The pool calls wake(wake_arg) only when that queue
- * goes from empty to non-empty (the loop thread then calls hc_io_pool_drain, which runs each
- * request's done callback on the loop thread).
+ * finished requests onto one completion queue (hc_io_submit pushes a task
+ * with neither before nor after itself, on the loop thread). The pool calls wake(wake_arg) only
+ * when that queue goes from empty to non-empty (the loop thread then calls hc_io_pool_drain, which
+ * runs each request's done callback on the loop thread).
  *
  * Bytes in flight are bounded by max_inflight_bytes: requests beyond it wait in
  * the pool, HC_IO_PRIO_HIGH (prefetch reads) before HC_IO_PRIO_LOW (write-back,
@@ -146,7 +147,8 @@ struct hc_io_config {
 
 struct hc_io_pool;
 
-/* Creates the pool and starts its threads. wake is called from I/O threads.
+/* Creates the pool and starts its threads. wake is called from I/O threads,
+ * and from the loop thread inside hc_io_submit (a task with no work).
  * Returns 0 and sets *out, or -errno (nothing left behind). */
 int hc_io_pool_create(struct hc_io_pool **out, const struct hc_io_config *cfg,
                       void (*wake)(void *arg), void *wake_arg);

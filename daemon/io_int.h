@@ -89,7 +89,9 @@ struct hc_io_pool {
     struct io_thread *threads;
     unsigned nthreads;
 
-    /* completion list: filled by I/O threads, emptied by the loop thread */
+    /* completion list, under done_lock: filled by I/O threads (and by
+     * hc_io_submit on the loop thread for a task with no work), emptied by
+     * the loop thread */
     pthread_mutex_t done_lock;
     pthread_cond_t done_cond; /* signalled with each push, for destroy */
     struct req_list done;
@@ -99,7 +101,9 @@ struct hc_io_pool {
     pthread_cond_t q_cond;  /* signalled with each push, broadcast at stop */
     struct req_list q;
     bool q_stop;
-    /* HC_IO_ENGINE_THREADS: the open files kept between runs, under h_lock */
+    /* HC_IO_ENGINE_THREADS: the open files kept between runs, under h_lock;
+     * the thread that has a slot in_use reads its rfd, dev, ino, direct and
+     * primary without it (they change only while the slot is not in_use) */
     pthread_mutex_t h_lock;
     pthread_cond_t h_cond; /* broadcast when a kept open file is given back */
     struct hc_held held[HC_HELD_MAX];
@@ -131,6 +135,7 @@ struct hc_io_pool {
     unsigned high_streak;    /* HIGH admissions in a row while LOW waited */
 };
 
+/* The list helpers: any thread; the caller owns the list or holds its lock. */
 static inline void list_push(struct req_list *l, struct hc_io_req *req)
 {
     req->next = NULL;

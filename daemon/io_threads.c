@@ -32,8 +32,10 @@
  * the region, 2 threads 4.5); reads from the volume, which mostly wait, are
  * not held to it.
  *
- * Thread rule: everything here but hc__sync_dispatch and
- * hc__sync_threads_stop (loop thread) runs on an I/O thread; the shared queue
+ * Thread rule: everything here runs on an I/O thread but hc__sync_dispatch
+ * and hc__sync_threads_stop (loop thread), and hc_io_cached (with
+ * probe_range and cachestat_all) and hc_io_pool_unmap_file (any thread: the
+ * loop thread asks hc_io_cached before a read ahead); the shared queue
  * and q_stop are touched under pool->q_lock only, and a request taken from
  * the queue belongs to the thread that took it until it is pushed onto the
  * completion list. */
@@ -137,21 +139,24 @@ struct merge_run {
     bool fill;           /* gaps up to FILL_GAP (a read from the volume) */
 };
 
-/* The iovecs a gap of len bytes takes in a merged preadv. */
+/* Any thread (used on THREADS I/O threads). The iovecs a gap of len bytes
+ * takes in a merged preadv. */
 static int gap_iovs(uint64_t len)
 {
     return (int)((len + SCRATCH_BYTES - 1) / SCRATCH_BYTES);
 }
 
-/* The iovecs req takes in a merged preadv: its buffers, or for a read ahead
- * (sink: no buffers) the scratch buffer, as for a gap of its length. */
+/* Any thread (used on THREADS I/O threads). The iovecs req takes in a merged
+ * preadv: its buffers, or for a read ahead (sink: no buffers) the scratch
+ * buffer, as for a gap of its length. */
 static int req_iovs(const struct hc_io_req *req)
 {
     return req->sink ? gap_iovs(req->total) : req->curcnt;
 }
 
-/* Whether a read starting at off may follow, in one merged stream, what ends
- * at end (off >= end), in a run that covers [start, end). */
+/* Any thread (used on THREADS I/O threads, by merge_take under q_lock). Whether
+ * a read starting at off may follow, in one merged stream, what ends at end
+ * (off >= end), in a run that covers [start, end). */
 static bool gap_ok(const struct merge_run *run, uint64_t start, uint64_t end, uint64_t off)
 {
     uint64_t gap = off - end;
@@ -328,6 +333,7 @@ static bool group_xfer(struct hc_io_pool *pool, uint64_t base, struct hc_io_req 
     return failed;
 }
 
+/* Any thread (used on THREADS I/O threads). CLOCK_MONOTONIC in us. */
 static uint64_t now_us(void)
 {
     struct timespec ts;
@@ -335,6 +341,7 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* Any thread (used on THREADS I/O threads). CLOCK_MONOTONIC in ms. */
 static uint64_t now_ms(void)
 {
     return now_us() / 1000u;
@@ -521,17 +528,18 @@ void hc_io_pool_unmap_file(struct hc_io_pool *pool, int fd)
 
 static bool no_cachestat; /* the kernel has no cachestat (run_cached) */
 
-/* map_xfer's copy: each read's bytes out of the mapped file into its
- * buffers, the bytes it asked a CRC of (hc_io_req.crc_from, crc_len) with
- * hc_crc32c_copy (crc_done then); reads ahead take nothing (their bytes are
- * cached). map_copy_fn is called on a THREADS I/O thread, by map_xfer,
- * under hc_guard_run (a SIGBUS in it ends it early). */
+/* map_copy_fn's argument: the mapped file and the reads to copy out of it. */
 struct map_copy {
     const unsigned char *map;
     struct hc_io_req **reqs;
     unsigned n;
 };
 
+/* Called on a THREADS I/O thread, by map_xfer, under hc_guard_run (a SIGBUS
+ * in it ends it early). map_xfer's copy: each read's bytes out of the mapped
+ * file into its buffers, the bytes it asked a CRC of (hc_io_req.crc_from,
+ * crc_len) with hc_crc32c_copy (crc_done then); reads ahead take nothing
+ * (their bytes are cached). */
 static void map_copy_fn(void *arg)
 {
     const struct map_copy *a = arg;
@@ -816,6 +824,7 @@ struct hc_cachestat {
 struct probe_range {
     uint64_t start, n, pages;
 };
+/* Any thread (I/O threads for run_cached, the loop thread for hc_io_cached). */
 static struct probe_range probe_range(uint64_t off, uint64_t len, uint64_t max)
 {
     long pg = sysconf(_SC_PAGESIZE);

@@ -15,9 +15,11 @@
  * read through it.
  *
  * Threads: loop thread, except rd_after (with rd_own_copy), rd_before_retry
- * and rd_fresh_read, which run on an I/O thread and touch only their rd, its
- * buffers, the request's fd (the segment's, open while the read holds it)
- * and an fd of their own. */
+ * and rd_fresh_read (with preadv_all), which run on an I/O thread and touch
+ * only their rd, its buffers, the request's fd (the segment's, open while the
+ * read holds it) and an fd of their own; rd_before_retry also drops the I/O
+ * pool's kept mappings of the file (hc_io_pool_unmap_file, under its
+ * h_lock). */
 #include "store_int.h"
 
 #include <errno.h>

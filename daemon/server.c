@@ -24,8 +24,9 @@
 #include "prom.h"
 #include "notify.h"
 
-/* Called on an I/O thread when completions wait: uv_async_send is the one
- * libuv call that is safe off the loop thread. */
+/* Called on an I/O thread when completions wait (or on the loop thread, in
+ * hc_io_submit, for a task with no work): uv_async_send is the one libuv
+ * call that is safe off the loop thread. */
 static void wake_loop(void *arg)
 {
     uv_async_send(arg);
