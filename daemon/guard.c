@@ -54,8 +54,9 @@ int hc_guard_install(void)
     return guard_err;
 }
 
-/* Any thread (guard.h): I/O threads for the mapped copy (io_threads.c) and
- * for compression; guard_jb is the calling thread's own. */
+/* Any thread (guard.h): I/O threads for the mapped copy (io_threads.c), the
+ * hc_pbuf_* calls below and compression; guard_jb is the calling thread's
+ * own. */
 int hc_guard_run(void (*fn)(void *arg), void *arg)
 {
     sigjmp_buf jb, *volatile outer = guard_jb; /* a guarded call inside another */
