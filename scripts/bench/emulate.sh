@@ -70,6 +70,22 @@ ENVF=$STATE/emulate.env
 
 ns() { ip netns exec "$1" "${@:2}"; }
 
+# wait_gone SECONDS PID...: wait until every PID has exited (a zombie counts
+# as gone), then SIGKILL whatever is left.
+wait_gone() {
+    local secs=$1 q live
+    shift
+    for _ in $(seq $((secs * 10))); do
+        live=""
+        for q in "$@"; do
+            [ -e "/proc/$q" ] && ! grep -q '^[^)]*) Z' "/proc/$q/stat" 2>/dev/null && live="$live $q"
+        done
+        [ -z "$live" ] && return 0
+        sleep 0.1
+    done
+    for q in $live; do kill -9 "$q" 2>/dev/null || true; done
+}
+
 # ---------------------------------------------------------------- down
 down() {
     local tag mnt juicefs f
@@ -88,18 +104,8 @@ down() {
         [ -e "/run/netns/$n" ] && pids="$pids $(ip netns pids "$n" 2>/dev/null | tr '\n' ' ')"
     done
     for p in $pids; do kill "$p" 2>/dev/null || true; done
-    alive() {
-        local q
-        for q in $pids; do
-            [ -e "/proc/$q" ] && ! grep -q '^[^)]*) Z' "/proc/$q/stat" 2>/dev/null && return 0
-        done
-        return 1
-    }
-    for _ in $(seq 50); do
-        alive || break
-        sleep 0.1
-    done
-    for p in $pids; do kill -9 "$p" 2>/dev/null || true; done
+    # shellcheck disable=SC2086
+    wait_gone 5 $pids
     for n in "$tag-cli" "$tag-meta" "$tag-obj"; do
         [ -e "/run/netns/$n" ] && ip netns del "$n" 2>/dev/null || true
     done
@@ -141,6 +147,10 @@ if [ "$CMD" = remount ]; then
         mountpoint -q "$MOUNT" || break
         sleep 0.1
     done
+    # The old client gone before its cache is removed: unmounted, it may
+    # still be writing a downloaded block there, and rm then fails.
+    # shellcheck disable=SC2046
+    wait_gone 10 $(ip netns pids "$TAG-cli" 2>/dev/null)
     rm -rf "$STATE/cache"
     jfs_mount "$JUICEFS" "$TAG-cli" "$MOUNT" "$CACHE_SIZE"
     exit 0
