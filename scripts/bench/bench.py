@@ -648,6 +648,7 @@ class Bench:
         self.work = Path(a.work)
         self.rows = []
         self.limits = {}
+        self.fio_beside = {}  # store name -> one cold fio read of its kept files (fio(keep=True))
         self.extra = {}
         self.t_start = time.monotonic()
 
@@ -778,11 +779,14 @@ class Bench:
             # empty cache, page cache dropped, daemon started again (empty memory);
             # on an emulated deployment, MHA, --cold-rounds times (the median's row)
             rounds = a.cold_rounds if kind == "mha" and isinstance(store.jfs, Emulated) else 1
-            colds = []
+            colds, beside = [], []
+            fio_read = self.fio_beside.get(store.name) if rounds > 1 and daemon and page_label == "1M" else None
             for _ in range(rounds):
                 W.call(ranks, "close")
                 if daemon:
                     daemon.stop()
+                if fio_read:  # the mount's limit right before the pass (the machine drifts)
+                    beside.append(fio_read()[0])
                 store.make_cold()
                 if daemon:
                     daemon.start()
@@ -790,8 +794,13 @@ class Bench:
                 W.call(ranks, "zero_dst")
                 colds.append(self.phase(W, ranks, "cold", record=rounds == 1, **common))
             if rounds > 1:
-                self.row(median_row(colds))
-                log("  cold passes %s GB/s" % ", ".join("%.3f" % r["gbps"] for r in colds))
+                row = median_row(colds)
+                if beside:
+                    row["fio_beside_rounds_gbps"] = [round(g, 3) for g in beside]
+                    row["fio_beside_gbps"] = statistics.median(beside)
+                self.row(row)
+                log("  cold passes %s GB/s" % ", ".join("%.3f" % r["gbps"] for r in colds)
+                    + ("; fio's read before each: %s" % ", ".join("%.3f" % g for g in beside) if beside else ""))
             W.call(ranks, "zero_dst")
             self.phase(W, ranks, "hot", **common)
             if kind == "mha":
@@ -835,9 +844,10 @@ class Bench:
                                    c["p50_us"], c["p99_us"], self.limits["ping_python"]["p50_us"],
                                    self.limits["ping_python"]["p99_us"]))
 
-    def fio(self, store, bs, per_job, jobs, rounds=1):
+    def fio(self, store, bs, per_job, jobs, rounds=1, keep=False):
         """fio's write, then its cold read rounds times (the median's figures),
-        jobs jobs of psync at bs: the mount's own limit."""
+        jobs jobs of psync at bs: the mount's own limit. keep: its files stay
+        for fio_read_beside (fio_drop removes them)."""
         d = store.path / "bench-fio"
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
@@ -856,19 +866,28 @@ class Bench:
             c["other"] = round(c["other"] - c["fio"], 3)
             return out, c
 
-        w, wcpu = run("write")
-        reads = []
-        for _ in range(rounds):
+        def read():
             store.make_cold()
             r, rcpu = run("read")
-            reads.append((r["jobs"][0]["read"]["bw_bytes"] / 1e9, rcpu))
-        shutil.rmtree(d, ignore_errors=True)
+            return r["jobs"][0]["read"]["bw_bytes"] / 1e9, rcpu
+
+        w, wcpu = run("write")
+        reads = [read() for _ in range(rounds)]
+        if keep:
+            self.fio_beside[store.name] = read
+        else:
+            shutil.rmtree(d, ignore_errors=True)
         wb = w["jobs"][0]["write"]["bw_bytes"] / 1e9
         rb, rcpu = sorted(reads, key=lambda x: x[0])[len(reads) // 2]
         log(f"  fio {store.name} bs={bs} {jobs}x{per_job}: write {wb:.3f} GB/s, cold read {rb:.3f} GB/s"
             + (" (median of %s)" % ", ".join("%.3f" % x[0] for x in reads) if rounds > 1 else ""))
         return {"write_gbps": wb, "read_gbps": rb, "bs": bs, "jobs": jobs, "size_per_job": per_job,
                 "write_cpu": wcpu, "read_cpu": rcpu, "read_rounds_gbps": [round(x[0], 3) for x in reads]}
+
+    def fio_drop(self, store):
+        """The files fio(keep=True) left, removed."""
+        self.fio_beside.pop(store.name, None)
+        shutil.rmtree(store.path / "bench-fio", ignore_errors=True)
 
     def memcpy(self):
         best = max(memcpy_gbps())
@@ -943,8 +962,10 @@ class Bench:
                     st.jfs.up()
                     for ps in page_sizes:
                         per_job = self.pages_for(ps) * ps
-                        self.limits["fio"][f"{st.name}-{label[ps]}"] = self.fio(st, ps, per_job, MHA["ranks"],
-                                                                               a.cold_rounds)
+                        # fio's files kept (1 MiB pages only) for a read of them
+                        # beside each cold pass of hicached (run_system)
+                        self.limits["fio"][f"{st.name}-{label[ps]}"] = self.fio(
+                            st, ps, per_job, MHA["ranks"], a.cold_rounds, keep=ps == 1 * MiB)
                 for ps in page_sizes:
                     self.pages = self.pages_for(ps)
                     P = MHA_TOKENS[ps]
@@ -963,6 +984,7 @@ class Bench:
                         if system == SHM_SYSTEM:
                             W.call(ranks, "pool", **mha_pool)
                 W.call(list(range(MHA["ranks"])), "drop_pool")
+                self.fio_drop(st)
                 if a.no_mla:
                     if isinstance(st.jfs, Emulated):
                         st.jfs.down()
@@ -1084,6 +1106,9 @@ class Bench:
                             + ", ".join(f"{g:.2f}" for g in r["rounds_gbps"])
                             + f" | {r['memcpy_gbps']:.2f} | {100 * r['gbps'] / r['memcpy_gbps']:.0f}% |")
         colds = [f"- {r['store']} {r['system']} {r['cfg']}: " + ", ".join(f"{g:.3f}" for g in r["rounds_gbps"])
+                 + (f"; fio's read right before each: " + ", ".join(f"{g:.3f}" for g in r["fio_beside_rounds_gbps"])
+                    + f" (cold's median / fio's median: {100 * r['gbps'] / r['fio_beside_gbps']:.0f}%)"
+                    if r.get("fio_beside_gbps") else "")
                  for r in self.rows if r["phase"] == "cold" and "rounds_gbps" in r]
         colds += [f"- {name} fio read: " + ", ".join(f"{g:.3f}" for g in f["read_rounds_gbps"])
                   for name, f in self.limits.get("fio", {}).items() if len(f.get("read_rounds_gbps", [])) > 1]

@@ -5,6 +5,7 @@
 #
 #   scripts/bench/run.sh [--quick] [--emulate] [--no-juicefs] [--out DIR] [--build DIR]
 #                        [--systems A,B] [--stores A,B] [--no-mla] [--cpus LIST]
+#                        [--cold-rounds N]
 #
 # --emulate (make bench EMULATE=1) adds emulated production deployments
 # (scripts/bench/emulate.sh: metadata Redis and object-store Redis behind
@@ -20,7 +21,8 @@
 #
 # --systems, --stores and --no-mla run a subset (bench.py --help; for example
 # --emulate --stores emu-m0.5-o5-nocache --systems hicached --no-mla, about
-# two minutes); a subset's tables hold only what it ran.
+# two minutes); a subset's tables hold only what it ran. --cold-rounds N
+# sets how many cold passes (and fio cold reads) an emulated deployment gets.
 #
 # --cpus LIST (taskset's form, e.g. 0 or 0,1) pins the run and all it starts
 # (daemon, ranks, fio, JuiceFS clients, both Redis servers, netdelay) to those
@@ -53,6 +55,7 @@ while [ $# -gt 0 ]; do
     --build) BUILD=$2; shift 2 ;;
     --systems|--stores) SUBSET+=("$1" "$2"); shift 2 ;;
     --no-mla) SUBSET+=("$1"); shift ;;
+    --cold-rounds) SUBSET+=("$1" "$2"); shift 2 ;;
     --cpus) CPUS=$2; shift 2 ;;
     *) echo "bench: unknown option $1" >&2; exit 2 ;;
     esac
