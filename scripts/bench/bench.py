@@ -797,7 +797,7 @@ class Bench:
                 row = median_row(colds)
                 if beside:
                     row["fio_beside_rounds_gbps"] = [round(g, 3) for g in beside]
-                    row["fio_beside_gbps"] = statistics.median(beside)
+                    row["fio_beside_gbps"] = sorted(beside)[len(beside) // 2]  # as median_row
                 self.row(row)
                 log("  cold passes %s GB/s" % ", ".join("%.3f" % r["gbps"] for r in colds)
                     + ("; fio's read before each: %s" % ", ".join("%.3f" % g for g in beside) if beside else ""))
@@ -847,8 +847,10 @@ class Bench:
     def fio(self, store, bs, per_job, jobs, rounds=1, keep=False):
         """fio's write, then its cold read rounds times (the median's figures),
         jobs jobs of psync at bs: the mount's own limit. keep: its files stay
-        for fio_read_beside (fio_drop removes them)."""
-        d = store.path / "bench-fio"
+        (in a directory of their own, which fio at another block size leaves
+        alone), and self.fio_beside[store.name] reads them cold once more;
+        fio_drop removes them."""
+        d = store.path / ("bench-fio-keep" if keep else "bench-fio")
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
         base = ["fio", "--name=seq", f"--directory={d}", f"--bs={bs}", f"--size={per_job}",
@@ -887,7 +889,7 @@ class Bench:
     def fio_drop(self, store):
         """The files fio(keep=True) left, removed."""
         self.fio_beside.pop(store.name, None)
-        shutil.rmtree(store.path / "bench-fio", ignore_errors=True)
+        shutil.rmtree(store.path / "bench-fio-keep", ignore_errors=True)
 
     def memcpy(self):
         best = max(memcpy_gbps())
@@ -965,7 +967,8 @@ class Bench:
                         # fio's files kept (1 MiB pages only) for a read of them
                         # beside each cold pass of hicached (run_system)
                         self.limits["fio"][f"{st.name}-{label[ps]}"] = self.fio(
-                            st, ps, per_job, MHA["ranks"], a.cold_rounds, keep=ps == 1 * MiB)
+                            st, ps, per_job, MHA["ranks"], a.cold_rounds,
+                            keep=ps == 1 * MiB and a.cold_rounds > 1)
                 for ps in page_sizes:
                     self.pages = self.pages_for(ps)
                     P = MHA_TOKENS[ps]
