@@ -148,9 +148,14 @@ if [ "$CMD" = remount ]; then
         sleep 0.1
     done
     # The old client gone before its cache is removed: unmounted, it may
-    # still be writing a downloaded block there, and rm then fails.
-    # shellcheck disable=SC2046
-    wait_gone 10 $(ip netns pids "$TAG-cli" 2>/dev/null)
+    # still be writing a downloaded block there, and rm then fails. Only the
+    # client's processes (a diagnosis may run others in the namespace).
+    jpids=""
+    for p in $(ip netns pids "$TAG-cli" 2>/dev/null); do
+        [ "$(cat "/proc/$p/comm" 2>/dev/null)" = juicefs ] && jpids="$jpids $p"
+    done
+    # shellcheck disable=SC2086
+    wait_gone 10 $jpids
     rm -rf "$STATE/cache"
     jfs_mount "$JUICEFS" "$TAG-cli" "$MOUNT" "$CACHE_SIZE"
     exit 0

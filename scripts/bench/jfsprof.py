@@ -14,7 +14,8 @@ OUTDIR/index.tsv with its CLOCK_MONOTONIC start and end and whether fio was
 running. `group` puts each profile with fio's reads or writes (by whether
 the client's FUSE writes are in it) or with a system's cold passes (between
 the end of its backup row and the start of its hot row in results.json) and
-writes OUTDIR/group-NAME. The profiles are gzipped profile.proto, decoded
+writes OUTDIR/group-NAME. A cold group's window also holds the remounts and
+daemon restarts between the passes (a new client's start-up counts there). The profiles are gzipped profile.proto, decoded
 here without Go's tools (the client binary is stripped; the agent names the
 functions itself)."""
 import collections
