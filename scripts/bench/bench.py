@@ -761,6 +761,14 @@ class Bench:
             data_dir = store.path / "hicache"
         shutil.rmtree(data_dir, ignore_errors=True)
         data_dir.mkdir(parents=True, exist_ok=True)
+        # Every system starts with nothing dirty in the page cache. Before the
+        # first one on an emulated deployment, fio's last read of its kept files
+        # left 512 MiB of downloaded blocks dirty in the JuiceFS client's cache
+        # directory; that system's backup ran 40% slower beside them (0.25
+        # against 0.43 GB/s in one run, with three times the Redis CPU and twice
+        # the daemon's; run E20's region path at 0.33), the later ones, which
+        # start after exists-cold's drop, did not.
+        drop_caches()
         dev = Dev(store.dev_path)
         logf = self.out / f"hicached-{store.name}-{system}.log"
         if system != "hicachefile":
