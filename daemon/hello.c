@@ -2,9 +2,11 @@
  * namespace, options, client count); the daemon then creates the client's
  * shared region (shm.c) and sends its fd with the reply (SCM_RIGHTS). A hello
  * that fails its checks gets an error reply and the connection is closed
- * after it.
+ * after it. The region of a client that named its page size is then
+ * allocated ahead, in the background (hc__region_populate, also for the host
+ * pools of request.c).
  *
- * Threads: loop thread only. */
+ * Threads: loop thread, except populate_work, which runs on an I/O thread. */
 #include "server_int.h"
 
 #include <errno.h>
@@ -143,6 +145,66 @@ static bool hello_refused(struct conn *c, const Hicache__Request *req, const cha
     return false;
 }
 
+/* Bytes of a region populated by one task: the I/O threads take the reads
+ * queued meanwhile between two steps of a big pool. */
+#define POPULATE_STEP (64ull << 20)
+
+/* A region or pool being populated, a step at a time; holds a reference. */
+struct populate {
+    struct hc_store *store;
+    struct hc_region *r;
+    uint64_t off; /* the step in flight */
+};
+
+/* Called on an I/O thread (hc_store_background): allocates and maps one step
+ * of the region, which the job's reference keeps mapped. */
+static int populate_work(void *arg)
+{
+    struct populate *p = arg;
+    return hc_region_populate(p->r, p->off, POPULATE_STEP);
+}
+
+/* Back on the loop thread: the next step, unless this was the last, failed,
+ * or the region's connection is gone (the job holds its last reference). */
+static void populate_done(void *arg, int rc)
+{
+    struct populate *p = arg;
+    struct hc_region *r = p->r;
+
+    if (rc < 0)
+        hc_log(rc == -EINVAL ? HC_LOG_DEBUG : HC_LOG_WARN,
+               "a client's %s of %" PRIu64 " bytes was not mapped ahead: %s (its pages come as "
+               "they are used)",
+               r->pool ? "host pool" : "shared region", r->size, strerror(-rc));
+    p->off += POPULATE_STEP;
+    if (rc == 0 && p->off < r->size && r->refs > 1 &&
+        hc_store_background(p->store, populate_work, populate_done, p) == 0)
+        return;
+    hc_region_unref(r);
+    free(p);
+}
+
+/* Maps all of r (a client's region or host pool) into the daemon ahead of
+ * use, in the background: the I/O threads' copies of the client's first
+ * batches then find its pages there instead of faulting each one in (4 us a
+ * page on a 2-core VM: as much CPU as the reads themselves of a cold pass
+ * through a new region). A pool only when all its memory is allocated
+ * already (hc_region_allocated): the daemon never allocates a pool's memory
+ * for its owner. Loop thread. */
+void hc__region_populate(struct server *srv, struct hc_region *r)
+{
+    struct populate *p;
+
+    if (!hc_region_allocated(r) || !(p = malloc(sizeof(*p))))
+        return;
+    *p = (struct populate){.store = srv->store, .r = r};
+    hc_region_ref(r);
+    if (hc_store_background(srv->store, populate_work, populate_done, p) < 0) {
+        hc_region_unref(r);
+        free(p);
+    }
+}
+
 /* Hello: checks the peer and its options, creates its region and replies
  * with the region's fd; any failure closes the connection after the error
  * reply. */
@@ -209,6 +271,11 @@ void hc__handle_hello(struct conn *c, const Hicache__Request *req)
         srv->stats.clients++;
     }
     c->dec.max_frame = srv->cfg->max_frame_bytes;
+    /* A client that named its page size moves pages through its region from
+     * its first batch on and keeps the connection (an SGLang rank); one
+     * without (hicachectl's stats) costs nothing more. */
+    if (h->page_size_hint > 0)
+        hc__region_populate(srv, c->region);
     hc_log(HC_LOG_DEBUG,
            "client %" PRIu64 " (pid %d uid %u) namespace %.*s rank %u region %" PRIu64
            " bytes, readers_per_page %u, compression %u",

@@ -189,6 +189,8 @@ bool hc__peer_allowed(const struct server *srv, uid_t uid, gid_t gid);
 /* ---- hello.c -------------------------------------------------------------- */
 
 void hc__handle_hello(struct conn *c, const Hicache__Request *req);
+/* Maps all of r into the daemon ahead of use, in the background (hello.c). */
+void hc__region_populate(struct server *srv, struct hc_region *r);
 
 /* ---- request.c ------------------------------------------------------------ */
 

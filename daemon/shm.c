@@ -53,6 +53,31 @@ err_errno:
     return rc;
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+/* Called on an I/O thread (shm.h). */
+int hc_region_populate(const struct hc_region *r, uint64_t off, uint64_t len)
+{
+    if (off >= r->size)
+        return 0;
+    if (len > r->size - off)
+        len = r->size - off;
+    return madvise(r->base + off, (size_t)len, MADV_POPULATE_WRITE) == 0 ? 0 : -errno;
+}
+
+bool hc_region_allocated(const struct hc_region *r)
+{
+    struct statfs sfs;
+    struct stat st;
+
+    if (!r->pool)
+        return true;
+    return fstatfs(r->fd, &sfs) == 0 && sfs.f_type == TMPFS_MAGIC && fstat(r->fd, &st) == 0 &&
+           st.st_blocks >= 0 && (uint64_t)st.st_blocks * 512 >= r->size;
+}
+
 void hc_region_ref(struct hc_region *r)
 {
     r->refs++;

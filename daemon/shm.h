@@ -24,6 +24,24 @@ struct hc_region {
  * Returns 0 and sets *out, or -errno (nothing left behind). */
 int hc_region_create(struct hc_region **out, uint64_t size, const char *name);
 
+/* Allocates the pages of r's bytes [off, off + len) (clipped to its size)
+ * and maps them into r's mapping (MADV_POPULATE_WRITE, Linux 5.14), so that
+ * requests through them copy into memory that is there already instead of
+ * faulting a page at a time. Slow (a page at a time; a new page is zeroed):
+ * called on an I/O thread (hello.c), reading only r->base and r->size, which
+ * never change; the caller holds a reference meanwhile. Never faults: a pool
+ * its client shrank gives -EFAULT. Returns 0, or -errno (-EINVAL before
+ * Linux 5.14, -ENOMEM when the memory is not there: those pages then fault
+ * in on use, as without this call). */
+int hc_region_populate(const struct hc_region *r, uint64_t off, uint64_t len);
+
+/* True when every byte of pool r, a tmpfs file, has its memory already (its
+ * file's blocks cover its size: an SGLang pool pinned for the GPU's copies,
+ * or written whole), so that populating it allocates nothing its owner has
+ * not; always true for a region of the daemon's own; false for a pool on
+ * hugetlbfs (its faults come 2 MiB at a time: nothing to gain). */
+bool hc_region_allocated(const struct hc_region *r);
+
 void hc_region_ref(struct hc_region *r);
 /* Drops a reference; the last one unmaps, closes and frees. Accepts NULL. */
 void hc_region_unref(struct hc_region *r);

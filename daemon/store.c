@@ -86,6 +86,44 @@ void hc__task_submit(struct hc_store *s, struct hc_io_req *req, enum hc_io_prio 
 
 /* ---- entry points ------------------------------------------------------- */
 
+/* A task of the server's (hc_store_background). */
+struct bg_task {
+    struct hc_io_req req;
+    struct hc_store *s;
+    int (*work)(void *arg);
+    void (*done)(void *arg, int rc);
+    void *arg;
+};
+
+/* Called on an I/O thread: the server's work, which touches only its arg. */
+static int bg_work(struct hc_io_req *req)
+{
+    struct bg_task *t = req->data;
+    return t->work(t->arg);
+}
+
+/* Back on the loop thread. */
+static void bg_done(struct hc_io_req *req)
+{
+    struct bg_task *t = req->data;
+    t->s->inflight--;
+    t->done(t->arg, (int)req->result);
+    free(t);
+}
+
+int hc_store_background(struct hc_store *s, int (*work)(void *arg), void (*done)(void *arg, int rc),
+                        void *arg)
+{
+    struct bg_task *t;
+    if (s->stopping)
+        return -ESHUTDOWN;
+    if (!(t = calloc(1, sizeof(*t))))
+        return -ENOMEM;
+    *t = (struct bg_task){.s = s, .work = work, .done = done, .arg = arg};
+    hc__task_submit(s, &t->req, HC_IO_PRIO_LOW, bg_work, bg_done, t);
+    return 0;
+}
+
 /* True when ns is an id hc_store_ns gave out. */
 static bool ns_valid(const struct hc_store *s, int ns)
 {

@@ -223,6 +223,14 @@ void hc__store_fail_reads(struct hc_store *s, int err, unsigned n);
  * next requests use them). Every other field is ignored: it takes a restart. */
 void hc_store_reconfigure(struct hc_store *s, const struct hc_store_config *cfg);
 
+/* Runs work(arg) on an I/O thread at low priority (behind the reads), then
+ * done(arg, what work returned) on the loop thread; hc_store_quiesce waits
+ * for it. For work of the server's that may take a while and must not hold
+ * up the loop thread. work touches only what arg points to. Returns 0, or
+ * -ESHUTDOWN (stopping) or -ENOMEM: then neither runs. */
+int hc_store_background(struct hc_store *s, int (*work)(void *arg), void (*done)(void *arg, int rc),
+                        void *arg);
+
 /* Stop taking sets (they fail with -ESHUTDOWN); gets and exists still work.
  * Returns true once nothing the store submitted is in flight; the caller keeps
  * draining the pool and calling this until it does. */

@@ -533,6 +533,30 @@ long hd_status_kib(const struct hd *d, const char *field)
     return kib;
 }
 
+long hd_map_rss_kib(const struct hd *d, const char *name)
+{
+    char path[64], line[512];
+    bool match = false;
+    long kib = -1, v;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/smaps", (int)d->pid);
+    if (!(f = fopen(path, "r")))
+        return -1;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) { /* a mapping's first line */
+            match = strstr(line, name) != NULL;
+            if (match && kib < 0)
+                kib = 0;
+        } else if (match && sscanf(line, "Rss: %ld kB", &v) == 1) {
+            kib += v;
+        }
+    }
+    fclose(f);
+    return kib;
+}
+
 int hd_fd_count(const struct hd *d, const char *skip_prefix)
 {
     char path[64];

@@ -102,6 +102,11 @@ int64_t hd_stat(const struct hd *d, const char *name);
  * in KiB, or -1. */
 long hd_status_kib(const struct hd *d, const char *field);
 
+/* Resident KiB of the daemon's mappings whose path contains name (a memfd's
+ * name: "hicache-client-", a pool's), summed from /proc/<pid>/smaps, or -1
+ * when it maps none. */
+long hd_map_rss_kib(const struct hd *d, const char *name);
+
 /* Number of open fds of the daemon (/proc/<pid>/fd), not counting those
  * whose target starts with skip_prefix (may be NULL), or -1. */
 int hd_fd_count(const struct hd *d, const char *skip_prefix);

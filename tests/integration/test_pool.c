@@ -16,6 +16,7 @@
 #include <string.h>
 #include <linux/magic.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -316,6 +317,82 @@ START_TEST(test_pool_truncated)
 }
 END_TEST
 
+/* Waits up to 5 s until the daemon holds at least kib KiB of its mappings
+ * named name resident; returns what it holds then. */
+static long rss_reaches(const struct hd *d, const char *name, long kib)
+{
+    long v = hd_map_rss_kib(d, name);
+    for (uint64_t end = h_now_ms() + 5000; v < kib && h_now_ms() < end; v = hd_map_rss_kib(d, name))
+        h_sleep_ms(20);
+    return v;
+}
+
+/* The daemon maps a client's region, and a host pool whose memory is all
+ * there, ahead of the first batch (hello.c, hc__region_populate): resident in
+ * the daemon before any page moved. Not the region of a client without a
+ * page size (hicachectl's stats), and never a pool with holes: the daemon
+ * allocates none of a pool's memory for its owner. */
+START_TEST(test_pool_mapped_ahead)
+{
+    struct hd *d = hd_new("pool-e", "--region-size", "8M", NULL);
+    const long region_kib = 8 << 10, pool_kib = POOL >> 10;
+    struct pool whole, holes;
+    struct stat st;
+    int res[NPAGES];
+
+    hd_start(d);
+    hc_client *ctl = hd_connect(d, "pool", 0); /* no page size: stats, like hicachectl */
+    ck_assert_int_eq(hc_ping(ctl), 0);
+    h_sleep_ms(300);
+    long idle = hd_map_rss_kib(d, "hicache-client-");
+    ck_assert_msg(idle >= 0 && idle < region_kib / 2, "region of a stats client: %ld KiB", idle);
+
+    hc_client *c = hd_connect(d, "pool", PAGE);
+    long both = rss_reaches(d, "hicache-client-", idle + region_kib);
+    ck_assert_msg(both >= idle + region_kib, "regions: %ld KiB, want %ld more than %ld", both,
+                  region_kib, idle);
+
+    pool_new(&whole); /* written whole: all its memory there */
+    memset(whole.base, 0x33, POOL);
+    holes.fd = memfd_create("hc-test-holes-pool", MFD_CLOEXEC);
+    ck_assert_int_ge(holes.fd, 0);
+    ck_assert_int_eq(ftruncate(holes.fd, POOL), 0);
+    holes.base = mmap(NULL, POOL, PROT_READ | PROT_WRITE, MAP_SHARED, holes.fd, 0);
+    ck_assert(holes.base != MAP_FAILED);
+    memset(holes.base, 0x44, PAGE); /* one page of NPAGES there */
+    ck_assert_int_gt(hc_pool_register(c, holes.fd, holes.base, POOL), 0);
+    ck_assert_int_gt(hc_pool_register(c, whole.fd, whole.base, POOL), 0);
+    long got = rss_reaches(d, "hc-test-host-pool", pool_kib);
+    ck_assert_msg(got >= pool_kib, "whole pool: %ld KiB resident in the daemon, want %ld", got,
+                  pool_kib);
+    h_sleep_ms(300);
+    ck_assert_int_eq(fstat(holes.fd, &st), 0);
+    ck_assert_msg((long)st.st_blocks * 512 <= PAGE, "pool with holes: %lld bytes allocated",
+                  (long long)st.st_blocks * 512);
+    ck_assert_int_le(hd_map_rss_kib(d, "hc-test-holes-pool"), PAGE >> 10);
+
+    /* and both still move pages, byte for byte */
+    for (int i = 0; i < NPAGES; i++) {
+        char key[64];
+        key_of(key, sizeof(key), "ahead", i);
+        h_fill(whole.base + (size_t)i * PAGE, PAGE, key, 4);
+    }
+    ck_assert_int_eq(pool_batch(c, &whole, "ahead", 0, NPAGES, true, res), NPAGES);
+    ck_assert_int_eq(pool_batch(c, &holes, "ahead", 0, NPAGES, false, res), NPAGES);
+    for (int i = 0; i < NPAGES; i++) {
+        char key[64];
+        key_of(key, sizeof(key), "ahead", i);
+        ck_assert_int_eq(res[i], 0);
+        ck_assert_msg(h_check(holes.base + (size_t)i * PAGE, PAGE, key, 4) < 0, "%s", key);
+    }
+    hc_close(c);
+    hc_close(ctl);
+    pool_free(&whole);
+    pool_free(&holes);
+    hd_stop(d);
+}
+END_TEST
+
 /* Pages in several pieces of the pool (the K and V halves of an MHA host pool
  * page; 5 pieces: more than a read takes at once): set from the pieces, read
  * back contiguous through the region and into other pieces of the pool. */
@@ -396,6 +473,7 @@ int main(void)
     tcase_add_test(tc, test_pool_pieces);
     tcase_add_test(tc, test_pool_refused);
     tcase_add_test(tc, test_pool_truncated);
+    tcase_add_test(tc, test_pool_mapped_ahead);
     suite_add_tcase(s, tc);
     return h_run_suite(s);
 }

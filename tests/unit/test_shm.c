@@ -203,6 +203,72 @@ START_TEST(t_refcount)
 }
 END_TEST
 
+/* Pages of [base, base + len) resident (mincore). */
+static size_t resident(const uint8_t *base, size_t len)
+{
+    size_t n = len / pagesz(), count = 0;
+    unsigned char *v = malloc(n);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_int_eq(mincore((void *)base, len, v), 0);
+    for (size_t i = 0; i < n; i++)
+        count += v[i] & 1;
+    free(v);
+    return count;
+}
+
+START_TEST(t_populate)
+{
+    struct hc_region *r = NULL;
+    const uint64_t pg = pagesz(), n = 64;
+    ck_assert_int_eq(hc_region_create(&r, n * pg, "hc-test"), 0);
+    ck_assert(hc_region_allocated(r)); /* the daemon's own */
+    ck_assert_uint_eq(resident(r->base, r->size), 0);
+
+    /* a part, then the rest and past the end (clipped) */
+    ck_assert_int_eq(hc_region_populate(r, 8 * pg, 8 * pg), 0);
+    ck_assert_uint_eq(resident(r->base, r->size), 8);
+    ck_assert_uint_eq(resident(r->base + 8 * pg, 8 * pg), 8);
+    ck_assert_int_eq(hc_region_populate(r, 0, UINT64_MAX), 0);
+    ck_assert_uint_eq(resident(r->base, r->size), n);
+    ck_assert_int_eq(hc_region_populate(r, r->size, pg), 0);
+    for (uint64_t i = 0; i < r->size; i++) /* zeros: nothing written */
+        ck_assert_uint_eq(r->base[i], 0);
+    hc_region_unref(r);
+}
+END_TEST
+
+/* A pool: populated only when all its memory is there; shrunk by its client,
+ * populate answers EFAULT (no SIGBUS) and allocates nothing. */
+START_TEST(t_populate_pool)
+{
+    const uint64_t pg = pagesz(), size = 16 * pg;
+    int fd = memfd_create("hc-test-pool", MFD_CLOEXEC);
+    struct hc_region *p = NULL;
+    const char *why = "";
+    struct stat st;
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(ftruncate(fd, (off_t)size), 0);
+    ck_assert_int_eq(hc_pool_map(&p, fd, size, &why), 0);
+    ck_assert(!hc_region_allocated(p)); /* holes */
+    ck_assert_int_eq(pwrite(fd, "x", 1, (off_t)(size - 1)), 1);
+    ck_assert(!hc_region_allocated(p)); /* one page of 16 */
+    for (uint64_t off = 0; off < size; off += pg)
+        ck_assert_int_eq(pwrite(fd, "y", 1, (off_t)off), 1);
+    ck_assert(hc_region_allocated(p));
+    ck_assert_int_eq(hc_region_populate(p, 0, size), 0);
+    ck_assert_uint_eq(resident(p->base, size), 16);
+
+    ck_assert_int_eq(ftruncate(fd, (off_t)(size / 2)), 0); /* the client shrinks it */
+    ck_assert_int_eq(hc_region_populate(p, 0, size), -EFAULT);
+    ck_assert_int_eq(fstat(fd, &st), 0);
+    ck_assert_int_eq(st.st_size, (off_t)(size / 2));
+    ck_assert_int_le(st.st_blocks * 512, (off_t)(size / 2));
+    ck_assert(!hc_region_allocated(p));
+    hc_region_unref(p);
+}
+END_TEST
+
 static Suite *shm_suite(void)
 {
     Suite *s = suite_create("shm");
@@ -213,6 +279,8 @@ static Suite *shm_suite(void)
     tcase_add_test(tc, t_mapping_shared);
     tcase_add_test(tc, t_check_ranges);
     tcase_add_test(tc, t_refcount);
+    tcase_add_test(tc, t_populate);
+    tcase_add_test(tc, t_populate_pool);
     suite_add_tcase(s, tc);
     return s;
 }
