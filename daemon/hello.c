@@ -145,43 +145,67 @@ static bool hello_refused(struct conn *c, const Hicache__Request *req, const cha
     return false;
 }
 
-/* Bytes of a region populated by one task: the I/O threads take the reads
- * queued meanwhile between two steps of a big pool. */
-#define POPULATE_STEP (64ull << 20)
+/* Bytes of a region populated by one task. One task runs at a time in the
+ * whole daemon, so that mapping ahead takes one I/O thread at most, for a
+ * few ms a step (reads queued meanwhile go first on the others). */
+#define POPULATE_STEP (16ull << 20)
 
-/* A region or pool being populated, a step at a time; holds a reference. */
+/* A region or pool to map ahead, a step at a time; holds a reference. */
 struct populate {
-    struct hc_store *store;
+    struct populate *next;
+    struct server *srv;
     struct hc_region *r;
-    uint64_t off; /* the step in flight */
+    uint64_t off; /* the next step */
 };
 
 /* Called on an I/O thread (hc_store_background): allocates and maps one step
- * of the region, which the job's reference keeps mapped. */
+ * of the region, which the job's reference keeps mapped; reads only the job,
+ * which the loop thread leaves alone meanwhile. */
 static int populate_work(void *arg)
 {
     struct populate *p = arg;
     return hc_region_populate(p->r, p->off, POPULATE_STEP);
 }
 
-/* Back on the loop thread: the next step, unless this was the last, failed,
- * or the region's connection is gone (the job holds its last reference). */
+static void populate_done(void *arg, int rc);
+
+/* Sends the next step of the first job, dropping the jobs that are done,
+ * whose connection is gone (the job holds the region's last reference), or
+ * that cannot go on (the store stopping). Loop thread. */
+static void populate_next(struct server *srv)
+{
+    struct populate *p;
+
+    while ((p = srv->pop_head)) {
+        if (p->off < p->r->size && p->r->refs > 1 &&
+            hc_store_background(srv->store, populate_work, populate_done, p) == 0) {
+            srv->pop_busy = true;
+            return;
+        }
+        srv->pop_head = p->next;
+        if (!srv->pop_head)
+            srv->pop_tail = NULL;
+        hc_region_unref(p->r);
+        free(p);
+    }
+    srv->pop_busy = false;
+}
+
+/* Back on the loop thread after a step. */
 static void populate_done(void *arg, int rc)
 {
     struct populate *p = arg;
-    struct hc_region *r = p->r;
 
-    if (rc < 0)
+    if (rc < 0) {
         hc_log(rc == -EINVAL ? HC_LOG_DEBUG : HC_LOG_WARN,
                "a client's %s of %" PRIu64 " bytes was not mapped ahead: %s (its pages come as "
                "they are used)",
-               r->pool ? "host pool" : "shared region", r->size, strerror(-rc));
-    p->off += POPULATE_STEP;
-    if (rc == 0 && p->off < r->size && r->refs > 1 &&
-        hc_store_background(p->store, populate_work, populate_done, p) == 0)
-        return;
-    hc_region_unref(r);
-    free(p);
+               p->r->pool ? "host pool" : "shared region", p->r->size, strerror(-rc));
+        p->off = p->r->size; /* the job ends */
+    } else {
+        p->off += POPULATE_STEP;
+    }
+    populate_next(p->srv);
 }
 
 /* Maps all of r (a client's region or host pool) into the daemon ahead of
@@ -190,19 +214,22 @@ static void populate_done(void *arg, int rc)
  * page on a 2-core VM: as much CPU as the reads themselves of a cold pass
  * through a new region). A pool only when all its memory is allocated
  * already (hc_region_allocated): the daemon never allocates a pool's memory
- * for its owner. Loop thread. */
+ * for its owner. Jobs run in order, one step at a time. Loop thread. */
 void hc__region_populate(struct server *srv, struct hc_region *r)
 {
     struct populate *p;
 
     if (!hc_region_allocated(r) || !(p = malloc(sizeof(*p))))
         return;
-    *p = (struct populate){.store = srv->store, .r = r};
+    *p = (struct populate){.srv = srv, .r = r};
     hc_region_ref(r);
-    if (hc_store_background(srv->store, populate_work, populate_done, p) < 0) {
-        hc_region_unref(r);
-        free(p);
-    }
+    if (srv->pop_tail)
+        srv->pop_tail->next = p;
+    else
+        srv->pop_head = p;
+    srv->pop_tail = p;
+    if (!srv->pop_busy)
+        populate_next(srv);
 }
 
 /* Hello: checks the peer and its options, creates its region and replies

@@ -148,7 +148,10 @@ struct server {
     struct hc_io_pool *io;
     struct hc_store *store;
     struct hc_stats stats;
-    uint64_t pool_bytes;        /* mapped by every connection's host pools */
+    uint64_t pool_bytes;       /* mapped by every connection's host pools */
+    struct populate *pop_head; /* regions and pools to map ahead, in order (hello.c) */
+    struct populate *pop_tail;
+    bool pop_busy;              /* a step of pop_head on an I/O thread: one at a time */
     struct hc_latencies lat;    /* batch requests, receipt to reply */
     unsigned n_pending;         /* CONN_PENDING connections */
     unsigned n_denied;          /* CONN_DENIED connections */

@@ -60,11 +60,19 @@ err_errno:
 /* Called on an I/O thread (shm.h). */
 int hc_region_populate(const struct hc_region *r, uint64_t off, uint64_t len)
 {
+    const uint64_t piece = 2u << 20;
+
     if (off >= r->size)
         return 0;
     if (len > r->size - off)
         len = r->size - off;
-    return madvise(r->base + off, (size_t)len, MADV_POPULATE_WRITE) == 0 ? 0 : -errno;
+    /* 2 MiB a call: each holds the process's mmap lock for reading, which an
+     * I/O thread's mmap of a segment file waits for. */
+    for (uint64_t end = off + len; off < end; off += piece)
+        if (madvise(r->base + off, (size_t)(end - off < piece ? end - off : piece),
+                    MADV_POPULATE_WRITE) < 0)
+            return -errno;
+    return 0;
 }
 
 bool hc_region_allocated(const struct hc_region *r)

@@ -27,7 +27,8 @@ int hc_region_create(struct hc_region **out, uint64_t size, const char *name);
 /* Allocates the pages of r's bytes [off, off + len) (clipped to its size)
  * and maps them into r's mapping (MADV_POPULATE_WRITE, Linux 5.14), so that
  * requests through them copy into memory that is there already instead of
- * faulting a page at a time. Slow (a page at a time; a new page is zeroed):
+ * faulting a page at a time, 2 MiB a call (each call holds the mmap lock
+ * for reading). Slow (a page at a time; a new page is zeroed):
  * called on an I/O thread (hello.c), reading only r->base and r->size, which
  * never change; the caller holds a reference meanwhile. Never faults: a pool
  * its client shrank gives -EFAULT. Returns 0, or -errno (-EINVAL before
