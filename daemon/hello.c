@@ -147,7 +147,7 @@ static bool hello_refused(struct conn *c, const Hicache__Request *req, const cha
 
 /* Bytes of a region populated by one task. One task runs at a time in the
  * whole daemon, so that mapping ahead takes one I/O thread at most, for a
- * few ms a step (reads queued meanwhile go first on the others). */
+ * few ms a step (with the uring engine, that thread's ring waits meanwhile). */
 #define POPULATE_STEP (16ull << 20)
 
 /* A region or pool to map ahead, a step at a time; holds a reference. */

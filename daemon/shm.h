@@ -33,7 +33,8 @@ int hc_region_create(struct hc_region **out, uint64_t size, const char *name);
  * never change; the caller holds a reference meanwhile. Never faults: a pool
  * its client shrank gives -EFAULT. Returns 0, or -errno (-EINVAL before
  * Linux 5.14, -ENOMEM when the memory is not there: those pages then fault
- * in on use, as without this call). */
+ * in on use). The pages are allocated now, under the daemon's memory limits
+ * (reclaim, or the OOM killer, as for any allocation of its own). */
 int hc_region_populate(const struct hc_region *r, uint64_t off, uint64_t len);
 
 /* True when every byte of pool r, a tmpfs file, has its memory already (its

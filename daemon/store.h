@@ -223,7 +223,8 @@ void hc__store_fail_reads(struct hc_store *s, int err, unsigned n);
  * next requests use them). Every other field is ignored: it takes a restart. */
 void hc_store_reconfigure(struct hc_store *s, const struct hc_store_config *cfg);
 
-/* Runs work(arg) on an I/O thread at low priority (behind the reads), then
+/* Runs work(arg) on an I/O thread as a task (it holds no bytes, so it is
+ * taken at once, not behind waiting reads: keep it short), then
  * done(arg, what work returned) on the loop thread; hc_store_quiesce waits
  * for it. For work of the server's that may take a while and must not hold
  * up the loop thread. work touches only what arg points to. Returns 0, or
