@@ -171,13 +171,13 @@ static void populate_done(void *arg, int rc);
 
 /* Sends the next step of the first job, dropping the jobs that are done,
  * whose connection is gone (the job holds the region's last reference), or
- * that cannot go on (the store stopping). Loop thread. */
+ * that cannot go on (the server or the store stopping). Loop thread. */
 static void populate_next(struct server *srv)
 {
     struct populate *p;
 
     while ((p = srv->pop_head)) {
-        if (p->off < p->r->size && p->r->refs > 1 &&
+        if (!srv->stopping && p->off < p->r->size && p->r->refs > 1 &&
             hc_store_background(srv->store, populate_work, populate_done, p) == 0) {
             srv->pop_busy = true;
             return;

@@ -82,8 +82,12 @@ bool hc_region_allocated(const struct hc_region *r)
 
     if (!r->pool)
         return true;
+    /* The whole file's blocks against the whole file's size: holes inside
+     * the pool's range hide from a count of blocks when the file has more
+     * blocks beyond it. */
     return fstatfs(r->fd, &sfs) == 0 && sfs.f_type == TMPFS_MAGIC && fstat(r->fd, &st) == 0 &&
-           st.st_blocks >= 0 && (uint64_t)st.st_blocks * 512 >= r->size;
+           st.st_blocks >= 0 && st.st_size >= 0 && (uint64_t)st.st_size >= r->size &&
+           (uint64_t)st.st_blocks * 512 >= (uint64_t)st.st_size;
 }
 
 void hc_region_ref(struct hc_region *r)

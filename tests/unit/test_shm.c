@@ -225,7 +225,13 @@ START_TEST(t_populate)
     ck_assert_uint_eq(resident(r->base, r->size), 0);
 
     /* a part, then the rest and past the end (clipped) */
-    ck_assert_int_eq(hc_region_populate(r, 8 * pg, 8 * pg), 0);
+    int rc = hc_region_populate(r, 8 * pg, 8 * pg);
+    if (rc == -EINVAL) { /* before Linux 5.14: the daemon lets pages fault in */
+        fprintf(stderr, "MADV_POPULATE_WRITE unsupported: t_populate skipped\n");
+        hc_region_unref(r);
+        return;
+    }
+    ck_assert_int_eq(rc, 0);
     ck_assert_uint_eq(resident(r->base, r->size), 8);
     ck_assert_uint_eq(resident(r->base + 8 * pg, 8 * pg), 8);
     ck_assert_int_eq(hc_region_populate(r, 0, UINT64_MAX), 0);
@@ -256,7 +262,12 @@ START_TEST(t_populate_pool)
     for (uint64_t off = 0; off < size; off += pg)
         ck_assert_int_eq(pwrite(fd, "y", 1, (off_t)off), 1);
     ck_assert(hc_region_allocated(p));
-    ck_assert_int_eq(hc_region_populate(p, 0, size), 0);
+    int rc = hc_region_populate(p, 0, size);
+    if (rc == -EINVAL) { /* before Linux 5.14 */
+        hc_region_unref(p);
+        return;
+    }
+    ck_assert_int_eq(rc, 0);
     ck_assert_uint_eq(resident(p->base, size), 16);
 
     ck_assert_int_eq(ftruncate(fd, (off_t)(size / 2)), 0); /* the client shrinks it */
@@ -265,6 +276,28 @@ START_TEST(t_populate_pool)
     ck_assert_int_eq(st.st_size, (off_t)(size / 2));
     ck_assert_int_le(st.st_blocks * 512, (off_t)(size / 2));
     ck_assert(!hc_region_allocated(p));
+    hc_region_unref(p);
+}
+END_TEST
+
+/* A pool whose file goes on past it: its range's holes count, not the blocks
+ * of the file beyond it. */
+START_TEST(t_allocated_holes_in_range)
+{
+    const uint64_t pg = pagesz(), size = 16 * pg;
+    int fd = memfd_create("hc-test-pool", MFD_CLOEXEC);
+    struct hc_region *p = NULL;
+    const char *why = "";
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(ftruncate(fd, (off_t)(2 * size)), 0);
+    for (uint64_t off = size; off < 2 * size; off += pg) /* the upper half only */
+        ck_assert_int_eq(pwrite(fd, "z", 1, (off_t)off), 1);
+    ck_assert_int_eq(hc_pool_map(&p, fd, size, &why), 0);
+    ck_assert(!hc_region_allocated(p));
+    for (uint64_t off = 0; off < size; off += pg)
+        ck_assert_int_eq(pwrite(fd, "z", 1, (off_t)off), 1);
+    ck_assert(hc_region_allocated(p));
     hc_region_unref(p);
 }
 END_TEST
@@ -281,6 +314,7 @@ static Suite *shm_suite(void)
     tcase_add_test(tc, t_refcount);
     tcase_add_test(tc, t_populate);
     tcase_add_test(tc, t_populate_pool);
+    tcase_add_test(tc, t_allocated_holes_in_range);
     suite_add_tcase(s, tc);
     return s;
 }
