@@ -90,6 +90,8 @@ static const struct opt opts[] = {
     STR_OPT(allowed_uids, OPT_LIST, "LIST", "users (names or uids, comma-separated) allowed in"),
     STR_OPT(allowed_gids, OPT_LIST, "LIST", "groups (names or gids, comma-separated) allowed in"),
     SIZE_OPT(region_size, MiB, 4 * GiB, "shared-memory region per client"),
+    SIZE_OPT(map_ahead, 0, 1024 * GiB,
+             "bytes of clients' regions and host pools mapped ahead of use at most (0: none)"),
     SIZE_OPT(segment_size, MiB, 32 * GiB, "size of one segment file"),
     U32_OPT(open_segments, 0, HC_STORE_OPEN_MAX, "N",
             "segments written at once, each by one writer (0: one per I/O thread)"),
@@ -533,6 +535,7 @@ int hc_config_init(struct hc_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
     cfg->region_size = 64 * MiB;
+    cfg->map_ahead = 4 * GiB;
     cfg->segment_size = 256 * MiB;
     cfg->capacity_bytes = 0;
     cfg->min_free_ratio = 0.05;

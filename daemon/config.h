@@ -19,6 +19,8 @@ struct hc_config {
     char *metrics_listen;           /* Prometheus endpoint (metrics.h); NULL = off */
     char *node_id;                  /* default: host name (sanitized); [A-Za-z0-9_.-]{1,64} */
     uint64_t region_size;           /* per client, default 64 MiB, 1 MiB .. 4 GiB */
+    uint64_t map_ahead;             /* bytes of clients' regions and host pools mapped
+                                       ahead at once, default 4 GiB, 0 (none) .. 1 TiB */
     uint64_t segment_size;          /* default 256 MiB, 1 MiB .. 32 GiB (its .idx, at most
                                        4M entries of 8 KiB records, stays readable) */
     uint32_t open_segments;         /* default 0 = one per I/O thread (at most 16);

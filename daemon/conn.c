@@ -30,6 +30,8 @@ void hc__conn_unref(struct conn *c)
         hc_region_unref(c->pools[i]);
     c->srv->stats.pools -= c->npools;
     c->srv->pool_bytes -= c->pool_bytes;
+    c->srv->ahead -= c->ahead;
+    c->srv->stats.mapped_ahead_bytes = c->srv->ahead;
     for (unsigned i = 0; i < c->npassed; i++)
         close(c->passed[i]);
     free(c);

@@ -156,6 +156,7 @@ struct populate {
     struct server *srv;
     struct hc_region *r;
     uint64_t off; /* the next step */
+    uint64_t end; /* mapped ahead up to here (within the server's map_ahead) */
 };
 
 /* Called on an I/O thread (hc_store_background): allocates and maps one step
@@ -164,7 +165,9 @@ struct populate {
 static int populate_work(void *arg)
 {
     struct populate *p = arg;
-    return hc_region_populate(p->r, p->off, POPULATE_STEP);
+    uint64_t left = p->end - p->off;
+
+    return hc_region_populate(p->r, p->off, left < POPULATE_STEP ? left : POPULATE_STEP);
 }
 
 static void populate_done(void *arg, int rc);
@@ -177,7 +180,7 @@ static void populate_next(struct server *srv)
     struct populate *p;
 
     while ((p = srv->pop_head)) {
-        if (!srv->stopping && p->off < p->r->size && p->r->refs > 1 &&
+        if (!srv->stopping && p->off < p->end && p->r->refs > 1 &&
             hc_store_background(srv->store, populate_work, populate_done, p) == 0) {
             srv->pop_busy = true;
             return;
@@ -201,28 +204,40 @@ static void populate_done(void *arg, int rc)
                "a client's %s of %" PRIu64 " bytes was not mapped ahead: %s (its pages come as "
                "they are used)",
                p->r->pool ? "host pool" : "shared region", p->r->size, strerror(-rc));
-        p->off = p->r->size; /* the job ends */
+        p->off = p->end; /* the job ends */
     } else {
         p->off += POPULATE_STEP;
     }
     populate_next(p->srv);
 }
 
-/* Maps all of r (a client's region or host pool) into the daemon ahead of
- * use, in the background: the I/O threads' copies of the client's first
- * batches then find its pages there instead of faulting each one in (4 us a
- * page on a 2-core VM: as much CPU as the reads themselves of a cold pass
- * through a new region). A pool only when all its memory is allocated
- * already (hc_region_allocated): the daemon never allocates a pool's memory
- * for its owner. Jobs run in order, one step at a time. Loop thread. */
-void hc__region_populate(struct server *srv, struct hc_region *r)
+/* Maps r (a client's region or host pool) into the daemon ahead of use, in
+ * the background: the I/O threads' copies of the client's first batches then
+ * find its pages there instead of faulting each one in (4 us a page on a
+ * 2-core VM: as much CPU as the reads themselves of a cold pass through a new
+ * region). A pool only when all its memory is allocated already
+ * (hc_region_allocated): the daemon never allocates a pool's memory for its
+ * owner. All of r, or as much of its start as the server's map_ahead has left:
+ * the bytes stay charged to c (c->ahead) until c is freed, so that peers
+ * cannot make the daemon hold more than map_ahead of their memory by saying
+ * hello. Jobs run in order, one step at a time. Loop thread. */
+void hc__region_populate(struct conn *c, struct hc_region *r)
 {
+    struct server *srv = c->srv;
+    uint64_t len = 0;
     struct populate *p;
 
-    if (!hc_region_allocated(r) || !(p = malloc(sizeof(*p))))
+    if (srv->ahead < srv->cfg->map_ahead)
+        len = srv->cfg->map_ahead - srv->ahead;
+    if (len > r->size)
+        len = r->size;
+    if (!len || !hc_region_allocated(r) || !(p = malloc(sizeof(*p))))
         return;
-    *p = (struct populate){.srv = srv, .r = r};
+    *p = (struct populate){.srv = srv, .r = r, .end = len};
     hc_region_ref(r);
+    c->ahead += len;
+    srv->ahead += len;
+    srv->stats.mapped_ahead_bytes = srv->ahead;
     if (srv->pop_tail)
         srv->pop_tail->next = p;
     else
@@ -302,7 +317,7 @@ void hc__handle_hello(struct conn *c, const Hicache__Request *req)
      * its first batch on and keeps the connection (an SGLang rank); one
      * without (hicachectl's stats) costs nothing more. */
     if (h->page_size_hint > 0)
-        hc__region_populate(srv, c->region);
+        hc__region_populate(c, c->region);
     hc_log(HC_LOG_DEBUG,
            "client %" PRIu64 " (pid %d uid %u) namespace %.*s rank %u region %" PRIu64
            " bytes, readers_per_page %u, compression %u",

@@ -81,6 +81,7 @@ void hc__reload(struct server *srv)
     cfg->read_linger_ms = nc.read_linger_ms;
     cfg->read_linger_bytes = nc.read_linger_bytes;
     cfg->max_clients = nc.max_clients;
+    cfg->map_ahead = nc.map_ahead;
     cfg->log_level = nc.log_level;
     hc_log_set_level(hc_config_log_level(cfg));
     tmp = cfg->allowed_uids;

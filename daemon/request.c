@@ -520,7 +520,7 @@ static void handle_pool(struct conn *c, const Hicache__Request *req)
     c->pool_bytes += m->size;
     c->srv->pool_bytes += m->size;
     c->srv->stats.pools++;
-    hc__region_populate(c->srv, m);
+    hc__region_populate(c, m);
     hc_log(HC_LOG_INFO, "client %" PRIu64 " (pid %d) registered host pool %u of %" PRIu64 " bytes",
            c->num, (int)c->pid, c->npools, m->size);
     resp.id = req->id;

@@ -83,6 +83,7 @@ struct conn {
     struct hc_region *pools[HC_MAX_POOLS];
     unsigned npools;
     uint64_t pool_bytes; /* mapped by pools[] */
+    uint64_t ahead;      /* bytes of region and pools[] mapped ahead (hc__region_populate) */
     /* descriptors passed with the frames read, not yet taken by a
      * PoolRequest, oldest first */
     int passed[CONN_MAX_PASSED];
@@ -149,6 +150,7 @@ struct server {
     struct hc_store *store;
     struct hc_stats stats;
     uint64_t pool_bytes;       /* mapped by every connection's host pools */
+    uint64_t ahead;            /* the conns' ahead: stats.mapped_ahead_bytes, <= map_ahead */
     struct populate *pop_head; /* regions and pools to map ahead, in order (hello.c) */
     struct populate *pop_tail;
     bool pop_busy;              /* a step of pop_head on an I/O thread: one at a time */
@@ -193,7 +195,7 @@ bool hc__peer_allowed(const struct server *srv, uid_t uid, gid_t gid);
 
 void hc__handle_hello(struct conn *c, const Hicache__Request *req);
 /* Maps all of r into the daemon ahead of use, in the background (hello.c). */
-void hc__region_populate(struct server *srv, struct hc_region *r);
+void hc__region_populate(struct conn *c, struct hc_region *r);
 
 /* ---- request.c ------------------------------------------------------------ */
 

@@ -394,6 +394,62 @@ START_TEST(test_pool_mapped_ahead)
 }
 END_TEST
 
+/* Mapping ahead stays within map_ahead: a peer's hello makes the daemon
+ * allocate no more of clients' memory than that, in all. The client past it
+ * gets the start of its region mapped ahead, the next one none; a closed
+ * client's bytes are free again for the next. Every page still moves, byte
+ * for byte, through regions mapped ahead, in part or not at all. */
+START_TEST(test_pool_map_ahead_bounded)
+{
+    struct hd *d = hd_new("pool-f", "--region-size", "8M", "--map-ahead", "20M", NULL);
+    const long mib = 1024;
+    hc_client *c[4];
+    int res;
+
+    hd_start(d);
+    for (int i = 0; i < 3; i++)
+        c[i] = hd_connect(d, "pool", PAGE);
+    long got = rss_reaches(d, "hicache-client-", 20 * mib);
+    ck_assert_msg(got >= 20 * mib, "regions: %ld KiB resident, want 20 MiB", got);
+    ck_assert_int_eq(hd_stat(d, "mapped_ahead_bytes"), 20 << 20);
+    c[3] = hd_connect(d, "pool", PAGE); /* none left for it */
+    ck_assert_int_eq(hc_ping(c[3]), 0);
+    h_sleep_ms(300);
+    got = hd_map_rss_kib(d, "hicache-client-");
+    ck_assert_msg(got < 24 * mib, "regions: %ld KiB resident, past map_ahead's 20 MiB", got);
+    ck_assert_int_eq(hd_stat(d, "mapped_ahead_bytes"), 20 << 20);
+
+    /* the first client's 8 MiB go back to the budget when it leaves */
+    hc_close(c[0]);
+    int64_t ahead = hd_stat(d, "mapped_ahead_bytes");
+    for (uint64_t end = h_now_ms() + 5000; ahead != 12 << 20 && h_now_ms() < end;
+         ahead = hd_stat(d, "mapped_ahead_bytes"))
+        h_sleep_ms(20);
+    ck_assert_int_eq(ahead, 12 << 20);
+    c[0] = hd_connect(d, "pool", PAGE);
+    got = rss_reaches(d, "hicache-client-", 20 * mib);
+    ck_assert_msg(got >= 20 * mib, "regions: %ld KiB resident, want 20 MiB", got);
+    ck_assert_int_eq(hd_stat(d, "mapped_ahead_bytes"), 20 << 20);
+
+    /* pages through each: set by one client, read back by the next */
+    for (int i = 0; i < 4; i++) {
+        char key[64];
+        uint8_t *buf = malloc(PAGE);
+        hc_buf b = {buf, PAGE};
+        key_of(key, sizeof(key), "bounded", i);
+        h_fill(buf, PAGE, key, 6);
+        hc_page pg = {key, &b, 1};
+        ck_assert_int_eq(hc_batch_set(c[i], &pg, 1, &res), 1);
+        ck_assert_int_eq(res, 0);
+        free(buf);
+        ck_assert_int_eq(region_get_check(c[(i + 1) % 4], "bounded", i, 6), 0);
+    }
+    for (int i = 0; i < 4; i++)
+        hc_close(c[i]);
+    hd_stop(d);
+}
+END_TEST
+
 /* Pages in several pieces of the pool (the K and V halves of an MHA host pool
  * page; 5 pieces: more than a read takes at once): set from the pieces, read
  * back contiguous through the region and into other pieces of the pool. */
@@ -475,6 +531,7 @@ int main(void)
     tcase_add_test(tc, test_pool_refused);
     tcase_add_test(tc, test_pool_truncated);
     tcase_add_test(tc, test_pool_mapped_ahead);
+    tcase_add_test(tc, test_pool_map_ahead_bounded);
     suite_add_tcase(s, tc);
     return h_run_suite(s);
 }

@@ -63,6 +63,7 @@ static void assert_cfg_equal(const struct hc_config *a, const struct hc_config *
     ck_assert(str_same(a->allowed_gids, b->allowed_gids));
     ck_assert(str_same(a->config_path, b->config_path));
     ck_assert_uint_eq(a->region_size, b->region_size);
+    ck_assert_uint_eq(a->map_ahead, b->map_ahead);
     ck_assert_uint_eq(a->segment_size, b->segment_size);
     ck_assert_uint_eq(a->capacity_bytes, b->capacity_bytes);
     ck_assert(a->min_free_ratio == b->min_free_ratio);
@@ -93,6 +94,7 @@ START_TEST(test_defaults)
     ck_assert_str_eq(c.root_dir, "hicache");
     ck_assert_str_eq(c.socket_path, "/run/hicached/hicached.sock");
     ck_assert_uint_eq(c.region_size, 64 * MiB);
+    ck_assert_uint_eq(c.map_ahead, 4 * GiB);
     ck_assert_uint_eq(c.segment_size, 256 * MiB);
     ck_assert_uint_eq(c.capacity_bytes, 0);
     ck_assert(c.min_free_ratio == 0.05);
@@ -145,6 +147,7 @@ START_TEST(test_full_file)
                               "  \"socket_path\": \"/run/hc/test.sock\",\n"
                               "  \"node_id\": \"gpu-node_07.rack2\",\n"
                               "  \"region_size\": \"128M\",\n"
+                              "  \"map_ahead\": 0,\n"
                               "  \"segment_size\": 1073741824,\n"
                               "  \"capacity_bytes\": \"2T\",\n"
                               "  \"min_free_ratio\": 0.1,\n"
@@ -178,6 +181,7 @@ START_TEST(test_full_file)
     ck_assert_str_eq(c.socket_path, "/run/hc/test.sock");
     ck_assert_str_eq(c.node_id, "gpu-node_07.rack2");
     ck_assert_uint_eq(c.region_size, 128 * MiB);
+    ck_assert_uint_eq(c.map_ahead, 0);
     ck_assert_uint_eq(c.segment_size, GiB);
     ck_assert_uint_eq(c.capacity_bytes, 2048 * GiB);
     ck_assert(c.min_free_ratio == 0.1);
@@ -260,6 +264,7 @@ static const struct bad_case {
     {"{\"segment_size\": \"65G\"}", {"'segment_size'", "from 1M to 32G", "(got \"65G\")"}},
     {"{\"segment_size\": 1048575}", {"'segment_size'", "from 1M to 32G", "(got 1048575)"}},
     {"{\"region_size\": \"5G\"}", {"'region_size' must be a size from 1M to 4G"}},
+    {"{\"map_ahead\": \"2T\"}", {"'map_ahead' must be a size from 0 to 1T"}},
     {"{\"region_size\": \"-1M\"}", {"'region_size'", "(got \"-1M\")"}},
     {"{\"region_size\": true}", {"'region_size'", "(got true)"}},
     {"{\"region_size\": \"64 M\"}", {"'region_size'", "K/M/G/T"}},
