@@ -409,18 +409,19 @@ CPUS = sorted(os.sched_getaffinity(0))
 def cpu_snapshot(rank_pids=()):
     """CPU seconds used so far: the idle time of the run's cores (CPUS;
     /proc/stat: idle and iowait, in 1/HZ s), the time the hypervisor took from
-    them (steal) and each group's of CPU_GROUPS, "ranks" (rank_pids) and
-    "kernel" (kernel threads: write-back, softirq daemons; on any core), from
-    the scheduler's run time of each of their live threads
-    (/proc/PID/task/*/schedstat, in ns: precise even for a 20 ms hot pass). A
-    thread that ends within a phase is not counted (none of these does)."""
+    them (steal) and, in "procs", each process of a group of CPU_GROUPS,
+    "ranks" (rank_pids) and "kernel" (kernel threads: write-back, softirq
+    daemons; on any core) with its group and the scheduler's run time of its
+    live threads (/proc/PID/task/*/schedstat, in ns: precise even for a 20 ms
+    hot pass), by (pid, start time)."""
     v = [0] * 8  # user nice system idle iowait irq softirq steal
     with open("/proc/stat") as f:
         for line in f:
             w = line.split()
             if w[0].startswith("cpu") and w[0][3:].isdigit() and int(w[0][3:]) in CPUS:
                 v = [a + int(b) for a, b in zip(v, w[1:9])]
-    out = {"idle": (v[3] + v[4]) / HZ, "softirq": (v[5] + v[6]) / HZ, "steal": v[7] / HZ}
+    out = {"idle": (v[3] + v[4]) / HZ, "softirq": (v[5] + v[6]) / HZ, "steal": v[7] / HZ,
+           "procs": {}}
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
@@ -429,7 +430,8 @@ def cpu_snapshot(rank_pids=()):
                 st = f.read()
             pid = int(d)
             comm = st[st.index("(") + 1 : st.rindex(")")]
-            ppid = st[st.rindex(")") + 2 :].split()[1]
+            rest = st[st.rindex(")") + 2 :].split()
+            ppid, start = rest[1], int(rest[19])
             g = "ranks" if pid in rank_pids else CPU_GROUPS.get(comm)
             if g is None and (pid == 2 or ppid == "2"):
                 g = "kernel"
@@ -439,23 +441,31 @@ def cpu_snapshot(rank_pids=()):
             for t in os.listdir(f"/proc/{d}/task"):
                 with open(f"/proc/{d}/task/{t}/schedstat") as f:
                     ns += int(f.read().split()[0])
-        except (OSError, ValueError):
+        except (OSError, ValueError, IndexError):
             continue  # gone meanwhile
-        out[g] = out.get(g, 0.0) + ns / 1e9
+        out["procs"][(pid, start)] = (g, ns / 1e9)
     out["t"] = time.monotonic()
     return out
 
 
 def cpu_delta(c0, c1, ncpu=len(CPUS)):
-    """CPU seconds between two snapshots: "window" the wall seconds between
-    them, "busy" the run's cores' (their number times the window, less idle; steal
-    included) and "other" what it used beyond the groups and steal (the bench
-    process, interrupts, everything else)."""
-    d = {k: round(c1.get(k, 0.0) - c0.get(k, 0.0), 4) for k in c1 if k != "t"}
+    """CPU seconds between two snapshots: each group's, from the processes
+    alive at the second (one started meanwhile: all of its time; one that
+    ended meanwhile, or a thread that did, is not counted and falls in
+    "other"), "window" the wall seconds between them, "busy" the run's cores'
+    (their number times the window, less idle; steal included) and "other"
+    what it used beyond the groups and steal (the bench process, interrupts,
+    everything else)."""
+    d = {k: round(c1[k] - c0[k], 4) for k in ("idle", "softirq", "steal")}
+    groups = {}
+    for key, (g, secs) in c1["procs"].items():
+        before = c0["procs"].get(key)
+        groups[g] = groups.get(g, 0.0) + secs - (before[1] if before and before[0] == g else 0.0)
+    for g in sorted(set(groups) | {g for g, _ in c0["procs"].values()}):
+        d[g] = round(groups.get(g, 0.0), 4)
     d["window"] = round(c1["t"] - c0["t"], 4)
     d["busy"] = round(ncpu * d["window"] - d["idle"], 4)
-    d["other"] = round(d["busy"] - d["steal"]
-                       - sum(v for k, v in d.items() if k not in ("busy", "idle", "softirq", "steal", "window")), 4)
+    d["other"] = round(d["busy"] - d["steal"] - sum(groups.values()), 4)
     return d
 
 
