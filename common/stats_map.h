@@ -55,7 +55,7 @@
     X(bad_requests, counter, "requests refused as malformed")                                      \
     X(pools, gauge, "client host pools registered now (SGLang's shm allocator)")                   \
     X(mapped_ahead_bytes, gauge,                                                                   \
-      "bytes of clients' regions and host pools mapped ahead of use now (map_ahead)")              \
+      "bytes of clients' regions and host pools given to mapping ahead (map_ahead)")               \
     X(pool_pages, counter, "pages moved straight to or from a client's host pool")                 \
     X(client_faults, counter, "pages failed because their client's memory vanished (EFAULT)")      \
     X(client_checks, counter, "hits whose payload check the client did in its copy")               \

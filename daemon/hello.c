@@ -3,7 +3,7 @@
  * shared region (shm.c) and sends its fd with the reply (SCM_RIGHTS). A hello
  * that fails its checks gets an error reply and the connection is closed
  * after it. The region of a client that named its page size is then
- * allocated ahead, in the background (hc__region_populate, also for the host
+ * allocated ahead (within map_ahead), in the background (hc__region_populate, also for the host
  * pools of request.c).
  *
  * Threads: loop thread, except populate_work, which runs on an I/O thread. */
@@ -218,9 +218,12 @@ static void populate_done(void *arg, int rc)
  * region). A pool only when all its memory is allocated already
  * (hc_region_allocated): the daemon never allocates a pool's memory for its
  * owner. All of r, or as much of its start as the server's map_ahead has left:
- * the bytes stay charged to c (c->ahead) until c is freed, so that peers
- * cannot make the daemon hold more than map_ahead of their memory by saying
- * hello. Jobs run in order, one step at a time. Loop thread. */
+ * the bytes stay charged to c (c->ahead) until c is freed (also when a step
+ * fails or the job is dropped: the charge is what was given to mapping
+ * ahead, not what is mapped), so that the peers connected at a time cannot
+ * make the daemon map more than map_ahead ahead by saying hello (a peer that
+ * keeps its region's fd and reconnects keeps those pages after its charge
+ * went back). Jobs run in order, one step at a time. Loop thread. */
 void hc__region_populate(struct conn *c, struct hc_region *r)
 {
     struct server *srv = c->srv;

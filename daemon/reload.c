@@ -20,7 +20,7 @@ static bool str_differs(const char *a, const char *b)
 
 /* SIGHUP: reads the configuration again (file, then flags, as at start) and
  * applies what can change while running: capacity, free-space ratio, seal and
- * discovery intervals, dedupe, coalescing, max_clients, the log level and the
+ * discovery intervals, dedupe, coalescing, max_clients, map_ahead, the log level and the
  * allowed users and groups. A change to anything else is logged as waiting for a restart. A
  * configuration that does not load changes nothing. */
 void hc__reload(struct server *srv)
@@ -115,9 +115,10 @@ void hc__reload(struct server *srv)
     hc_config_free(&nc);
     hc_log(HC_LOG_INFO,
            "reloaded: capacity_bytes %" PRIu64 ", seal_interval_ms %u, discovery_interval_ms %u, "
-           "dedupe %s, coalesce_reads %s, max_clients %u",
+           "dedupe %s, coalesce_reads %s, max_clients %u, map_ahead %" PRIu64,
            cfg->capacity_bytes, cfg->seal_interval_ms, cfg->discovery_interval_ms,
-           cfg->dedupe ? "on" : "off", cfg->coalesce_reads ? "on" : "off", cfg->max_clients);
+           cfg->dedupe ? "on" : "off", cfg->coalesce_reads ? "on" : "off", cfg->max_clients,
+           cfg->map_ahead);
 out:
     hc_notify("READY=1\nSTATUS=serving");
 }

@@ -150,7 +150,8 @@ struct server {
     struct hc_store *store;
     struct hc_stats stats;
     uint64_t pool_bytes;       /* mapped by every connection's host pools */
-    uint64_t ahead;            /* the conns' ahead: stats.mapped_ahead_bytes, <= map_ahead */
+    uint64_t ahead;            /* the conns' ahead: stats.mapped_ahead_bytes; more than
+                                  map_ahead only after a reload lowered it */
     struct populate *pop_head; /* regions and pools to map ahead, in order (hello.c) */
     struct populate *pop_tail;
     bool pop_busy;              /* a step of pop_head on an I/O thread: one at a time */
@@ -194,7 +195,8 @@ bool hc__peer_allowed(const struct server *srv, uid_t uid, gid_t gid);
 /* ---- hello.c -------------------------------------------------------------- */
 
 void hc__handle_hello(struct conn *c, const Hicache__Request *req);
-/* Maps all of r into the daemon ahead of use, in the background (hello.c). */
+/* Maps r, or its first bytes within map_ahead, into the daemon ahead of use,
+ * in the background (hello.c). */
 void hc__region_populate(struct conn *c, struct hc_region *r);
 
 /* ---- request.c ------------------------------------------------------------ */

@@ -437,12 +437,16 @@ def cpu_snapshot(rank_pids=()):
                 g = "kernel"
             if g is None:
                 continue
-            ns = 0
-            for t in os.listdir(f"/proc/{d}/task"):
-                with open(f"/proc/{d}/task/{t}/schedstat") as f:
-                    ns += int(f.read().split()[0])
+            tasks = os.listdir(f"/proc/{d}/task")
         except (OSError, ValueError, IndexError):
             continue  # gone meanwhile
+        ns = 0
+        for t in tasks:
+            try:
+                with open(f"/proc/{d}/task/{t}/schedstat") as f:
+                    ns += int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue  # a thread gone meanwhile
         out["procs"][(pid, start)] = (g, ns / 1e9)
     out["t"] = time.monotonic()
     return out
@@ -451,16 +455,17 @@ def cpu_snapshot(rank_pids=()):
 def cpu_delta(c0, c1, ncpu=len(CPUS)):
     """CPU seconds between two snapshots: each group's, from the processes
     alive at the second (one started meanwhile: all of its time; one that
-    ended meanwhile, or a thread that did, is not counted and falls in
-    "other"), "window" the wall seconds between them, "busy" the run's cores'
-    (their number times the window, less idle; steal included) and "other"
+    ended meanwhile is not counted and falls in "other"; a thread that ended
+    meanwhile takes its time before the first from its process's), "window"
+    the wall seconds between them, "busy" the run's cores' (their number
+    times the window, less idle; steal included) and "other"
     what it used beyond the groups and steal (the bench process, interrupts,
     everything else)."""
     d = {k: round(c1[k] - c0[k], 4) for k in ("idle", "softirq", "steal")}
     groups = {}
     for key, (g, secs) in c1["procs"].items():
         before = c0["procs"].get(key)
-        groups[g] = groups.get(g, 0.0) + secs - (before[1] if before and before[0] == g else 0.0)
+        groups[g] = groups.get(g, 0.0) + secs - (before[1] if before else 0.0)
     for g in sorted(set(groups) | {g for g, _ in c0["procs"].values()}):
         d[g] = round(groups.get(g, 0.0), 4)
     d["window"] = round(c1["t"] - c0["t"], 4)

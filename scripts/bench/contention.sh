@@ -34,6 +34,7 @@ ST=$WORK/state MNT=$WORK/mnt SOCK=$WORK/hicached.sock
 mkdir -p "$ST" "$MNT"
 DPID= HOGS=()
 cleanup() {
+    set +e
     [ -n "$DPID" ] && kill "$DPID" 2>/dev/null && wait "$DPID" 2>/dev/null
     [ ${#HOGS[@]} -gt 0 ] && kill "${HOGS[@]}" 2>/dev/null
     bash scripts/bench/emulate.sh down --state "$ST" >/dev/null 2>&1 || true
@@ -43,11 +44,12 @@ trap cleanup EXIT
 bash scripts/bench/emulate.sh up --state "$ST" --mount "$MNT" --meta-rtt-us 500 \
     --obj-rtt-us 5000 --cache-size 2048 --tag hccont >/dev/null
 
-jfs_ns() { # run time of every thread of the JuiceFS client, in ns
-    local p t=0 f
-    for p in $(pgrep -x juicefs); do
+jfs_ns() { # run time of every thread of this volume's JuiceFS client, in ns
+    local p t=0 f n
+    for p in $(ip netns pids hccont-cli 2>/dev/null); do
+        [ "$(cat /proc/"$p"/comm 2>/dev/null)" = juicefs ] || continue
         for f in /proc/"$p"/task/*/schedstat; do
-            read -r n _ <"$f" 2>/dev/null && t=$((t + n))
+            { read -r n _ <"$f"; } 2>/dev/null && t=$((t + n))
         done
     done
     echo "$t"
