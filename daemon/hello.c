@@ -3,8 +3,8 @@
  * shared region (shm.c) and sends its fd with the reply (SCM_RIGHTS). A hello
  * that fails its checks gets an error reply and the connection is closed
  * after it. The region of a client that named its page size is then
- * allocated ahead (within map_ahead), in the background (hc__region_populate, also for the host
- * pools of request.c).
+ * allocated ahead (within map_ahead), in the background (hc__region_populate,
+ * also for the host pools of request.c).
  *
  * Threads: loop thread, except populate_work, which runs on an I/O thread. */
 #include "server_int.h"

@@ -20,9 +20,10 @@ static bool str_differs(const char *a, const char *b)
 
 /* SIGHUP: reads the configuration again (file, then flags, as at start) and
  * applies what can change while running: capacity, free-space ratio, seal and
- * discovery intervals, dedupe, coalescing, max_clients, map_ahead, the log level and the
- * allowed users and groups. A change to anything else is logged as waiting for a restart. A
- * configuration that does not load changes nothing. */
+ * discovery intervals, dedupe, coalescing, max_clients, map_ahead, the log
+ * level and the allowed users and groups. A change to anything else is logged
+ * as waiting for a restart. A configuration that does not load changes
+ * nothing. */
 void hc__reload(struct server *srv)
 {
     struct hc_config nc, *cfg = srv->cfg;

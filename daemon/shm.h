@@ -40,9 +40,9 @@ int hc_region_populate(const struct hc_region *r, uint64_t off, uint64_t len);
 /* True when every byte of pool r, a tmpfs file, has its memory already (the
  * file's blocks cover the whole file: an SGLang pool pinned for the GPU's
  * copies, or written whole), so that populating it allocates nothing its
- * owner has not (unless the client punches holes after this check); always true for a region of the
- * daemon's own; false for a pool on hugetlbfs (its faults come 2 MiB at a time: nothing to gain).
- */
+ * owner has not (unless the client punches holes after this check); always
+ * true for a region of the daemon's own; false for a pool on hugetlbfs (its
+ * faults come 2 MiB at a time: nothing to gain). */
 bool hc_region_allocated(const struct hc_region *r);
 
 void hc_region_ref(struct hc_region *r);
