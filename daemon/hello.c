@@ -154,10 +154,30 @@ static bool hello_refused(struct conn *c, const Hicache__Request *req, const cha
 struct populate {
     struct populate *next;
     struct server *srv;
+    /* r's connection, charged for [0, end): valid while the job is not r's
+     * only holder (refs > 1). The connection holds r until it is freed, and
+     * whatever else holds r (a batch in flight) holds the connection. */
+    struct conn *c;
     struct hc_region *r;
     uint64_t off; /* the next step */
     uint64_t end; /* mapped ahead up to here (within the server's map_ahead) */
 };
+
+/* A job that ends before its end (a step failed, or the server stopping)
+ * gives back the charge of the bytes after its last step, while its
+ * connection lives (a freed connection gave back all of its own). Loop
+ * thread. */
+static void populate_refund(struct populate *p)
+{
+    uint64_t left = p->off < p->end ? p->end - p->off : 0;
+
+    if (!left || p->r->refs <= 1)
+        return;
+    p->c->ahead -= left;
+    p->srv->ahead -= left;
+    p->srv->stats.mapped_ahead_bytes = p->srv->ahead;
+    p->end = p->off;
+}
 
 /* Called on an I/O thread (hc_store_background): allocates and maps one step
  * of the region, which the job's reference keeps mapped; reads only the job,
@@ -188,6 +208,7 @@ static void populate_next(struct server *srv)
         srv->pop_head = p->next;
         if (!srv->pop_head)
             srv->pop_tail = NULL;
+        populate_refund(p);
         hc_region_unref(p->r);
         free(p);
     }
@@ -204,10 +225,10 @@ static void populate_done(void *arg, int rc)
                "a client's %s of %" PRIu64 " bytes was not mapped ahead: %s (its pages come as "
                "they are used)",
                p->r->pool ? "host pool" : "shared region", p->r->size, strerror(-rc));
-        p->off = p->end; /* the job ends */
-    } else {
-        p->off += POPULATE_STEP;
     }
+    p->off += POPULATE_STEP; /* a failed step may have mapped some: kept charged */
+    if (rc < 0)
+        populate_refund(p); /* the job ends */
     populate_next(p->srv);
 }
 
@@ -218,12 +239,13 @@ static void populate_done(void *arg, int rc)
  * region). A pool only when all its memory is allocated already
  * (hc_region_allocated): the daemon never allocates a pool's memory for its
  * owner. All of r, or as much of its start as the server's map_ahead has left:
- * the bytes stay charged to c (c->ahead) until c is freed (also when a step
- * fails or the job is dropped: the charge is what was given to mapping
- * ahead, not what is mapped), so that the peers connected at a time cannot
- * make the daemon map more than map_ahead ahead by saying hello (a peer that
- * keeps its region's fd and reconnects keeps those pages after its charge
- * went back). Jobs run in order, one step at a time. Loop thread. */
+ * the bytes mapped stay charged to c (c->ahead) until c is freed, so that the
+ * peers connected at a time cannot make the daemon map more than map_ahead
+ * ahead by saying hello (and a region of the daemon's own gives its pages
+ * back when it is released, hc_region_unref, also if its peer kept the fd).
+ * The bytes after the last step of a job that ends early (a step failed: no
+ * MADV_POPULATE_WRITE before Linux 5.14, or no memory) go back at once.
+ * Jobs run in order, one step at a time. Loop thread. */
 void hc__region_populate(struct conn *c, struct hc_region *r)
 {
     struct server *srv = c->srv;
@@ -236,7 +258,7 @@ void hc__region_populate(struct conn *c, struct hc_region *r)
         len = r->size;
     if (!len || !hc_region_allocated(r) || !(p = malloc(sizeof(*p))))
         return;
-    *p = (struct populate){.srv = srv, .r = r, .end = len};
+    *p = (struct populate){.srv = srv, .c = c, .r = r, .end = len};
     hc_region_ref(r);
     c->ahead += len;
     srv->ahead += len;

@@ -99,6 +99,15 @@ void hc_region_unref(struct hc_region *r)
 {
     if (!r || --r->refs > 0)
         return;
+    /* A region of the daemon's own gives its pages back now, also when its
+     * client kept the fd or a mapping of it: the daemon allocated them (and
+     * mapped them ahead), and a peer that keeps regions and reconnects would
+     * otherwise hold ever more of the daemon's memory. Such a peer reads
+     * zeros after this, and what it writes is its own. When the client let
+     * go of the region already, this frees what the munmap below would have:
+     * no more work. A pool is its client's memory: never touched. */
+    if (!r->pool)
+        (void)madvise(r->base, (size_t)r->size, MADV_REMOVE);
     munmap(r->base, (size_t)(r->maplen ? r->maplen : r->size));
     if (r->fd >= 0)
         close(r->fd);

@@ -46,7 +46,9 @@ int hc_region_populate(const struct hc_region *r, uint64_t off, uint64_t len);
 bool hc_region_allocated(const struct hc_region *r);
 
 void hc_region_ref(struct hc_region *r);
-/* Drops a reference; the last one unmaps, closes and frees. Accepts NULL. */
+/* Drops a reference; the last one frees the pages of a region of the
+ * daemon's own (MADV_REMOVE: its client reads zeros from then on, if it kept
+ * a mapping), unmaps, closes and frees. Accepts NULL. */
 void hc_region_unref(struct hc_region *r);
 
 /* Returns 0 if [off, off + len) lies inside [0, size) and len > 0, else

@@ -413,7 +413,7 @@ def cpu_snapshot(rank_pids=()):
     "ranks" (rank_pids) and "kernel" (kernel threads: write-back, softirq
     daemons; on any core) with its group and the scheduler's run time of its
     live threads (/proc/PID/task/*/schedstat, in ns: precise even for a 20 ms
-    hot pass), by (pid, start time)."""
+    hot pass), by (pid, start time), thread by thread."""
     v = [0] * 8  # user nice system idle iowait irq softirq steal
     with open("/proc/stat") as f:
         for line in f:
@@ -440,32 +440,33 @@ def cpu_snapshot(rank_pids=()):
             tasks = os.listdir(f"/proc/{d}/task")
         except (OSError, ValueError, IndexError):
             continue  # gone meanwhile
-        ns = 0
+        threads = {}
         for t in tasks:
             try:
                 with open(f"/proc/{d}/task/{t}/schedstat") as f:
-                    ns += int(f.read().split()[0])
+                    threads[t] = int(f.read().split()[0]) / 1e9
             except (OSError, ValueError, IndexError):
                 continue  # a thread gone meanwhile
-        out["procs"][(pid, start)] = (g, ns / 1e9)
+        out["procs"][(pid, start)] = (g, threads)
     out["t"] = time.monotonic()
     return out
 
 
 def cpu_delta(c0, c1, ncpu=len(CPUS)):
     """CPU seconds between two snapshots: each group's, from the processes
-    alive at the second (one started meanwhile: all of its time; one that
-    ended meanwhile is not counted and falls in "other"; a thread that ended
-    meanwhile takes its time before the first from its process's), "window"
+    alive at the second, thread by thread (one started meanwhile: all of its
+    time; a process or thread that ended meanwhile is not counted, its time
+    in the window falls in "other"), "window"
     the wall seconds between them, "busy" the run's cores' (their number
     times the window, less idle; steal included) and "other"
     what it used beyond the groups and steal (the bench process, interrupts,
     everything else)."""
     d = {k: round(c1[k] - c0[k], 4) for k in ("idle", "softirq", "steal")}
     groups = {}
-    for key, (g, secs) in c1["procs"].items():
-        before = c0["procs"].get(key)
-        groups[g] = groups.get(g, 0.0) + secs - (before[1] if before else 0.0)
+    for key, (g, threads) in c1["procs"].items():
+        before = c0["procs"].get(key, (g, {}))[1]
+        secs = sum(t - before.get(tid, 0.0) for tid, t in threads.items())
+        groups[g] = groups.get(g, 0.0) + secs
     for g in sorted(set(groups) | {g for g, _ in c0["procs"].values()}):
         d[g] = round(groups.get(g, 0.0), 4)
     d["window"] = round(c1["t"] - c0["t"], 4)

@@ -327,6 +327,17 @@ static long rss_reaches(const struct hd *d, const char *name, long kib)
     return v;
 }
 
+/* Waits up to 5 s until the daemon's mapped_ahead_bytes is want; returns
+ * what it is then. */
+static int64_t ahead_reaches(const struct hd *d, int64_t want)
+{
+    int64_t v = hd_stat(d, "mapped_ahead_bytes");
+    for (uint64_t end = h_now_ms() + 5000; v != want && h_now_ms() < end;
+         v = hd_stat(d, "mapped_ahead_bytes"))
+        h_sleep_ms(20);
+    return v;
+}
+
 /* Whether this kernel maps ahead (MADV_POPULATE_WRITE, Linux 5.14): before
  * it the daemon lets pages fault in as they are used, and the tests of
  * mapping ahead have nothing to see. */
@@ -444,10 +455,7 @@ START_TEST(test_pool_map_ahead_bounded)
 
     /* the first client's 8 MiB go back to the budget when it leaves */
     hc_close(c[0]);
-    int64_t ahead = hd_stat(d, "mapped_ahead_bytes");
-    for (uint64_t end = h_now_ms() + 5000; ahead != 12 << 20 && h_now_ms() < end;
-         ahead = hd_stat(d, "mapped_ahead_bytes"))
-        h_sleep_ms(20);
+    int64_t ahead = ahead_reaches(d, 12 << 20);
     ck_assert_int_eq(ahead, 12 << 20);
     c[0] = hd_connect(d, "pool", PAGE);
     got = rss_reaches(d, "hicache-client-", 20 * mib);
@@ -469,6 +477,143 @@ START_TEST(test_pool_map_ahead_bounded)
     }
     for (int i = 0; i < 4; i++)
         hc_close(c[i]);
+    hd_stop(d);
+}
+END_TEST
+
+/* Bytes of [base, base + len) resident in memory (mincore: for a shared
+ * memfd mapping, the file's pages that exist). */
+static long resident_bytes(const uint8_t *base, size_t len)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t n = (len + (size_t)pg - 1) / (size_t)pg;
+    unsigned char *vec = malloc(n);
+    long in = 0;
+
+    ck_assert_ptr_nonnull(vec);
+    ck_assert_int_eq(mincore((void *)base, len, vec), 0);
+    for (size_t i = 0; i < n; i++)
+        in += vec[i] & 1;
+    free(vec);
+    return in * pg;
+}
+
+/* A peer that keeps its region (its mapping of the fd the hello passed) when
+ * it closes, and reconnects, again and again, holds none of the daemon's
+ * memory: once the daemon lets go of a closed client's region, it frees the
+ * region's pages (hello.c's mapping ahead allocated them). Before, each
+ * round left map_ahead's worth resident behind the peer's mapping. A client
+ * that behaves still moves its pages, byte for byte. */
+START_TEST(test_pool_kept_region_freed)
+{
+    enum { ROUNDS = 4 };
+    const size_t region = 8 << 20;
+    struct h_raw r[ROUNDS];
+    int res;
+
+    if (!populate_supported())
+        return;
+    struct hd *d = hd_new("pool-g", "--region-size", "8M", NULL);
+    hd_start(d);
+    for (int i = 0; i < ROUNDS; i++) {
+        ck_assert_int_eq(h_raw_connect(&r[i], d->sock), 0);
+        ck_assert_int_eq(h_raw_hello(&r[i], "pool", PAGE), 0);
+        ck_assert_uint_eq(r[i].region_size, region);
+        long in = resident_bytes(r[i].region, region);
+        for (uint64_t end = h_now_ms() + 5000; in < (long)region && h_now_ms() < end;
+             in = resident_bytes(r[i].region, region))
+            h_sleep_ms(20);
+        ck_assert_msg(in == (long)region, "round %d: %ld bytes mapped ahead, want %zu", i, in,
+                      region);
+        /* the peer closes its connection and keeps its mapping */
+        close(r[i].fd);
+        r[i].fd = -1;
+        int64_t ahead = ahead_reaches(d, 0);
+        ck_assert_int_eq(ahead, 0);
+    }
+    for (int i = 0; i < ROUNDS; i++) {
+        long in = resident_bytes(r[i].region, region);
+        for (uint64_t end = h_now_ms() + 5000; in > 0 && h_now_ms() < end;
+             in = resident_bytes(r[i].region, region))
+            h_sleep_ms(20);
+        ck_assert_msg(in == 0, "round %d: %ld bytes still held behind a closed peer's mapping", i,
+                      in);
+        ck_assert_int_eq(r[i].region[12345], 0); /* what such a peer reads now */
+        h_raw_close(&r[i]);
+    }
+
+    hc_client *c = hd_connect(d, "pool", PAGE);
+    uint8_t *buf = malloc(PAGE);
+    hc_buf b = {buf, PAGE};
+    hc_page pg = {"kept-0", &b, 1};
+    ck_assert_ptr_nonnull(buf);
+    h_fill(buf, PAGE, "kept-0", 7);
+    ck_assert_int_eq(hc_batch_set(c, &pg, 1, &res), 1);
+    ck_assert_int_eq(res, 0);
+    memset(buf, 0, PAGE);
+    ck_assert_int_eq(hc_batch_get(c, &pg, 1, &res), 1);
+    ck_assert_int_eq(res, 0);
+    ck_assert_int_lt(h_check(buf, PAGE, "kept-0", 7), 0);
+    free(buf);
+    hc_close(c);
+    hd_stop(d);
+}
+END_TEST
+
+/* Mapping ahead that fails gives back what it did not map: a client that
+ * truncates its pool while the daemon maps it ahead (the step then fails
+ * with EFAULT, as it would with no memory, or before Linux 5.14) leaves
+ * mapped_ahead_bytes at its region and the steps done, not the whole pool,
+ * which would be kept from the next clients until it left. */
+START_TEST(test_pool_map_ahead_refund)
+{
+    const size_t big = 256 << 20, region = 8 << 20;
+    int res[NPAGES];
+    struct pool p;
+
+    if (!populate_supported())
+        return;
+    struct hd *d = hd_new("pool-h", "--region-size", "8M", NULL);
+    hd_start(d);
+    hc_client *c = hd_connect(d, "pool", PAGE);
+    int64_t ahead = hd_stat(d, "mapped_ahead_bytes");
+    ck_assert_int_eq(ahead, region);
+    int fd = memfd_create("hc-test-big-pool", MFD_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(fallocate(fd, 0, 0, (off_t)big), 0); /* all its memory there */
+    void *base = mmap(NULL, big, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ck_assert(base != MAP_FAILED);
+    ck_assert_int_gt(hc_pool_register(c, fd, base, big), 0);
+    /* 16 steps of 16 MiB, one at a time on an I/O thread: this lands
+     * within the first ones */
+    ck_assert_int_eq(ftruncate(fd, 0), 0);
+    ahead = hd_stat(d, "mapped_ahead_bytes");
+    for (uint64_t end = h_now_ms() + 5000; ahead == (int64_t)(region + big) && h_now_ms() < end;
+         ahead = hd_stat(d, "mapped_ahead_bytes"))
+        h_sleep_ms(20);
+    ck_assert_msg(ahead >= (int64_t)region && ahead < (int64_t)(region + big / 2),
+                  "mapped_ahead_bytes %lld after the pool's mapping ahead failed",
+                  (long long)ahead);
+    close(fd);
+
+    /* the client's region and a new pool still move pages */
+    pool_new(&p);
+    for (int i = 0; i < NPAGES; i++) {
+        char key[64];
+        key_of(key, sizeof(key), "refund", i);
+        h_fill(p.base + (size_t)i * PAGE, PAGE, key, 8);
+    }
+    ck_assert_int_gt(hc_pool_register(c, p.fd, p.base, POOL), 0);
+    ck_assert_int_eq(pool_batch(c, &p, "refund", 0, NPAGES, true, res), NPAGES);
+    for (int i = 0; i < NPAGES; i++) {
+        ck_assert_int_eq(res[i], 0);
+        ck_assert_int_eq(region_get_check(c, "refund", i, 8), 0);
+    }
+    hc_close(c);
+    pool_free(&p);
+    munmap(base, big); /* only now: a new mapping there would look like the old pool */
+    ahead = ahead_reaches(d, 0);
+    ck_assert_int_eq(ahead, 0);
     hd_stop(d);
 }
 END_TEST
@@ -555,6 +700,8 @@ int main(void)
     tcase_add_test(tc, test_pool_truncated);
     tcase_add_test(tc, test_pool_mapped_ahead);
     tcase_add_test(tc, test_pool_map_ahead_bounded);
+    tcase_add_test(tc, test_pool_kept_region_freed);
+    tcase_add_test(tc, test_pool_map_ahead_refund);
     suite_add_tcase(s, tc);
     return h_run_suite(s);
 }
