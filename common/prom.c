@@ -74,9 +74,23 @@ static int get_u64(const json_t *o, const char *key, uint64_t *out)
     return 0;
 }
 
+/* A counter or gauge. One counted in microseconds (a name ending in
+ * _microseconds) goes out in Prometheus's base unit: <stem>_seconds. */
 static void one(struct tb *b, const char *name, const char *suffix, const char *type,
                 const char *help, uint64_t v)
 {
+    static const char us[] = "_microseconds";
+    size_t n = strlen(name);
+
+    if (n > sizeof(us) - 1 && strcmp(name + n - (sizeof(us) - 1), us) == 0) {
+        int stem = (int)(n - (sizeof(us) - 1));
+        tb_printf(b,
+                  "# HELP hicached_%.*s_seconds%s %s\n# TYPE hicached_%.*s_seconds%s %s\n"
+                  "hicached_%.*s_seconds%s %.6f\n",
+                  stem, name, suffix, help, stem, name, suffix, type, stem, name, suffix,
+                  (double)v / 1e6);
+        return;
+    }
     tb_printf(b, "# HELP hicached_%s%s %s\n# TYPE hicached_%s%s %s\nhicached_%s%s %" PRIu64 "\n",
               name, suffix, help, name, suffix, type, name, suffix, v);
 }

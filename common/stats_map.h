@@ -67,6 +67,11 @@
       "of those, past their chunk's one for pages that waited (slow writes: one more slice)")      \
     X(mapped_bytes, counter, "bytes the page cache held copied out of kept mappings of segments")  \
     X(mapped_faults, counter, "copies out of those mappings a vanished page stopped (read again)") \
-    X(inflight_bytes, gauge, "bytes of storage I/O in flight now")
+    X(inflight_bytes, gauge, "bytes of storage I/O in flight now")                                 \
+    X(loop_busy_microseconds, counter,                                                             \
+      "time the loop thread worked rather than waited for events (rate: its share of a core)")     \
+    X(loop_stalls, counter, "times the loop thread's tick ran more than 10 ms late (kept busy)")   \
+    X(loop_stall_max_microseconds, gauge,                                                          \
+      "the most the loop thread's tick ran late since the start")
 
 #endif

@@ -40,10 +40,26 @@ static void on_io_wake(uv_async_t *h)
 }
 
 /* Every few hundred ms: handshake and flush deadlines, the store's tick. */
+/* A tick that runs more than this late counts as a stall of the loop thread:
+ * something kept it from polling (a callback that ran long, or the thread
+ * not scheduled). */
+#define LOOP_STALL_US 10000u
+
 static void on_tick(uv_timer_t *t)
 {
     struct server *srv = t->data;
-    uint64_t now = uv_now(&srv->loop);
+    uint64_t now = uv_now(&srv->loop), now_ns = uv_hrtime();
+
+    if (srv->tick_due_ns && now_ns > srv->tick_due_ns) {
+        uint64_t late_us = (now_ns - srv->tick_due_ns) / 1000;
+        if (late_us > LOOP_STALL_US)
+            srv->stats.loop_stalls++;
+        if (late_us > srv->stats.loop_stall_max_microseconds)
+            srv->stats.loop_stall_max_microseconds = late_us;
+    }
+    /* libuv arms the next tick from the loop's time now (ms); one more ms of
+     * slack covers that rounding */
+    srv->tick_due_ns = now_ns + (srv->tick_ms + 1) * 1000000u;
 
     hc__sweep_conns(srv, now);
     hc_store_tick(srv->store, now);
@@ -270,6 +286,7 @@ static void timers_and_signals_start(struct server *srv)
     if (cfg->visibility_ms && cfg->visibility_ms / 8 < tick_ms) /* tail.c */
         tick_ms = cfg->visibility_ms / 8;
     tick_ms = tick_ms < 10 ? 10 : tick_ms > 200 ? 200 : tick_ms;
+    srv->tick_ms = tick_ms;
     uv_timer_start(&srv->tick, on_tick, tick_ms, tick_ms);
     uv_signal_init(&srv->loop, &srv->sig_term);
     uv_signal_init(&srv->loop, &srv->sig_int);
@@ -289,6 +306,10 @@ void hc__server_io_stats(struct server *srv)
     srv->stats.inflight_bytes = hc_io_pool_inflight_bytes(srv->io);
     srv->stats.mapped_bytes = m.bytes;
     srv->stats.mapped_faults = m.faults;
+    if (srv->start_ns) {
+        uint64_t wall = uv_hrtime() - srv->start_ns, idle = uv_metrics_idle_time(&srv->loop);
+        srv->stats.loop_busy_microseconds = wall > idle ? (wall - idle) / 1000 : 0;
+    }
 }
 
 /* The Prometheus text of the counters and histograms (metrics.h). */
@@ -340,6 +361,10 @@ int hc_server_run(struct hc_config *cfg, int argc, char **argv)
         free(srv);
         return 1;
     }
+    /* loop_busy_microseconds: the loop counts the time it waits for events (stays 0
+     * with a libuv that cannot) */
+    if (uv_loop_configure(&srv->loop, UV_METRICS_IDLE_TIME) == 0)
+        srv->start_ns = uv_hrtime();
     srv->restrict_peers =
         (cfg->allowed_uids && *cfg->allowed_uids) || (cfg->allowed_gids && *cfg->allowed_gids);
     if (hc__parse_ids(cfg->allowed_uids, false, srv->allowed_uids, &srv->n_uids, err, sizeof(err)) <

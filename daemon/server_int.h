@@ -162,6 +162,10 @@ struct server {
     struct conn *conns;
     uint64_t next_conn;
     uint64_t start_ms;
+    uint64_t start_ns;    /* uv_hrtime() when the loop began counting its idle time (0: it
+                             cannot: loop_busy_microseconds stays 0) */
+    uint64_t tick_ms;     /* the tick's period */
+    uint64_t tick_due_ns; /* when the next tick is due (uv_hrtime), 0 before the first */
     uid_t allowed_uids[MAX_IDS];
     unsigned n_uids;
     gid_t allowed_gids[MAX_IDS];
@@ -205,8 +209,8 @@ void hc__handle_request(struct conn *c, const Hicache__Request *req);
 
 /* ---- server.c ------------------------------------------------------------- */
 
-/* Loop thread: the I/O pool's gauges and counters into srv->stats, before
- * they are shown. */
+/* Loop thread: the I/O pool's gauges and counters, and the loop's busy time,
+ * into srv->stats, before they are shown. */
 void hc__server_io_stats(struct server *srv);
 
 /* ---- reload.c --------------------------------------------------------------- */

@@ -747,9 +747,18 @@ class Bench:
         if name in ("cold", "hot"):
             row["all_hit"] = all(r["hits"] == self.pages for r in act)
         for k in ("bytes_written", "bytes_read_storage", "dedup_hits", "coalesced_reads", "bytes_served",
-                  "pool_pages"):
+                  "pool_pages", "loop_busy_microseconds", "loop_stalls"):
             if s0 or s1:
                 row["hc_" + k] = s1.get(k, 0) - s0.get(k, 0)
+        if s0 or s1:
+            # the daemon's own time for the phase's requests, receipt to reply (its
+            # histograms), and the worst its loop thread's tick ran late so far
+            row["hc_loop_stall_max_microseconds"] = s1.get("loop_stall_max_microseconds", 0)
+            op = {"backup": "set", "cold": "get", "hot": "get"}.get(name, "exists")
+            l0, l1 = (s.get("latency", {}).get(op, {}) for s in (s0, s1))
+            n = l1.get("count", 0) - l0.get("count", 0)
+            if n > 0:
+                row["hc_daemon_us_mean"] = (l1.get("sum_us", 0) - l0.get("sum_us", 0)) / n
         for k in w1:
             row["jfs_" + k] = w1[k] - w0.get(k, 0)
         if f0 is not None:

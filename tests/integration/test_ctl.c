@@ -4,6 +4,7 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,12 +189,45 @@ START_TEST(test_ctl_stats_json)
 }
 END_TEST
 
+/* The loop thread's own counters: a daemon stopped for half a second (as a
+ * callback that ran that long would keep it) reports a stall of about that
+ * much (its tick ran late), and an idle daemon's loop waits rather than
+ * works (loop_busy_microseconds grows by far less than the time passed). */
+START_TEST(test_ctl_loop_stall)
+{
+    ctl_d = hd_new("L", NULL);
+    hd_start(ctl_d);
+    int64_t stalls0 = hd_stat(ctl_d, "loop_stalls");
+    int64_t busy0 = hd_stat(ctl_d, "loop_busy_microseconds");
+    uint64_t t0 = h_now_ms();
+    h_sleep_ms(600);
+    int64_t busy1 = hd_stat(ctl_d, "loop_busy_microseconds");
+    uint64_t waited_us = (h_now_ms() - t0) * 1000;
+    ck_assert_msg(busy1 >= busy0 && busy1 - busy0 < (int64_t)waited_us / 2,
+                  "an idle loop worked %lld us of %llu", (long long)(busy1 - busy0),
+                  (unsigned long long)waited_us);
+
+    ck_assert_int_eq(kill(ctl_d->pid, SIGSTOP), 0);
+    h_sleep_ms(500);
+    ck_assert_int_eq(kill(ctl_d->pid, SIGCONT), 0);
+    h_sleep_ms(400); /* a tick (200 ms at most) runs, late */
+    int64_t stalls1 = hd_stat(ctl_d, "loop_stalls");
+    int64_t worst = hd_stat(ctl_d, "loop_stall_max_microseconds");
+    ck_assert_msg(stalls1 > stalls0, "no stall counted (%lld, then %lld)", (long long)stalls0,
+                  (long long)stalls1);
+    /* the tick due soonest after the stop ran at least 500 - 200 ms late */
+    ck_assert_msg(worst >= 290000 && worst < 10000000,
+                  "loop_stall_max_microseconds %lld after 500 ms stopped", (long long)worst);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("integration_ctl");
     TCase *tc = h_tcase("ctl", 60);
     tcase_add_test(tc, test_ctl_put_get_exists);
     tcase_add_test(tc, test_ctl_stats_json);
+    tcase_add_test(tc, test_ctl_loop_stall);
     suite_add_tcase(s, tc);
     return h_run_suite(s);
 }

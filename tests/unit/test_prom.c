@@ -23,10 +23,34 @@ static char *text_of(const char *js)
     return t;
 }
 
+/* One counter or gauge of the map in t: HELP, TYPE and value, _total on a
+ * counter; one in microseconds (name ending in _microseconds) as <stem>_seconds
+ * with its value in seconds. */
+static void check_one(const char *t, const char *name, const char *kind, const char *desc,
+                      unsigned long long v)
+{
+    const char *sfx = strcmp(kind, "counter") == 0 ? "_total" : "";
+    size_t n = strlen(name), us = strlen("_microseconds");
+    char line[256], metric[128], value[32];
+
+    if (n > us && strcmp(name + n - us, "_microseconds") == 0) {
+        snprintf(metric, sizeof(metric), "%.*s_seconds%s", (int)(n - us), name, sfx);
+        snprintf(value, sizeof(value), "%.6f", (double)v / 1e6);
+    } else {
+        snprintf(metric, sizeof(metric), "%s%s", name, sfx);
+        snprintf(value, sizeof(value), "%llu", v);
+    }
+    snprintf(line, sizeof(line), "# TYPE hicached_%s %s\n", metric, kind);
+    ck_assert_msg(strstr(t, line), "no '%s' in:\n%s", line, t);
+    snprintf(line, sizeof(line), "# HELP hicached_%s %s\n", metric, desc);
+    ck_assert_msg(strstr(t, line), "no '%s'", line);
+    snprintf(line, sizeof(line), "\nhicached_%s %s\n", metric, value);
+    ck_assert_msg(strstr(t, line), "no '%s'", line);
+}
+
 START_TEST(test_every_counter_with_help_and_type)
 {
     char js[8192] = "{\"node_id\": \"n1\", \"version\": \"0.1.0\", \"uptime_s\": 7";
-    char line[256];
     char *t;
     unsigned long long v = 100;
 
@@ -37,16 +61,7 @@ START_TEST(test_every_counter_with_help_and_type)
     strcat(js, "}");
     t = text_of(js);
     v = 100;
-#define CHECK(name, kind, desc)                                                                    \
-    {                                                                                              \
-        const char *sfx = strcmp(#kind, "counter") == 0 ? "_total" : "";                           \
-        snprintf(line, sizeof(line), "# TYPE hicached_%s%s %s\n", #name, sfx, #kind);              \
-        ck_assert_msg(strstr(t, line), "no '%s' in:\n%s", line, t);                                \
-        snprintf(line, sizeof(line), "# HELP hicached_%s%s %s\n", #name, sfx, desc);               \
-        ck_assert_msg(strstr(t, line), "no '%s'", line);                                           \
-        snprintf(line, sizeof(line), "\nhicached_%s%s %llu\n", #name, sfx, v++);                   \
-        ck_assert_msg(strstr(t, line), "no '%s'", line);                                           \
-    }
+#define CHECK(name, kind, desc) check_one(t, #name, #kind, desc, v++);
     HC_STATS_MAP(CHECK)
 #undef CHECK
     ck_assert(strstr(t, "hicached_info{node_id=\"n1\",version=\"0.1.0\"} 1\n"));
@@ -55,6 +70,7 @@ START_TEST(test_every_counter_with_help_and_type)
     ck_assert(strstr(t, "\nhicached_pages "));         /* a gauge */
     ck_assert(!strstr(t, "hicached_pages_total"));     /* gauges have no _total */
     ck_assert(!strstr(t, "request_duration_seconds")); /* no latency: no histogram */
+    ck_assert(!strstr(t, "_microseconds"));            /* base units only */
     free(t);
 }
 END_TEST
