@@ -39,12 +39,13 @@ static void on_io_wake(uv_async_t *h)
     hc_io_pool_drain(srv->io);
 }
 
-/* Every few hundred ms: handshake and flush deadlines, the store's tick. */
 /* A tick that runs more than this late counts as a stall of the loop thread:
  * something kept it from polling (a callback that ran long, or the thread
  * not scheduled). */
 #define LOOP_STALL_US 10000u
 
+/* Every few hundred ms: how late it ran (loop_stalls), handshake and flush
+ * deadlines, the store's tick. */
 static void on_tick(uv_timer_t *t)
 {
     struct server *srv = t->data;
